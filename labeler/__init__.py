@@ -1,0 +1,1 @@
+"""Human-in-the-loop labeler for Rakuten France product categories."""

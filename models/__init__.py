@@ -1,0 +1,1 @@
+"""Text model, image voting ensemble, fusion, explanations and training."""

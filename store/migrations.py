@@ -1,0 +1,185 @@
+"""Named schema migrations, applied once each, in order, inside a transaction."""
+from __future__ import annotations
+
+import sqlite3
+from typing import Callable
+
+Migration = Callable[[sqlite3.Connection], None]
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+def migration(fn: Migration) -> Migration:
+    MIGRATIONS.append((fn.__name__, fn))
+    return fn
+
+
+@migration
+def m001_core(conn: sqlite3.Connection) -> None:
+    conn.executescript(
+        """
+        CREATE TABLE import_batches (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            n_rows INTEGER NOT NULL DEFAULT 0,
+            n_imported INTEGER NOT NULL DEFAULT 0,
+            n_skipped INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE TABLE products (
+            id TEXT PRIMARY KEY,
+            title TEXT NOT NULL CHECK (length(trim(title)) > 0),
+            description TEXT NOT NULL DEFAULT '',
+            image_path TEXT,
+            image_sha1 TEXT,
+            source_label INTEGER,
+            batch_id INTEGER REFERENCES import_batches(id),
+            source_row TEXT,
+            imported_at TEXT NOT NULL
+        );
+        CREATE INDEX products_batch ON products(batch_id);
+        CREATE TABLE import_problems (
+            id INTEGER PRIMARY KEY,
+            batch_id INTEGER NOT NULL REFERENCES import_batches(id),
+            file TEXT NOT NULL,
+            row TEXT,
+            field TEXT,
+            reason TEXT NOT NULL
+        );
+        CREATE TABLE decisions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            product_id TEXT NOT NULL REFERENCES products(id),
+            reviewer TEXT NOT NULL,
+            action TEXT NOT NULL CHECK (action IN ('accept', 'correct', 'skip', 'undo')),
+            category INTEGER,
+            undoes INTEGER REFERENCES decisions(id),
+            model_version TEXT,
+            shown_top5 TEXT,
+            comment TEXT NOT NULL DEFAULT '',
+            lead_time_ms INTEGER,
+            idempotency_key TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            CHECK ((action IN ('accept', 'correct')) = (category IS NOT NULL)),
+            CHECK ((action = 'undo') = (undoes IS NOT NULL))
+        );
+        CREATE INDEX decisions_product ON decisions(product_id, id);
+        CREATE INDEX decisions_reviewer ON decisions(reviewer, id);
+        CREATE TRIGGER decisions_no_update BEFORE UPDATE ON decisions
+            BEGIN SELECT RAISE(ABORT, 'decisions are append-only: write an undo row instead'); END;
+        CREATE TRIGGER decisions_no_delete BEFORE DELETE ON decisions
+            BEGIN SELECT RAISE(ABORT, 'decisions are append-only: write an undo row instead'); END;
+        CREATE TABLE model_versions (
+            id TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            parent TEXT,
+            path TEXT NOT NULL,
+            config TEXT NOT NULL DEFAULT '{}',
+            metrics TEXT NOT NULL DEFAULT '{}',
+            n_train INTEGER,
+            n_decisions INTEGER,
+            duration_s REAL,
+            status TEXT NOT NULL DEFAULT 'ready' CHECK (status IN ('ready', 'failed', 'retired')),
+            notes TEXT NOT NULL DEFAULT ''
+        );
+        CREATE TABLE settings (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        );
+        CREATE TABLE predictions (
+            product_id TEXT NOT NULL REFERENCES products(id),
+            model_version TEXT NOT NULL REFERENCES model_versions(id),
+            top5 TEXT NOT NULL,
+            probs TEXT NOT NULL,
+            voters TEXT NOT NULL DEFAULT '{}',
+            top1 INTEGER NOT NULL,
+            top1_prob REAL NOT NULL,
+            margin REAL NOT NULL,
+            entropy REAL NOT NULL,
+            disagreement INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (product_id, model_version)
+        );
+        CREATE INDEX predictions_version ON predictions(model_version, top1_prob);
+        CREATE TABLE reservations (
+            product_id TEXT NOT NULL REFERENCES products(id),
+            reviewer TEXT NOT NULL,
+            expires_at REAL NOT NULL,
+            PRIMARY KEY (product_id, reviewer)
+        );
+        CREATE TABLE image_features (
+            sha1 TEXT NOT NULL,
+            backbone TEXT NOT NULL,
+            dim INTEGER NOT NULL,
+            vector BLOB NOT NULL,
+            PRIMARY KEY (sha1, backbone)
+        );
+        """
+    )
+
+
+@migration
+def m002_current_labels_view(conn: sqlite3.Connection) -> None:
+    # A product's label: its latest accept/correct not undone, else the imported label.
+    conn.executescript(
+        """
+        CREATE VIEW effective_decisions AS
+            SELECT d.* FROM decisions d
+            WHERE d.action IN ('accept', 'correct', 'skip')
+              AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.action = 'undo' AND u.undoes = d.id);
+        CREATE VIEW current_labels AS
+            SELECT p.id AS product_id,
+                   COALESCE(
+                     (SELECT e.category FROM effective_decisions e
+                       WHERE e.product_id = p.id AND e.action IN ('accept', 'correct')
+                       ORDER BY e.id DESC LIMIT 1),
+                     p.source_label) AS category,
+                   EXISTS (SELECT 1 FROM effective_decisions e
+                            WHERE e.product_id = p.id AND e.action IN ('accept', 'correct')) AS reviewed
+            FROM products p;
+        CREATE INDEX decisions_undoes ON decisions(undoes);
+        """
+    )
+
+
+def apply(conn: sqlite3.Connection) -> list[str]:
+    """Apply pending migrations; returns the names applied."""
+    conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    done = {r[0] for r in conn.execute("SELECT name FROM _migrations")}
+    applied = []
+    for name, fn in MIGRATIONS:
+        if name in done:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            fn(_ScriptInTx(conn))  # type: ignore[arg-type]
+            conn.execute("INSERT INTO _migrations VALUES (?, datetime('now'))", (name,))
+            conn.execute("COMMIT")
+        except Exception:
+            conn.execute("ROLLBACK")
+            raise
+        applied.append(name)
+    return applied
+
+
+class _ScriptInTx:
+    """executescript() commits first; split the script so the migration stays one transaction."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def executescript(self, script: str) -> None:
+        for stmt in _split_sql(script):
+            self.conn.execute(stmt)
+
+
+def _split_sql(script: str) -> list[str]:
+    out, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                out.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        out.append(buf.strip())
+    return out

@@ -1,0 +1,268 @@
+"""One SQLite file per workspace; every write goes through `Workspace.write` (BEGIN IMMEDIATE).
+
+Decisions are insert-only (triggers refuse UPDATE/DELETE); a product's label is derived from
+them. Connections are per thread so Gradio's worker threads never share one.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence, TypeVar
+
+import sqlite_utils
+
+from store import migrations
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+DB_NAME = "workspace.db"
+ACTIONS = ("accept", "correct", "skip", "undo")
+
+
+class WorkspaceError(Exception):
+    """A user-facing problem with the workspace (missing, empty, unknown version...)."""
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class Workspace:
+    """A folder holding `workspace.db`, model versions under `models/` and caches."""
+
+    def __init__(self, root: Path | str, *, create: bool = True):
+        self.root = Path(root)
+        if not self.root.exists():
+            if not create:
+                raise WorkspaceError(f"workspace {self.root} does not exist; run `python -m labeler import` first")
+            self.root.mkdir(parents=True)
+        elif not self.root.is_dir():
+            raise WorkspaceError(f"workspace {self.root} is a file, expected a folder")
+        self.db_path = self.root / DB_NAME
+        self.models_dir = self.root / "models"
+        self.cache_dir = self.root / "cache"
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        try:
+            migrations.apply(self.conn)
+        except sqlite3.DatabaseError as exc:
+            raise WorkspaceError(f"{self.db_path} is not a usable SQLite workspace ({exc}); "
+                                 "point --workspace at another folder") from exc
+
+    # -- connections -------------------------------------------------------------------------
+    @property
+    def conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+        return conn
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """sqlite-utils view of this thread's connection (reads, table introspection)."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite_utils.Database(self.conn)
+            self._local.db = db
+        return db
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+            self._local.db = None
+
+    def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """The one write path: `fn` runs in a BEGIN IMMEDIATE transaction, all or nothing."""
+        conn = self.conn
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                out = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return out
+
+    def query(self, sql: str, params: Sequence[Any] | dict = ()) -> list[dict]:
+        return [dict(r) for r in self.conn.execute(sql, params)]
+
+    def scalar(self, sql: str, params: Sequence[Any] | dict = ()) -> Any:
+        row = self.conn.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    # -- settings ----------------------------------------------------------------------------
+    def get_setting(self, key: str, default: str | None = None) -> str | None:
+        value = self.scalar("SELECT value FROM settings WHERE key = ?", (key,))
+        return default if value is None else value
+
+    def set_setting(self, key: str, value: str) -> None:
+        self.write(lambda c: c.execute(
+            "INSERT INTO settings(key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value)))
+
+    # -- products ----------------------------------------------------------------------------
+    def product(self, product_id: str) -> dict | None:
+        rows = self.query("SELECT * FROM products WHERE id = ?", (str(product_id),))
+        return rows[0] if rows else None
+
+    def products(self, ids: Iterable[str] | None = None) -> list[dict]:
+        if ids is None:
+            return self.query("SELECT * FROM products ORDER BY rowid")
+        wanted = [str(i) for i in ids]
+        found = {r["id"]: r for r in self.query(
+            f"SELECT * FROM products WHERE id IN ({','.join('?' * len(wanted))})", wanted)} if wanted else {}
+        return [found[i] for i in wanted if i in found]
+
+    def count_products(self) -> int:
+        return int(self.scalar("SELECT count(*) FROM products"))
+
+    def require_products(self) -> None:
+        if self.count_products() == 0:
+            raise WorkspaceError(f"workspace {self.root} has no products; import a catalog first "
+                                 "(`python -m labeler import --texts X.csv --labels Y.csv --images DIR`)")
+
+    # -- decisions ---------------------------------------------------------------------------
+    def record_decision(self, product_id: str, reviewer: str, action: str, *, category: int | None = None,
+                        undoes: int | None = None, model_version: str | None = None,
+                        shown_top5: list | None = None, comment: str = "", lead_time_ms: int | None = None,
+                        idempotency_key: str | None = None) -> dict:
+        """Append one decision; a retried submit with the same key returns the stored row."""
+        if action not in ACTIONS:
+            raise WorkspaceError(f"unknown action {action!r}; expected one of {', '.join(ACTIONS)}")
+        key = idempotency_key or uuid.uuid4().hex
+        row = {
+            "product_id": str(product_id), "reviewer": reviewer, "action": action,
+            "category": None if category is None else int(category), "undoes": undoes,
+            "model_version": model_version,
+            "shown_top5": None if shown_top5 is None else json.dumps(shown_top5),
+            "comment": comment or "", "lead_time_ms": lead_time_ms,
+            "idempotency_key": key, "created_at": now_iso(),
+        }
+
+        def insert(conn: sqlite3.Connection) -> dict:
+            existing = conn.execute("SELECT * FROM decisions WHERE idempotency_key = ?", (key,)).fetchone()
+            if existing is not None:
+                return dict(existing)
+            cols = ", ".join(row)
+            cur = conn.execute(f"INSERT INTO decisions ({cols}) VALUES ({', '.join('?' * len(row))})",
+                               tuple(row.values()))
+            return dict(conn.execute("SELECT * FROM decisions WHERE id = ?", (cur.lastrowid,)).fetchone())
+
+        return self.write(insert)
+
+    def decisions(self, *, product_id: str | None = None, reviewer: str | None = None) -> list[dict]:
+        where, params = [], []
+        if product_id is not None:
+            where.append("product_id = ?"); params.append(str(product_id))
+        if reviewer is not None:
+            where.append("reviewer = ?"); params.append(reviewer)
+        sql = "SELECT * FROM decisions" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
+        return self.query(sql, params)
+
+    def current_labels(self, *, reviewed_only: bool = False) -> dict[str, int]:
+        """product id -> label (latest accept/correct not undone, else the imported label)."""
+        sql = "SELECT product_id, category FROM current_labels WHERE category IS NOT NULL"
+        if reviewed_only:
+            sql += " AND reviewed"
+        return {r["product_id"]: int(r["category"]) for r in self.query(sql)}
+
+    # -- model versions ----------------------------------------------------------------------
+    def new_version_id(self) -> str:
+        n = int(self.scalar("SELECT count(*) FROM model_versions")) + 1
+        return f"v{n:03d}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}"
+
+    def register_model_version(self, version_id: str, path: Path | str, *, config: dict | None = None,
+                               metrics: dict | None = None, n_train: int | None = None,
+                               n_decisions: int | None = None, duration_s: float | None = None,
+                               parent: str | None = None, notes: str = "", status: str = "ready",
+                               make_live: bool = True) -> dict:
+        row = {"id": version_id, "created_at": now_iso(), "parent": parent, "path": str(path),
+               "config": json.dumps(config or {}), "metrics": json.dumps(metrics or {}),
+               "n_train": n_train, "n_decisions": n_decisions, "duration_s": duration_s,
+               "status": status, "notes": notes}
+
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.execute(f"INSERT INTO model_versions ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                         tuple(row.values()))
+            if make_live and status == "ready":
+                conn.execute("INSERT INTO settings(key, value) VALUES ('live_model_version', ?) "
+                             "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (version_id,))
+
+        self.write(insert)
+        return self.model_version(version_id)
+
+    def model_version(self, version_id: str) -> dict:
+        rows = self.query("SELECT * FROM model_versions WHERE id = ?", (version_id,))
+        if not rows:
+            known = [r["id"] for r in self.query("SELECT id FROM model_versions ORDER BY created_at")]
+            raise WorkspaceError(f"unknown model version {version_id!r}; known: {', '.join(known) or 'none'}")
+        row = rows[0]
+        row["config"] = json.loads(row["config"])
+        row["metrics"] = json.loads(row["metrics"])
+        return row
+
+    def model_versions(self) -> list[dict]:
+        live = self.live_version()
+        out = []
+        for r in self.query("SELECT id FROM model_versions ORDER BY created_at, id"):
+            v = self.model_version(r["id"])
+            v["live"] = v["id"] == live
+            out.append(v)
+        return out
+
+    def live_version(self) -> str | None:
+        return self.get_setting("live_model_version")
+
+    def set_live_version(self, version_id: str) -> None:
+        v = self.model_version(version_id)
+        if v["status"] != "ready":
+            raise WorkspaceError(f"model version {version_id} is {v['status']}, cannot serve it")
+        self.set_setting("live_model_version", version_id)
+
+    # -- predictions -------------------------------------------------------------------------
+    def save_predictions(self, model_version: str, rows: Iterable[dict]) -> int:
+        """rows: product_id, top5 [[code, p]...], probs [27 floats], voters {name: [[code, p]...]},
+        top1, top1_prob, margin, entropy, disagreement."""
+        created = now_iso()
+        values = [(str(r["product_id"]), model_version, json.dumps(r["top5"]), json.dumps(r["probs"]),
+                   json.dumps(r.get("voters", {})), int(r["top1"]), float(r["top1_prob"]), float(r["margin"]),
+                   float(r["entropy"]), int(r.get("disagreement", 0)), created) for r in rows]
+
+        def insert(conn: sqlite3.Connection) -> int:
+            conn.executemany(
+                "INSERT OR REPLACE INTO predictions (product_id, model_version, top5, probs, voters, top1, "
+                "top1_prob, margin, entropy, disagreement, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)", values)
+            return len(values)
+
+        return self.write(insert)
+
+    def prediction(self, product_id: str, model_version: str | None = None) -> dict | None:
+        version = model_version or self.live_version()
+        if version is None:
+            return None
+        rows = self.query("SELECT * FROM predictions WHERE product_id = ? AND model_version = ?",
+                          (str(product_id), version))
+        if not rows:
+            return None
+        row = rows[0]
+        for k in ("top5", "probs", "voters"):
+            row[k] = json.loads(row[k])
+        return row
+
+
+def open_workspace(root: Path | str, *, create: bool = True) -> Workspace:
+    return Workspace(root, create=create)
