@@ -139,8 +139,12 @@ class Workspace:
     def record_decision(self, product_id: str, reviewer: str, action: str, *, category: int | None = None,
                         undoes: int | None = None, model_version: str | None = None,
                         shown_top5: list | None = None, comment: str = "", lead_time_ms: int | None = None,
-                        idempotency_key: str | None = None) -> dict:
-        """Append one decision; a retried submit with the same key returns the stored row."""
+                        idempotency_key: str | None = None, conn: sqlite3.Connection | None = None) -> dict:
+        """Append one decision; a retried submit with the same key returns the stored row.
+
+        Pass `conn` (the connection given to a `write` callback) to append inside that open
+        transaction, so the decision commits together with the caller's other writes.
+        """
         if action not in ACTIONS:
             raise WorkspaceError(f"unknown action {action!r}; expected one of {', '.join(ACTIONS)}")
         key = idempotency_key or uuid.uuid4().hex
@@ -162,7 +166,7 @@ class Workspace:
                                tuple(row.values()))
             return dict(conn.execute("SELECT * FROM decisions WHERE id = ?", (cur.lastrowid,)).fetchone())
 
-        return self.write(insert)
+        return insert(conn) if conn is not None else self.write(insert)
 
     def decisions(self, *, product_id: str | None = None, reviewer: str | None = None) -> list[dict]:
         where, params = [], []

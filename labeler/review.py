@@ -1,0 +1,561 @@
+"""The review workflow under the UI: queue, reservation, decision, undo. No Gradio here.
+
+Rules (the app and the tests rely on them):
+
+* **Queue.** Products are ranked by a query strategy (`labeler.strategies`) over the live model
+  version's fused probabilities. Products without a prediction for the live version (nothing
+  trained yet, or imported after the last scoring) come after every scored product, in import
+  order; filtering strategies (disagreement, below_threshold, suspect_labels) leave them out, and
+  `category` keeps those whose imported label is that category.
+* **Decided products leave the queue**: a product with an effective accept/correct (one not
+  undone) is no longer offered. Overlap products (a stable, seeded `settings.overlap_share` of the
+  catalog) stay until two *different* reviewers decided them; nobody is shown a product they
+  already decided themselves.
+* **Skips** are per reviewer: a product the reviewer skipped (and did not undo) goes behind every
+  other product of their queue; once only skipped products are left they come back, the one
+  skipped longest ago first. Other reviewers' queues ignore the skip.
+* **Reservations.** Each reviewer holds at most one product, in the `reservations` table, for
+  `settings.reservation_ttl_s` from the moment it is shown (resuming it renews the lease).
+  Picking and reserving happen in one BEGIN IMMEDIATE transaction, so two reviewers never hold
+  the same product; expired reservations are deleted by the next `next_card`. A reload or a
+  restarted server calls `next_card` again and gets the held product back.
+* **Decisions** are appended through `Workspace.record_decision` inside the same transaction that
+  checks and releases the reservation; a retried submit with the same idempotency key returns the
+  stored row and writes nothing. `undo` appends an 'undo' row pointing at the reviewer's latest
+  decision not yet undone, and reserves that product for them again.
+* **Labels when overlapping reviewers disagree** (`resolved_labels`): each reviewer's latest
+  effective accept/correct is one vote; the category with the most votes wins and a tie goes to
+  the most recent decision. For the usual two-reviewer overlap that is exactly what the store's
+  `current_labels` view gives (latest decision wins), so the view is unchanged; `disagreements`
+  lists those products for adjudication, and a third reviewer's decision settles them by majority.
+
+Performance: the ranked order is computed once per (workspace, live version, strategy, category,
+suspects, threshold, seed) and re-used until predictions or products change (their max rowid);
+the decision log is append-only, so it is replayed incrementally (`id > last seen`) instead of
+being re-read for every request.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import sqlite3
+import threading
+import time
+import uuid
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Iterable
+
+import numpy as np
+
+from labeler import strategies, taxonomy
+from labeler.config import Settings
+from store.workspace import Workspace
+
+log = logging.getLogger(__name__)
+DECIDE_ACTIONS = ("accept", "correct", "skip")
+
+
+# -- errors ---------------------------------------------------------------------------------------
+class ReviewError(Exception):
+    """Something the reviewer (or the app) must fix; the message says what and how."""
+
+
+class UnknownProduct(ReviewError):
+    pass
+
+
+class InvalidCategory(ReviewError):
+    pass
+
+
+class HeldByAnother(ReviewError):
+    """The product is reserved by another reviewer right now."""
+
+    def __init__(self, product_id: str, holder: str):
+        super().__init__(f"product {product_id} is being reviewed by {holder!r}; "
+                         "ask for the next product instead")
+        self.product_id = product_id
+        self.holder = holder
+
+
+# -- what the UI shows ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Vote:
+    code: int
+    name: str
+    prob: float
+
+    @property
+    def label(self) -> str:
+        return f"{self.code} · {self.name}"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The live model's view of one product."""
+
+    model_version: str
+    top5: tuple[Vote, ...]                  # fused, best first
+    voters: dict[str, tuple[Vote, ...]]     # 'text', 'image', then each image voter: own top-k
+    top1: int
+    top1_prob: float
+    margin: float
+    entropy: float
+    disagreement: bool                      # text top-1 != image top-1
+    auto_accept: bool                       # top1_prob >= settings.auto_accept_threshold
+
+    def agreement(self) -> dict[str, bool]:
+        """voter -> whether its own top-1 is the fused top-1 (agreement at a glance)."""
+        return {name: bool(votes) and votes[0].code == self.top1 for name, votes in self.voters.items()}
+
+
+@dataclass(frozen=True)
+class Card:
+    """One product to review, with why it was picked."""
+
+    product: dict                   # the products row: id, title, description, image_path, source_label...
+    prediction: Prediction | None   # None until a model version scored this product
+    strategy: str
+    score: float | None             # the strategy's score for this product (None: not ranked by it)
+    reason: str                     # the score in words
+    remaining: int                  # undecided products in this strategy's queue, this one included
+    total_remaining: int            # undecided products in the whole catalog
+    reviewed_by_me: int             # products this reviewer decided (accept/correct, not undone)
+    shown_at: float                 # time.time() when this card was produced
+    key: str                        # fresh idempotency key: pass it to decide() (retries reuse it)
+    resumed: bool = False           # the reviewer already held this product (reload, restart, undo)
+    second_review: bool = False     # overlap product another reviewer already decided
+
+    @property
+    def product_id(self) -> str:
+        return str(self.product["id"])
+
+    def lead_time_ms(self, now: float | None = None) -> int:
+        return int(round(((now if now is not None else time.time()) - self.shown_at) * 1000))
+
+
+# -- in-memory state per Workspace object ---------------------------------------------------------
+class _DecisionLog:
+    """Replay of the append-only decisions table: who decided / skipped what, effective rows only."""
+
+    def __init__(self) -> None:
+        self.last_id = 0
+        self.rows: dict[int, tuple[str, str, str]] = {}           # id -> (product, reviewer, action)
+        self.deciders: dict[str, dict[str, int]] = {}             # product -> reviewer -> n accept/correct
+        self.skips: dict[str, dict[str, set[int]]] = {}           # reviewer -> product -> skip ids
+        self.by_reviewer: dict[str, set[str]] = {}                # reviewer -> products decided
+
+    def catch_up(self, conn: sqlite3.Connection) -> None:
+        top = conn.execute("SELECT max(id) FROM decisions").fetchone()[0] or 0
+        if top < self.last_id:      # the database was replaced under us: start over
+            self.__init__()
+        if top == self.last_id:
+            return
+        for did, pid, reviewer, action, undoes in conn.execute(
+                "SELECT id, product_id, reviewer, action, undoes FROM decisions WHERE id > ? ORDER BY id",
+                (self.last_id,)):
+            if action == "undo":
+                target = self.rows.pop(undoes, None)
+                if target is not None:
+                    self._apply(undoes, *target, sign=-1)
+            else:
+                self.rows[did] = (pid, reviewer, action)
+                self._apply(did, pid, reviewer, action, sign=+1)
+            self.last_id = did
+
+    def _apply(self, did: int, pid: str, reviewer: str, action: str, *, sign: int) -> None:
+        if action == "skip":
+            mine = self.skips.setdefault(reviewer, {})
+            if sign > 0:
+                mine.setdefault(pid, set()).add(did)
+            else:
+                mine.get(pid, set()).discard(did)
+                if not mine.get(pid):
+                    mine.pop(pid, None)
+            return
+        who = self.deciders.setdefault(pid, {})
+        who[reviewer] = who.get(reviewer, 0) + sign
+        if who[reviewer] <= 0:
+            del who[reviewer]
+            self.by_reviewer.get(reviewer, set()).discard(pid)
+        else:
+            self.by_reviewer.setdefault(reviewer, set()).add(pid)
+        if not who:
+            del self.deciders[pid]
+
+    def closed_for(self, pid: str, reviewer: str, share: float, seed: int) -> bool:
+        who = self.deciders.get(pid)
+        if not who:
+            return False
+        return reviewer in who or len(who) >= needed_reviews(pid, share, seed)
+
+    def closed(self, share: float, seed: int) -> set[str]:
+        return {pid for pid, who in self.deciders.items() if len(who) >= needed_reviews(pid, share, seed)}
+
+
+@dataclass
+class _Ranking:
+    ids: list[str]                 # the strategy's queue, best first (unscored tail included)
+    id_set: frozenset[str]
+    scores: dict[str, float]       # product -> strategy score (scored products only)
+
+
+@dataclass
+class _State:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    log: _DecisionLog = field(default_factory=_DecisionLog)
+    rankings: "OrderedDict[tuple, _Ranking]" = field(default_factory=OrderedDict)
+    closed_cache: tuple[tuple, set[str]] | None = None
+
+    def closed(self, share: float, seed: int) -> set[str]:
+        key = (self.log.last_id, len(self.log.rows), share, seed)
+        if self.closed_cache is None or self.closed_cache[0] != key:
+            self.closed_cache = (key, self.log.closed(share, seed))
+        return self.closed_cache[1]
+
+
+_STATES: "weakref.WeakKeyDictionary[Workspace, _State]" = weakref.WeakKeyDictionary()
+_STATES_LOCK = threading.Lock()
+_MAX_RANKINGS = 16
+
+
+def _state(ws: Workspace) -> _State:
+    with _STATES_LOCK:
+        st = _STATES.get(ws)
+        if st is None:
+            st = _STATES[ws] = _State()
+        return st
+
+
+@lru_cache(maxsize=200_000)
+def in_overlap(product_id: str, share: float, seed: int = 0) -> bool:
+    """Stable, seeded membership of the overlap share (same answer in every process)."""
+    if share <= 0:
+        return False
+    if share >= 1:
+        return True
+    h = int.from_bytes(hashlib.sha1(f"{seed}:{product_id}".encode()).digest()[:8], "big")
+    return h / 2**64 < share
+
+
+def needed_reviews(product_id: str, share: float, seed: int = 0) -> int:
+    return 2 if in_overlap(product_id, share, seed) else 1
+
+
+# -- ranking --------------------------------------------------------------------------------------
+def _fingerprint(ws: Workspace) -> tuple:
+    c = ws.conn
+    return (c.execute("SELECT max(rowid) FROM predictions").fetchone()[0],
+            c.execute("SELECT max(rowid) FROM products").fetchone()[0])
+
+
+def ranking(ws: Workspace, strategy: str, *, category: int | None = None, suspects: Iterable[str] | None = None,
+            settings: Settings = Settings()) -> _Ranking:
+    """The strategy's queue over the whole catalog, cached until predictions or products change."""
+    strat = strategies.get(strategy)
+    if strategy == "category":
+        category = _check_category(category, "category strategy")
+    flags_key = frozenset(str(s) for s in suspects) if suspects is not None else None
+    version = ws.live_version()
+    key = (version, strategy, category if strategy == "category" else None,
+           flags_key if strategy == "suspect_labels" else None,
+           settings.auto_accept_threshold, settings.seed, _fingerprint(ws))
+    st = _state(ws)
+    with st.lock:
+        hit = st.rankings.get(key)
+        if hit is not None:
+            st.rankings.move_to_end(key)
+            return hit
+    built = _build_ranking(ws, strat, version, category, flags_key, settings)
+    with st.lock:
+        st.rankings[key] = built
+        while len(st.rankings) > _MAX_RANKINGS:
+            st.rankings.popitem(last=False)
+    return built
+
+
+def _build_ranking(ws: Workspace, strat: strategies.Strategy, version: str | None, category: int | None,
+                   flags: frozenset[str] | None, settings: Settings) -> _Ranking:
+    import json
+    rows = ws.conn.execute(
+        "SELECT p.id, p.source_label, pr.probs, json_extract(pr.voters, '$.text[0][0]'), "
+        "json_extract(pr.voters, '$.image[0][0]') FROM products p "
+        "LEFT JOIN predictions pr ON pr.product_id = p.id AND pr.model_version = ? ORDER BY p.rowid",
+        (version,)).fetchall()
+    scored = [r for r in rows if r[2] is not None]
+    unscored = [r for r in rows if r[2] is None]
+    ids: list[str] = []
+    scores: dict[str, float] = {}
+    if scored:
+        probs = np.array([json.loads(r[2]) for r in scored], dtype=np.float64)
+        ctx = strategies.Context(
+            text_top1=np.array([r[3] or 0 for r in scored]), image_top1=np.array([r[4] or 0 for r in scored]),
+            source_labels=np.array([r[1] or 0 for r in scored]),
+            flags=None if flags is None else np.array([r[0] in flags for r in scored]),
+            threshold=settings.auto_accept_threshold, category=category,
+            suspect_min_confidence=settings.auto_accept_threshold, seed=settings.seed)
+        s = strat(probs, ctx)
+        order = strategies.rank(s, seed=settings.seed)
+        ids = [scored[i][0] for i in order]
+        scores = {scored[i][0]: float(s[i]) for i in order}
+    if strat.name == "category":
+        ids += [r[0] for r in unscored if r[1] == category]
+    elif strat.name == "suspect_labels" and flags:
+        ids += [r[0] for r in unscored if r[0] in flags]
+    elif not strat.filters:
+        ids += [r[0] for r in unscored]
+    return _Ranking(ids=ids, id_set=frozenset(ids), scores=scores)
+
+
+# -- the workflow ---------------------------------------------------------------------------------
+def next_card(ws: Workspace, reviewer: str, *, strategy: str = "least_confidence", category: int | None = None,
+              suspects: Iterable[str] | None = None, settings: Settings = Settings()) -> Card | None:
+    """The reviewer's held product if any, else the best free undecided one, reserved for them.
+
+    `suspects`: product ids flagged by label-issue detection (for the suspect_labels strategy).
+    Returns None when the strategy's queue has nothing left for this reviewer.
+    """
+    reviewer = _check_reviewer(reviewer)
+    rank = ranking(ws, strategy, category=category, suspects=suspects, settings=settings)
+    st = _state(ws)
+    share, seed = settings.overlap_share, settings.seed
+
+    def pick(conn: sqlite3.Connection) -> tuple[str, bool, int, int] | None:
+        now = time.time()
+        conn.execute("DELETE FROM reservations WHERE expires_at <= ?", (now,))
+        with st.lock:
+            st.log.catch_up(conn)
+            chosen, resumed = None, False
+            for (pid,) in conn.execute("SELECT product_id FROM reservations WHERE reviewer = ? "
+                                       "ORDER BY expires_at DESC", (reviewer,)).fetchall():
+                if chosen is None and not st.log.closed_for(pid, reviewer, share, seed):
+                    chosen, resumed = pid, True
+                else:
+                    conn.execute("DELETE FROM reservations WHERE product_id = ? AND reviewer = ?", (pid, reviewer))
+            if chosen is None:
+                held = {r[0] for r in conn.execute("SELECT product_id FROM reservations")}
+                chosen = _walk(rank, st.log, reviewer, held, share, seed)
+            closed = st.closed(share, seed)
+            remaining = len(rank.ids) - len(closed & rank.id_set)   # iterates the smaller set
+            total = int(conn.execute("SELECT count(*) FROM products").fetchone()[0]) - len(closed)
+        if chosen is None:
+            return None
+        conn.execute("INSERT INTO reservations (product_id, reviewer, expires_at) VALUES (?, ?, ?) "
+                     "ON CONFLICT (product_id, reviewer) DO UPDATE SET expires_at = excluded.expires_at",
+                     (chosen, reviewer, now + settings.reservation_ttl_s))
+        return chosen, resumed, remaining, total
+
+    picked = ws.write(pick)
+    if picked is None:
+        return None
+    pid, resumed, remaining, total = picked
+    with st.lock:
+        second = bool(st.log.deciders.get(pid)) and reviewer not in st.log.deciders[pid]
+        mine = len(st.log.by_reviewer.get(reviewer, ()))
+    score = rank.scores.get(pid)
+    reason = strategies.describe_score(strategy, score)
+    if resumed:
+        reason = f"resumed where you were · {reason}"
+    return Card(product=ws.product(pid), prediction=_prediction(ws, pid, settings), strategy=strategy,
+                score=score, reason=reason, remaining=remaining, total_remaining=total, reviewed_by_me=mine,
+                shown_at=time.time(), key=uuid.uuid4().hex, resumed=resumed, second_review=second)
+
+
+def _walk(rank: _Ranking, dlog: _DecisionLog, reviewer: str, held: set[str], share: float,
+          seed: int) -> str | None:
+    skipped = dlog.skips.get(reviewer, {})
+    later: list[str] = []
+    for pid in rank.ids:
+        if pid in held or dlog.closed_for(pid, reviewer, share, seed):
+            continue
+        if pid in skipped:
+            later.append(pid)
+            continue
+        return pid
+    if later:
+        return min(later, key=lambda p: max(skipped[p]))
+    return None
+
+
+def decide(ws: Workspace, reviewer: str, product_id: str, action: str, *, category: int | None = None,
+           comment: str = "", lead_time_ms: int | None = None, idempotency_key: str | None = None) -> dict:
+    """Append accept/correct/skip for the product and release the reviewer's reservation, atomically.
+
+    accept: category defaults to the live fused top-1. correct: category required (one of the 27
+    codes). Returns the stored decision row (+ 'replayed': True when the key was already stored).
+    """
+    reviewer = _check_reviewer(reviewer)
+    product_id = str(product_id)
+    if action not in DECIDE_ACTIONS:
+        raise ReviewError(f"unknown action {action!r}; expected one of {', '.join(DECIDE_ACTIONS)} "
+                          "(use undo() to take a decision back)")
+    if ws.product(product_id) is None:
+        raise UnknownProduct(f"unknown product {product_id!r}; it is not in workspace {ws.root}")
+    version = ws.live_version()
+    pred = ws.prediction(product_id, version) if version else None
+    if action == "correct":
+        if category is None:
+            raise InvalidCategory("a correction needs a category: choose one of the 27 categories")
+        category = _check_category(category, "correction")
+    elif action == "accept":
+        if category is None:
+            if pred is None:
+                raise ReviewError(f"product {product_id} has no model prediction to accept; "
+                                  "choose its category instead (correct)")
+            category = int(pred["top1"])
+        else:
+            category = _check_category(category, "accept")
+    else:
+        category = None
+    key = idempotency_key or uuid.uuid4().hex
+
+    def tx(conn: sqlite3.Connection) -> dict:
+        stored = _replay(conn, key, reviewer, product_id)
+        if stored is not None:
+            return stored
+        _check_not_held(conn, product_id, reviewer)
+        row = ws.record_decision(product_id, reviewer, action, category=category,
+                                 model_version=version if pred is not None else None,
+                                 shown_top5=pred["top5"] if pred is not None else None, comment=comment,
+                                 lead_time_ms=None if lead_time_ms is None else int(lead_time_ms),
+                                 idempotency_key=key, conn=conn)
+        conn.execute("DELETE FROM reservations WHERE product_id = ? AND reviewer = ?", (product_id, reviewer))
+        return {**row, "replayed": False}
+
+    return ws.write(tx)
+
+
+def undo(ws: Workspace, reviewer: str, *, idempotency_key: str | None = None,
+         settings: Settings = Settings()) -> dict | None:
+    """Undo the reviewer's latest decision not yet undone; that product is reserved for them again.
+
+    Call it again to go further back. Returns the undo row with 'undone' (the decision taken
+    back), or None when there is nothing left to undo.
+    """
+    reviewer = _check_reviewer(reviewer)
+    key = idempotency_key or uuid.uuid4().hex
+
+    def tx(conn: sqlite3.Connection) -> dict | None:
+        stored = _replay(conn, key, reviewer, None)
+        if stored is not None:
+            stored["undone"] = dict(conn.execute("SELECT * FROM decisions WHERE id = ?",
+                                                 (stored["undoes"],)).fetchone())
+            return stored
+        target = conn.execute(
+            "SELECT d.* FROM decisions d WHERE d.reviewer = ? AND d.action != 'undo' "
+            "AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id) ORDER BY d.id DESC LIMIT 1",
+            (reviewer,)).fetchone()
+        if target is None:
+            return None
+        target = dict(target)
+        pid = target["product_id"]
+        _check_not_held(conn, pid, reviewer)
+        row = ws.record_decision(pid, reviewer, "undo", undoes=target["id"], model_version=target["model_version"],
+                                 idempotency_key=key, conn=conn)
+        conn.execute("DELETE FROM reservations WHERE reviewer = ?", (reviewer,))
+        conn.execute("INSERT INTO reservations (product_id, reviewer, expires_at) VALUES (?, ?, ?)",
+                     (pid, reviewer, time.time() + settings.reservation_ttl_s))
+        return {**row, "replayed": False, "undone": target}
+
+    return ws.write(tx)
+
+
+def release(ws: Workspace, reviewer: str, product_id: str | None = None) -> int:
+    """Give back the reviewer's reservation(s) (switching strategy, logging out); returns how many."""
+    reviewer = _check_reviewer(reviewer)
+    if product_id is None:
+        return ws.write(lambda c: c.execute("DELETE FROM reservations WHERE reviewer = ?", (reviewer,)).rowcount)
+    return ws.write(lambda c: c.execute("DELETE FROM reservations WHERE reviewer = ? AND product_id = ?",
+                                        (reviewer, str(product_id))).rowcount)
+
+
+def holdings(ws: Workspace) -> dict[str, str]:
+    """product -> reviewer for every unexpired reservation."""
+    return {r["product_id"]: r["reviewer"] for r in ws.query(
+        "SELECT product_id, reviewer FROM reservations WHERE expires_at > ?", (time.time(),))}
+
+
+def recent_decisions(ws: Workspace, reviewer: str, limit: int = 10) -> list[dict]:
+    """The reviewer's latest decisions not undone, newest first (the app's history panel)."""
+    return ws.query("SELECT e.*, p.title FROM effective_decisions e JOIN products p ON p.id = e.product_id "
+                    "WHERE e.reviewer = ? ORDER BY e.id DESC LIMIT ?", (reviewer, int(limit)))
+
+
+def resolved_labels(ws: Workspace) -> dict[str, int]:
+    """product -> label by the documented overlap rule (majority of reviewers, tie -> latest).
+
+    Products without an effective accept/correct keep their imported label (if any).
+    """
+    votes: dict[str, dict[str, tuple[int, int]]] = {}
+    for r in ws.query("SELECT id, product_id, reviewer, category FROM effective_decisions "
+                      "WHERE action IN ('accept', 'correct') ORDER BY id"):
+        votes.setdefault(r["product_id"], {})[r["reviewer"]] = (int(r["category"]), r["id"])
+    labels = {r["id"]: int(r["source_label"]) for r in ws.query(
+        "SELECT id, source_label FROM products WHERE source_label IS NOT NULL")}
+    for pid, by_reviewer in votes.items():
+        tally: dict[int, list[int]] = {}
+        for cat, did in by_reviewer.values():
+            tally.setdefault(cat, []).append(did)
+        labels[pid] = max(tally, key=lambda c: (len(tally[c]), max(tally[c])))
+    return labels
+
+
+def disagreements(ws: Workspace) -> list[dict]:
+    """Products where reviewers' effective decisions name different categories."""
+    return ws.query(
+        "SELECT product_id, group_concat(reviewer || '=' || category, ', ') AS votes FROM ("
+        "  SELECT e.product_id, e.reviewer, e.category FROM effective_decisions e "
+        "  WHERE e.action IN ('accept', 'correct') AND e.id = (SELECT max(f.id) FROM effective_decisions f "
+        "    WHERE f.product_id = e.product_id AND f.reviewer = e.reviewer AND f.action IN ('accept', 'correct'))"
+        ") GROUP BY product_id HAVING count(DISTINCT category) > 1 ORDER BY product_id")
+
+
+# -- helpers --------------------------------------------------------------------------------------
+def _check_reviewer(reviewer: str) -> str:
+    name = (reviewer or "").strip()
+    if not name:
+        raise ReviewError("reviewer name is empty: log in or type your name before reviewing")
+    return name
+
+
+def _check_category(category: object, what: str) -> int:
+    if category is None or not taxonomy.is_known(category):
+        known = ", ".join(str(c) for c in taxonomy.codes())
+        raise InvalidCategory(f"{what}: category {category!r} is not one of the 27 category codes ({known})")
+    return int(str(category).strip())
+
+
+def _replay(conn: sqlite3.Connection, key: str, reviewer: str, product_id: str | None) -> dict | None:
+    row = conn.execute("SELECT * FROM decisions WHERE idempotency_key = ?", (key,)).fetchone()
+    if row is None:
+        return None
+    row = dict(row)
+    if row["reviewer"] != reviewer or (product_id is not None and row["product_id"] != product_id):
+        raise ReviewError(f"idempotency key {key!r} was already used for decision {row['id']} "
+                          f"({row['reviewer']} on product {row['product_id']}); use a fresh key per card")
+    return {**row, "replayed": True}
+
+
+def _check_not_held(conn: sqlite3.Connection, product_id: str, reviewer: str) -> None:
+    holder = conn.execute("SELECT reviewer FROM reservations WHERE product_id = ? AND reviewer != ? "
+                          "AND expires_at > ? LIMIT 1", (product_id, reviewer, time.time())).fetchone()
+    if holder is not None:
+        raise HeldByAnother(product_id, holder[0])
+
+
+def _votes(pairs: list) -> tuple[Vote, ...]:
+    return tuple(Vote(int(c), taxonomy.name(c), float(p)) for c, p in pairs)
+
+
+def _prediction(ws: Workspace, product_id: str, settings: Settings) -> Prediction | None:
+    row = ws.prediction(product_id)
+    if row is None:
+        return None
+    return Prediction(model_version=row["model_version"], top5=_votes(row["top5"]),
+                      voters={name: _votes(v) for name, v in row["voters"].items()}, top1=int(row["top1"]),
+                      top1_prob=float(row["top1_prob"]), margin=float(row["margin"]), entropy=float(row["entropy"]),
+                      disagreement=bool(row["disagreement"]),
+                      auto_accept=float(row["top1_prob"]) >= settings.auto_accept_threshold)

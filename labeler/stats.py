@@ -1,0 +1,147 @@
+"""Review statistics for the stats tab: pure reads of the workspace, returned as dicts/DataFrames.
+
+Only *effective* decisions count (not undone; see the `effective_decisions` view). The model's
+top-1 is the one the reviewer was shown (`decisions.shown_top5`), not today's prediction, so the
+acceptance rate measures the model version the reviewer actually judged.
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import cohen_kappa_score
+
+from labeler import taxonomy
+from labeler.config import Settings
+from labeler.review import needed_reviews
+from store.workspace import Workspace
+
+log = logging.getLogger(__name__)
+IDLE_GAP_S = 300.0   # a pause longer than this between two decisions is a break, not work
+
+
+def _labelled(ws: Workspace) -> pd.DataFrame:
+    """Effective accept/correct decisions with the model top-1 that was shown."""
+    rows = ws.query("SELECT id, product_id, reviewer, action, category, model_version, shown_top5, created_at "
+                    "FROM effective_decisions WHERE action IN ('accept', 'correct') ORDER BY id")
+    df = pd.DataFrame(rows, columns=["id", "product_id", "reviewer", "action", "category", "model_version",
+                                     "shown_top5", "created_at"])
+    df["model_top1"] = [json.loads(s)[0][0] if s else None for s in df["shown_top5"]]
+    return df
+
+
+def progress(ws: Workspace, settings: Settings = Settings()) -> dict:
+    """Reviewed / remaining counts (overlap products need two reviewers to leave the queue)."""
+    n_products = ws.count_products()
+    deciders: dict[str, set[str]] = {}
+    for r in ws.query("SELECT DISTINCT product_id, reviewer FROM effective_decisions "
+                      "WHERE action IN ('accept', 'correct')"):
+        deciders.setdefault(r["product_id"], set()).add(r["reviewer"])
+    done = sum(1 for pid, who in deciders.items()
+               if len(who) >= needed_reviews(pid, settings.overlap_share, settings.seed))
+    counts = {r["action"]: r["n"] for r in ws.query("SELECT action, count(*) AS n FROM decisions GROUP BY action")}
+    return {"products": n_products, "reviewed": len(deciders), "done": done, "remaining": n_products - done,
+            "decisions": sum(v for k, v in counts.items() if k != "undo"), "undos": counts.get("undo", 0),
+            "skips": counts.get("skip", 0),
+            "reviewers": int(ws.scalar("SELECT count(DISTINCT reviewer) FROM decisions") or 0)}
+
+
+def reviewer_rates(ws: Workspace, *, idle_gap_s: float = IDLE_GAP_S) -> pd.DataFrame:
+    """Decisions per hour per reviewer, over *active* time.
+
+    Active time adds the gaps between a reviewer's consecutive decisions, leaving out gaps longer
+    than `idle_gap_s` (breaks); the first decision of each sitting adds its own lead time.
+    """
+    rows = ws.query("SELECT reviewer, created_at, lead_time_ms FROM effective_decisions ORDER BY reviewer, id")
+    cols = ["reviewer", "decisions", "active_min", "per_hour", "median_lead_s", "last_at"]
+    if not rows:
+        return pd.DataFrame(columns=cols)
+    df = pd.DataFrame(rows)
+    df["t"] = pd.to_datetime(df["created_at"], utc=True, format="ISO8601")
+    out = []
+    for reviewer, g in df.groupby("reviewer", sort=True):
+        gaps = g["t"].diff().dt.total_seconds().to_numpy()[1:]
+        lead = g["lead_time_ms"].astype("float64") / 1000.0
+        starts = np.r_[True, gaps > idle_gap_s]
+        active = float(gaps[gaps <= idle_gap_s].sum()) + float(np.nansum(lead.to_numpy()[starts]))
+        n = len(g)
+        out.append({"reviewer": reviewer, "decisions": n, "active_min": round(active / 60, 2),
+                    "per_hour": round(n / (active / 3600), 1) if active > 0 else None,
+                    "median_lead_s": None if lead.isna().all() else round(float(lead.median()), 2),
+                    "last_at": g["created_at"].iloc[-1]})
+    return pd.DataFrame(out, columns=cols)
+
+
+def acceptance(ws: Workspace) -> dict:
+    """How often the shown model top-1 became the reviewer's label (precision as reviewers see it).
+
+    Per category: grouped by the model's top-1, i.e. "when the model says c, reviewers agree x%".
+    Decisions made without a model prediction are left out.
+    """
+    df = _labelled(ws).dropna(subset=["model_top1"])
+    cols = ["code", "name", "shown", "accepted", "rate"]
+    if df.empty:
+        return {"n": 0, "accepted": 0, "rate": None, "per_category": pd.DataFrame(columns=cols)}
+    df["hit"] = df["category"].astype(int) == df["model_top1"].astype(int)
+    per = (df.groupby(df["model_top1"].astype(int))["hit"].agg(["count", "sum"]).reset_index()
+           .rename(columns={"model_top1": "code", "count": "shown", "sum": "accepted"}))
+    per["name"] = per["code"].map(taxonomy.name)
+    per["rate"] = (per["accepted"] / per["shown"]).round(3)
+    return {"n": int(len(df)), "accepted": int(df["hit"].sum()), "rate": round(float(df["hit"].mean()), 4),
+            "per_category": per[cols].sort_values("code").reset_index(drop=True)}
+
+
+def confusion(ws: Workspace) -> pd.DataFrame:
+    """27x27 counts: rows = model top-1 shown, columns = reviewer's category (taxonomy order)."""
+    codes = taxonomy.codes()
+    df = _labelled(ws).dropna(subset=["model_top1"])
+    m = pd.DataFrame(0, index=pd.Index(codes, name="model"), columns=pd.Index(codes, name="reviewer"))
+    for (a, b), n in df.groupby([df["model_top1"].astype(int), df["category"].astype(int)]).size().items():
+        m.loc[a, b] = int(n)
+    return m
+
+
+def agreement(ws: Workspace) -> dict:
+    """Cohen's kappa between overlapping reviewers.
+
+    For every product decided by two or more reviewers, the first two reviewers' latest labels
+    form a pair (rater A = who decided first). Pairs from different reviewer couples are pooled,
+    the usual choice when reviewers rotate; `pairs` keeps who was who.
+    """
+    df = _labelled(ws)
+    latest = df.groupby(["product_id", "reviewer"], sort=False).agg(category=("category", "last"), first=("id", "min"))
+    pairs = []
+    for pid, g in latest.reset_index().groupby("product_id"):
+        if len(g) < 2:
+            continue
+        a, b = g.sort_values("first").iloc[:2].to_dict("records")
+        pairs.append({"product_id": pid, "reviewer_a": a["reviewer"], "category_a": int(a["category"]),
+                      "reviewer_b": b["reviewer"], "category_b": int(b["category"])})
+    table = pd.DataFrame(pairs, columns=["product_id", "reviewer_a", "category_a", "reviewer_b", "category_b"])
+    if table.empty:
+        return {"n_products": 0, "observed_agreement": None, "kappa": None, "pairs": table}
+    observed = float((table["category_a"] == table["category_b"]).mean())
+    if len(set(table["category_a"]) | set(table["category_b"])) < 2:
+        kappa = None   # one category only: chance agreement is 1, kappa undefined
+    else:
+        kappa = round(float(cohen_kappa_score(table["category_a"], table["category_b"])), 4)
+    return {"n_products": int(len(table)), "observed_agreement": round(observed, 4), "kappa": kappa, "pairs": table}
+
+
+def model_summary(ws: Workspace) -> dict:
+    """The live model version with its metrics (None when nothing is trained yet)."""
+    live = ws.live_version()
+    if live is None:
+        return {"live": None, "versions": 0}
+    v = ws.model_version(live)
+    return {"live": live, "created_at": v["created_at"], "metrics": v["metrics"], "n_train": v["n_train"],
+            "n_decisions": v["n_decisions"], "parent": v["parent"], "notes": v["notes"],
+            "versions": int(ws.scalar("SELECT count(*) FROM model_versions"))}
+
+
+def summary(ws: Workspace, settings: Settings = Settings()) -> dict:
+    """Everything the stats tab shows, in one call."""
+    return {"progress": progress(ws, settings), "rates": reviewer_rates(ws), "acceptance": acceptance(ws),
+            "confusion": confusion(ws), "agreement": agreement(ws), "model": model_summary(ws)}
