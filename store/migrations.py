@@ -141,6 +141,73 @@ def m002_current_labels_view(conn: sqlite3.Connection) -> None:
     )
 
 
+
+@migration
+def m010_retrain_runs(conn: sqlite3.Connection) -> None:
+    # One row per retrain attempt (labeler/retrain.py): its progress for the app, why it failed,
+    # and `pid`/`host` so a run whose process was killed is recognised and marked 'interrupted'.
+    # live_history: every move of the live pointer made by retrain/rollback, newest last.
+    conn.executescript(
+        """
+        CREATE TABLE retrain_runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL DEFAULT 'running'
+                CHECK (status IN ('running', 'succeeded', 'failed', 'interrupted')),
+            trigger TEXT NOT NULL DEFAULT 'api',
+            pid INTEGER NOT NULL,
+            host TEXT NOT NULL,
+            previous TEXT,
+            version TEXT,
+            went_live INTEGER NOT NULL DEFAULT 0 CHECK (went_live IN (0, 1)),
+            progress REAL NOT NULL DEFAULT 0 CHECK (progress BETWEEN 0 AND 1),
+            message TEXT NOT NULL DEFAULT '',
+            error TEXT
+        );
+        CREATE INDEX retrain_runs_status ON retrain_runs(status, id);
+        CREATE TABLE live_history (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at TEXT NOT NULL,
+            version TEXT NOT NULL,
+            previous TEXT,
+            reason TEXT NOT NULL
+        );
+        """
+    )
+
+
+@migration
+def m011_label_issues(conn: sqlite3.Connection) -> None:
+    # Confident-learning flags (models/label_issues.py). Each detection run replaces the rows of
+    # `label_issues`; `label_issue_runs` keeps the history of runs and their per-class thresholds.
+    conn.executescript(
+        """
+        CREATE TABLE label_issue_runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            created_at TEXT NOT NULL,
+            method TEXT NOT NULL,
+            folds INTEGER NOT NULL,
+            n_products INTEGER NOT NULL,
+            n_flagged INTEGER NOT NULL,
+            thresholds TEXT NOT NULL DEFAULT '{}',
+            duration_s REAL
+        );
+        CREATE TABLE label_issues (
+            run_id INTEGER NOT NULL REFERENCES label_issue_runs(id),
+            product_id TEXT NOT NULL REFERENCES products(id),
+            rank INTEGER NOT NULL CHECK (rank >= 1),
+            given_label INTEGER NOT NULL,
+            suggested INTEGER NOT NULL,
+            given_prob REAL NOT NULL,
+            suggested_prob REAL NOT NULL,
+            margin REAL NOT NULL,
+            PRIMARY KEY (run_id, product_id)
+        );
+        CREATE INDEX label_issues_rank ON label_issues(run_id, rank);
+        """
+    )
+
 def apply(conn: sqlite3.Connection) -> list[str]:
     """Apply pending migrations; returns the names applied."""
     conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
