@@ -34,9 +34,9 @@ def _noop(fraction: float, desc: str) -> None:
     log.info("%3.0f%% %s", 100 * fraction, desc)
 
 
-def labelled_frame(ws: Workspace) -> tuple[pd.DataFrame, np.ndarray, int]:
-    """Training set: imported labels overridden by reviewer decisions."""
-    labels = ws.current_labels()
+def labelled_frame(ws: Workspace, labels: dict[str, int] | None = None) -> tuple[pd.DataFrame, np.ndarray, int]:
+    """Training set: imported labels overridden by reviewer decisions (or exactly `labels`, if given)."""
+    labels = ws.current_labels() if labels is None else labels
     if not labels:
         raise WorkspaceError(f"workspace {ws.root} has no labelled products; import labels (--labels Y.csv) "
                              "or review some products first")
@@ -63,16 +63,23 @@ def cross_validated_metrics(df: pd.DataFrame, y: np.ndarray, make_text, folds: i
 
 
 def train_version(ws: Workspace, *, progress: Progress | None = None, evaluate: bool = True,
-                  notes: str = "", parent: str | None = None) -> dict:
-    """Fit every model on the workspace's current labels, save, score all products, go live."""
+                  notes: str = "", parent: str | None = None, labels: dict[str, int] | None = None,
+                  make_live: bool = True, version: str | None = None) -> dict:
+    """Fit every model on the workspace's current labels, save, score all products, go live.
+
+    labels: train on exactly these product -> category pairs (labeler/retrain.py passes the
+    reviewer-resolved labels minus its validation split). make_live=False leaves the pointer
+    where it is (the caller compares first). version: a pre-chosen id (so a caller can record
+    which version an interrupted run was building).
+    """
     progress = progress or _noop
     started = time.perf_counter()
     ws.require_products()
-    df, y, n_decided = labelled_frame(ws)
+    df, y, n_decided = labelled_frame(ws, labels)
     if len(np.unique(y)) < 2:
         raise WorkspaceError("need labelled products of at least two categories to train")
     parent = parent if parent is not None else ws.live_version()
-    version = ws.new_version_id()
+    version = version or ws.new_version_id()
     progress(0.05, f"fitting text model on {len(df)} products")
     text = TextClassifier().fit(df, y)
     metrics: dict[str, Any] = {}
@@ -88,8 +95,9 @@ def train_version(ws: Workspace, *, progress: Progress | None = None, evaluate: 
                               parent=parent, notes=notes, make_live=False)
     progress(0.7, "scoring products")
     n = score_products(ws, bundle)
-    ws.set_live_version(version)
-    progress(1.0, f"version {version} live, {n} products scored")
+    if make_live:
+        ws.set_live_version(version)
+    progress(1.0, f"version {version} {'live' if make_live else 'ready'}, {n} products scored")
     return ws.model_version(version)
 
 
