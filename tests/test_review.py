@@ -1,0 +1,325 @@
+"""The review workflow on real SQLite workspaces: real sample products scored by a trained model."""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import replace
+
+import pytest
+
+from labeler import review, taxonomy
+from labeler.config import Settings
+from labeler.review import HeldByAnother, InvalidCategory, ReviewError, UnknownProduct
+from review_workspace import copy_workspace
+from store.workspace import Workspace
+
+SETTINGS = Settings()
+
+
+@pytest.fixture
+def rws(sample_dir, tmp_path):
+    ws = Workspace(copy_workspace(sample_dir, tmp_path / "ws"))
+    yield ws
+    ws.close()
+
+
+def _least_confident(ws: Workspace, n: int = 1) -> list[str]:
+    rows = ws.query("SELECT product_id, top1_prob FROM predictions WHERE model_version = ? ORDER BY top1_prob",
+                    (ws.live_version(),))
+    return [r["product_id"] for r in rows[:n]]
+
+
+def _effective(ws: Workspace) -> list[dict]:
+    return ws.query("SELECT * FROM effective_decisions ORDER BY id")
+
+
+def test_first_card_is_the_least_confident_product_with_its_prediction(rws):
+    card = review.next_card(rws, "ana")
+    pred = rws.prediction(card.product_id)
+    assert card.product_id == _least_confident(rws)[0]
+    assert card.strategy == "least_confidence"
+    assert card.score == pytest.approx(1 - pred["top1_prob"], abs=1e-6)
+    assert "top-1 probability only" in card.reason
+    assert card.product["title"] and card.product["source_label"] in taxonomy.codes()
+    p = card.prediction
+    assert p.model_version == rws.live_version()
+    assert [v.code for v in p.top5] == [c for c, _ in pred["top5"]]
+    assert p.top5[0].name == taxonomy.name(p.top1) and p.top5[0].prob == pytest.approx(p.top1_prob, abs=1e-6)
+    assert list(p.voters) == ["text"] and p.agreement() == {"text": True}
+    assert p.auto_accept is (p.top1_prob >= SETTINGS.auto_accept_threshold)
+    assert card.remaining == card.total_remaining == rws.count_products()
+    assert review.holdings(rws) == {card.product_id: "ana"}
+
+
+def test_auto_accept_flag_follows_the_threshold(rws):
+    card = review.next_card(rws, "ana", settings=replace(SETTINGS, auto_accept_threshold=0.0))
+    assert card.prediction.auto_accept is True
+    review.release(rws, "ana")
+    card = review.next_card(rws, "ana", settings=replace(SETTINGS, auto_accept_threshold=1.0))
+    assert card.prediction.auto_accept is False
+
+
+def test_two_reviewers_get_different_products_and_each_resumes_their_own(rws):
+    a = review.next_card(rws, "ana")
+    b = review.next_card(rws, "ben")
+    assert a.product_id != b.product_id
+    assert b.product_id == _least_confident(rws, 2)[1]
+    again = review.next_card(rws, "ana")
+    assert again.product_id == a.product_id and again.resumed and again.reason.startswith("resumed")
+    assert review.holdings(rws) == {a.product_id: "ana", b.product_id: "ben"}
+
+
+def test_accept_stores_top1_version_and_shown_top5_and_product_leaves_the_queue(rws):
+    card = review.next_card(rws, "ana")
+    row = review.decide(rws, "ana", card.product_id, "accept", lead_time_ms=card.lead_time_ms(),
+                        idempotency_key=card.key, comment="looks right")
+    assert row["category"] == card.prediction.top1
+    assert row["model_version"] == rws.live_version()
+    assert json.loads(row["shown_top5"]) == [[v.code, v.prob] for v in card.prediction.top5]
+    assert row["lead_time_ms"] >= 0 and row["comment"] == "looks right" and not row["replayed"]
+    assert review.holdings(rws) == {}
+    assert rws.current_labels(reviewed_only=True) == {card.product_id: card.prediction.top1}
+    seen = set()
+    for reviewer in ("ana", "ben", "ana", "cleo"):
+        nxt = review.next_card(rws, reviewer)
+        seen.add(nxt.product_id)
+        assert nxt.remaining == rws.count_products() - 1
+    assert card.product_id not in seen
+
+
+def test_correct_requires_one_of_the_27_codes(rws):
+    card = review.next_card(rws, "ana")
+    for bad in (None, 9999, "abc", "", -10):
+        with pytest.raises(InvalidCategory, match="27 categor"):
+            review.decide(rws, "ana", card.product_id, "correct", category=bad)
+    with pytest.raises(InvalidCategory, match="9999 is not one of the 27 category codes"):
+        review.decide(rws, "ana", card.product_id, "accept", category=9999)
+    with pytest.raises(ReviewError, match="unknown action 'delete'"):
+        review.decide(rws, "ana", card.product_id, "delete")
+    with pytest.raises(UnknownProduct, match="unknown product 'nope'"):
+        review.decide(rws, "ana", "nope", "skip")
+    with pytest.raises(ReviewError, match="reviewer name is empty"):
+        review.decide(rws, "  ", card.product_id, "skip")
+    assert rws.decisions() == []
+    assert review.holdings(rws) == {card.product_id: "ana"}   # nothing lost: still held
+    row = review.decide(rws, "ana", card.product_id, "correct", category="1280")
+    assert row["category"] == 1280 and row["action"] == "correct"
+
+
+def test_deciding_a_product_held_by_another_reviewer_is_refused(rws):
+    card = review.next_card(rws, "ana")
+    with pytest.raises(HeldByAnother, match="being reviewed by 'ana'"):
+        review.decide(rws, "ben", card.product_id, "accept")
+    assert rws.decisions() == []
+    free = _least_confident(rws, 5)[4]   # nobody holds it: a free product may be decided directly
+    assert review.decide(rws, "ben", free, "correct", category=10)["product_id"] == free
+
+
+def test_skipped_product_goes_behind_the_others_for_that_reviewer_only(rws):
+    settings = SETTINGS
+    order = _least_confident(rws, 3)
+    first = review.next_card(rws, "ana")
+    assert first.product_id == order[0]
+    review.decide(rws, "ana", first.product_id, "skip")
+    assert review.next_card(rws, "ana").product_id == order[1]
+    # ben still gets the skipped product at its rank
+    assert review.next_card(rws, "ben", settings=settings).product_id == order[0]
+
+
+def test_skipped_products_come_back_oldest_first_when_nothing_else_is_left(rws):
+    code = 1280
+    queue = review.ranking(rws, "category", category=code).ids
+    assert 3 <= len(queue) < 40
+    decided, skipped = [], []
+    for i, _ in enumerate(queue):
+        card = review.next_card(rws, "ana", strategy="category", category=code)
+        assert card.product["source_label"] == code or card.prediction.top1 == code
+        if i < 2:
+            review.decide(rws, "ana", card.product_id, "skip")
+            skipped.append(card.product_id)
+        else:
+            review.decide(rws, "ana", card.product_id, "accept", category=code)
+            decided.append(card.product_id)
+    assert sorted(decided + skipped) == sorted(queue)
+    again = review.next_card(rws, "ana", strategy="category", category=code)
+    assert again.product_id == skipped[0] and again.remaining == 2
+    review.decide(rws, "ana", again.product_id, "correct", category=code)
+    assert review.next_card(rws, "ana", strategy="category", category=code).product_id == skipped[1]
+    review.decide(rws, "ana", skipped[1], "accept", category=code)
+    assert review.next_card(rws, "ana", strategy="category", category=code) is None
+
+
+def test_undo_several_steps_back_reshows_each_product(rws):
+    picked = []
+    for action, cat in (("accept", None), ("correct", 2583), ("skip", None)):
+        card = review.next_card(rws, "ana")
+        review.decide(rws, "ana", card.product_id, action, category=cat)
+        picked.append(card.product_id)
+    shown = review.next_card(rws, "ana")          # the 4th product is on screen when U is pressed
+    u1 = review.undo(rws, "ana")
+    assert u1["undone"]["product_id"] == picked[2] and u1["undone"]["action"] == "skip"
+    back = review.next_card(rws, "ana")
+    assert back.product_id == picked[2] and back.resumed
+    assert review.holdings(rws) == {picked[2]: "ana"}    # the 4th product was given back
+    assert review.next_card(rws, "ben").product_id == shown.product_id
+    u2 = review.undo(rws, "ana")
+    assert u2["undone"]["product_id"] == picked[1] and u2["undone"]["category"] == 2583
+    assert review.next_card(rws, "ana").product_id == picked[1]
+    u3 = review.undo(rws, "ana")
+    assert u3["undone"]["product_id"] == picked[0]
+    assert review.undo(rws, "ana") is None                # nothing left to undo
+    assert review.next_card(rws, "ana").product_id == picked[0]
+    assert rws.current_labels(reviewed_only=True) == {}
+    actions = [d["action"] for d in rws.decisions()]
+    assert actions == ["accept", "correct", "skip", "undo", "undo", "undo"]
+    assert _effective(rws) == []
+    # decide again after undo: the new decision counts
+    review.decide(rws, "ana", picked[0], "correct", category=40)
+    assert rws.current_labels(reviewed_only=True) == {picked[0]: 40}
+
+
+def test_undo_is_idempotent_on_its_key(rws):
+    for _ in range(2):
+        card = review.next_card(rws, "ana")
+        review.decide(rws, "ana", card.product_id, "accept")
+    first = review.undo(rws, "ana", idempotency_key="u-1")
+    retry = review.undo(rws, "ana", idempotency_key="u-1")
+    assert retry["replayed"] and retry["id"] == first["id"] and retry["undone"]["id"] == first["undone"]["id"]
+    assert [d["action"] for d in rws.decisions()].count("undo") == 1
+
+
+def test_resume_after_restart_and_undo_survives_it(rws):
+    root = rws.root
+    card = review.next_card(rws, "ana")
+    review.decide(rws, "ana", card.product_id, "accept")
+    held = review.next_card(rws, "ana")
+    rws.close()
+    reopened = Workspace(root)                 # a restarted server: new object, new connections
+    try:
+        again = review.next_card(reopened, "ana")
+        assert again.product_id == held.product_id and again.resumed
+        assert review.next_card(reopened, "ben").product_id not in (card.product_id, held.product_id)
+        assert review.undo(reopened, "ana")["undone"]["product_id"] == card.product_id
+        assert review.next_card(reopened, "ana").product_id == card.product_id
+    finally:
+        reopened.close()
+
+
+def test_abandoned_reservation_expires_and_frees_the_product(rws):
+    short = replace(SETTINGS, reservation_ttl_s=1)
+    a = review.next_card(rws, "ana", settings=short)
+    b = review.next_card(rws, "ben", settings=short)
+    assert b.product_id != a.product_id
+    review.release(rws, "ben")
+    time.sleep(1.1)
+    taken = review.next_card(rws, "ben", settings=short)
+    assert taken.product_id == a.product_id and not taken.resumed   # ana's lease ran out
+    with pytest.raises(HeldByAnother):
+        review.decide(rws, "ana", a.product_id, "accept")
+    assert review.next_card(rws, "ana", settings=short).product_id != a.product_id
+
+
+def test_retried_submit_is_stored_once(rws):
+    card = review.next_card(rws, "ana")
+    first = review.decide(rws, "ana", card.product_id, "accept", idempotency_key=card.key)
+    nxt = review.next_card(rws, "ben")   # the product may even be given to someone else meanwhile
+    retry = review.decide(rws, "ana", card.product_id, "accept", idempotency_key=card.key)
+    assert retry["replayed"] and retry["id"] == first["id"]
+    assert len(rws.decisions()) == 1 and nxt.product_id != card.product_id
+    with pytest.raises(ReviewError, match="already used for decision"):
+        review.decide(rws, "ana", nxt.product_id, "skip", idempotency_key=card.key)
+
+
+def test_decisions_are_append_only(rws):
+    card = review.next_card(rws, "ana")
+    review.decide(rws, "ana", card.product_id, "accept")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        rws.write(lambda c: c.execute("UPDATE decisions SET category = 10"))
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        rws.write(lambda c: c.execute("DELETE FROM decisions"))
+    review.undo(rws, "ana")
+    assert [d["action"] for d in rws.decisions()] == ["accept", "undo"]
+
+
+def test_overlap_product_needs_two_different_reviewers(rws):
+    both = replace(SETTINGS, overlap_share=1.0)
+    a = review.next_card(rws, "ana", settings=both)
+    review.decide(rws, "ana", a.product_id, "accept")
+    assert review.next_card(rws, "ana", settings=both).product_id != a.product_id
+    b = review.next_card(rws, "ben", settings=both)
+    assert b.product_id == a.product_id and b.second_review
+    review.decide(rws, "ben", b.product_id, "correct", category=1160)
+    c = review.next_card(rws, "cleo", settings=both)
+    assert c.product_id != a.product_id
+    # disagreement: latest wins (the view), majority rule agrees for two reviewers
+    assert rws.current_labels(reviewed_only=True)[a.product_id] == 1160
+    assert review.resolved_labels(rws)[a.product_id] == 1160
+    assert review.disagreements(rws)[0]["product_id"] == a.product_id
+    review.release(rws, "cleo")
+    review.decide(rws, "cleo", a.product_id, "accept", category=a.prediction.top1)   # a third opinion
+    assert review.resolved_labels(rws)[a.product_id] == a.prediction.top1
+    # with no overlap share, one decision is enough
+    assert review.in_overlap(a.product_id, 0.0) is False
+
+
+def test_overlap_share_is_a_stable_fraction():
+    ids = [str(i) for i in range(4000)]
+    share = sum(review.in_overlap(i, 0.25, 0) for i in ids) / len(ids)
+    assert 0.22 < share < 0.28
+    assert [review.in_overlap(i, 0.25, 0) for i in ids[:50]] == [review.in_overlap(i, 0.25, 0) for i in ids[:50]]
+
+
+def test_filtering_strategies_and_unknown_names(rws):
+    below = review.next_card(rws, "ana", strategy="below_threshold")
+    assert below.prediction.top1_prob < SETTINGS.auto_accept_threshold
+    review.release(rws, "ana")
+    assert review.next_card(rws, "ana", strategy="disagreement") is None   # text-only model: no image vote
+    with pytest.raises(review.strategies.StrategyError, match="unknown strategy 'entropie'"):
+        review.next_card(rws, "ana", strategy="entropie")
+    with pytest.raises(InvalidCategory, match="category strategy"):
+        review.next_card(rws, "ana", strategy="category", category=7)
+    sus = review.next_card(rws, "ana", strategy="suspect_labels",
+                           suspects=[below.product_id], settings=replace(SETTINGS, auto_accept_threshold=0.99))
+    assert sus.product_id == below.product_id and "label-issue" in sus.reason
+
+
+def test_queue_order_follows_new_predictions_and_new_products(rws):
+    first, second = _least_confident(rws, 2)
+    assert review.next_card(rws, "ana").product_id == first
+    review.release(rws, "ana")
+    live = rws.live_version()
+    # re-score: the two products swap predictions (as a retrained model would change them)
+    p1, p2 = rws.prediction(first), rws.prediction(second)
+    rows = [{**p2, "product_id": first}, {**p1, "product_id": second}]
+    rws.save_predictions(live, rows)
+    assert review.next_card(rws, "ana").product_id == second
+    review.release(rws, "ana")
+    rws.write(lambda c: c.execute("INSERT INTO products (id, title, imported_at) VALUES ('new-1', 'Lot de 3 mangas', "
+                                  "'2024-01-01')"))
+    assert review.ranking(rws, "least_confidence").ids[-1] == "new-1"   # unscored: after scored ones
+    assert "new-1" not in review.ranking(rws, "below_threshold").ids
+
+
+def test_unscored_workspace_is_reviewable_in_import_order(sample_dir, tmp_path):
+    ws = Workspace(copy_workspace(sample_dir, tmp_path / "bare", train=False))
+    try:
+        ids = [r["id"] for r in ws.query("SELECT id FROM products ORDER BY rowid LIMIT 2")]
+        card = review.next_card(ws, "ana")
+        assert card.product_id == ids[0] and card.prediction is None and "no model prediction" in card.reason
+        with pytest.raises(ReviewError, match="no model prediction to accept"):
+            review.decide(ws, "ana", card.product_id, "accept")
+        row = review.decide(ws, "ana", card.product_id, "correct", category=2705)
+        assert row["model_version"] is None and row["shown_top5"] is None
+        assert review.next_card(ws, "ana").product_id == ids[1]
+    finally:
+        ws.close()
+
+
+def test_recent_decisions_lists_what_undo_would_take_back(rws):
+    for _ in range(3):
+        c = review.next_card(rws, "ana")
+        review.decide(rws, "ana", c.product_id, "accept")
+    review.undo(rws, "ana")
+    recent = review.recent_decisions(rws, "ana")
+    assert len(recent) == 2 and recent[0]["id"] > recent[1]["id"] and recent[0]["title"]
