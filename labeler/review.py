@@ -37,6 +37,7 @@ being re-read for every request.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import sqlite3
 import threading
@@ -207,7 +208,9 @@ class _Ranking:
 class _State:
     lock: threading.Lock = field(default_factory=threading.Lock)
     log: _DecisionLog = field(default_factory=_DecisionLog)
+    build_lock: threading.Lock = field(default_factory=threading.Lock)
     rankings: "OrderedDict[tuple, _Ranking]" = field(default_factory=OrderedDict)
+    catalog: "tuple[tuple, _Catalog] | None" = None
     closed_cache: tuple[tuple, set[str]] | None = None
 
     def closed(self, share: float, seed: int) -> set[str]:
@@ -247,66 +250,118 @@ def needed_reviews(product_id: str, share: float, seed: int = 0) -> int:
 
 # -- ranking --------------------------------------------------------------------------------------
 def _fingerprint(ws: Workspace) -> tuple:
+    """Changes whenever predictions are (re)written or products imported (both only ever insert:
+    INSERT OR REPLACE gives the new row the next rowid and a fresh created_at)."""
     c = ws.conn
-    return (c.execute("SELECT max(rowid) FROM predictions").fetchone()[0],
-            c.execute("SELECT max(rowid) FROM products").fetchone()[0])
+    last = c.execute("SELECT rowid, created_at FROM predictions ORDER BY rowid DESC LIMIT 1").fetchone()
+    return (tuple(last) if last else None, c.execute("SELECT max(rowid) FROM products").fetchone()[0])
 
 
 def ranking(ws: Workspace, strategy: str, *, category: int | None = None, suspects: Iterable[str] | None = None,
             settings: Settings = Settings()) -> _Ranking:
-    """The strategy's queue over the whole catalog, cached until predictions or products change."""
+    """The strategy's queue over the whole catalog, cached until predictions or products change.
+
+    The first call after a model switch reads every live prediction once (about 0.1 s per 2,000
+    products); call it from a background thread after a retrain to keep that off the request path.
+    """
     strat = strategies.get(strategy)
     if strategy == "category":
         category = _check_category(category, "category strategy")
-    flags_key = frozenset(str(s) for s in suspects) if suspects is not None else None
+    flags_key: frozenset[str] | tuple | None = None
+    if strategy == "suspect_labels":
+        flags_key = frozenset(str(s) for s in suspects) if suspects is not None else ("stored", _issue_run(ws))
     version = ws.live_version()
-    key = (version, strategy, category if strategy == "category" else None,
-           flags_key if strategy == "suspect_labels" else None,
-           settings.auto_accept_threshold, settings.seed, _fingerprint(ws))
+    fingerprint = _fingerprint(ws)
+    key = (version, strategy, category if strategy == "category" else None, flags_key,
+           settings.auto_accept_threshold, settings.seed, fingerprint)
     st = _state(ws)
     with st.lock:
         hit = st.rankings.get(key)
         if hit is not None:
             st.rankings.move_to_end(key)
             return hit
-    built = _build_ranking(ws, strat, version, category, flags_key, settings)
-    with st.lock:
-        st.rankings[key] = built
-        while len(st.rankings) > _MAX_RANKINGS:
-            st.rankings.popitem(last=False)
+    with st.build_lock:            # one thread builds, the others wait for its result
+        with st.lock:
+            hit = st.rankings.get(key)
+        if hit is not None:
+            return hit
+        cat_key = (version, fingerprint)
+        if st.catalog is None or st.catalog[0] != cat_key:
+            st.catalog = (cat_key, _load_catalog(ws, version))
+        built = _rank_catalog(st.catalog[1], ws, strat, category, flags_key, settings)
+        with st.lock:
+            st.rankings[key] = built
+            while len(st.rankings) > _MAX_RANKINGS:
+                st.rankings.popitem(last=False)
     return built
 
 
-def _build_ranking(ws: Workspace, strat: strategies.Strategy, version: str | None, category: int | None,
-                   flags: frozenset[str] | None, settings: Settings) -> _Ranking:
-    import json
+def _issue_run(ws: Workspace) -> int | None:
+    """Latest label-issue detection run (`label_issues` table), None when there is none."""
+    try:
+        return ws.conn.execute("SELECT max(id) FROM label_issue_runs").fetchone()[0]
+    except sqlite3.OperationalError:   # a workspace from before that migration
+        return None
+
+
+def stored_suspects(ws: Workspace) -> frozenset[str]:
+    """Products flagged by the latest label-issue detection run (empty when none ran)."""
+    run = _issue_run(ws)
+    if run is None:
+        return frozenset()
+    return frozenset(r[0] for r in ws.conn.execute("SELECT product_id FROM label_issues WHERE run_id = ?", (run,)))
+
+
+@dataclass(frozen=True)
+class _Catalog:
+    """The live version's predictions as arrays (scored products in import order), read once."""
+
+    ids: list[str]
+    probs: np.ndarray              # (n, 27) fused
+    text_top1: np.ndarray          # (n,) codes
+    image_top1: np.ndarray         # (n,) codes, 0 without an image vote
+    source_labels: np.ndarray      # (n,) codes, 0 without an imported label
+    unscored: list[tuple[str, int | None]]   # (id, source_label) of products without a prediction
+
+
+def _load_catalog(ws: Workspace, version: str | None) -> _Catalog:
     rows = ws.conn.execute(
         "SELECT p.id, p.source_label, pr.probs, json_extract(pr.voters, '$.text[0][0]'), "
         "json_extract(pr.voters, '$.image[0][0]') FROM products p "
         "LEFT JOIN predictions pr ON pr.product_id = p.id AND pr.model_version = ? ORDER BY p.rowid",
         (version,)).fetchall()
     scored = [r for r in rows if r[2] is not None]
-    unscored = [r for r in rows if r[2] is None]
+    n_codes = len(taxonomy.codes())
+    probs = (np.array(json.loads("[" + ",".join(r[2] for r in scored) + "]"), dtype=np.float64)
+             if scored else np.zeros((0, n_codes)))
+    return _Catalog(ids=[r[0] for r in scored], probs=probs,
+                    text_top1=np.array([r[3] or 0 for r in scored], dtype=np.int64),
+                    image_top1=np.array([r[4] or 0 for r in scored], dtype=np.int64),
+                    source_labels=np.array([r[1] or 0 for r in scored], dtype=np.int64),
+                    unscored=[(r[0], r[1]) for r in rows if r[2] is None])
+
+
+def _rank_catalog(cat: _Catalog, ws: Workspace, strat: strategies.Strategy, category: int | None,
+                  flags_key: frozenset[str] | tuple | None, settings: Settings) -> _Ranking:
+    flags = stored_suspects(ws) if isinstance(flags_key, tuple) else flags_key
     ids: list[str] = []
     scores: dict[str, float] = {}
-    if scored:
-        probs = np.array([json.loads(r[2]) for r in scored], dtype=np.float64)
+    if cat.ids:
         ctx = strategies.Context(
-            text_top1=np.array([r[3] or 0 for r in scored]), image_top1=np.array([r[4] or 0 for r in scored]),
-            source_labels=np.array([r[1] or 0 for r in scored]),
-            flags=None if flags is None else np.array([r[0] in flags for r in scored]),
+            text_top1=cat.text_top1, image_top1=cat.image_top1, source_labels=cat.source_labels,
+            flags=None if flags is None else np.array([pid in flags for pid in cat.ids]),
             threshold=settings.auto_accept_threshold, category=category,
             suspect_min_confidence=settings.auto_accept_threshold, seed=settings.seed)
-        s = strat(probs, ctx)
+        s = strat(cat.probs, ctx)
         order = strategies.rank(s, seed=settings.seed)
-        ids = [scored[i][0] for i in order]
-        scores = {scored[i][0]: float(s[i]) for i in order}
+        ids = [cat.ids[i] for i in order]
+        scores = {cat.ids[i]: float(s[i]) for i in order}
     if strat.name == "category":
-        ids += [r[0] for r in unscored if r[1] == category]
+        ids += [pid for pid, label in cat.unscored if label == category]
     elif strat.name == "suspect_labels" and flags:
-        ids += [r[0] for r in unscored if r[0] in flags]
+        ids += [pid for pid, _ in cat.unscored if pid in flags]
     elif not strat.filters:
-        ids += [r[0] for r in unscored]
+        ids += [pid for pid, _ in cat.unscored]
     return _Ranking(ids=ids, id_set=frozenset(ids), scores=scores)
 
 
@@ -315,8 +370,10 @@ def next_card(ws: Workspace, reviewer: str, *, strategy: str = "least_confidence
               suspects: Iterable[str] | None = None, settings: Settings = Settings()) -> Card | None:
     """The reviewer's held product if any, else the best free undecided one, reserved for them.
 
-    `suspects`: product ids flagged by label-issue detection (for the suspect_labels strategy).
-    Returns None when the strategy's queue has nothing left for this reviewer.
+    `suspects`: product ids flagged by label-issue detection for the suspect_labels strategy;
+    None reads the latest run stored in the `label_issues` table.
+    Returns None when the strategy's queue has nothing left for this reviewer. A held product is
+    resumed whatever the strategy: call `release` when the reviewer switches queues.
     """
     reviewer = _check_reviewer(reviewer)
     rank = ranking(ws, strategy, category=category, suspects=suspects, settings=settings)
@@ -356,7 +413,10 @@ def next_card(ws: Workspace, reviewer: str, *, strategy: str = "least_confidence
         second = bool(st.log.deciders.get(pid)) and reviewer not in st.log.deciders[pid]
         mine = len(st.log.by_reviewer.get(reviewer, ()))
     score = rank.scores.get(pid)
-    reason = strategies.describe_score(strategy, score)
+    if pid in rank.id_set:
+        reason = strategies.describe_score(strategy, score)
+    else:   # held from before under another strategy (release() on a strategy switch avoids it)
+        reason = "picked by the queue you used before"
     if resumed:
         reason = f"resumed where you were · {reason}"
     return Card(product=ws.product(pid), prediction=_prediction(ws, pid, settings), strategy=strategy,
@@ -381,11 +441,15 @@ def _walk(rank: _Ranking, dlog: _DecisionLog, reviewer: str, held: set[str], sha
 
 
 def decide(ws: Workspace, reviewer: str, product_id: str, action: str, *, category: int | None = None,
-           comment: str = "", lead_time_ms: int | None = None, idempotency_key: str | None = None) -> dict:
+           comment: str = "", lead_time_ms: int | None = None, idempotency_key: str | None = None,
+           shown_version: str | None = None) -> dict:
     """Append accept/correct/skip for the product and release the reviewer's reservation, atomically.
 
-    accept: category defaults to the live fused top-1. correct: category required (one of the 27
-    codes). Returns the stored decision row (+ 'replayed': True when the key was already stored).
+    accept: category defaults to the fused top-1. correct: category required (one of the 27 codes).
+    `shown_version`: the model version the card showed (`card.prediction.model_version`), so a
+    model switch between showing and deciding still stores (and accepts) what the reviewer saw;
+    default: the live version. Refused (HeldByAnother) while another reviewer holds the product.
+    Returns the stored decision row (+ 'replayed': True when the key was already stored).
     """
     reviewer = _check_reviewer(reviewer)
     product_id = str(product_id)
@@ -394,7 +458,7 @@ def decide(ws: Workspace, reviewer: str, product_id: str, action: str, *, catego
                           "(use undo() to take a decision back)")
     if ws.product(product_id) is None:
         raise UnknownProduct(f"unknown product {product_id!r}; it is not in workspace {ws.root}")
-    version = ws.live_version()
+    version = shown_version or ws.live_version()
     pred = ws.prediction(product_id, version) if version else None
     if action == "correct":
         if category is None:
@@ -433,7 +497,8 @@ def undo(ws: Workspace, reviewer: str, *, idempotency_key: str | None = None,
     """Undo the reviewer's latest decision not yet undone; that product is reserved for them again.
 
     Call it again to go further back. Returns the undo row with 'undone' (the decision taken
-    back), or None when there is nothing left to undo.
+    back), or None when there is nothing left to undo. Refused (HeldByAnother, nothing written)
+    while another reviewer holds that product, e.g. the second reviewer of an overlap product.
     """
     reviewer = _check_reviewer(reviewer)
     key = idempotency_key or uuid.uuid4().hex

@@ -323,3 +323,38 @@ def test_recent_decisions_lists_what_undo_would_take_back(rws):
     review.undo(rws, "ana")
     recent = review.recent_decisions(rws, "ana")
     assert len(recent) == 2 and recent[0]["id"] > recent[1]["id"] and recent[0]["title"]
+
+
+def test_suspect_queue_reads_the_latest_label_issue_run(rws):
+    strict = replace(SETTINGS, auto_accept_threshold=0.999)   # the simple contradiction rule finds nothing
+    assert review.next_card(rws, "ana", strategy="suspect_labels", settings=strict) is None
+    pid = _least_confident(rws, 7)[6]
+    product = rws.product(pid)
+
+    def flag(c):
+        run = c.execute("INSERT INTO label_issue_runs (created_at, method, folds, n_products, n_flagged) "
+                        "VALUES ('2024-01-01', 'confident_learning', 3, 324, 1)").lastrowid
+        c.execute("INSERT INTO label_issues VALUES (?, ?, 1, ?, 10, 0.1, 0.8, 0.7)",
+                  (run, pid, product["source_label"]))
+    rws.write(flag)
+    card = review.next_card(rws, "ana", strategy="suspect_labels", settings=strict)
+    assert card.product_id == pid and "label-issue detection" in card.reason
+    assert review.stored_suspects(rws) == {pid}
+
+
+def test_accept_stores_what_the_card_showed_even_after_a_model_switch(rws):
+    card = review.next_card(rws, "ana")
+    v1 = rws.live_version()
+    pid = card.product_id
+    # a newer version goes live while the card is on screen; it predicts another category for pid
+    donor = next(r for r in rws.query("SELECT product_id, top1 FROM predictions") if r["top1"] != card.prediction.top1)
+    v2 = "v-next"
+    rws.register_model_version(v2, rws.model_version(v1)["path"], parent=v1, make_live=False)
+    rws.save_predictions(v2, [{**rws.prediction(donor["product_id"]), "product_id": pid}])
+    rws.set_live_version(v2)
+    row = review.decide(rws, "ana", pid, "accept", shown_version=card.prediction.model_version)
+    assert (row["category"], row["model_version"]) == (card.prediction.top1, v1)
+    assert json.loads(row["shown_top5"])[0][0] == card.prediction.top1
+    review.undo(rws, "ana")
+    row = review.decide(rws, "ana", pid, "accept")   # no shown_version: the live one
+    assert (row["category"], row["model_version"]) == (donor["top1"], v2)

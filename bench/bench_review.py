@@ -1,0 +1,148 @@
+"""Server side of "submit -> next product": `decide` + `next_card` latency, p50/p95.
+
+On a workspace of the whole Rakuten sample (~1,950 real products) scored by a trained text model
+(predictions cached in SQLite, as in the app). The template workspace is built once under
+/tmp/labeler-bench (training takes a minute) and copied fresh for every run.
+
+    python bench/bench_review.py                 # all strategies, 1 and 8 reviewers
+    python bench/bench_review.py --submits 300 --rebuild
+
+Target (issue 4): p95 of submit -> next well under 150 ms on the 2-core machine (the app adds
+rendering on top).
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from labeler import review  # noqa: E402
+from labeler.config import Settings  # noqa: E402
+from review_workspace import build_workspace  # noqa: E402
+from store.workspace import Workspace  # noqa: E402
+
+SAMPLE = ROOT.parent / "shared" / "data" / "rakuten-sample"
+CACHE = Path(tempfile.gettempdir()) / "labeler-bench" / "review-ws"
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
+
+
+def template(rebuild: bool) -> Path:
+    if rebuild and CACHE.exists():
+        shutil.rmtree(CACHE)
+    if not (CACHE / "workspace.db").exists():
+        print(f"building the bench workspace from {SAMPLE} (training, once) ...", flush=True)
+        CACHE.parent.mkdir(parents=True, exist_ok=True)
+        tmp = CACHE.with_name("review-ws.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        build_workspace(tmp, SAMPLE, per_category=None)
+        tmp.rename(CACHE)
+    return CACHE
+
+
+def fresh(tmp: Path, name: str) -> Workspace:
+    dest = tmp / name
+    shutil.copytree(CACHE, dest)
+    return Workspace(dest)
+
+
+def session(ws: Workspace, reviewer: str, n: int, strategy: str, category: int | None, settings: Settings,
+            out: dict[str, list[float]]) -> None:
+    """One reviewer: each step = decide(card) + next_card(), timed separately and together."""
+    t = time.perf_counter()
+    card = review.next_card(ws, reviewer, strategy=strategy, category=category, settings=settings)
+    out["first"].append((time.perf_counter() - t) * 1000)
+    for i in range(n):
+        if card is None:
+            break
+        action = ("skip", "correct", "accept", "accept")[i % 4]
+        cat = card.product["source_label"] if action == "correct" else None
+        if action == "accept" and card.prediction is None:
+            action, cat = "correct", card.product["source_label"]
+        t0 = time.perf_counter()
+        review.decide(ws, reviewer, card.product_id, action, category=cat, lead_time_ms=card.lead_time_ms(),
+                      idempotency_key=card.key)
+        t1 = time.perf_counter()
+        card = review.next_card(ws, reviewer, strategy=strategy, category=category, settings=settings)
+        t2 = time.perf_counter()
+        out["decide"].append((t1 - t0) * 1000)
+        out["next"].append((t2 - t1) * 1000)
+        out["submit"].append((t2 - t0) * 1000)
+
+
+def run(tmp: Path, label: str, strategy: str, *, reviewers: int, submits: int, category: int | None = None,
+        settings: Settings = Settings(), prior: int = 0) -> dict:
+    ws = fresh(tmp, f"{label}-{strategy}-{reviewers}")
+    if prior:   # a workspace with history: `prior` decisions already in the log before this process
+        warm: dict[str, list[float]] = {"first": [], "decide": [], "next": [], "submit": []}
+        session(ws, "history", prior, strategy, category, settings, warm)
+        review.release(ws, "history")
+        root = ws.root
+        ws.close()
+        ws = Workspace(root)   # a restarted server: the decision log is replayed from SQLite
+    out: dict[str, list[float]] = {"first": [], "decide": [], "next": [], "submit": []}
+    names = [f"r{i}" for i in range(reviewers)]
+    if reviewers == 1:
+        session(ws, names[0], submits, strategy, category, settings, out)
+    else:
+        threads = [threading.Thread(target=session, args=(ws, r, submits // reviewers, strategy, category,
+                                                          settings, out)) for r in names]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    ws.close()
+    return {"scenario": label, "strategy": strategy, "reviewers": reviewers, "n": len(out["submit"]),
+            "first": statistics.median(out["first"]),
+            **{f"{k}_{q}": pct(out[k], q) for k in ("decide", "next", "submit") for q in (50, 95)}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--submits", type=int, default=200, help="decisions per scenario (default 200)")
+    ap.add_argument("--rebuild", action="store_true", help="rebuild the cached bench workspace")
+    args = ap.parse_args()
+    base = template(args.rebuild)
+    ws = Workspace(base)
+    n_products, n_pred = ws.count_products(), ws.scalar("SELECT count(*) FROM predictions")
+    ws.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    ws.close()
+    print(f"workspace: {n_products} products, {n_pred} cached predictions ({base})")
+    rows = []
+    overlap = replace(Settings(), overlap_share=0.2)
+    with tempfile.TemporaryDirectory(prefix="bench-review-") as d:
+        tmp = Path(d)
+        for strategy in ("least_confidence", "margin", "entropy", "random", "below_threshold"):
+            rows.append(run(tmp, "1 reviewer", strategy, reviewers=1, submits=args.submits))
+        rows.append(run(tmp, "1 reviewer", "category", reviewers=1, submits=min(args.submits, 60), category=2583))
+        rows.append(run(tmp, "8 reviewers, 20% overlap", "least_confidence", reviewers=8, submits=args.submits,
+                        settings=overlap))
+        rows.append(run(tmp, "after restart, 1000 in log", "least_confidence", reviewers=1,
+                        submits=args.submits, prior=1000))
+    head = (f"{'scenario':<28}{'strategy':<18}{'n':>5}{'1st ms':>8}{'decide p50':>11}{'p95':>7}"
+            f"{'next p50':>10}{'p95':>7}{'submit->next p50':>18}{'p95':>7}")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        print(f"{r['scenario']:<28}{r['strategy']:<18}{r['n']:>5}{r['first']:>8.1f}{r['decide_50']:>11.1f}"
+              f"{r['decide_95']:>7.1f}{r['next_50']:>10.1f}{r['next_95']:>7.1f}{r['submit_50']:>18.1f}"
+              f"{r['submit_95']:>7.1f}")
+    worst = max(r["submit_95"] for r in rows)
+    print(f"\nworst submit->next p95: {worst:.1f} ms (target: well under 150 ms)")
+    print("1st ms = first next_card of the scenario (builds the ranked queue once per model version/strategy)")
+
+
+if __name__ == "__main__":
+    main()
