@@ -29,10 +29,12 @@ Rules (the app and the tests rely on them):
   `current_labels` view gives (latest decision wins), so the view is unchanged; `disagreements`
   lists those products for adjudication, and a third reviewer's decision settles them by majority.
 
-Performance: the ranked order is computed once per (workspace, live version, strategy, category,
-suspects, threshold, seed) and re-used until predictions or products change (their max rowid);
-the decision log is append-only, so it is replayed incrementally (`id > last seen`) instead of
-being re-read for every request.
+Performance: the live version's predictions are read into arrays once per (workspace object,
+version) and each strategy's ranked order is computed once from them (per category, suspects,
+threshold, seed); both are re-used until predictions are rewritten or products imported (the last
+prediction row and the products' max rowid tell). The decision log is append-only, so it is
+replayed incrementally (`id > last seen`) inside each pick's transaction instead of being re-read
+for every request. `python bench/bench_review.py` measures submit -> next.
 """
 from __future__ import annotations
 

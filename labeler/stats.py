@@ -97,10 +97,11 @@ def confusion(ws: Workspace) -> pd.DataFrame:
     """27x27 counts: rows = model top-1 shown, columns = reviewer's category (taxonomy order)."""
     codes = taxonomy.codes()
     df = _labelled(ws).dropna(subset=["model_top1"])
-    m = pd.DataFrame(0, index=pd.Index(codes, name="model"), columns=pd.Index(codes, name="reviewer"))
-    for (a, b), n in df.groupby([df["model_top1"].astype(int), df["category"].astype(int)]).size().items():
-        m.loc[a, b] = int(n)
-    return m
+    m = np.zeros((len(codes), len(codes)), dtype=np.int64)
+    index = {c: i for i, c in enumerate(codes)}
+    for a, b in zip(df["model_top1"].astype(int), df["category"].astype(int)):
+        m[index[a], index[b]] += 1
+    return pd.DataFrame(m, index=pd.Index(codes, name="model"), columns=pd.Index(codes, name="reviewer"))
 
 
 def agreement(ws: Workspace) -> dict:
@@ -110,15 +111,18 @@ def agreement(ws: Workspace) -> dict:
     form a pair (rater A = who decided first). Pairs from different reviewer couples are pooled,
     the usual choice when reviewers rotate; `pairs` keeps who was who.
     """
-    df = _labelled(ws)
-    latest = df.groupby(["product_id", "reviewer"], sort=False).agg(category=("category", "last"), first=("id", "min"))
+    latest: dict[str, dict[str, list[int]]] = {}      # product -> reviewer -> [first id, latest category]
+    for r in ws.query("SELECT id, product_id, reviewer, category FROM effective_decisions "
+                      "WHERE action IN ('accept', 'correct') ORDER BY id"):
+        seen = latest.setdefault(r["product_id"], {}).setdefault(r["reviewer"], [r["id"], r["category"]])
+        seen[1] = r["category"]
     pairs = []
-    for pid, g in latest.reset_index().groupby("product_id"):
-        if len(g) < 2:
+    for pid, by_reviewer in latest.items():
+        if len(by_reviewer) < 2:
             continue
-        a, b = g.sort_values("first").iloc[:2].to_dict("records")
-        pairs.append({"product_id": pid, "reviewer_a": a["reviewer"], "category_a": int(a["category"]),
-                      "reviewer_b": b["reviewer"], "category_b": int(b["category"])})
+        (ra, (_, ca)), (rb, (_, cb)) = sorted(by_reviewer.items(), key=lambda kv: kv[1][0])[:2]
+        pairs.append({"product_id": pid, "reviewer_a": ra, "category_a": int(ca),
+                      "reviewer_b": rb, "category_b": int(cb)})
     table = pd.DataFrame(pairs, columns=["product_id", "reviewer_a", "category_a", "reviewer_b", "category_b"])
     if table.empty:
         return {"n_products": 0, "observed_agreement": None, "kappa": None, "pairs": table}
