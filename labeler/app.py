@@ -1,0 +1,452 @@
+"""The Gradio review app: layout and wiring over `labeler.review`, `labeler.stats` and the models.
+
+`build_app(ws, settings)` returns the Blocks; `launch_options()` holds what Gradio 6 takes at
+launch (theme, CSS, the keyboard-shortcut script), and `serve()` launches with both. Handlers
+are methods of `ReviewUI`: each turns widget values into one call of the review API and the
+result into HTML from `labeler.views`; the workflow itself (queue, reservation, decision, undo)
+lives in `labeler.review`. Per-user state is a `Session` in `gr.State`; the only shared objects
+are the workspace and the heatmap prefetch cache.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from labeler import review, stats, strategies, taxonomy, tryit, views
+from labeler.config import Settings
+from labeler.prefetch import Heatmaps, Prefetcher, default_explainer, render_heatmaps
+from store.workspace import Workspace, WorkspaceError
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).resolve().parent / "static"
+DEFAULT_STRATEGY = "least_confidence"
+PREFETCH_AHEAD = 3
+HEAT_WAIT_S = 30.0
+
+
+# -- per-session state ----------------------------------------------------------------------------
+@dataclass
+class Session:
+    """One browser tab's review session (lives in gr.State, never in a global)."""
+    reviewer: str | None = None
+    strategy: str = DEFAULT_STRATEGY
+    category: int | None = None
+    card: review.Card | None = None
+    heat_category: int | None = None
+    heat_shown: bool = False
+    last: str = ""
+    prefs: dict = field(default_factory=dict)
+
+
+def launch_options() -> dict[str, Any]:
+    """Theme, CSS and the shortcut script: Gradio 6 takes these at launch(), not in Blocks()."""
+    return {"theme": gr.themes.Soft(primary_hue="indigo", neutral_hue="slate"),
+            "css": (STATIC / "app.css").read_text(encoding="utf-8"),
+            "head": f"<script>{(STATIC / 'shortcuts.js').read_text(encoding='utf-8')}</script>"}
+
+
+def _pretty(name: str) -> str:
+    return name.replace("_", " ").capitalize()
+
+
+class ReviewUI:
+    """The event handlers; `ws`, `settings` and the prefetch cache are shared, `Session` is per tab."""
+
+    def __init__(self, ws: Workspace, settings: Settings, prefetcher: Prefetcher):
+        self.ws = ws
+        self.settings = settings
+        self.prefetch = prefetcher
+
+    # -- rendering ------------------------------------------------------------------------------
+    def render(self, s: Session, *, heat_wait: float = 0.0) -> tuple:
+        """Everything a card shows, in the order of `outs` in build_app (N_CARD_OUTPUTS values)."""
+        card = s.card
+        threshold = self.settings.auto_accept_threshold
+        status = views.status_html(reviewer=s.reviewer, card=card, last=s.last)
+        if s.reviewer is None or card is None:
+            s.heat_category, s.heat_shown = None, True
+            if s.reviewer is None:
+                body = views.empty_card_html("Who is reviewing?", "Type your name in the Reviewer box and press "
+                                             "Enter: every decision carries it.")
+            elif self.ws.count_products() == 0:
+                body = views.empty_card_html("No products in this workspace",
+                                             "Import a catalog (python -m labeler import …) or start launch.py "
+                                             "without --no-demo to load the demo catalog.")
+            else:
+                body = views.empty_card_html(
+                    "Nothing left in this queue",
+                    f"The “{_pretty(s.strategy)}” queue has no product left for you. Pick another queue above.")
+            return (s, {}, status, body, views.top5_html(None, threshold=threshold) if s.reviewer else "", "",
+                    gr.update(choices=[], value=None, visible=False), "",
+                    gr.update(value=None), gr.update(value=""))
+        pred = card.prediction
+        top1 = pred.top1 if pred is not None else None
+        version = pred.model_version if pred is not None else None
+        s.heat_category = top1
+        heat = self.prefetch.get(card.product, version, top1, wait=heat_wait)
+        s.heat_shown = heat is not None
+        self._warm(s)
+        current = {"product_id": card.product_id, "key": card.key, "reviewer": s.reviewer,
+                   "strategy": card.strategy, "model_version": version, "remaining": card.remaining,
+                   "top5": [[v.code, v.prob] for v in pred.top5] if pred is not None else []}
+        choices = ([(f"{i}. {v.name}", v.code) for i, v in enumerate(pred.top5, 1)] if pred is not None else [])
+        can_explain = heat is None or bool(heat.items)
+        image_uri = views.image_data_uri(card.product.get("image_path"))
+        return (s, current, status, views.card_html(card, image_uri, threshold=threshold),
+                views.top5_html(pred, threshold=threshold), views.votes_html(pred),
+                gr.update(choices=choices, value=top1, visible=can_explain), self._heat_html(heat, top1),
+                gr.update(value=None), gr.update(value=""))
+
+    @staticmethod
+    def _heat_html(heat: Heatmaps | None, category: int | None) -> str:
+        if heat is None:
+            return views.heatmaps_html((), category=category, note="Computing heatmaps…")
+        return views.heatmaps_html(heat.items, category=heat.category, note=heat.note)
+
+    def _warm(self, s: Session) -> None:
+        """Queue Grad-CAM for the next products of this reviewer's queue (background, cached)."""
+        card = s.card
+        if card is None or card.prediction is None or not card.product.get("image_path"):
+            return
+        try:
+            ids = review.ranking(self.ws, s.strategy, category=s.category, settings=self.settings).ids
+            at = ids.index(card.product_id) if card.product_id in ids else -1
+        except (review.ReviewError, strategies.StrategyError):
+            return
+        ahead = [pid for pid in ids[at + 1:at + 1 + 4 * PREFETCH_AHEAD]][:4 * PREFETCH_AHEAD]
+        items = []
+        for product in self.ws.products(ahead):
+            if not product.get("image_path"):
+                continue
+            pred = self.ws.prediction(product["id"], card.prediction.model_version)
+            if pred is not None:
+                items.append((product, int(pred["top1"])))
+            if len(items) >= PREFETCH_AHEAD:
+                break
+        self.prefetch.warm(items, card.prediction.model_version)
+
+    def _next(self, s: Session) -> tuple:
+        try:
+            s.card = review.next_card(self.ws, s.reviewer, strategy=s.strategy, category=s.category,
+                                      settings=self.settings) if s.reviewer else None
+        except (review.ReviewError, strategies.StrategyError, WorkspaceError) as exc:
+            s.card = None
+            raise gr.Error(str(exc)) from exc
+        return self.render(s)
+
+    @staticmethod
+    def _same(n: int) -> tuple:
+        return tuple(gr.skip() for _ in range(n))
+
+    # -- session start, reviewer, queue -----------------------------------------------------------
+    def start(self, name: str, prefs: dict | None, s: Session, request: gr.Request) -> tuple:
+        """Page load: who is reviewing (login, typed name or the one remembered by the browser)."""
+        prefs = dict(prefs or {})
+        user = getattr(request, "username", None) if request is not None else None
+        reviewer = (user or (name or "").strip() or str(prefs.get("reviewer") or "").strip()) or None
+        s.reviewer, s.prefs = reviewer, prefs
+        strategy = prefs.get("strategy")
+        s.strategy = strategy if strategy in strategies.STRATEGIES else DEFAULT_STRATEGY
+        s.category = prefs.get("category") if taxonomy.is_known(prefs.get("category")) else None
+        if s.strategy == "category" and s.category is None:
+            s.strategy = DEFAULT_STRATEGY
+        if reviewer:
+            prefs["reviewer"] = reviewer
+        out = self._next(s)
+        name_box = gr.update(value=reviewer, interactive=user is None) if reviewer else gr.skip()
+        return out + (name_box, s.strategy,
+                      gr.update(value=s.category, visible=s.strategy == "category"), prefs)
+
+    def set_reviewer(self, name: str, s: Session, request: gr.Request) -> tuple:
+        """The name box (auth off): switch the reviewer and give back the previous one's product."""
+        user = getattr(request, "username", None) if request is not None else None
+        name = user or (name or "").strip()
+        if not name:
+            raise gr.Error("Type your name first: every decision carries the reviewer's name.")
+        if s.reviewer and s.reviewer != name:
+            review.release(self.ws, s.reviewer)
+        s.reviewer, s.last = name, ""
+        s.prefs = {**s.prefs, "reviewer": name}
+        return self._next(s) + (s.prefs,)
+
+    def set_queue(self, strategy: str, category: int | None, s: Session) -> tuple:
+        """Switch the queue strategy (and the category of the one-category queue)."""
+        if strategy not in strategies.STRATEGIES:
+            raise gr.Error(str(strategies.StrategyError(f"unknown strategy {strategy!r}; known: "
+                                                        f"{', '.join(strategies.STRATEGIES)}")))
+        s.strategy, s.category = strategy, (int(category) if category is not None else None)
+        s.prefs = {**s.prefs, "strategy": s.strategy, "category": s.category}
+        picker = gr.update(visible=strategy == "category")
+        if strategy == "category" and s.category is None:
+            gr.Info("Choose the category of this queue in the box next to it.")
+            return self._same(N_CARD_OUTPUTS) + (picker, s.prefs)
+        if s.reviewer:
+            review.release(self.ws, s.reviewer)
+        return self._next(s) + (picker, s.prefs)
+
+    # -- decisions -------------------------------------------------------------------------------
+    def _decide(self, s: Session, current: dict | None, action: str, category: int | None, comment: str) -> tuple:
+        card = s.card
+        if s.reviewer is None:
+            raise gr.Error("Type your name in the Reviewer box first.")
+        if card is None:
+            return self._next(s)
+        if current and current.get("key") and current["key"] != card.key:
+            return self.render(s)   # a key pressed for a card already decided: resync, decide nothing
+        try:
+            row = review.decide(self.ws, s.reviewer, card.product_id, action, category=category,
+                                comment=(comment or "").strip(), lead_time_ms=card.lead_time_ms(),
+                                idempotency_key=card.key)
+        except review.HeldByAnother as exc:
+            gr.Warning(f"{exc} (your reservation had expired)")
+            return self._next(s)
+        except (review.ReviewError, WorkspaceError) as exc:
+            raise gr.Error(str(exc)) from exc
+        s.last = views.describe_decision(row, card.product.get("title"))
+        return self._next(s)
+
+    def accept(self, current: dict | None, comment: str, s: Session) -> tuple:
+        """Enter: the fused top-1 the reviewer was shown."""
+        pred = s.card.prediction if s.card is not None else None
+        if s.card is not None and pred is None:
+            gr.Warning("No model prediction to accept: choose the category with / or skip with S.")
+            return self._same(N_CARD_OUTPUTS)
+        return self._decide(s, current, "accept", pred.top1 if pred else None, comment)
+
+    def pick(self, rank: int, current: dict | None, comment: str, s: Session) -> tuple:
+        """Keys 1-5: the rank-th category of the fused top-5 (1 = accept)."""
+        pred = s.card.prediction if s.card is not None else None
+        if pred is None or not 1 <= rank <= len(pred.top5):
+            if s.card is not None:
+                gr.Warning(f"There is no #{rank} in this product's top-5: choose with / instead.")
+            return self._same(N_CARD_OUTPUTS)
+        code = pred.top5[rank - 1].code
+        return self._decide(s, current, "accept" if rank == 1 else "correct", code, comment)
+
+    def choose(self, category: int | None, current: dict | None, comment: str, s: Session) -> tuple:
+        """The searchable list of all 27 categories."""
+        if category is None:
+            return self._same(N_CARD_OUTPUTS)
+        pred = s.card.prediction if s.card is not None else None
+        action = "accept" if pred is not None and int(category) == pred.top1 else "correct"
+        return self._decide(s, current, action, int(category), comment)
+
+    def skip(self, current: dict | None, comment: str, s: Session) -> tuple:
+        return self._decide(s, current, "skip", None, comment)
+
+    def undo(self, s: Session) -> tuple:
+        """U: take back the latest decision still standing; its product comes back on screen."""
+        if s.reviewer is None:
+            raise gr.Error("Type your name in the Reviewer box first.")
+        try:
+            row = review.undo(self.ws, s.reviewer, settings=self.settings)
+        except review.HeldByAnother as exc:
+            raise gr.Error(f"{exc}; it cannot be undone while they hold it") from exc
+        except (review.ReviewError, WorkspaceError) as exc:
+            raise gr.Error(str(exc)) from exc
+        if row is None:
+            gr.Info("Nothing left to undo.")
+            return self._same(N_CARD_OUTPUTS)
+        undone = row["undone"]
+        s.last = "undid: " + views.describe_decision(undone, (self.ws.product(undone["product_id"]) or {}).get("title"))
+        return self._next(s)
+
+    # -- heatmaps --------------------------------------------------------------------------------
+    def heatmaps_for(self, category: int | None, s: Session) -> str:
+        """The overlays for another category of the top-5 (the radio under the card)."""
+        card = s.card
+        if card is None or card.prediction is None or category is None:
+            return gr.skip()
+        s.heat_category = int(category)
+        heat = self.prefetch.get(card.product, card.prediction.model_version, int(category), wait=HEAT_WAIT_S)
+        return self._heat_html(heat, int(category))
+
+    def heatmaps_pending(self, s: Session) -> tuple:
+        """Runs after each card: fills the overlays in when the prefetch had not finished them."""
+        card = s.card
+        if card is None or s.heat_shown or card.prediction is None:
+            return gr.skip(), gr.skip()
+        key, category = card.key, s.heat_category
+        heat = self.prefetch.get(card.product, card.prediction.model_version, category, wait=HEAT_WAIT_S)
+        if heat is None or s.card is None or s.card.key != key or s.heat_category != category:
+            return gr.skip(), gr.skip()     # still computing, or the reviewer moved on meanwhile
+        s.heat_shown = True
+        return self._heat_html(heat, category), gr.update(visible=bool(heat.items))
+
+    # -- stats and try-it ------------------------------------------------------------------------
+    def stats(self) -> tuple:
+        st = stats.summary(self.ws, self.settings)
+        per_cat = st["acceptance"]["per_category"]
+        return (views.stats_cards_html(st["progress"], st["acceptance"], st["agreement"], st["model"]),
+                st["rates"], per_cat, confusion_figure(st["confusion"]), views.metrics_html(st["model"]))
+
+    def try_it(self, image: str | None, title: str, description: str,
+               progress: gr.Progress = gr.Progress()) -> tuple[str, str, str]:
+        """Predict a typed/uploaded product with the live model; the workspace is not touched."""
+        from models.training import live_bundle
+        try:
+            progress(0.1, desc="loading the live model")
+            bundle = live_bundle(self.ws)
+            progress(0.3, desc="predicting")
+            pred, product = tryit.predict_one(bundle, title=title, description=description, image_path=image,
+                                              settings=self.settings)
+        except (WorkspaceError, review.ReviewError) as exc:
+            raise gr.Error(str(exc)) from exc
+        progress(0.6, desc="computing heatmaps")
+        heat = render_heatmaps(bundle, product, pred.top1, self.prefetch.explainer)
+        threshold = self.settings.auto_accept_threshold
+        return views.top5_html(pred, threshold=threshold), views.votes_html(pred), self._heat_html(heat, pred.top1)
+
+
+def confusion_figure(matrix):
+    """Model top-1 (rows) vs reviewer's category (columns), only categories that occur."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    keep = [c for c in matrix.index if matrix.loc[c].sum() > 0 or matrix[c].sum() > 0]
+    fig, ax = plt.subplots(figsize=(7.5, 6.2), dpi=100)
+    if not keep:
+        ax.text(0.5, 0.5, "no reviewed products yet", ha="center", va="center", fontsize=13)
+        ax.axis("off")
+        return fig
+    m = matrix.loc[keep, keep].to_numpy()
+    ax.imshow(m, cmap="Blues")
+    labels = [f"{taxonomy.name(c)[:22]} {c}" for c in keep]
+    ax.set_xticks(range(len(keep)), labels, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(keep)), labels, fontsize=8)
+    for i in range(len(keep)):
+        for j in range(len(keep)):
+            if m[i, j]:
+                ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if m[i, j] > m.max() / 2 else "black")
+    ax.set_xlabel("reviewer's category")
+    ax.set_ylabel("model top-1 shown")
+    ax.set_title("Model vs reviewer")
+    fig.tight_layout()
+    return fig
+
+
+# -- layout and wiring ----------------------------------------------------------------------------
+# What `ReviewUI.render` returns, in order: session, current, status, card, top5, votes, heat radio,
+# heatmaps, category search (reset), comment (reset).
+N_CARD_OUTPUTS = 10
+
+
+def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Prefetcher | None = None) -> gr.Blocks:
+    """The review app over one workspace. Launch it with `serve()` (or `launch(**launch_options())`)."""
+    from models.training import live_bundle
+    prefetcher = prefetcher or Prefetcher(lambda version: live_bundle(ws, version), explain=default_explainer())
+    ui = ReviewUI(ws, settings, prefetcher)
+    secret = hashlib.sha256(f"labeler:{ws.root.resolve()}".encode()).hexdigest()[:24]
+    strategy_choices = [(_pretty(n), n) for n in strategies.STRATEGIES]
+    categories = views.category_choices()
+
+    with gr.Blocks(title="Rakuten category review", fill_width=True) as demo:
+        session = gr.State(Session())
+        prefs = gr.BrowserState({}, storage_key="rakuten-labeler-prefs", secret=secret)
+        current = gr.JSON(visible="hidden", elem_id="current-card")
+        with gr.Tabs():
+            with gr.Tab("Review", id="review"):
+                with gr.Row(elem_id="review-bar", equal_height=True):
+                    reviewer = gr.Textbox(label="Reviewer", placeholder="your name, then Enter", scale=2,
+                                          max_lines=1, elem_id="reviewer-name")
+                    strategy = gr.Dropdown(strategy_choices, value=DEFAULT_STRATEGY, label="Queue", scale=2,
+                                           elem_id="queue-strategy")
+                    queue_category = gr.Dropdown(categories, value=None, label="Queue category", scale=2,
+                                                 visible=False, elem_id="queue-category")
+                status = gr.HTML(views.status_html(reviewer=None, card=None), elem_id="review-status")
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=6, min_width=480):
+                        card = gr.HTML(views.empty_card_html("Loading…"), elem_id="review-card")
+                        heat_choice = gr.Radio([], label="Heatmaps for", elem_id="heat-category", visible=False)
+                        heat = gr.HTML(elem_id="heatmaps")
+                    with gr.Column(scale=4, min_width=380):
+                        top5 = gr.HTML(elem_id="top5")
+                        with gr.Row(elem_id="decide-row"):
+                            accept_btn = gr.Button("Accept top-1  ⏎", variant="primary", elem_id="btn-accept",
+                                                   scale=2)
+                            skip_btn = gr.Button("Skip  S", elem_id="btn-skip", scale=1)
+                            undo_btn = gr.Button("Undo  U", elem_id="btn-undo", scale=1)
+                        gr.HTML(views.shortcuts_html(), padding=False)
+                        choose = gr.Dropdown(categories, value=None, label="Another category (press / to search)",
+                                             filterable=True, elem_id="category-search")
+                        comment = gr.Textbox(label="Comment (optional, saved with the decision)", max_lines=2,
+                                             elem_id="comment")
+                        votes = gr.HTML(elem_id="votes")
+                        pick_btns = [gr.Button(f"pick {r}", visible="hidden", elem_id=f"btn-pick-{r}")
+                                     for r in range(1, 6)]
+
+            with gr.Tab("Stats", id="stats") as stats_tab:
+                refresh = gr.Button("Refresh", size="sm")
+                stat_cards = gr.HTML()
+                with gr.Row():
+                    with gr.Column():
+                        gr.Markdown("**Decisions per hour, per reviewer** (active time, breaks over 5 min left out)")
+                        rates = gr.Dataframe(interactive=False)
+                        gr.Markdown("**Model top-1 accepted, per predicted category**")
+                        per_cat = gr.Dataframe(interactive=False)
+                    with gr.Column():
+                        confusion = gr.Plot(label="Model vs reviewer")
+                        gr.Markdown("**Live model version**")
+                        metrics = gr.HTML()
+
+            with gr.Tab("Try it", id="try"):
+                gr.Markdown("Type a product or upload its image: the live model's fused top-5, each voter's vote "
+                            "and the heatmaps. Nothing is saved.")
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        try_image = gr.Image(type="filepath", label="Product image", sources=["upload", "clipboard"],
+                                             height=300)
+                        try_title = gr.Textbox(label="Title", placeholder="e.g. Piscine tubulaire ronde 3,66 m")
+                        try_desc = gr.Textbox(label="Description", lines=4)
+                        try_btn = gr.Button("Predict", variant="primary")
+                    with gr.Column(scale=1):
+                        try_top5 = gr.HTML()
+                        try_votes = gr.HTML()
+                try_heat = gr.HTML()
+
+        outs = [session, current, status, card, top5, votes, heat_choice, heat, choose, comment]
+        review_events = {"concurrency_id": "review", "concurrency_limit": 4, "show_progress": "hidden"}
+        heat_events = {"concurrency_limit": None, "show_progress": "hidden"}
+
+        def then_heat(event, name: str) -> None:
+            event.then(ui.heatmaps_pending, [session], [heat, heat_choice], api_name=f"{name}_heatmaps",
+                       **heat_events)
+
+        then_heat(demo.load(ui.start, [reviewer, prefs, session], outs + [reviewer, strategy, queue_category, prefs],
+                            api_name="start", **review_events), "start")
+        then_heat(reviewer.submit(ui.set_reviewer, [reviewer, session], outs + [prefs], api_name="set_reviewer",
+                                  **review_events), "set_reviewer")
+        for trigger, name in ((strategy.input, "set_queue"), (queue_category.input, "set_queue_category")):
+            then_heat(trigger(ui.set_queue, [strategy, queue_category, session], outs + [queue_category, prefs],
+                              api_name=name, **review_events), name)
+        then_heat(accept_btn.click(ui.accept, [current, comment, session], outs, api_name="accept", **review_events),
+                  "accept")
+        for rank, btn in enumerate(pick_btns, start=1):
+            then_heat(btn.click(functools.partial(ui.pick, rank), [current, comment, session], outs,
+                                api_name=f"pick_{rank}", **review_events), f"pick_{rank}")
+        then_heat(choose.input(ui.choose, [choose, current, comment, session], outs, api_name="choose",
+                               **review_events), "choose")
+        then_heat(skip_btn.click(ui.skip, [current, comment, session], outs, api_name="skip", **review_events), "skip")
+        then_heat(undo_btn.click(ui.undo, [session], outs, api_name="undo", **review_events), "undo")
+        heat_choice.input(ui.heatmaps_for, [heat_choice, session], [heat], api_name="heatmaps", **heat_events)
+
+        stats_outs = [stat_cards, rates, per_cat, confusion, metrics]
+        refresh.click(ui.stats, None, stats_outs, api_name="stats", concurrency_limit=1)
+        stats_tab.select(ui.stats, None, stats_outs, api_name="stats_on_open", concurrency_limit=1)
+        try_btn.click(ui.try_it, [try_image, try_title, try_desc], [try_top5, try_votes, try_heat],
+                      api_name="try_it", concurrency_limit=1)
+    demo.queue(default_concurrency_limit=2, max_size=512)
+    demo.review_ui = ui          # for tests and launch.py: the handlers and the prefetch cache
+    return demo
+
+
+def serve(demo: gr.Blocks, **launch_kwargs: Any):
+    """`demo.launch` with the app's theme, CSS and keyboard shortcuts."""
+    return demo.launch(**{**launch_options(), **launch_kwargs})

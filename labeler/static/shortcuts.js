@@ -1,0 +1,40 @@
+// Keyboard-first review: keys click the app's own buttons, so every path is the mouse path too.
+// Inert while the reviewer types in a text field; Esc leaves the field.
+(() => {
+  if (window.__labelerShortcuts) return;
+  window.__labelerShortcuts = true;
+  const TEXT_INPUTS = new Set(["text", "search", "email", "number", "password", "url", "tel", ""]);
+  const typing = (el) => {
+    if (!el || el === document.body) return false;
+    if (el.isContentEditable || el.tagName === "TEXTAREA" || el.tagName === "SELECT") return true;
+    return el.tagName === "INPUT" && TEXT_INPUTS.has((el.getAttribute("type") || "").toLowerCase());
+  };
+  const visible = (el) => !!el && el.offsetParent !== null;
+  const press = (id) => {
+    const el = document.getElementById(id);
+    const btn = el && (el.tagName === "BUTTON" ? el : el.querySelector("button"));
+    if (btn && !btn.disabled) { btn.click(); return true; }
+    return false;
+  };
+  const KEYS = { Enter: "btn-accept", s: "btn-skip", S: "btn-skip", u: "btn-undo", U: "btn-undo" };
+  document.addEventListener("keydown", (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey || e.isComposing || e.repeat) return;
+    if (typing(e.target)) {
+      if (e.key === "Escape") e.target.blur();
+      return;
+    }
+    if (!visible(document.getElementById("review-card"))) return;   // another tab is open
+    if (e.key === "/") {
+      const search = document.querySelector("#category-search input");
+      if (search) { e.preventDefault(); search.focus(); }
+      return;
+    }
+    const id = /^[1-5]$/.test(e.key) ? "btn-pick-" + e.key : KEYS[e.key];
+    if (id && press(id)) e.preventDefault();
+  }, true);
+  // A click on a top-5 row is the same as its digit key.
+  document.addEventListener("click", (e) => {
+    const row = e.target.closest && e.target.closest("[data-pick]");
+    if (row) press("btn-pick-" + row.dataset.pick);
+  });
+})();

@@ -1,0 +1,48 @@
+"""Predict one ad-hoc product (the app's try-it tab) without touching the workspace."""
+from __future__ import annotations
+
+import pandas as pd
+
+from labeler import taxonomy
+from labeler.config import Settings
+from labeler.review import Prediction, ReviewError, Vote
+from models.predictor import prediction_rows
+
+TRY_ID = "try-it"
+
+
+class TryItError(ReviewError):
+    """What the visitor must fix (nothing to predict from, no model)."""
+
+
+def _votes(pairs: list) -> tuple[Vote, ...]:
+    return tuple(Vote(int(c), taxonomy.name(c), float(p)) for c, p in pairs)
+
+
+def prediction_from_row(row: dict, version: str, settings: Settings = Settings()) -> Prediction:
+    """A `prediction_rows` row as the review card's `Prediction` (same shape as a stored one)."""
+    return Prediction(model_version=version, top5=_votes(row["top5"]),
+                      voters={name: _votes(v) for name, v in row["voters"].items()}, top1=int(row["top1"]),
+                      top1_prob=float(row["top1_prob"]), margin=float(row["margin"]), entropy=float(row["entropy"]),
+                      disagreement=bool(row["disagreement"]),
+                      auto_accept=float(row["top1_prob"]) >= settings.auto_accept_threshold)
+
+
+def predict_one(bundle, *, title: str = "", description: str = "", image_path: str | None = None,
+                settings: Settings = Settings()) -> tuple[Prediction, dict]:
+    """Fused top-k and each voter's vote for a product typed or uploaded by the visitor.
+
+    Nothing is written: no feature store is passed to the bundle, so image features are not
+    cached in the workspace either. Returns the prediction and the product row used.
+    """
+    title, description = (title or "").strip(), (description or "").strip()
+    has_image_model = getattr(bundle, "image", None) is not None
+    if not title and not image_path:
+        raise TryItError("type a title (and a description) or upload an image to get a prediction")
+    if not title and not has_image_model:
+        raise TryItError(f"model version {bundle.version} reads text only (no image model yet): type a title")
+    product = {"id": TRY_ID, "title": title, "description": description,
+               "image_path": image_path if image_path and has_image_model else None, "image_sha1": None}
+    out = bundle.predict(pd.DataFrame([product]))
+    row = prediction_rows([TRY_ID], out, k=settings.top_k)[0]
+    return prediction_from_row(row, bundle.version, settings), product

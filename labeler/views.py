@@ -1,0 +1,272 @@
+"""HTML for the review app: pure functions from workflow objects to escaped markup.
+
+Every product string (title, description, ids, captions, reviewer names) goes through `text()`,
+which strips HTML tags, decodes entities and then escapes what is left, so product data can
+never inject markup or script into the page. Nothing here touches Gradio or the workspace.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from labeler import taxonomy
+from models.textclean import clean_text
+
+MAX_DESCRIPTION = 4000          # characters shown; the rest is cut with an ellipsis
+DISPLAY_IMAGE_PX = 560          # longest side of the product image sent to the browser
+VOTER_LABELS = {"text": "Text model", "image": "Image ensemble"}
+SHORTCUTS = (("Enter", "accept top-1"), ("1–5", "pick from top-5"), ("/", "search all 27"),
+             ("S", "skip"), ("U", "undo"), ("Esc", "leave a text field"))
+
+
+def text(value: object, limit: int | None = None) -> str:
+    """Product text as safe HTML: tags stripped, entities decoded, then everything escaped."""
+    s = clean_text(value)
+    if limit is not None and len(s) > limit:
+        s = s[:limit].rstrip() + " …"
+    return html.escape(s, quote=True)
+
+
+def pct(p: float) -> str:
+    return f"{100 * p:.1f}%" if p < 0.995 else f"{100 * p:.0f}%"
+
+
+def category_label(code: int) -> str:
+    return f"{taxonomy.name(code)} · {int(code)}"
+
+
+# -- images ---------------------------------------------------------------------------------------
+@lru_cache(maxsize=512)
+def image_data_uri(path: str | None) -> str | None:
+    """The product image as a data: URI (no file serving, no path checks); None if unreadable."""
+    if not path:
+        return None
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError:
+        return None
+    try:
+        from PIL import Image
+        with Image.open(io.BytesIO(raw)) as im:
+            small = max(im.size) <= DISPLAY_IMAGE_PX and im.format == "JPEG" and len(raw) < 250_000
+            if small:
+                return "data:image/jpeg;base64," + base64.b64encode(raw).decode("ascii")
+            return pil_data_uri(im)
+    except Exception:   # noqa: BLE001 - a corrupt image shows as "no image", never a traceback
+        return None
+
+
+def pil_data_uri(im, *, max_px: int = DISPLAY_IMAGE_PX, quality: int = 85) -> str:
+    """A PIL image as a JPEG data: URI, shrunk to `max_px` on its longest side."""
+    im = im.convert("RGB")
+    if max(im.size) > max_px:
+        im = im.copy()
+        im.thumbnail((max_px, max_px))
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+# -- the review card ------------------------------------------------------------------------------
+def card_html(card, image_uri: str | None, *, threshold: float) -> str:
+    """Image, title, description, why it was picked, the imported label and the auto-accept badge."""
+    p = card.product
+    title = text(p.get("title")) or "<em>(no title)</em>"
+    desc = text(p.get("description"), MAX_DESCRIPTION)
+    img = (f'<img class="product-img" src="{image_uri}" alt="product image">' if image_uri else
+           '<div class="no-img">no image for this product</div>')
+    badges = []
+    pred = card.prediction
+    if pred is not None and pred.auto_accept:
+        badges.append(f'<span class="badge ok" title="fused top-1 probability ≥ {pct(threshold)}">'
+                      f'auto-accept · {pct(pred.top1_prob)}</span>')
+    if card.second_review:
+        badges.append('<span class="badge info">second review (overlap)</span>')
+    if card.resumed:
+        badges.append('<span class="badge info">resumed</span>')
+    source = p.get("source_label")
+    imported = (f'<div class="meta-row"><span>imported label</span><span><b>{html.escape(category_label(source))}</b></span></div>'
+                if source is not None else "")
+    strategy = html.escape(card.strategy.replace("_", " "))
+    score = "" if card.score is None else f' <span class="muted">(score {card.score:.3f})</span>'
+    return f"""
+<div class="card" data-product-id="{html.escape(card.product_id)}" data-key="{html.escape(card.key)}">
+  <div class="card-img">{img}</div>
+  <div class="card-body">
+    <div class="badges">{''.join(badges)}</div>
+    <h2 class="product-title">{title}</h2>
+    <div class="product-desc">{desc or '<span class="muted">no description</span>'}</div>
+    <div class="meta">
+      <div class="meta-row"><span>why this product</span><span><b>{strategy}</b>: {html.escape(card.reason)}{score}</span></div>
+      {imported}
+      <div class="meta-row"><span>product id</span><span><code>{html.escape(card.product_id)}</code></span></div>
+    </div>
+  </div>
+</div>"""
+
+
+def empty_card_html(message: str, hint: str = "") -> str:
+    return (f'<div class="card empty"><div class="card-body"><h2 class="product-title">{html.escape(message)}</h2>'
+            f'<div class="product-desc">{html.escape(hint)}</div></div></div>')
+
+
+def _voter_top1(pred) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for name, votes in pred.voters.items():
+        if votes:
+            out.setdefault(votes[0].code, []).append(name)
+    return out
+
+
+def top5_html(pred, *, threshold: float) -> str:
+    """The fused top-5 as clickable rows: key, category name, probability bar, voters agreeing."""
+    if pred is None:
+        return ('<div class="top5 none"><div class="none-msg">No model prediction for this product yet.'
+                '<br>Choose its category with <kbd>/</kbd> or skip with <kbd>S</kbd>.</div></div>')
+    backing = _voter_top1(pred)
+    short = voter_shorts(pred.voters)
+    rows = []
+    for rank, vote in enumerate(pred.top5, start=1):
+        who = backing.get(vote.code, [])
+        dots = "".join(f'<span class="dot" title="{html.escape(voter_label(v))} votes this">'
+                       f'{html.escape(short[v])}</span>' for v in who)
+        width = max(1.0, 100 * vote.prob)
+        rows.append(f"""
+  <button type="button" class="t5-row{' first' if rank == 1 else ''}" data-pick="{rank}" title="press {rank}">
+    <kbd>{rank}</kbd>
+    <span class="t5-name">{html.escape(vote.name)} <span class="code">{vote.code}</span></span>
+    <span class="t5-p">{pct(vote.prob)}</span>
+    <span class="t5-bar"><span style="width:{width:.1f}%"></span></span>
+    <span class="t5-voters">{dots}</span>
+  </button>""")
+    head = ('<div class="t5-head"><span>Model top-5 (fused)</span>'
+            f'<span class="muted">version {html.escape(pred.model_version)} · auto-accept at {pct(threshold)}</span></div>')
+    return f'<div class="top5">{head}{"".join(rows)}</div>'
+
+
+def voter_label(name: str) -> str:
+    return VOTER_LABELS.get(name, f"Image voter {name}")
+
+
+def voter_shorts(names: Iterable[str]) -> dict[str, str]:
+    """One- or two-letter tags for the top-5 rows: T text, I image ensemble, V1.. each image voter."""
+    out, n = {}, 0
+    for name in names:
+        if name in ("text", "image"):
+            out[name] = name[0].upper()
+        else:
+            n += 1
+            out[name] = f"V{n}"
+    return out
+
+
+def votes_html(pred) -> str:
+    """Each model's own top-1, green when it agrees with the fused top-1: agreement at a glance."""
+    if pred is None:
+        return ""
+    agree = pred.agreement()
+    n_ok = sum(agree.values())
+    chips = []
+    short = voter_shorts(pred.voters)
+    for name, votes in pred.voters.items():
+        if not votes:
+            continue
+        v = votes[0]
+        cls = "ok" if agree.get(name) else "warn"
+        mark = "✓" if agree.get(name) else "✗"
+        chips.append(f'<div class="vote {cls}"><span class="dot">{short[name]}</span>'
+                     f'<span class="vote-who">{html.escape(voter_label(name))}</span>'
+                     f'<span class="vote-what">{mark} {html.escape(v.name)} <span class="code">{v.code}</span></span>'
+                     f'<span class="vote-p">{pct(v.prob)}</span></div>')
+    only_text = set(pred.voters) <= {"text"}
+    summary = ("text model only (no image model yet)" if only_text else
+               f"{n_ok} of {len(agree)} models agree with the fused top-1")
+    cls = "ok" if n_ok == len(agree) else "warn"
+    return f'<div class="votes"><div class="votes-head {cls}">{summary}</div>{"".join(chips)}</div>'
+
+
+def heatmaps_html(items: Sequence[tuple[str, str]] | None, *, category: int | None, note: str = "") -> str:
+    """Grad-CAM overlays side by side: items are (caption, data URI), one per image voter."""
+    what = (f' for <b>{html.escape(category_label(category))}</b>' if category is not None else "")
+    if not items:
+        return (f'<div class="heat empty"><div class="heat-head">Where the image models look{what}</div>'
+                f'<div class="muted heat-note">{html.escape(note or "no heatmaps")}</div></div>')
+    figs = "".join(f'<figure><img src="{uri}" alt="{text(caption)}"><figcaption>{text(caption)}</figcaption></figure>'
+                   for caption, uri in items)
+    return (f'<div class="heat"><div class="heat-head">Where the image models look{what}</div>'
+            f'<div class="heat-row">{figs}</div></div>')
+
+
+def status_html(*, reviewer: str | None, card, last: str = "", done_today: int | None = None) -> str:
+    """The thin progress line above the card."""
+    if not reviewer:
+        return '<div class="status"><b>Type your name</b> in the Reviewer box and press Enter to start.</div>'
+    parts = [f'<span>reviewer <b>{html.escape(reviewer)}</b></span>']
+    if card is not None:
+        parts.append(f'<span><b>{card.reviewed_by_me}</b> decided by you</span>')
+        parts.append(f'<span><b>{card.remaining}</b> left in this queue · {card.total_remaining} in the catalog</span>')
+    if last:
+        parts.append(f'<span class="last">{html.escape(last)}</span>')
+    return f'<div class="status">{"".join(parts)}</div>'
+
+
+def shortcuts_html() -> str:
+    keys = "".join(f'<span class="key"><kbd>{k}</kbd> {html.escape(v)}</span>' for k, v in SHORTCUTS)
+    return f'<div class="shortcuts">{keys}</div>'
+
+
+def describe_decision(row: dict, title: object) -> str:
+    """'accepted Piscine et accessoires for «title»' for the status line."""
+    t = clean_text(title)
+    t = t if len(t) <= 48 else t[:47] + "…"
+    action = row.get("action")
+    if action in ("accept", "correct"):
+        verb = "accepted" if action == "accept" else "corrected to"
+        return f"{verb} {taxonomy.name(row['category'])} for «{t}»"
+    if action == "skip":
+        return f"skipped «{t}»"
+    return f"{action} «{t}»"
+
+
+def stats_cards_html(progress: dict, acceptance: dict, agreement: dict, model: dict) -> str:
+    """Big numbers at the top of the stats tab."""
+    rate = acceptance.get("rate")
+    kappa = agreement.get("kappa")
+    cells = [
+        ("reviewed", f"{progress['reviewed']:,}", f"of {progress['products']:,} products"),
+        ("remaining", f"{progress['remaining']:,}", f"{progress['skips']:,} skips · {progress['undos']:,} undos"),
+        ("model top-1 accepted", "–" if rate is None else pct(rate), f"over {acceptance.get('n', 0):,} decisions"),
+        ("reviewers", f"{progress['reviewers']:,}", f"{progress['decisions']:,} decisions"),
+        ("Cohen's kappa", "–" if kappa is None else f"{kappa:.2f}",
+         f"{agreement.get('n_products', 0):,} products seen by two"),
+        ("live model", html.escape(str(model.get("live") or "none")), f"{model.get('versions', 0)} versions"),
+    ]
+    body = "".join(f'<div class="stat"><div class="stat-label">{a}</div><div class="stat-value">{b}</div>'
+                   f'<div class="stat-sub">{c}</div></div>' for a, b, c in cells)
+    return f'<div class="stats">{body}</div>'
+
+
+def metrics_html(model: dict) -> str:
+    if not model.get("live"):
+        return '<div class="muted">No model trained yet: run <code>python -m labeler train</code>.</div>'
+    rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(_fmt(v))}</td></tr>"
+                   for k, v in sorted((model.get("metrics") or {}).items()))
+    info = "".join(f"<tr><td>{k}</td><td>{html.escape(_fmt(model.get(k)))}</td></tr>"
+                   for k in ("live", "created_at", "n_train", "n_decisions", "parent"))
+    return f'<table class="metrics">{info}{rows or "<tr><td>metrics</td><td>not evaluated</td></tr>"}</table>'
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return "–" if v is None else str(v)
+
+
+def category_choices(codes: Iterable[int] | None = None) -> list[tuple[str, int]]:
+    """(label, code) pairs for dropdowns: searchable by name and by code."""
+    return [(category_label(c), int(c)) for c in (codes if codes is not None else taxonomy.codes())]

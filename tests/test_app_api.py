@@ -1,0 +1,194 @@
+"""The review app's named endpoints on a live server, driven by gradio_client; asserts on SQLite rows.
+
+The workspace is a copy of a real-sample workspace with a really trained model version.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from html.parser import HTMLParser
+
+import pytest
+from gradio_client import Client
+
+from app_server import XSS_TITLE, add_hostile_product, decisions, running_app
+from labeler import taxonomy
+from review_workspace import copy_workspace
+
+CARD_FIELDS = ("current", "status", "card", "top5", "votes", "heat_choice", "heat", "choose", "comment")
+
+
+def card(out) -> dict:
+    """A card endpoint's outputs by name (gradio_client leaves the gr.State out)."""
+    return dict(zip(CARD_FIELDS, out))
+
+
+@pytest.fixture
+def app_ws(sample_dir, tmp_path):
+    return copy_workspace(sample_dir, tmp_path / "ws")
+
+
+@pytest.fixture
+def server(app_ws, tmp_path):
+    with running_app(app_ws, tmp_path) as (demo, url):
+        yield demo, url
+
+
+def test_every_event_has_a_name(server):
+    demo, url = server
+    named = Client(url, verbose=False).view_api(return_format="dict")["named_endpoints"]
+    expected = {"/start", "/set_reviewer", "/set_queue", "/set_queue_category", "/accept", "/choose", "/skip",
+                "/undo", "/heatmaps", "/stats", "/stats_on_open", "/try_it"} | {f"/pick_{r}" for r in range(1, 6)}
+    assert expected <= set(named)
+    unnamed = [d for d in demo.fns.values() if not d.api_name]
+    assert unnamed == []
+
+
+def test_review_through_the_api_writes_each_decision_before_the_next_card(server, app_ws):
+    _, url = server
+    client = Client(url, verbose=False)
+    first = card(client.predict("alice", api_name="/set_reviewer"))
+    cur = first["current"]
+    assert cur["reviewer"] == "alice" and len(cur["top5"]) == 5
+    assert f'data-product-id="{cur["product_id"]}"' in first["card"]
+    assert first["top5"].count('class="t5-row') == 5
+    assert taxonomy.name(cur["top5"][0][0]) in first["top5"]          # category names, not only codes
+    assert "Text model" in first["votes"]
+    assert decisions(app_ws) == []
+
+    second = card(client.predict(cur, "", api_name="/accept"))
+    rows = decisions(app_ws)
+    assert len(rows) == 1 and rows[0]["action"] == "accept" and rows[0]["reviewer"] == "alice"
+    assert rows[0]["product_id"] == cur["product_id"] and rows[0]["category"] == cur["top5"][0][0]
+    assert rows[0]["idempotency_key"] == cur["key"] and rows[0]["lead_time_ms"] >= 0
+    assert json.loads(rows[0]["shown_top5"])[0][0] == cur["top5"][0][0]
+    assert second["current"]["product_id"] != cur["product_id"]
+
+    # the same key again (a double Enter): nothing new is written, the screen resyncs
+    again = card(client.predict(cur, "", api_name="/accept"))
+    assert len(decisions(app_ws)) == 1 and again["current"]["key"] == second["current"]["key"]
+
+    cur = second["current"]
+    third = card(client.predict(cur, "couleur différente", api_name="/pick_3"))
+    row = decisions(app_ws)[-1]
+    assert (row["action"], row["category"], row["comment"]) == ("correct", cur["top5"][2][0], "couleur différente")
+
+    cur = third["current"]
+    outside = next(c for c in taxonomy.codes() if c not in [c for c, _ in cur["top5"]])
+    fourth = card(client.predict(outside, cur, "", api_name="/choose"))
+    row = decisions(app_ws)[-1]
+    assert (row["product_id"], row["action"], row["category"]) == (cur["product_id"], "correct", outside)
+
+    skipped = fourth["current"]
+    card(client.predict(skipped, "", api_name="/skip"))
+    assert decisions(app_ws)[-1]["action"] == "skip"
+
+    # undo twice: the skip, then the choice; each product comes back on screen
+    back = card(client.predict(api_name="/undo"))
+    assert back["current"]["product_id"] == skipped["product_id"] and "undid" in back["status"]
+    back = card(client.predict(api_name="/undo"))
+    assert back["current"]["product_id"] == cur["product_id"]
+    rows = decisions(app_ws)
+    assert [r["action"] for r in rows] == ["accept", "correct", "correct", "skip", "undo", "undo"]
+    assert rows[4]["undoes"] == rows[3]["id"] and rows[5]["undoes"] == rows[2]["id"]
+
+    # a new session (reload) resumes on the same product
+    resumed = card(Client(url, verbose=False).predict("alice", {}, api_name="/start")[:9])
+    assert resumed["current"]["product_id"] == cur["product_id"] and "resumed" in resumed["card"]
+
+
+def test_name_is_required_before_deciding(server, app_ws):
+    _, url = server
+    client = Client(url, verbose=False)
+    out = card(client.predict("", {}, api_name="/start")[:9])
+    assert out["current"] == {} and "Who is reviewing" in out["card"]
+    with pytest.raises(Exception, match="Reviewer box"):
+        client.predict({}, "", api_name="/accept")
+    with pytest.raises(Exception, match="Type your name"):
+        client.predict("   ", api_name="/set_reviewer")
+    assert decisions(app_ws) == []
+
+
+class _Tags(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def markup_of(html: str) -> list[tuple[str, dict]]:
+    parser = _Tags()
+    parser.feed(html)
+    return parser.tags
+
+
+def test_product_text_cannot_inject_markup(sample_dir, tmp_path):
+    root = copy_workspace(sample_dir, tmp_path / "ws")
+    pid = add_hostile_product(root, "mallory")
+    with running_app(root, tmp_path) as (_, url):
+        out = card(Client(url, verbose=False).predict("mallory", api_name="/set_reviewer"))
+    assert out["current"]["product_id"] == pid
+    tags = markup_of(out["card"])
+    assert {t for t, _ in tags} <= {"div", "span", "h2", "b", "code", "em", "img"}
+    assert not [a for _, attrs in tags for a in attrs if a.lower().startswith("on")]
+    assert [attrs.get("class") for t, attrs in tags if t == "img"] in ([], ["product-img"])
+    assert "Piscine hors-sol" in out["card"] and "Bâche" in out["card"]   # the words stay, as text
+    assert XSS_TITLE not in out["card"]
+
+
+def test_queue_strategy_switch_releases_and_serves_the_category(server, app_ws):
+    _, url = server
+    client = Client(url, verbose=False)
+    first = card(client.predict("bob", api_name="/set_reviewer"))["current"]
+    code = 2583
+    out = client.predict("category", code, api_name="/set_queue")
+    cur = card(out)["current"]
+    db = sqlite3.connect(app_ws / "workspace.db")
+    top1, label = db.execute("SELECT pr.top1, p.source_label FROM products p JOIN predictions pr ON pr.product_id = p.id "
+                             "WHERE p.id = ?", (cur["product_id"],)).fetchone()
+    held = db.execute("SELECT product_id FROM reservations WHERE reviewer = 'bob'").fetchall()
+    db.close()
+    assert code in (top1, label) and cur["strategy"] == "category"
+    assert held == [(cur["product_id"],)] and (first["product_id"] != cur["product_id"] or code in (top1, label))
+    assert out[-1]["strategy"] == "category" and out[-1]["category"] == code      # remembered by the browser
+
+
+def test_stats_and_try_it_leave_the_workspace_untouched(server, app_ws):
+    _, url = server
+    client = Client(url, verbose=False)
+    cur = card(client.predict("carol", api_name="/set_reviewer"))["current"]
+    client.predict(cur, "", api_name="/accept")
+
+    cards, rates, per_cat, plot, metrics = client.predict(api_name="/stats")
+    assert "reviewed" in cards and ">1<" in cards
+    assert rates["data"][0][0] == "carol" and rates["data"][0][1] == 1
+    assert per_cat["data"][0][0] == cur["top5"][0][0]
+    assert plot is not None and "live" in metrics
+
+    def snapshot():
+        with sqlite3.connect(app_ws / "workspace.db") as db:
+            return [db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                    for t in ("products", "decisions", "predictions", "reservations", "image_features")]
+
+    before = snapshot()
+    top5, votes, heat = client.predict(None, "Piscine tubulaire ronde 3,66 m avec pompe de filtration",
+                                       "Bâche renforcée, échelle incluse", api_name="/try_it")
+    assert top5.count('class="t5-row') == 5 and "Piscine" in top5 and "Text model" in votes
+    assert snapshot() == before
+    with pytest.raises(Exception, match="type a title"):
+        client.predict(None, "  ", "", api_name="/try_it")
+
+
+def test_auth_identifies_the_reviewer(sample_dir, tmp_path):
+    root = copy_workspace(sample_dir, tmp_path / "ws")
+    with running_app(root, tmp_path, auth=[("dana", "s3cret"), ("eve", "pw2")]) as (_, url):
+        client = Client(url, auth=("dana", "s3cret"), verbose=False)
+        out = client.predict("someone-else", {}, api_name="/start")
+        cur = card(out[:9])["current"]
+        assert cur["reviewer"] == "dana" and out[9]["value"] == "dana"
+        client.predict(cur, "", api_name="/accept")
+        with pytest.raises(Exception):
+            Client(url, auth=("dana", "wrong"), verbose=False)
+    assert [(r["reviewer"], r["action"]) for r in decisions(root)] == [("dana", "accept")]
