@@ -1,0 +1,409 @@
+"""Command line: `python -m labeler <command>`.
+
+A flat list of click commands sharing one `--workspace DIR` option (`workspace_option`), which
+also turns user errors (store.WorkspaceError, importer.CatalogError) into one line on stderr and
+a non-zero exit. To add a command:
+
+    @main.command()
+    @workspace_option
+    def mycommand(workspace: Path) -> None:
+        ws = open_workspace(workspace)          # raises WorkspaceError if it does not exist
+        with TqdmProgress("working") as bar:    # the library's (fraction, description) callback
+            ...
+"""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from labeler.config import DEFAULT_WORKSPACE, Settings
+from labeler.importer import CatalogError, ImportReport, ParsedCatalog
+from store.workspace import Workspace, WorkspaceError
+
+FILE = click.Path(dir_okay=False, path_type=Path)
+FOLDER = click.Path(file_okay=False, path_type=Path)
+
+
+# -- shared plumbing --------------------------------------------------------------------------
+def user_errors(fn: Callable) -> Callable:
+    """User mistakes become one clear line and exit status 1, never a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (WorkspaceError, CatalogError) as exc:
+            raise click.ClickException(" ".join(str(exc).split("\n"))) from None
+    return wrapper
+
+
+def workspace_option(fn: Callable) -> Callable:
+    """The shared `--workspace DIR` option (passed as `workspace: Path`) plus user-error handling."""
+    return click.option(
+        "--workspace", "-w", type=FOLDER, default=DEFAULT_WORKSPACE, show_default=True,
+        help="Workspace folder holding workspace.db and model versions (env LABELER_WORKSPACE).",
+    )(user_errors(fn))
+
+
+def open_workspace(path: Path, *, create: bool = False) -> Workspace:
+    return Workspace(path, create=create)
+
+
+class TqdmProgress:
+    """Adapts the library's `progress(fraction, description)` callback to a tqdm bar on stderr.
+
+    The bar appears on the first call, so a command that fails early prints only its error."""
+
+    def __init__(self, desc: str):
+        self.desc = desc
+        self.bar: tqdm | None = None
+
+    def __call__(self, fraction: float, desc: str) -> None:
+        if self.bar is None:
+            self.bar = tqdm(total=100, desc=self.desc, file=sys.stderr, leave=False,
+                            bar_format="{desc}: {percentage:3.0f}%|{bar:30}| {elapsed} {postfix}")
+        self.bar.set_postfix_str(desc, refresh=False)
+        self.bar.update(round(min(1.0, max(0.0, fraction)) * 100, 1) - self.bar.n)  # throttled redraw
+
+    def __enter__(self) -> "TqdmProgress":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _table(rows: list[tuple[str, Any]], indent: str = "  ") -> str:
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{indent}{k.ljust(width)}  {v}" for k, v in rows)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def main() -> None:
+    """Human-in-the-loop labeling of Rakuten France product categories.
+
+    Typical session: import a catalog, train, then review in the app (launch.py); evaluate and
+    export whenever needed. Every command takes --workspace DIR (default ./workspace).
+    """
+
+
+# -- import -----------------------------------------------------------------------------------
+def print_import_summary(report: ImportReport, ws: Workspace, problems_file: Path | None) -> None:
+    rows: list[tuple[str, Any]] = [("rows read", report.n_rows), ("imported", report.imported),
+                                   ("  with image", report.with_image)]
+    if report.without_image:
+        rows.append(("  without image", report.without_image))
+    rows.append(("already present", report.already_present))
+    rows.append(("skipped", report.skipped))
+    rows += [(f"  {reason}", n) for reason, n in report.skipped_by_reason().items()]
+    for reason, n in report.other_problems().items():
+        rows.append((reason, n))
+    rows += [("time", f"{report.duration_s:.1f} s"),
+             ("workspace", f"{ws.root.resolve()} ({ws.count_products()} products)")]
+    click.echo(f"Import summary, batch {report.batch_id}:")
+    click.echo(_table(rows))
+    if report.previous_batch is not None and report.imported == 0:
+        click.echo(f"These files were already imported (batch {report.previous_batch}); nothing new.")
+    for note in report.notes:
+        click.echo(f"Note: {note}")
+    if report.problems:
+        click.echo(f"Problems ({len(report.problems)}), first {min(10, len(report.problems))}:")
+        for p in report.problems[:10]:
+            click.echo(f"  {p}")
+        if problems_file is not None:
+            click.echo(f"All problems: {problems_file} (also in table import_problems, batch {report.batch_id})")
+
+
+def write_problems(report: ImportReport, ws: Workspace) -> Path | None:
+    if not report.problems:
+        return None
+    path = ws.root / "reports" / f"import_batch_{report.batch_id}_problems.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame([{"file": p.file, "line": p.line, "field": p.field, "reason": p.kind, "message": p.message,
+                   "action": p.action} for p in report.problems]).to_csv(path, index=False)
+    return path
+
+
+@main.command("import")
+@workspace_option
+@click.option("--texts", type=FILE, help="Rakuten X file (unnamed index, designation, description, "
+                                        "productid, imageid).")
+@click.option("--labels", type=FILE, help="Rakuten Y file (same index, prdtypecode); optional.")
+@click.option("--images", type=FOLDER, help="Folder of image_<imageid>_product_<productid>.jpg; optional.")
+@click.option("--csv", "plain_csv", type=FILE, help="Plain CSV instead: id, title[, description, image, label]; "
+                                                  "image paths relative to the CSV's folder or absolute.")
+def import_(workspace: Path, texts: Path | None, labels: Path | None, images: Path | None,
+            plain_csv: Path | None) -> None:
+    """Import a catalog (Rakuten challenge layout or plain CSV) into the workspace.
+
+    Re-importing the same files adds nothing. Bad rows are reported (file, line, field, reason),
+    skipped, and the rest imported; a summary table ends the output.
+
+    \b
+    python -m labeler import --texts X_train.csv --labels Y_train.csv --images images/image_train
+    python -m labeler import --csv catalog.csv
+    """
+    from labeler import importer
+    if (texts is None) == (plain_csv is None):
+        raise click.UsageError("give either --texts X.csv (challenge layout) or --csv FILE (plain CSV)")
+    if plain_csv is not None and (labels or images):
+        raise click.UsageError("--labels and --images go with --texts; a plain CSV holds its own label and image")
+    ws = open_workspace(workspace, create=True)
+    with TqdmProgress("import") as bar:
+        if plain_csv is not None:
+            report = importer.import_plain_csv(ws, plain_csv, progress=bar)
+        else:
+            report = importer.import_challenge(ws, texts, labels, images, progress=bar)
+    print_import_summary(report, ws, write_problems(report, ws))
+
+
+# -- train ------------------------------------------------------------------------------------
+@main.command()
+@workspace_option
+@click.option("--no-cv", is_flag=True, help="Skip cross-validation (faster, but no quality estimate).")
+@click.option("--notes", default="", help="Free text stored with the model version.")
+def train(workspace: Path, no_cv: bool, notes: str) -> None:
+    """Fit the models on the workspace's current labels and make the new version live.
+
+    Labels are the imported ones, overridden by reviewers' decisions. Every product is re-scored
+    with the new version before it goes live.
+    """
+    from models.training import train_version
+    ws = open_workspace(workspace)
+    with TqdmProgress("train") as bar:
+        version = train_version(ws, progress=bar, evaluate=not no_cv, notes=notes)
+    rows = [("version", f"{version['id']} (live)"), ("trained on", f"{version['n_train']} products "
+                                                                   f"({version['n_decisions']} reviewed)"),
+            ("time", f"{version['duration_s']} s")]
+    rows += [(k, v) for k, v in version["metrics"].items()] or [("metrics", "none (trained with --no-cv)")]
+    rows.append(("model saved to", version["path"]))
+    click.echo("Trained:")
+    click.echo(_table(rows))
+
+
+# -- predict ----------------------------------------------------------------------------------
+def prediction_frame(parsed_frame: pd.DataFrame, out: dict[str, Any], k: int = 5) -> pd.DataFrame:
+    """One row per product: fused top-k, each model's top-1, disagreement, and the X index `row`."""
+    from labeler import taxonomy
+    codes = np.asarray(taxonomy.codes())
+    fused = out["fused"]
+    order = np.argsort(-fused, axis=1, kind="stable")[:, :k]
+    table: dict[str, Any] = {"productid": parsed_frame["id"].to_numpy()}
+    for j in range(k):
+        table[f"pred_{j + 1}"] = codes[order[:, j]]
+    for j in range(k):
+        table[f"prob_{j + 1}"] = np.round(np.take_along_axis(fused, order[:, j:j + 1], axis=1)[:, 0], 6)
+    models = {"text": out["text"]}
+    if out.get("image") is not None:
+        models["image"] = out["image"]
+        models.update(out.get("voters") or {})
+    has_image = np.asarray(out.get("has_image", np.zeros(len(fused), bool)), bool)
+    for name, probs in models.items():
+        best = np.argmax(probs, axis=1)
+        pred = pd.array(codes[best], dtype="Int64")
+        prob = pd.array(np.round(probs[np.arange(len(best)), best], 6), dtype="Float64")
+        if name != "text":   # image models say nothing about products without an image
+            pred[~has_image], prob[~has_image] = pd.NA, pd.NA
+        table[f"{name}_pred"], table[f"{name}_prob"] = pred, prob
+    if out.get("image") is not None:
+        table["disagreement"] = (has_image & (np.argmax(out["text"], 1) != np.argmax(out["image"], 1))).astype(int)
+    table["row"] = parsed_frame["row"].to_numpy()
+    return pd.DataFrame(table)
+
+
+def predict_catalog(ws: Workspace, bundle: Any, parsed: ParsedCatalog, *, batch_size: int = 512) -> pd.DataFrame:
+    """Predictions of a model bundle for validated products, in batches with a progress bar."""
+    if not parsed.products:
+        raise CatalogError(f"{parsed.source}: no valid product to predict ({len(parsed.problems)} rows rejected)")
+    frame = parsed.frame()
+    parts = []
+    with tqdm(total=len(frame), desc=f"predict ({bundle.version})", unit="product", file=sys.stderr,
+              leave=False) as bar:
+        for start in range(0, len(frame), batch_size):
+            part = frame.iloc[start:start + batch_size].reset_index(drop=True)
+            parts.append(prediction_frame(part, bundle.predict(part, feature_store=ws)))
+            bar.update(len(part))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _bundle(ws: Workspace, model_version: str | None) -> Any:
+    """The model to predict with, loaded before any file is read so a missing one fails fast."""
+    from models.training import live_bundle
+    return live_bundle(ws, model_version)
+
+
+def _report_rejected(parsed: ParsedCatalog) -> None:
+    skipped = [p for p in parsed.problems if p.skipped]
+    if skipped:
+        counts = pd.Series([p.kind for p in skipped]).value_counts()
+        click.echo(f"{len(skipped)} rows not predicted ({', '.join(f'{k}: {n}' for k, n in counts.items())}); "
+                   f"first: {skipped[0]}", err=True)
+
+
+def _parse_texts(texts: Path, images: Path | None) -> ParsedCatalog:
+    from labeler.importer import read_challenge
+    with TqdmProgress("read") as bar:
+        parsed = read_challenge(texts, images=images, progress=bar)
+    _report_rejected(parsed)
+    return parsed
+
+
+@main.command()
+@workspace_option
+@click.option("--texts", type=FILE, required=True, help="Rakuten X file of the products to predict.")
+@click.option("--images", type=FOLDER, help="Folder of image_<imageid>_product_<productid>.jpg; optional.")
+@click.option("--out", type=FILE, required=True, help="CSV file to write.")
+@click.option("--model-version", help="Model version to use (default: the live one).")
+@click.option("--batch-size", type=click.IntRange(1), default=512, show_default=True)
+def predict(workspace: Path, texts: Path, images: Path | None, out: Path, model_version: str | None,
+            batch_size: int) -> None:
+    """Predict categories for an X file, without adding its products to the workspace.
+
+    Writes one row per product: productid, pred_1..pred_5, prob_1..prob_5 (fused top-5), text_pred,
+    text_prob, and with an image model image_pred, image_prob, one <voter>_pred/<voter>_prob pair
+    per image voter and disagreement; the last column, row, is the X index (for evaluate).
+    """
+    ws = open_workspace(workspace)
+    bundle = _bundle(ws, model_version)
+    frame = predict_catalog(ws, bundle, _parse_texts(texts, images), batch_size=batch_size)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out, index=False)
+    click.echo(f"Predicted {len(frame)} products with model version {bundle.version}: {out.resolve()}")
+
+
+# -- evaluate ---------------------------------------------------------------------------------
+def read_predictions(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise CatalogError(f"predictions file {path} not found; write one with `python -m labeler predict`")
+    try:
+        frame = pd.read_csv(path, dtype={"row": str, "productid": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise CatalogError(f"{path} is not a readable CSV ({' '.join(str(exc).split())})") from None
+    needed = ["productid", "pred_1", "prob_1", "row"]
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise CatalogError(f"{path} does not look like predictions: missing {', '.join(missing)}; found columns "
+                           f"[{', '.join(map(str, frame.columns))}], expected [{', '.join(needed)}, ...] "
+                           "as written by `python -m labeler predict`")
+    return frame
+
+
+def join_labels(predictions: pd.DataFrame, labels_path: Path) -> tuple[pd.DataFrame, list[str]]:
+    """Predictions with a `true` column, joined on the X index; notes on what did not join."""
+    from labeler.importer import read_labels
+    labels, problems = read_labels(labels_path)
+    known = {i: code for i, (code, _, _) in labels.items() if code is not None}
+    notes = [f"{len(labels) - len(known)} labels with an unknown category code ignored"] if len(known) < len(labels) else []
+    notes += [str(p) for p in problems[:3]]
+    rows = predictions["row"].astype(str).str.strip()
+    predictions = predictions.assign(true=rows.map(known))
+    unmatched = int(predictions["true"].isna().sum())
+    if unmatched == len(predictions):
+        raise CatalogError(f"no row of the predictions matches an index of {labels_path.name}: were the "
+                           "predictions made on the X file of the same split?")
+    if unmatched:
+        notes.append(f"{unmatched} predicted products have no label in {labels_path.name}")
+    if len(known) > len(predictions) - unmatched:
+        notes.append(f"{len(known) - (len(predictions) - unmatched)} labelled products have no prediction")
+    return predictions[predictions["true"].notna()].reset_index(drop=True), notes
+
+
+@main.command()
+@workspace_option
+@click.option("--labels", type=FILE, required=True, help="Rakuten Y file with the true categories.")
+@click.option("--predictions", type=FILE, help="Predictions CSV written by `predict` (joined on `row`).")
+@click.option("--texts", type=FILE, help="Or an X file: predict it in memory first with the live model.")
+@click.option("--images", type=FOLDER, help="Image folder for --texts; optional.")
+@click.option("--model-version", help="Model version for --texts (default: the live one).")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=Settings().auto_accept_threshold,
+              show_default=True, help="Automation threshold on the fused top-1 probability.")
+@click.option("--out-dir", type=FOLDER, help="Where reports go (default: WORKSPACE/reports).")
+def evaluate(workspace: Path, labels: Path, predictions: Path | None, texts: Path | None, images: Path | None,
+             model_version: str | None, threshold: float, out_dir: Path | None) -> None:
+    """Score predictions against a Y file: accuracy, weighted and macro F1, per-category report,
+    confusion-matrix PNG, and the share of products above the automation threshold with the
+    precision on them."""
+    from labeler import evaluation
+    if (predictions is None) == (texts is None):
+        raise click.UsageError("give either --predictions preds.csv or --texts X.csv")
+    if predictions is not None:
+        frame = read_predictions(predictions)
+    else:
+        ws = open_workspace(workspace)
+        frame = predict_catalog(ws, _bundle(ws, model_version), _parse_texts(texts, images))
+    joined, notes = join_labels(frame, labels)
+    top_cols = [c for c in (f"pred_{j}" for j in range(1, 6)) if c in joined.columns]
+    model_cols = [c for c in joined.columns if c.endswith("_pred") and not c.startswith("pred_")]
+    ev = evaluation.evaluate(joined["true"].astype(int), joined["pred_1"].astype(int), joined["prob_1"],
+                             threshold=threshold, top_k=joined[top_cols].to_numpy(),
+                             by_model={c[:-len("_pred")]: joined[c].to_numpy() for c in model_cols})
+    for note in notes:
+        click.echo(f"Note: {note}", err=True)
+    click.echo(evaluation.format_report(ev))
+    paths = evaluation.save_reports(ev, out_dir or workspace / "reports")
+    click.echo("")
+    click.echo(_table([("confusion matrix", paths["confusion"].resolve()),
+                       ("per category", paths["per_class"].resolve()),
+                       ("summary", paths["summary"].resolve())], indent=""))
+
+
+# -- export -----------------------------------------------------------------------------------
+def export_index(products: list[dict]) -> list[int]:
+    """Y-layout index per product: its X index when numeric and unique, else a fresh one past the max."""
+    seen: set[int] = set()
+    out: list[int | None] = []
+    for p in products:
+        raw = (p.get("source_row") or "").strip()
+        value = int(raw) if raw.lstrip("-").isdigit() else None
+        if value is None or value in seen:
+            out.append(None)
+        else:
+            seen.add(value)
+            out.append(value)
+    nxt = max(seen, default=-1) + 1
+    for i, value in enumerate(out):
+        if value is None:
+            out[i], nxt = nxt, nxt + 1
+    return out  # type: ignore[return-value]
+
+
+@main.command()
+@workspace_option
+@click.option("--out", type=FOLDER, required=True, help="Folder to write the export into.")
+@click.option("--reviewed-only", is_flag=True, help="Only products a reviewer accepted or corrected.")
+def export(workspace: Path, out: Path, reviewed_only: bool) -> None:
+    """Export current labels as a Rakuten Y file and every decision as JSONL.
+
+    \b
+    Y_labels.csv     unnamed index (the X index when known), prdtypecode
+    products.csv     the id map: index, productid, prdtypecode, reviewed
+    decisions.jsonl  every decision ever recorded (append-only log), one JSON object per line
+    """
+    ws = open_workspace(workspace)
+    ws.require_products()
+    labels = ws.current_labels(reviewed_only=reviewed_only)
+    reviewed = set(ws.current_labels(reviewed_only=True))
+    products = [p for p in ws.query("SELECT id, source_row FROM products ORDER BY rowid") if p["id"] in labels]
+    index = export_index(products)
+    out.mkdir(parents=True, exist_ok=True)
+    y = pd.DataFrame({"prdtypecode": [labels[p["id"]] for p in products]}, index=pd.Index(index, name=None))
+    y.to_csv(out / "Y_labels.csv")
+    pd.DataFrame({"index": index, "productid": [p["id"] for p in products],
+                  "prdtypecode": [labels[p["id"]] for p in products],
+                  "reviewed": [p["id"] in reviewed for p in products]}).to_csv(out / "products.csv", index=False)
+    decisions = ws.decisions()
+    with (out / "decisions.jsonl").open("w", encoding="utf-8") as fh:
+        for d in decisions:
+            d["shown_top5"] = json.loads(d["shown_top5"]) if d["shown_top5"] else None
+            fh.write(json.dumps(d, ensure_ascii=False) + "\n")
+    click.echo(_table([("labels (Y layout)", f"{(out / 'Y_labels.csv').resolve()} ({len(products)} products, "
+                                             f"{len(reviewed & set(labels))} reviewed)"),
+                       ("id map", (out / "products.csv").resolve()),
+                       ("decisions", f"{(out / 'decisions.jsonl').resolve()} ({len(decisions)})")], indent=""))
