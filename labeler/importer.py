@@ -338,9 +338,11 @@ def _check_images(paths: list[Path], progress: Progress, start: float, span: flo
 
 
 def _attach_images(products: list[tuple[ProductRecord, int, Path | None]], file: str, problems: list[Problem],
-                   progress: Progress, kind_missing: str | None) -> None:
-    """Verify each product's image file; a bad file is reported and the product kept without image."""
-    wanted = [(rec, line, path) for rec, line, path in products if path is not None]
+                   progress: Progress, kind_missing: str | None, skip: frozenset[str] | set[str]) -> None:
+    """Verify each product's image file; a bad file is reported and the product kept without image.
+
+    Products in `skip` (already in the workspace, so never written again) are not checked."""
+    wanted = [(rec, line, path) for rec, line, path in products if path is not None and rec.id not in skip]
     present = [(rec, line, path) for rec, line, path in wanted if path.is_file()]
     if kind_missing:
         for rec, line, path in wanted:
@@ -362,8 +364,12 @@ def _noop(fraction: float, desc: str) -> None:
 
 
 def read_challenge(texts: Path | str, labels: Path | str | None = None, images: Path | str | None = None,
-                   *, progress: Progress | None = None) -> ParsedCatalog:
-    """Validate an X file (with optional Y file and image folder) in the Rakuten challenge layout."""
+                   *, progress: Progress | None = None, known_ids: frozenset[str] | set[str] = frozenset()
+                   ) -> ParsedCatalog:
+    """Validate an X file (with optional Y file and image folder) in the Rakuten challenge layout.
+
+    `known_ids`: products already stored; their images are not verified again (a re-import of a
+    large catalog then costs seconds, not minutes)."""
     progress = progress or _noop
     x_path = _check_file(texts, "texts (X)")
     y_path = _check_file(labels, "labels (Y)") if labels is not None else None
@@ -432,7 +438,7 @@ def read_challenge(texts: Path | str, labels: Path | str | None = None, images: 
             if index not in all_index:
                 problems.append(Problem(str(y_path), y_line, "index", NO_LABEL_ROW,
                                         f"index {index} has no row in {x_path.name}", "ignored"))
-    _attach_images(found, file, problems, progress, kind_missing=None)
+    _attach_images(found, file, problems, progress, kind_missing=None, skip=known_ids)
     progress(0.95, "validated")
     fingerprint = _fingerprint([x_path] + ([y_path] if y_path else []), str(image_dir or ""))
     source = f"{x_path}" + (f" + {y_path}" if y_path else "") + (f" + images {image_dir}" if image_dir else "")
@@ -441,7 +447,8 @@ def read_challenge(texts: Path | str, labels: Path | str | None = None, images: 
                          [r for r, _, _ in found], problems, n_without_image, notes)
 
 
-def read_plain_csv(path: Path | str, *, progress: Progress | None = None) -> ParsedCatalog:
+def read_plain_csv(path: Path | str, *, progress: Progress | None = None,
+                   known_ids: frozenset[str] | set[str] = frozenset()) -> ParsedCatalog:
     """Validate a plain CSV: id, title, and optional description, image (relative to the CSV's
     folder, or absolute) and label (a category code, empty for unlabelled)."""
     progress = progress or _noop
@@ -480,7 +487,7 @@ def read_plain_csv(path: Path | str, *, progress: Progress | None = None) -> Par
         found.append((ProductRecord(pid, value["title"].strip(), value.get("description", ""), None, None,
                                     label, None), line, image_path))
     progress(0.3, f"read {n_rows} rows")
-    _attach_images(found, file, problems, progress, kind_missing=MISSING_IMAGE)
+    _attach_images(found, file, problems, progress, kind_missing=MISSING_IMAGE, skip=known_ids)
     progress(0.95, "validated")
     ignored = [h for h in header if h and h.lower() not in (*PLAIN_REQUIRED, *PLAIN_OPTIONAL)]
     notes = [f"ignored columns: {', '.join(ignored)}"] if ignored else []
@@ -497,7 +504,7 @@ def store_catalog(ws: Workspace, parsed: ParsedCatalog, *, progress: Progress | 
 
     def write(conn) -> tuple[int, int, int, int]:
         imported_at = now_iso()
-        existing = {r[0] for r in conn.execute("SELECT id FROM products")}
+        existing = {r[0] for r in conn.execute("SELECT id FROM products")}   # again, inside the transaction
         new = [p for p in parsed.products if p.id not in existing]
         skipped = sum(p.skipped for p in parsed.problems)
         cur = conn.execute(
@@ -529,11 +536,16 @@ def store_catalog(ws: Workspace, parsed: ParsedCatalog, *, progress: Progress | 
                         round(time.perf_counter() - started, 3), previous)
 
 
+def _stored_ids(ws: Workspace) -> set[str]:
+    return {r[0] for r in ws.conn.execute("SELECT id FROM products")}
+
+
 def import_challenge(ws: Workspace, texts: Path | str, labels: Path | str | None = None,
                      images: Path | str | None = None, *, progress: Progress | None = None) -> ImportReport:
     """Import X (+ optional Y and image folder) in the Rakuten challenge layout."""
     started = time.perf_counter()
-    report = store_catalog(ws, read_challenge(texts, labels, images, progress=progress), progress=progress)
+    parsed = read_challenge(texts, labels, images, progress=progress, known_ids=_stored_ids(ws))
+    report = store_catalog(ws, parsed, progress=progress)
     report.duration_s = round(time.perf_counter() - started, 3)
     return report
 
@@ -541,6 +553,6 @@ def import_challenge(ws: Workspace, texts: Path | str, labels: Path | str | None
 def import_plain_csv(ws: Workspace, path: Path | str, *, progress: Progress | None = None) -> ImportReport:
     """Import a plain CSV (id, title, description, image, label)."""
     started = time.perf_counter()
-    report = store_catalog(ws, read_plain_csv(path, progress=progress), progress=progress)
+    report = store_catalog(ws, read_plain_csv(path, progress=progress, known_ids=_stored_ids(ws)), progress=progress)
     report.duration_s = round(time.perf_counter() - started, 3)
     return report

@@ -315,3 +315,19 @@ def test_plain_csv_requires_id_and_title(workspace, tmp_path):
     with pytest.raises(CatalogError, match=r"missing id, title; found columns \[name, label\], expected \[id, title "
                                            r"\(optional: description, image, label\)\]"):
         import_plain_csv(workspace, path)
+
+
+def test_reimport_checks_images_of_new_products_only(workspace, catalog):
+    x, y, images = catalog
+    import_challenge(workspace, x, y, images)
+    (images / "image_11_product_101.jpg").write_bytes(b"broken since")     # product 101 is already stored
+    again = import_challenge(workspace, x, y, images)
+    assert again.imported == 0 and again.problems == []
+    assert workspace.product("101")["image_path"] is not None
+    fresh = Workspace(x.parent / "ws2")
+    try:
+        report = import_challenge(fresh, x, y, images)
+        assert [p.kind for p in report.problems] == [importer.CORRUPT_IMAGE]
+        assert fresh.product("101")["image_path"] is None
+    finally:
+        fresh.close()
