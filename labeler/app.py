@@ -202,7 +202,8 @@ class ReviewUI:
         try:
             row = review.decide(self.ws, s.reviewer, card.product_id, action, category=category,
                                 comment=(comment or "").strip(), lead_time_ms=card.lead_time_ms(),
-                                idempotency_key=card.key)
+                                idempotency_key=card.key,
+                                shown_version=card.prediction.model_version if card.prediction else None)
         except review.HeldByAnother as exc:
             gr.Warning(f"{exc} (your reservation had expired)")
             return self._next(s)

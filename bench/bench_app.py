@@ -1,0 +1,176 @@
+"""Decision -> next product on screen, through the real app server: p50 / p95.
+
+Three measurements on a workspace of the whole Rakuten sample (~1,950 real products) scored by
+a trained model (predictions cached in SQLite, as in normal use):
+
+* handler:  the app's own Python for one decision (`ReviewUI.accept`: decide + next card + HTML),
+            called in-process; what the server adds on top of the workflow.
+* client:   `gradio_client` submits `/accept` and gets the next card back (1 reviewer, then 8 at once).
+* browser:  headless chromium presses Enter (the real shortcut script) and a MutationObserver
+            stamps the moment the next product's card is in the DOM.
+
+    python bench/bench_app.py                    # 200 decisions per path
+    python bench/bench_app.py --decisions 100 --skip-browser
+
+The template workspace is built once under /tmp/labeler-bench/app-ws (training takes a minute)
+and copied fresh for every path. Target (issue 4): p95 <= 150 ms on the 2-core machine.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from app_server import running_app  # noqa: E402
+from review_workspace import build_workspace  # noqa: E402
+
+SAMPLE = ROOT.parent / "shared" / "data" / "rakuten-sample"
+CACHE = Path(tempfile.gettempdir()) / "labeler-bench" / "app-ws"
+TARGET_MS = 150.0
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run"]
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
+
+
+def template(rebuild: bool) -> Path:
+    ready = CACHE / "READY"
+    if rebuild or not ready.exists():
+        shutil.rmtree(CACHE, ignore_errors=True)
+        print(f"building the bench workspace from {SAMPLE} (training, once) ...", flush=True)
+        CACHE.parent.mkdir(parents=True, exist_ok=True)
+        build_workspace(CACHE, SAMPLE, per_category=None)
+        ready.write_text("ok")
+    return CACHE
+
+
+def fresh(tmp: Path, name: str) -> Path:
+    dest = tmp / name
+    shutil.copytree(CACHE, dest, ignore=shutil.ignore_patterns("READY"))
+    return dest
+
+
+def bench_handler(tmp: Path, n: int) -> list[float]:
+    from labeler.app import Session, build_app
+    from labeler.config import Settings
+    from store.workspace import Workspace
+
+    ws = Workspace(fresh(tmp, "handler"))
+    demo = build_app(ws, Settings(workspace=ws.root))
+    ui = demo.review_ui
+    s = Session(reviewer="bench-handler")
+    ui.start("bench-handler", {}, s, None)
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        ui.accept({}, "", s)
+        times.append(1000 * (time.perf_counter() - t))
+    ui.prefetch.close()
+    ws.close()
+    return times
+
+
+def _client_session(url: str, reviewer: str, n: int, times: list[float]) -> None:
+    from gradio_client import Client
+    client = Client(url, verbose=False)
+    cur = client.predict(reviewer, api_name="/set_reviewer")[0]
+    for _ in range(n):
+        t = time.perf_counter()
+        cur = client.predict(cur, "", api_name="/accept")[0]
+        times.append(1000 * (time.perf_counter() - t))
+
+
+def bench_client(tmp: Path, n: int, reviewers: int) -> list[float]:
+    root = fresh(tmp, f"client-{reviewers}")
+    times: list[float] = []
+    with running_app(root, tmp / f"gradio-{reviewers}") as (_, url):
+        threads = [threading.Thread(target=_client_session, args=(url, f"bench-{i}", n // reviewers, times))
+                   for i in range(reviewers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    return times
+
+
+OBSERVE = """() => {
+  window.__cardTimes = [];
+  const target = document.getElementById('review-card');
+  new MutationObserver(() => {
+    const c = target.querySelector('.card');
+    const id = c && c.dataset.productId;
+    if (id && id !== window.__lastCard) { window.__lastCard = id; window.__cardTimes.push(performance.now()); }
+  }).observe(target, {subtree: true, childList: true, attributes: true, characterData: true});
+  window.__lastCard = target.querySelector('.card')?.dataset.productId;
+}"""
+PRESS = """() => new Promise(resolve => {
+  const before = window.__cardTimes.length;
+  const t0 = performance.now();
+  document.dispatchEvent(new KeyboardEvent('keydown', {key: 'Enter', bubbles: true}));
+  const poll = () => window.__cardTimes.length > before ? resolve(window.__cardTimes[before] - t0)
+                                                         : setTimeout(poll, 1);
+  poll();
+})"""
+
+
+def bench_browser(tmp: Path, n: int) -> list[float]:
+    from playwright.sync_api import sync_playwright
+    root = fresh(tmp, "browser")
+    times: list[float] = []
+    with running_app(root, tmp / "gradio-browser") as (_, url), sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        page.wait_for_selector("#review-card >> text=Who is reviewing?")
+        name = page.locator("#reviewer-name input, #reviewer-name textarea").first
+        name.fill("bench-browser")
+        name.press("Enter")
+        page.wait_for_selector("#review-card .card[data-product-id]")
+        name.press("Escape")
+        page.evaluate(OBSERVE)
+        for _ in range(n):
+            times.append(float(page.evaluate(PRESS)))
+            page.wait_for_timeout(30)   # a reviewer's glance; lets the heatmap follow-up finish
+        browser.close()
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--decisions", type=int, default=200, help="decisions per path (default 200)")
+    ap.add_argument("--rebuild", action="store_true", help="rebuild the template workspace")
+    ap.add_argument("--skip-browser", action="store_true")
+    args = ap.parse_args()
+    template(args.rebuild)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-app-") as tmp:
+        tmp = Path(tmp)
+        rows.append(("handler (in-process, 1 reviewer)", bench_handler(tmp, args.decisions)))
+        rows.append(("gradio_client, 1 reviewer", bench_client(tmp, args.decisions, 1)))
+        rows.append(("gradio_client, 8 reviewers at once", bench_client(tmp, args.decisions, 8)))
+        if not args.skip_browser:
+            rows.append(("browser: Enter -> next card in DOM", bench_browser(tmp, args.decisions)))
+    print(f"\nDecision -> next product displayed, {os.cpu_count()} cores, load average "
+          f"{os.getloadavg()[0]:.1f}; workspace: {CACHE} (whole sample, predictions cached)\n")
+    print(f"{'path':<38} {'n':>5} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}  target p95 <= {TARGET_MS:.0f} ms")
+    for name, t in rows:
+        ok = "ok" if pct(t, 95) <= TARGET_MS else "MISSED"
+        print(f"{name:<38} {len(t):>5} {statistics.median(t):>8.1f} {pct(t, 95):>8.1f} {max(t):>8.1f}  {ok}")
+
+
+if __name__ == "__main__":
+    main()

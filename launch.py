@@ -1,0 +1,156 @@
+"""Start the review app on a workspace.
+
+    python launch.py --workspace workspace [--host 127.0.0.1] [--port 7860] [--share] [--auth reviewers.txt]
+
+An empty workspace gets the project's demo catalog (81 products, a first model trained on them)
+unless --no-demo is given. --share asks Gradio for a temporary public link; where that is not
+possible (no route to Gradio's relay) it says so in one line and the local URL keeps working.
+
+--auth FILE turns on login; reviewers are then known by their login name. The file holds one
+reviewer per line as `name:password` (the first colon separates them, so passwords may contain
+colons; spaces around the name are ignored). Blank lines and lines starting with `#` are
+skipped. Example:
+
+    # reviewers of the spring campaign
+    alice:correct horse battery staple
+    bob:s3cret:with:colons
+
+Keep the file private (chmod 600): passwords are stored as written.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from labeler.cli import FILE, TqdmProgress, workspace_option
+from labeler.config import Settings
+from store.workspace import Workspace, WorkspaceError
+
+log = logging.getLogger("launch")
+
+
+class AuthFileError(WorkspaceError):
+    """The --auth file cannot be used; the message names the file, the line and the fix."""
+
+
+def read_auth_file(path: Path | str) -> list[tuple[str, str]]:
+    """[(reviewer, password), ...] from a `name:password` per line file (see module docstring)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise AuthFileError(f"auth file {path} not found; create it with one `name:password` per line") from None
+    except UnicodeDecodeError as exc:
+        raise AuthFileError(f"auth file {path} is not UTF-8 text ({exc.reason}); save it as UTF-8") from None
+    except OSError as exc:
+        raise AuthFileError(f"auth file {path} cannot be read: {exc.strerror}") from None
+    users: list[tuple[str, str]] = []
+    seen: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, sep, password = line.partition(":")
+        name = name.strip()
+        where = f"auth file {path}, line {number}"
+        if not sep:
+            raise AuthFileError(f"{where}: expected `name:password`, found no colon")
+        if not name:
+            raise AuthFileError(f"{where}: the reviewer name before the colon is empty")
+        if not password:
+            raise AuthFileError(f"{where}: reviewer {name!r} has an empty password")
+        if name in seen:
+            raise AuthFileError(f"{where}: reviewer {name!r} is already defined on line {seen[name]}; "
+                                "keep one line per reviewer")
+        seen[name] = number
+        users.append((name, password))
+    if not users:
+        raise AuthFileError(f"auth file {path} lists no reviewer; add lines like `alice:her-password`")
+    return users
+
+
+def prepare_workspace(path: Path, *, demo: bool) -> Workspace:
+    """Open (or create) the workspace; an empty one gets the demo catalog and a first model."""
+    ws = Workspace(path)
+    if ws.count_products() == 0:
+        if not demo:
+            click.echo(f"Workspace {ws.root.resolve()} has no products (--no-demo): import a catalog with "
+                       f"`python -m labeler import --workspace {path} ...`; the app shows an empty queue meanwhile.")
+        else:
+            from labeler.demo import ensure_demo
+            click.echo(f"Workspace {ws.root.resolve()} is empty: loading the demo catalog and training a first "
+                       "model (pass --no-demo to skip).")
+            with TqdmProgress("demo catalog") as bar:
+                ensure_demo(ws, progress=bar)
+    elif ws.live_version() is None:
+        click.echo(f"No model trained yet: the queue is in import order. Train one with "
+                   f"`python -m labeler train --workspace {path}`.")
+    return ws
+
+
+def share_link(demo) -> None:
+    """Ask Gradio for a public link; one line either way, the local server keeps running."""
+    from gradio import networking
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            url = networking.setup_tunnel(local_host=demo.server_name, local_port=demo.server_port,
+                                          share_token=demo.share_token,
+                                          share_server_address=None, share_server_tls_certificate=None)
+        demo.share_url = url
+        click.echo(f"Public link (temporary): {url}")
+    except Exception as exc:  # noqa: BLE001 - no relay here is an expected situation, not a crash
+        demo.share = False
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        click.echo(f"No public link: Gradio's share relay is unreachable ({reason[:160]}); "
+                   f"the local URL keeps working.")
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@workspace_option
+@click.option("--host", default=Settings.host, show_default=True,
+              help="Interface to listen on (0.0.0.0 for every interface).")
+@click.option("--port", default=Settings.port, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--share", is_flag=True, help="Also ask Gradio for a temporary public link.")
+@click.option("--auth", "auth_file", type=FILE, help="Reviewers and passwords, `name:password` per line.")
+@click.option("--no-demo", is_flag=True, help="Do not load the demo catalog into an empty workspace.")
+def main(workspace: Path, host: str, port: int, share: bool, auth_file: Path | None, no_demo: bool) -> None:
+    """Start the review app on WORKSPACE and print where it is served."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    auth = read_auth_file(auth_file) if auth_file else None
+    try:
+        import torch
+        torch.set_num_threads(min(2, os.cpu_count() or 1))
+    except ImportError:
+        pass
+    ws = prepare_workspace(workspace, demo=not no_demo)
+    from labeler.app import build_app, serve
+    settings = Settings(workspace=workspace, host=host, port=port)
+    demo = build_app(ws, settings)
+    try:
+        serve(demo, server_name=host, server_port=port, auth=auth, prevent_thread_lock=True, quiet=True,
+              auth_message="Log in with your reviewer name and password." if auth else None)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port} ({exc}); pick another --port") from None
+    live = ws.live_version() or "none"
+    click.echo(f"Workspace: {ws.root.resolve()} ({ws.count_products():,} products, live model {live})")
+    click.echo(f"Review app: {demo.local_url}" + (f"  ({len(auth)} reviewers, login required)" if auth else ""))
+    if share:
+        share_link(demo)
+    click.echo("Press Ctrl+C to stop.")
+    try:
+        demo.block_thread()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        demo.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""The review screen in a real browser (Debian chromium through Playwright): keyboard only.
+
+Opens the page, types a name, sees a product with its top-5 and the heatmap area, decides with
+Enter, a digit, S and the category search, checks that keys typed in a text field do nothing,
+undoes with U, reloads and resumes on the same product, and checks every decision in SQLite.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from app_server import add_hostile_product, decisions, running_app
+from review_workspace import copy_workspace
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run"]
+TIMEOUT_MS = 20_000
+
+
+@pytest.fixture
+def browser():
+    if not CHROMIUM.exists():
+        pytest.fail("chromium not found at /usr/bin/chromium: apt-get install -y chromium (see .ci/run)")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield b
+        b.close()
+
+
+def shown_id(page) -> str | None:
+    return page.evaluate("() => document.querySelector('#review-card .card')?.dataset.productId ?? null")
+
+
+def wait_for_new_card(page, old: str | None) -> str:
+    page.wait_for_function("old => { const c = document.querySelector('#review-card .card');"
+                           " return c && c.dataset.productId && c.dataset.productId !== old; }",
+                           arg=old, timeout=TIMEOUT_MS)
+    return shown_id(page)
+
+
+def top5_codes(page) -> list[int]:
+    names = page.locator("#top5 .t5-row .code").all_inner_texts()
+    return [int(n) for n in names]
+
+
+def test_review_screen_keyboard_undo_reload(browser, sample_dir, tmp_path):
+    root = copy_workspace(sample_dir, tmp_path / "ws")
+    hostile = add_hostile_product(root, "alice")
+    with running_app(root, tmp_path) as (_, url):
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url)
+        page.wait_for_selector("#review-card >> text=Who is reviewing?", timeout=TIMEOUT_MS)
+
+        # the name, then the held product: its text is shown as text, never run as markup
+        name = page.locator("#reviewer-name input, #reviewer-name textarea").first
+        name.fill("alice")
+        name.press("Enter")
+        assert wait_for_new_card(page, None) == hostile
+        assert page.evaluate("() => window.__xss") is None
+        assert page.locator("#review-card script, #review-card svg, #review-card img[src='x']").count() == 0
+        assert "Piscine hors-sol" in page.locator("#review-card .product-title").inner_text()
+        assert page.locator("#top5 .t5-row").count() == 5
+        page.wait_for_selector("#heatmaps >> text=Where the image models look", timeout=TIMEOUT_MS)
+        assert "Enter" in page.locator(".shortcuts").inner_text()
+
+        # Enter accepts the top-1 (the name field is left with Esc first)
+        name.press("Escape")
+        top1 = top5_codes(page)[0]
+        page.keyboard.press("Enter")
+        second = wait_for_new_card(page, hostile)
+        rows = decisions(root)
+        assert [(r["product_id"], r["action"], r["category"], r["reviewer"]) for r in rows] == \
+            [(hostile, "accept", top1, "alice")]
+        assert json.loads(rows[0]["shown_top5"])[0][0] == top1 and rows[0]["lead_time_ms"] > 0
+
+        # 3 picks the third category of the top-5
+        third_code = top5_codes(page)[2]
+        page.keyboard.press("3")
+        third = wait_for_new_card(page, second)
+        assert (decisions(root)[-1]["action"], decisions(root)[-1]["category"]) == ("correct", third_code)
+
+        # keys typed in the comment box do nothing; Esc leaves it, S skips with the comment
+        comment = page.locator("#comment textarea, #comment input").first
+        comment.click()
+        page.keyboard.type("su1 Enter")
+        page.keyboard.press("Enter")
+        page.wait_for_timeout(400)
+        assert len(decisions(root)) == 2 and shown_id(page) == third
+        page.keyboard.press("Escape")
+        page.keyboard.press("s")
+        fourth = wait_for_new_card(page, third)
+        row = decisions(root)[-1]
+        assert (row["product_id"], row["action"], row["comment"]) == (third, "skip", "su1 Enter")
+
+        # / searches the 27 categories; Enter on the filtered list decides
+        page.keyboard.press("/")
+        assert page.evaluate("() => !!document.activeElement.closest('#category-search')")
+        page.keyboard.type("Piscine")
+        page.keyboard.press("Enter")
+        fifth = wait_for_new_card(page, fourth)
+        row = decisions(root)[-1]
+        assert row["product_id"] == fourth and row["category"] == 2583 and row["action"] in ("accept", "correct")
+
+        # U undoes, several steps back: each product comes back on screen
+        page.locator("#review-card").click()
+        page.keyboard.press("u")
+        assert wait_for_new_card(page, fifth) == fourth
+        page.keyboard.press("u")
+        assert wait_for_new_card(page, fourth) == third
+        rows = decisions(root)
+        assert [r["action"] for r in rows] == ["accept", "correct", "skip", row["action"], "undo", "undo"]
+        assert rows[4]["undoes"] == rows[3]["id"] and rows[5]["undoes"] == rows[2]["id"]
+
+        # reload: the browser remembers the reviewer and the server the held product
+        page.reload()
+        assert wait_for_new_card(page, None) == third
+        assert page.locator("#reviewer-name input, #reviewer-name textarea").first.input_value() == "alice"
+        assert "resumed" in page.locator("#review-card .badges").inner_text()
+        page.keyboard.press("Enter")
+        wait_for_new_card(page, third)
+        last = decisions(root)[-1]
+        assert (last["product_id"], last["action"], last["reviewer"]) == (third, "accept", "alice")
+        assert errors == []
