@@ -28,6 +28,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 DEFAULT_STRATEGY = "least_confidence"
 PREFETCH_AHEAD = 3
 HEAT_WAIT_S = 30.0
+HISTORY_ROWS = 5
 
 
 # -- per-session state ----------------------------------------------------------------------------
@@ -84,7 +85,7 @@ class ReviewUI:
                     f"The “{_pretty(s.strategy)}” queue has no product left for you. Pick another queue above.")
             return (s, {}, status, body, views.top5_html(None, threshold=threshold) if s.reviewer else "", "",
                     gr.update(choices=[], value=None, visible=False), "",
-                    gr.update(value=None), gr.update(value=""))
+                    gr.update(value=None), gr.update(value=""), self._history(s))
         pred = card.prediction
         top1 = pred.top1 if pred is not None else None
         version = pred.model_version if pred is not None else None
@@ -101,7 +102,12 @@ class ReviewUI:
         return (s, current, status, views.card_html(card, image_uri, threshold=threshold),
                 views.top5_html(pred, threshold=threshold), views.votes_html(pred),
                 gr.update(choices=choices, value=top1, visible=can_explain), self._heat_html(heat, top1),
-                gr.update(value=None), gr.update(value=""))
+                gr.update(value=None), gr.update(value=""), self._history(s))
+
+    def _history(self, s: Session) -> str:
+        if not s.reviewer:
+            return ""
+        return views.history_html(review.recent_decisions(self.ws, s.reviewer, limit=HISTORY_ROWS))
 
     @staticmethod
     def _heat_html(heat: Heatmaps | None, category: int | None) -> str:
@@ -335,8 +341,8 @@ def confusion_figure(matrix):
 
 # -- layout and wiring ----------------------------------------------------------------------------
 # What `ReviewUI.render` returns, in order: session, current, status, card, top5, votes, heat radio,
-# heatmaps, category search (reset), comment (reset).
-N_CARD_OUTPUTS = 10
+# heatmaps, category search (reset), comment (reset), the reviewer's last decisions.
+N_CARD_OUTPUTS = 11
 
 
 def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Prefetcher | None = None) -> gr.Blocks:
@@ -380,6 +386,7 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
                         comment = gr.Textbox(label="Comment (optional, saved with the decision)", max_lines=2,
                                              elem_id="comment")
                         votes = gr.HTML(elem_id="votes")
+                        history = gr.HTML(elem_id="history")
                         pick_btns = [gr.Button(f"pick {r}", visible="hidden", elem_id=f"btn-pick-{r}")
                                      for r in range(1, 6)]
 
@@ -412,7 +419,7 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
                         try_votes = gr.HTML()
                 try_heat = gr.HTML()
 
-        outs = [session, current, status, card, top5, votes, heat_choice, heat, choose, comment]
+        outs = [session, current, status, card, top5, votes, heat_choice, heat, choose, comment, history]
         review_events = {"concurrency_id": "review", "concurrency_limit": 4, "show_progress": "hidden"}
         heat_events = {"concurrency_limit": None, "show_progress": "hidden"}
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from labeler import taxonomy
-from models.textclean import clean_text
 
 MAX_DESCRIPTION = 4000          # characters shown; the rest is cut with an ellipsis
 DISPLAY_IMAGE_PX = 560          # longest side of the product image sent to the browser
@@ -23,9 +23,22 @@ SHORTCUTS = (("Enter", "accept top-1"), ("1–5", "pick from top-5"), ("/", "sea
              ("S", "skip"), ("U", "undo"), ("Esc", "leave a text field"))
 
 
+_TAG = re.compile(r"</?[a-zA-Z!?][^<>]*>")     # what a browser would parse as a tag
+_SPACE = re.compile(r"\s+")
+
+
+def plain(value: object) -> str:
+    """Product text as plain text: entities decoded (twice, as in the data), tag-like runs
+    removed, whitespace collapsed. "a < b" or "<10 cm" stay readable."""
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    s = html.unescape(html.unescape(str(value)))
+    return _SPACE.sub(" ", _TAG.sub(" ", s)).strip()
+
+
 def text(value: object, limit: int | None = None) -> str:
-    """Product text as safe HTML: tags stripped, entities decoded, then everything escaped."""
-    s = clean_text(value)
+    """Product text as safe HTML: `plain`, cut to `limit` characters, then everything escaped."""
+    s = plain(value)
     if limit is not None and len(s) > limit:
         s = s[:limit].rstrip() + " …"
     return html.escape(s, quote=True)
@@ -222,7 +235,7 @@ def shortcuts_html() -> str:
 
 def describe_decision(row: dict, title: object) -> str:
     """'accepted Piscine et accessoires for «title»' for the status line."""
-    t = clean_text(title)
+    t = plain(title)
     t = t if len(t) <= 48 else t[:47] + "…"
     action = row.get("action")
     if action in ("accept", "correct"):
@@ -231,6 +244,19 @@ def describe_decision(row: dict, title: object) -> str:
     if action == "skip":
         return f"skipped «{t}»"
     return f"{action} «{t}»"
+
+
+def history_html(rows: Sequence[dict]) -> str:
+    """The reviewer's latest decisions still standing, newest first (what U would take back)."""
+    if not rows:
+        return ""
+    items = []
+    for r in rows:
+        what = ("skipped" if r["action"] == "skip" else
+                f'{"✓" if r["action"] == "accept" else "✎"} {html.escape(taxonomy.name(r["category"]))}')
+        items.append(f'<li><span class="h-what">{what}</span><span class="h-title">{text(r.get("title"), 80)}</span></li>')
+    return (f'<details class="history" open><summary>Your last decisions <span class="muted">(U takes back the '
+            f'first)</span></summary><ol>{"".join(items)}</ol></details>')
 
 
 def stats_cards_html(progress: dict, acceptance: dict, agreement: dict, model: dict) -> str:

@@ -15,7 +15,8 @@ from app_server import XSS_TITLE, add_hostile_product, decisions, running_app
 from labeler import taxonomy
 from review_workspace import copy_workspace
 
-CARD_FIELDS = ("current", "status", "card", "top5", "votes", "heat_choice", "heat", "choose", "comment")
+CARD_FIELDS = ("current", "status", "card", "top5", "votes", "heat_choice", "heat", "choose", "comment",
+               "history")
 
 
 def card(out) -> dict:
@@ -93,14 +94,14 @@ def test_review_through_the_api_writes_each_decision_before_the_next_card(server
     assert rows[4]["undoes"] == rows[3]["id"] and rows[5]["undoes"] == rows[2]["id"]
 
     # a new session (reload) resumes on the same product
-    resumed = card(Client(url, verbose=False).predict("alice", {}, api_name="/start")[:9])
+    resumed = card(Client(url, verbose=False).predict("alice", {}, api_name="/start")[:10])
     assert resumed["current"]["product_id"] == cur["product_id"] and "resumed" in resumed["card"]
 
 
 def test_name_is_required_before_deciding(server, app_ws):
     _, url = server
     client = Client(url, verbose=False)
-    out = card(client.predict("", {}, api_name="/start")[:9])
+    out = card(client.predict("", {}, api_name="/start")[:10])
     assert out["current"] == {} and "Who is reviewing" in out["card"]
     with pytest.raises(Exception, match="Reviewer box"):
         client.predict({}, "", api_name="/accept")
@@ -186,8 +187,8 @@ def test_auth_identifies_the_reviewer(sample_dir, tmp_path):
     with running_app(root, tmp_path, auth=[("dana", "s3cret"), ("eve", "pw2")]) as (_, url):
         client = Client(url, auth=("dana", "s3cret"), verbose=False)
         out = client.predict("someone-else", {}, api_name="/start")
-        cur = card(out[:9])["current"]
-        assert cur["reviewer"] == "dana" and out[9]["value"] == "dana"
+        cur = card(out[:10])["current"]
+        assert cur["reviewer"] == "dana" and out[10]["value"] == "dana"
         client.predict(cur, "", api_name="/accept")
         with pytest.raises(Exception):
             Client(url, auth=("dana", "wrong"), verbose=False)

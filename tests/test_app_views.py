@@ -1,0 +1,153 @@
+"""The app's HTML (labeler.views) and heatmap prefetch cache (labeler.prefetch), without Gradio."""
+from __future__ import annotations
+
+import threading
+import time
+from html.parser import HTMLParser
+
+from PIL import Image
+
+from labeler import taxonomy, views
+from labeler.prefetch import NO_IMAGE, NO_IMAGE_MODEL, NO_MODEL, Prefetcher
+from labeler.review import Card, Prediction, Vote
+
+
+class _Tags(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def tags_of(html: str) -> list:
+    p = _Tags()
+    p.feed(html)
+    return p.tags
+
+
+def _prediction(codes_probs, voters=None) -> Prediction:
+    top5 = tuple(Vote(c, taxonomy.name(c), p) for c, p in codes_probs)
+    voters = voters or {"text": top5}
+    return Prediction(model_version="v001", top5=top5, voters=voters, top1=top5[0].code, top1_prob=top5[0].prob,
+                      margin=top5[0].prob - top5[1].prob, entropy=1.0, disagreement=False,
+                      auto_accept=top5[0].prob >= 0.8)
+
+
+def _card(product: dict, pred: Prediction | None) -> Card:
+    return Card(product=product, prediction=pred, strategy="least_confidence", score=0.4,
+                reason="model top-1 probability only 60%", remaining=10, total_remaining=12, reviewed_by_me=2,
+                shown_at=time.time(), key="k1")
+
+
+TOP5 = [(2583, 0.86), (2582, 0.05), (1302, 0.04), (1560, 0.03), (2060, 0.02)]
+
+
+def test_text_strips_tags_decodes_entities_then_escapes():
+    assert views.text("<b>Piscine</b> &amp;amp; <script>alert(1)</script>spa") == "Piscine &amp; alert(1) spa"
+    assert views.text('&lt;img src=x onerror="x()"&gt; ok') == "ok"
+    assert views.text("a < b & c > d") == "a &lt; b &amp; c &gt; d"
+    assert views.text("x" * 50, limit=10) == "x" * 10 + " …"
+    assert views.text(None) == "" and views.text(float("nan")) == ""
+
+
+def test_card_shows_product_text_as_text_only():
+    product = {"id": 'p"1', "title": '<img src=x onerror="steal()">Bâche <i>4x6</i>',
+               "description": '<p>Robuste</p><script>steal()</script>\n<a href="javascript:steal()">x</a>',
+               "image_path": None, "source_label": 2583}
+    html = views.card_html(_card(product, _prediction(TOP5)), None, threshold=0.8)
+    tags = tags_of(html)
+    assert {t for t, _ in tags} <= {"div", "span", "h2", "b", "code", "em"}
+    assert not [a for _, attrs in tags for a in attrs if a.startswith("on")]
+    assert 'data-product-id="p&quot;1"' in html
+    assert "Bâche 4x6" in html and "Robuste" in html and "auto-accept · 86.0%" in html
+    assert "Piscine et accessoires · 2583" in html          # imported label by name
+
+
+def test_top5_rows_carry_keys_names_probabilities_and_backing_voters():
+    voters = {"text": tuple(Vote(c, taxonomy.name(c), p) for c, p in TOP5),
+              "image": (Vote(2582, taxonomy.name(2582), 0.7),),
+              "lite0": (Vote(2583, taxonomy.name(2583), 0.6),)}
+    pred = _prediction(TOP5, voters)
+    html = views.top5_html(pred, threshold=0.8)
+    assert [a["data-pick"] for t, a in tags_of(html) if "data-pick" in a] == ["1", "2", "3", "4", "5"]
+    assert "Piscine et accessoires" in html and "86.0%" in html and "5.0%" in html
+    votes = views.votes_html(pred)
+    assert "2 of 3 models agree with the fused top-1" in votes
+    assert votes.count('class="vote ok"') == 2 and votes.count('class="vote warn"') == 1
+    assert views.voter_shorts(voters) == {"text": "T", "image": "I", "lite0": "V1"}
+    assert "No model prediction" in views.top5_html(None, threshold=0.8)
+
+
+def test_heatmaps_and_history_escape_captions_and_titles():
+    html = views.heatmaps_html([("<b>lite0</b>", "data:image/jpeg;base64,AA==")], category=2583)
+    assert "&lt;b&gt;" not in html and "lite0" in html and "Piscine et accessoires · 2583" in html
+    note = views.heatmaps_html((), category=None, note="<no image>")
+    assert "&lt;no image&gt;" in note
+    hist = views.history_html([{"action": "correct", "category": 2583, "title": "<script>x</script>Bâche"}])
+    assert "<script" not in hist and "Bâche" in hist and "Piscine" in hist
+
+
+def test_image_data_uri_reads_real_images_and_survives_bad_files(tmp_path, sample_dir):
+    jpg = next((sample_dir / "images" / "image_train").glob("*.jpg"))
+    uri = views.image_data_uri(str(jpg))
+    assert uri.startswith("data:image/jpeg;base64,") and len(uri) > 1000
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a jpeg")
+    assert views.image_data_uri(str(bad)) is None and views.image_data_uri(str(tmp_path / "missing.jpg")) is None
+    big = tmp_path / "big.png"
+    Image.new("RGB", (1200, 900), "red").save(big)
+    assert views.image_data_uri(str(big)).startswith("data:image/jpeg;base64,")
+
+
+class _Bundle:
+    """Stand-in for a loaded model version: the prefetcher only asks whether it has an image
+    ensemble and hands it to the explainer (here one that returns real images, no Grad-CAM)."""
+
+    def __init__(self, image):
+        self.image = image
+
+
+def test_prefetch_answers_at_once_when_there_is_nothing_to_compute(sample_dir):
+    jpg = str(next((sample_dir / "images" / "image_train").glob("*.jpg")))
+    pf = Prefetcher(lambda v: _Bundle(None), explain=None)
+    try:
+        assert pf.get({"id": "a", "image_path": jpg}, None, None).note == NO_MODEL
+        assert pf.get({"id": "a", "image_path": None}, "v1", 10).note == NO_IMAGE
+        assert pf.get({"id": "a", "image_path": jpg}, "v1", 10).note == NO_IMAGE_MODEL
+    finally:
+        pf.close()
+
+
+def test_prefetch_caches_per_product_version_category_and_serves_the_current_card_first(sample_dir):
+    jpgs = [str(p) for p in sorted((sample_dir / "images" / "image_train").glob("*.jpg"))[:6]]
+    calls: list[tuple[str, int]] = []
+    gate = threading.Event()
+
+    def overlay(bundle, product, category):           # real images, one per "voter"
+        gate.wait(10)
+        calls.append((product["id"], category))
+        with Image.open(product["image_path"]) as im:
+            return [("voter A", im.copy()), ("voter B", im.convert("L").convert("RGB"))]
+
+    pf = Prefetcher(lambda v: _Bundle(image=object()), explain=overlay)
+    try:
+        products = [{"id": f"p{i}", "image_path": p} for i, p in enumerate(jpgs)]
+        pf.warm([(p, 10) for p in products[1:5]], "v1")     # queued behind...
+        first = pf.request(products[0], "v1", 10)          # ...the card on screen, which jumps ahead
+        assert pf.get(products[5], "v1", 10) is None        # not ready, never blocks
+        gate.set()
+        heat = first.result(timeout=30)
+        assert [c for c, _ in heat.items] == ["voter A", "voter B"]
+        assert all(uri.startswith("data:image/jpeg;base64,") for _, uri in heat.items)
+        assert pf.get(products[4], "v1", 10, wait=30) is not None   # waiting on it moves it up too
+        assert calls.index(("p0", 10)) <= 1                 # the worker may have started p1 before p0 arrived
+        assert ("p3", 10) not in calls[:calls.index(("p4", 10))]
+        n = len(calls)
+        assert pf.get(products[0], "v1", 10) is heat        # cached: not computed again
+        assert calls.count(("p0", 10)) == 1
+        assert pf.get(products[0], "v1", 2583, wait=30).category == 2583   # another category, another entry
+        assert ("p0", 2583) in calls[n:]
+    finally:
+        pf.close()
