@@ -407,3 +407,7 @@ def export(workspace: Path, out: Path, reviewed_only: bool) -> None:
                                              f"{len(reviewed & set(labels))} reviewed)"),
                        ("id map", (out / "products.csv").resolve()),
                        ("decisions", f"{(out / 'decisions.jsonl').resolve()} ({len(decisions)})")], indent=""))
+
+
+# retrain, versions, rollback, label-issues live in their own module (the model loop)
+from labeler import cli_models as _cli_models  # noqa: E402,F401  (registers its commands on `main`)
