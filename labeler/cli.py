@@ -409,5 +409,28 @@ def export(workspace: Path, out: Path, reviewed_only: bool) -> None:
                        ("decisions", f"{(out / 'decisions.jsonl').resolve()} ({len(decisions)})")], indent=""))
 
 
+@main.command()
+@workspace_option
+@click.option("--product", "product_id", required=True, help="Product id whose image to explain.")
+@click.option("--category", type=int, default=None, help="Category code to explain (default: the image vote's top-1).")
+@click.option("--out", type=FOLDER, required=True, help="Folder for the PNG overlays (created if missing).")
+@click.option("--model-version", default=None, help="Model version (default: the live one).")
+def heatmap(workspace: Path, product_id: str, category: int | None, out: Path, model_version: str | None) -> None:
+    """Write one Grad-CAM / Ablation-CAM overlay PNG per image voter for a product."""
+    from models.explain import write_heatmaps
+    from models.features import ImageProblem
+
+    ws = open_workspace(workspace)
+    product = ws.product(product_id)
+    if product is None:
+        raise click.ClickException(f"no product {product_id!r} in workspace {workspace}")
+    try:
+        paths = write_heatmaps(_bundle(ws, model_version), product, out, category)
+    except (ImageProblem, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for path in paths:
+        click.echo(path.resolve())
+
+
 # retrain, versions, rollback, label-issues live in their own module (the model loop)
 from labeler import cli_models as _cli_models  # noqa: E402,F401  (registers its commands on `main`)

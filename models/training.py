@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import StratifiedKFold
 
+from labeler import taxonomy
 from models.predictor import ModelBundle, Progress, align, load_bundle, prediction_rows
 from models.text import TextClassifier
 from store.workspace import Workspace, WorkspaceError
@@ -62,6 +64,87 @@ def cross_validated_metrics(df: pd.DataFrame, y: np.ndarray, make_text, folds: i
             "text_accuracy": round(float(accuracy_score(y, pred)), 4), "cv_folds": n_splits}
 
 
+MIN_LABELLED_IMAGES = 30   # below this an image ensemble learns little: the version stays text only
+
+
+def _has_enough_images(df: pd.DataFrame) -> bool:
+    n = int(df["image_path"].fillna("").astype(str).str.strip().ne("").sum())
+    return n >= MIN_LABELLED_IMAGES
+
+
+def oof_text_proba(df: pd.DataFrame, y: np.ndarray, make_text, folds: np.ndarray) -> np.ndarray:
+    """(n, 27) out-of-fold text probabilities for the given fold assignment."""
+    out = np.zeros((len(df), len(taxonomy.codes())))
+    for k in np.unique(folds):
+        tr, te = folds != k, folds == k
+        model = make_text().fit(df[tr], y[tr])
+        out[te] = align(model.predict_proba(df[te]), model.classes_)
+    return out
+
+
+def _folds(y: np.ndarray, strata: np.ndarray, n_max: int = 5, seed: int = 0) -> np.ndarray:
+    """Fold index per row, stratified on (label, has image) where counts allow, else on label."""
+    counts = np.unique(y, return_counts=True)[1]
+    n_splits = int(max(2, min(n_max, counts.min())))
+    key = np.array([f"{a}|{b}" for a, b in zip(y, strata)])
+    values, inverse, kc = np.unique(key, return_inverse=True, return_counts=True)
+    key = np.where(kc[inverse] >= n_splits, key, y.astype(str))
+    folds = np.zeros(len(y), dtype=int)
+    with warnings.catch_warnings():  # a category with fewer rows than folds is spread as well as it can be
+        warnings.simplefilter("ignore", UserWarning)
+        for k, (_, te) in enumerate(StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(y, key)):
+            folds[te] = k
+    return folds
+
+
+def fit_image_and_fusion(ws: Workspace, df: pd.DataFrame, y: np.ndarray, *, text_factory=TextClassifier,
+                         progress: Progress | None = None, voters=None) -> tuple[Any, Any, dict]:
+    """Image ensemble on the labelled products with a usable image, and the fusion fitted on
+    out-of-fold text + voter probabilities of those products (same folds for both models).
+
+    Returns (ensemble, fusion, metrics), or (None, None, metrics) when too few images decode.
+    """
+    from models.fusion import Fusion
+    from models.image import VOTERS_SETTING, ImageEnsemble, voters_from_config
+
+    progress = progress or _noop
+    codes = taxonomy.codes()
+    ensemble = ImageEnsemble(voters=voters or voters_from_config(ws.get_setting(VOTERS_SETTING)))
+    progress(0.0, "image features (cached per image and backbone)")
+    feats, ok, problems = ensemble.product_features(df, feature_store=ws, progress=lambda f, d: progress(0.4 * f, d))
+    metrics: dict[str, Any] = {"n_images": int(ok.sum()), "n_image_problems": len(problems)}
+    if ok.sum() < MIN_LABELLED_IMAGES or len(np.unique(y[ok])) < 2:
+        log.warning("only %d labelled products have a usable image: version stays text only", ok.sum())
+        return None, None, metrics
+    folds = _folds(y, ok)
+    progress(0.45, f"out-of-fold text probabilities ({len(np.unique(folds))} folds)")
+    text_oof = oof_text_proba(df, y, text_factory, folds)
+    pred = np.asarray(codes)[text_oof.argmax(1)]
+    metrics.update({"text_weighted_f1": round(float(f1_score(y, pred, average="weighted")), 4),
+                    "text_macro_f1": round(float(f1_score(y, pred, average="macro")), 4),
+                    "text_accuracy": round(float(accuracy_score(y, pred)), 4), "cv_folds": int(len(np.unique(folds)))})
+    progress(0.7, "out-of-fold image voters")
+    yi, fi = y[ok], folds[ok]
+    fo = {k: v[ok] for k, v in feats.items()}
+    voters_oof = {s.label: np.zeros((int(ok.sum()), len(codes))) for s in ensemble.voters}
+    for k in np.unique(fi):
+        tr, te = fi != k, fi == k
+        if len(np.unique(yi[tr])) < 2 or not te.any():
+            continue
+        part = ImageEnsemble(voters=ensemble.voters).fit({n: f[tr] for n, f in fo.items()}, yi[tr])
+        for name, p in part.voter_proba({n: f[te] for n, f in fo.items()}).items():
+            voters_oof[name][te] = p
+    progress(0.9, "fitting fusion on out-of-fold predictions")
+    prior = np.array([(y == c).mean() for c in codes])
+    fusion = Fusion(voter_names=[s.label for s in ensemble.voters], text_prior=prior)
+    fusion.fit(text_oof[ok], voters_oof, np.searchsorted(codes, yi))
+    ensemble.fit(fo, yi)
+    ensemble.set_vote(fusion.params.vote_weights, fusion.params.sharpen_k)
+    metrics.update(fusion.metrics)
+    progress(1.0, "image ensemble and fusion fitted")
+    return ensemble, fusion, metrics
+
+
 def train_version(ws: Workspace, *, progress: Progress | None = None, evaluate: bool = True,
                   notes: str = "", parent: str | None = None, labels: dict[str, int] | None = None,
                   make_live: bool = True, version: str | None = None) -> dict:
@@ -83,14 +166,22 @@ def train_version(ws: Workspace, *, progress: Progress | None = None, evaluate: 
     progress(0.05, f"fitting text model on {len(df)} products")
     text = TextClassifier().fit(df, y)
     metrics: dict[str, Any] = {}
-    if evaluate:
+    config: dict[str, Any] = {"text": text.describe()}
+    image = fusion = None
+    if _has_enough_images(df):
+        image, fusion, image_metrics = fit_image_and_fusion(
+            ws, df, y, text_factory=TextClassifier, progress=lambda f, d: progress(0.1 + 0.45 * f, d))
+        metrics.update(image_metrics)
+        if image is not None:
+            config["image"], config["fusion"] = image.describe(), fusion.describe()
+    if evaluate and "text_weighted_f1" not in metrics:
         progress(0.25, "cross-validating text model")
         metrics.update(cross_validated_metrics(df, y, TextClassifier))
-    bundle = ModelBundle(version=version, text=text, info={"n_train": len(df)})
+    bundle = ModelBundle(version=version, text=text, image=image, fusion=fusion, info={"n_train": len(df)})
     progress(0.6, "saving model version")
     path = bundle.save(ws.models_dir / version)
     duration = time.perf_counter() - started
-    ws.register_model_version(version, path, config={"text": text.describe()}, metrics=metrics,
+    ws.register_model_version(version, path, config=config, metrics=metrics,
                               n_train=len(df), n_decisions=n_decided, duration_s=round(duration, 2),
                               parent=parent, notes=notes, make_live=False)
     progress(0.7, "scoring products")

@@ -1,0 +1,187 @@
+"""Heatmaps of where each image voter looks for a category (the study's "focus battle").
+
+Voters with a differentiable head (MLP, logistic) get Grad-CAM through backbone + head. The
+XGBoost voter has no gradients, so it gets Ablation-CAM: each channel of the backbone's last
+feature map is zeroed in turn and the drop of the booster's probability for the category weights
+that channel. The ablation runs on the feature map (the backbone's prefix is computed once), so it
+costs one booster call per batch of channels instead of one backbone pass per channel.
+
+The app calls `explain_product(bundle, product, category)`; the CLI calls `write_heatmaps`.
+Backbones come from `models.backbones.load_backbone`, loaded once per process.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from labeler import taxonomy
+from models.features import ImageProblem, open_image
+from models.image import ImageEnsemble, VoterSpec, XGBHead
+
+log = logging.getLogger(__name__)
+DISPLAY = 320
+
+
+class _BackboneHead(torch.nn.Module):
+    """image -> backbone pooled features -> head logits, differentiable end to end."""
+
+    def __init__(self, backbone: torch.nn.Module, head: torch.nn.Module):
+        super().__init__()
+        self.backbone, self.head = backbone, head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = self.backbone.forward_head(self.backbone.forward_features(x), pre_logits=True)
+        return self.head(feats)
+
+
+class _BoosterOnFeatureMap(torch.nn.Module):
+    """feature map -> (identity, the ablated layer) -> backbone pooling -> booster probabilities."""
+
+    def __init__(self, backbone: torch.nn.Module, head: XGBHead):
+        super().__init__()
+        self.backbone, self.booster = backbone, head
+        self.fmap = torch.nn.Identity()
+
+    def forward(self, fmap: torch.Tensor) -> torch.Tensor:
+        pooled = self.backbone.forward_head(self.fmap(fmap), pre_logits=True)
+        return torch.from_numpy(self.booster.predict_proba(pooled.detach().float().cpu().numpy())).float()
+
+
+def vit_reshape(model: torch.nn.Module):
+    """Token sequence -> (B, C, H, W) grid, skipping the prefix tokens (class, registers)."""
+    grid = model.patch_embed.grid_size
+    skip = getattr(model, "num_prefix_tokens", 1)
+
+    def reshape(t: torch.Tensor) -> torch.Tensor:
+        t = t[:, skip:, :].reshape(t.size(0), grid[0], grid[1], t.size(2))
+        return t.permute(0, 3, 1, 2)
+
+    return reshape
+
+
+def _display_and_input(backbone, image: Image.Image) -> tuple[np.ndarray, torch.Tensor]:
+    """The model's view of the image (resize + centre crop) as float RGB for the overlay, and its tensor."""
+    from torchvision.transforms import functional as TF
+    size = backbone.data_config["input_size"][-1]
+    crop_pct = backbone.data_config.get("crop_pct", 1.0) or 1.0
+    shown = TF.center_crop(TF.resize(image, int(round(size / crop_pct))), size)
+    x = backbone.transform()(image).unsqueeze(0).to(backbone.device)
+    return np.asarray(shown.resize((DISPLAY, DISPLAY), Image.BICUBIC), dtype=np.float32) / 255.0, x
+
+
+def voter_heatmap(ensemble: ImageEnsemble, spec: VoterSpec, image: Image.Image, category: int) -> tuple[np.ndarray, str, float]:
+    """(cam (DISPLAY, DISPLAY) in [0, 1], method name, voter probability of `category`)."""
+    from pytorch_grad_cam import AblationCAM, GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    head = ensemble.heads_[spec.label]
+    backbone = ensemble.backbone(spec)
+    rgb, x = _display_and_input(backbone, image)
+    classes = [int(c) for c in head.classes_]
+    if int(category) not in classes:
+        return np.zeros(rgb.shape[:2], np.float32), "not trained on this category", 0.0
+    target = [ClassifierOutputTarget(classes.index(int(category)))]
+    model = backbone.model
+    with backbone.lock:
+        if isinstance(head, XGBHead):
+            with torch.inference_mode():
+                fmap = model.forward_features(x.contiguous(memory_format=torch.channels_last)
+                                              if not backbone.spec.is_vit else x)
+            wrapper = _BoosterOnFeatureMap(model, head).eval()
+            with AblationCAM(model=wrapper, target_layers=[wrapper.fmap], batch_size=256) as cam, \
+                    contextlib.redirect_stderr(io.StringIO()):
+                grayscale = cam(input_tensor=fmap.clone(), targets=target)[0]
+            method = "Ablation-CAM (gradient-free: XGBoost has no gradients)"
+            prob = float(head.predict_proba(model.forward_head(fmap, pre_logits=True).detach().cpu().numpy())[0, classes.index(int(category))])
+        else:
+            wrapper = _BackboneHead(model, head.to_torch()).eval()
+            reshape = vit_reshape(model) if backbone.spec.is_vit else None
+            with GradCAM(model=wrapper, target_layers=[backbone.cam_layer()], reshape_transform=reshape) as cam:
+                grayscale = cam(input_tensor=x, targets=target)[0]
+                logits = cam.outputs
+            method = "Grad-CAM"
+            prob = float(torch.softmax(logits.detach(), 1)[0, classes.index(int(category))])
+    heat = np.asarray(Image.fromarray(np.uint8(255 * np.clip(grayscale, 0, 1))).resize(rgb.shape[1::-1], Image.BILINEAR),
+                      dtype=np.float32) / 255.0
+    return heat, method, prob
+
+
+def _overlay(image: Image.Image, ensemble: ImageEnsemble, spec: VoterSpec, cam: np.ndarray) -> Image.Image:
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+    rgb, _ = _display_and_input(ensemble.backbone(spec), image)
+    return Image.fromarray(show_cam_on_image(rgb, cam, use_rgb=True, image_weight=0.55))
+
+
+def _field(product: Any, name: str) -> Any:
+    if isinstance(product, Mapping):
+        return product.get(name)
+    return getattr(product, name, None) if not hasattr(product, "get") else product.get(name)
+
+
+def explain_product(bundle: Any, product: Any, category: int | None = None) -> list[tuple[str, Image.Image]]:
+    """[(caption, overlay)] one per image voter, for `category` (default: the image vote's top-1).
+
+    product: a mapping/Series with `image_path` (and `id`); bundle: a `ModelBundle` (or an
+    `ImageEnsemble`). Raises `ImageProblem` when the product has no usable image, `ValueError`
+    when the version has no image models.
+    """
+    ensemble: ImageEnsemble | None = getattr(bundle, "image", bundle)
+    if not isinstance(ensemble, ImageEnsemble) or not hasattr(ensemble, "heads_"):
+        raise ValueError("this model version has no trained image voters; retrain with labelled images")
+    image = open_image(_field(product, "image_path"))
+    if category is None:
+        category = _image_top1(ensemble, product)
+    if not taxonomy.is_known(category):
+        raise ValueError(f"unknown category {category!r}; expected one of the 27 prdtypecode values")
+    out = []
+    for spec in ensemble.voters:
+        cam, method, prob = voter_heatmap(ensemble, spec, image, int(category))
+        caption = f"{spec.label} · {method} · {int(category)} {taxonomy.name(category)} · p={prob:.2f}"
+        out.append((caption, _overlay(image, ensemble, spec, cam)))
+    return out
+
+
+def _image_top1(ensemble: ImageEnsemble, product: Any) -> int:
+    import pandas as pd
+    row = pd.DataFrame([{"id": _field(product, "id") or "product", "image_path": _field(product, "image_path"),
+                         "image_sha1": _field(product, "image_sha1")}])
+    out = ensemble.predict_products(row)
+    if not out["has_image"][0]:
+        raise ImageProblem(next(iter(out["problems"].values()), "product has no usable image"))
+    return int(taxonomy.codes()[int(np.argmax(out["image"][0]))])
+
+
+def captioned(caption: str, overlay: Image.Image) -> Image.Image:
+    """The overlay with its caption written underneath (for PNG files)."""
+    lines = [caption[i:i + 52] for i in range(0, len(caption), 52)]
+    band = 14 * len(lines) + 8
+    canvas = Image.new("RGB", (overlay.width, overlay.height + band), "white")
+    canvas.paste(overlay, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    for i, line in enumerate(lines):
+        draw.text((4, overlay.height + 4 + 14 * i), line, fill="black")
+    return canvas
+
+
+def write_heatmaps(bundle: Any, product: Any, out_dir: Path | str, category: int | None = None) -> list[Path]:
+    """One PNG per voter under out_dir, named product_<id>_<category>_<voter>.png; returns the paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pid = str(_field(product, "id") or "product")
+    results = explain_product(bundle, product, category)
+    cat = category if category is not None else re.search(r" · (\d+) ", results[0][0]).group(1)
+    paths = []
+    for (caption, overlay), spec in zip(results, getattr(bundle, "image", bundle).voters):
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.label)
+        path = out_dir / f"product_{re.sub(r'[^A-Za-z0-9_-]+', '_', pid)}_{cat}_{safe}.png"
+        captioned(caption, overlay).save(path)
+        paths.append(path)
+    return paths
