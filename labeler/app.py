@@ -308,7 +308,8 @@ class ReviewUI:
         progress(0.6, desc="computing heatmaps")
         heat = render_heatmaps(bundle, product, pred.top1, self.prefetch.explainer)
         threshold = self.settings.auto_accept_threshold
-        return views.top5_html(pred, threshold=threshold), views.votes_html(pred), self._heat_html(heat, pred.top1)
+        return (views.top5_html(pred, threshold=threshold, clickable=False), views.votes_html(pred),
+                self._heat_html(heat, pred.top1))
 
 
 def confusion_figure(matrix):
@@ -391,7 +392,8 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
                                      for r in range(1, 6)]
 
             with gr.Tab("Stats", id="stats") as stats_tab:
-                refresh = gr.Button("Refresh", size="sm")
+                with gr.Row():
+                    refresh = gr.Button("Refresh stats", size="sm", scale=0, min_width=140)
                 stat_cards = gr.HTML()
                 with gr.Row():
                     with gr.Column():
@@ -415,9 +417,9 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
                         try_desc = gr.Textbox(label="Description", lines=4)
                         try_btn = gr.Button("Predict", variant="primary")
                     with gr.Column(scale=1):
-                        try_top5 = gr.HTML()
-                        try_votes = gr.HTML()
-                try_heat = gr.HTML()
+                        try_top5 = gr.HTML(elem_id="try-top5")
+                        try_votes = gr.HTML(elem_id="try-votes")
+                try_heat = gr.HTML(elem_id="try-heatmaps")
 
         outs = [session, current, status, card, top5, votes, heat_choice, heat, choose, comment, history]
         review_events = {"concurrency_id": "review", "concurrency_limit": 4, "show_progress": "hidden"}

@@ -136,8 +136,10 @@ def _voter_top1(pred) -> dict[int, list[str]]:
     return out
 
 
-def top5_html(pred, *, threshold: float) -> str:
-    """The fused top-5 as clickable rows: key, category name, probability bar, voters agreeing."""
+def top5_html(pred, *, threshold: float, clickable: bool = True) -> str:
+    """The fused top-5 as rows: key, category name, probability bar, voters agreeing.
+
+    clickable: rows are buttons that decide (the review card); False for the try-it tab."""
     if pred is None:
         return ('<div class="top5 none"><div class="none-msg">No model prediction for this product yet.'
                 '<br>Choose its category with <kbd>/</kbd> or skip with <kbd>S</kbd>.</div></div>')
@@ -149,21 +151,23 @@ def top5_html(pred, *, threshold: float) -> str:
         dots = "".join(f'<span class="dot" title="{html.escape(voter_label(v))} votes this">'
                        f'{html.escape(short[v])}</span>' for v in who)
         width = max(1.0, 100 * vote.prob)
+        tag = "button" if clickable else "div"
+        attrs = f'type="button" data-pick="{rank}" title="press {rank}"' if clickable else ""
         rows.append(f"""
-  <button type="button" class="t5-row{' first' if rank == 1 else ''}" data-pick="{rank}" title="press {rank}">
+  <{tag} {attrs} class="t5-row{' first' if rank == 1 else ''}{'' if clickable else ' static'}">
     <kbd>{rank}</kbd>
     <span class="t5-name">{html.escape(vote.name)} <span class="code">{vote.code}</span></span>
     <span class="t5-p">{pct(vote.prob)}</span>
     <span class="t5-bar"><span style="width:{width:.1f}%"></span></span>
     <span class="t5-voters">{dots}</span>
-  </button>""")
+  </{tag}>""")
     head = ('<div class="t5-head"><span>Model top-5 (fused)</span>'
             f'<span class="muted">version {html.escape(pred.model_version)} · auto-accept at {pct(threshold)}</span></div>')
     return f'<div class="top5">{head}{"".join(rows)}</div>'
 
 
 def voter_label(name: str) -> str:
-    return VOTER_LABELS.get(name, f"Image voter {name}")
+    return VOTER_LABELS.get(name, name)
 
 
 def voter_shorts(names: Iterable[str]) -> dict[str, str]:
@@ -272,7 +276,8 @@ def stats_cards_html(progress: dict, acceptance: dict, agreement: dict, model: d
          f"{agreement.get('n_products', 0):,} products seen by two"),
         ("live model", html.escape(str(model.get("live") or "none")), f"{model.get('versions', 0)} versions"),
     ]
-    body = "".join(f'<div class="stat"><div class="stat-label">{a}</div><div class="stat-value">{b}</div>'
+    body = "".join(f'<div class="stat"><div class="stat-label">{a}</div>'
+                   f'<div class="stat-value{" small" if len(b) > 12 else ""}">{b}</div>'
                    f'<div class="stat-sub">{c}</div></div>' for a, b, c in cells)
     return f'<div class="stats">{body}</div>'
 

@@ -52,7 +52,7 @@ def _watch(root, stop: threading.Event, doubles: list, polls: list) -> None:
             doubles.extend(ws.query("SELECT product_id, group_concat(reviewer) AS who FROM reservations "
                                     "WHERE expires_at > ? GROUP BY product_id HAVING count(*) > 1", (time.time(),)))
             polls.append(1)
-            time.sleep(0.003)
+            time.sleep(0.01)
     finally:
         ws.close()
 

@@ -21,6 +21,11 @@
     if (e.ctrlKey || e.metaKey || e.altKey || e.isComposing || e.repeat) return;
     if (typing(e.target)) {
       if (e.key === "Escape") e.target.blur();
+      // after choosing a category or entering a name, hand the keyboard back to the shortcuts
+      if (e.key === "Enter" && e.target.closest("#category-search, #reviewer-name")) {
+        const field = e.target;
+        setTimeout(() => field.blur(), 60);
+      }
       return;
     }
     if (!visible(document.getElementById("review-card"))) return;   // another tab is open
@@ -34,7 +39,7 @@
   }, true);
   // A click on a top-5 row is the same as its digit key.
   document.addEventListener("click", (e) => {
-    const row = e.target.closest && e.target.closest("[data-pick]");
+    const row = e.target.closest && e.target.closest("#top5 [data-pick]");
     if (row) press("btn-pick-" + row.dataset.pick);
   });
 })();

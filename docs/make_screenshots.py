@@ -1,0 +1,95 @@
+"""Screenshots of the app for the README, taken in headless chromium on the demo catalog.
+
+    python docs/make_screenshots.py            # writes docs/review.png, docs/stats.png, docs/try-it.png
+
+A fresh demo workspace is built in a temporary folder (demo catalog + a first model), a reviewer
+makes a few keyboard decisions so the status line and history are real, then each tab is shot
+and saved as a small palette PNG.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from PIL import Image  # noqa: E402
+
+from app_server import running_app  # noqa: E402
+from labeler.demo import ensure_demo  # noqa: E402
+from store.workspace import Workspace  # noqa: E402
+
+OUT = ROOT / "docs"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run"]
+WIDTH = 1360
+
+
+def small_png(src: Path, dest: Path, width: int = 1200) -> None:
+    """Scale to `width` and quantize to 256 colours: a README image of a few hundred KB."""
+    with Image.open(src) as im:
+        im = im.convert("RGB")
+        if im.width > width:
+            im = im.resize((width, round(im.height * width / im.width)), Image.LANCZOS)
+        im.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+            dest, optimize=True)
+
+
+def next_card(page, old: str | None) -> str:
+    page.wait_for_function("old => { const c = document.querySelector('#review-card .card');"
+                           " return c && c.dataset.productId && c.dataset.productId !== old; }", arg=old,
+                           timeout=30_000)
+    return page.evaluate("() => document.querySelector('#review-card .card').dataset.productId")
+
+
+def main() -> None:
+    from playwright.sync_api import sync_playwright
+    with tempfile.TemporaryDirectory(prefix="screenshots-") as tmp:
+        tmp = Path(tmp)
+        ws = Workspace(tmp / "ws")
+        ensure_demo(ws)
+        ws.close()
+        with running_app(tmp / "ws", tmp) as (_, url), sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+            page = browser.new_page(viewport={"width": WIDTH, "height": 900}, device_scale_factor=1)
+            page.goto(url)
+            page.wait_for_selector("#review-card >> text=Who is reviewing?")
+            name = page.locator("#reviewer-name input, #reviewer-name textarea").first
+            name.fill("camille")
+            name.press("Enter")
+            shown = next_card(page, None)
+            name.press("Escape")
+            for key in ("Enter", "2", "Enter", "s", "Enter"):
+                page.keyboard.press(key)
+                shown = next_card(page, shown)
+            page.wait_for_timeout(1500)          # heatmaps of the card on screen
+            raw = tmp / "raw.png"
+            page.screenshot(path=str(raw), full_page=True)
+            small_png(raw, OUT / "review.png")
+
+            page.get_by_role("tab", name="Stats").click()
+            page.wait_for_selector(".stats .stat")
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(raw), full_page=True)
+            small_png(raw, OUT / "stats.png")
+
+            page.get_by_role("tab", name="Try it").click()
+            page.get_by_label("Title").fill("Piscine tubulaire ronde 3,66 m avec pompe de filtration")
+            page.get_by_label("Description").fill("Structure acier, liner renforcé, échelle et bâche incluses.")
+            page.get_by_role("button", name="Predict").click()
+            page.wait_for_selector("#try-top5 .t5-row", timeout=60_000)
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(raw), full_page=True)
+            small_png(raw, OUT / "try-it.png")
+            browser.close()
+    for name in ("review.png", "stats.png", "try-it.png"):
+        f = OUT / name
+        print(f"{f}  {f.stat().st_size / 1024:.0f} KB")
+
+
+if __name__ == "__main__":
+    main()
