@@ -170,6 +170,19 @@ def load_weights(model: torch.nn.Module, spec: BackboneSpec, weights: str | None
     return f"{kind}:{path}"
 
 
+def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    """A quick connect, so an offline machine fails in seconds rather than after download retries."""
+    import os
+    import socket
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False"):
+        return False
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def build_model(spec: BackboneSpec, weights: str | None = None, **kwargs: Any) -> torch.nn.Module:
     """A timm model with its classifier kept (ImageNet logits), weights loaded, in eval mode."""
     import timm
@@ -178,6 +191,8 @@ def build_model(spec: BackboneSpec, weights: str | None = None, **kwargs: Any) -
     if source.startswith("hub:"):
         tag = source[4:]
         try:
+            if not hub_reachable():
+                raise ConnectionError("huggingface.co does not answer")
             model = timm.create_model(tag, pretrained=True, **kwargs)
         except Exception as exc:  # hub unreachable offline: say what to do instead
             raise BackboneError(

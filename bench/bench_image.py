@@ -1,0 +1,176 @@
+"""Image ensemble benchmark on the shared Rakuten sample (printed tables, medians and ratios).
+
+    python bench/bench_image.py [--images 32] [--workdir /tmp/rakuten-image-bench]
+
+1. Feature extraction images/s per backbone through the pipeline (decode + transform in a
+   DataLoader + batched forward + flip) next to the bare forward on the same, already decoded batch.
+2. Grad-CAM / Ablation-CAM ms per voter per image.
+3. Predict latency per product (text + 3 voters + fusion, features not cached).
+4. Image-only, text-only and fused weighted F1 on a stratified split of the products with an image:
+   the held-out quarter is imported without labels, `train_version` fits everything on the rest
+   (text on every other product, voters and fusion on the other imaged ones), then predicts it.
+
+The workspace (and so the feature cache) persists under --workdir: the first run extracts the
+420 images' features once per backbone, later runs reuse them.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from labeler import taxonomy  # noqa: E402
+from models.backbones import load_backbone  # noqa: E402
+from models.features import embed, extract_features, open_image  # noqa: E402
+
+SAMPLE = ROOT.parent / "shared" / "data" / "rakuten-sample"
+
+
+def table(title: str, header: list[str], rows: list[list]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    print(f"\n{title}")
+    print("  ".join(str(h).ljust(w) for h, w in zip(header, widths)))
+    print("  ".join("-" * w for w in widths))
+    for r in rows:
+        print("  ".join(str(x).ljust(w) for x, w in zip(r, widths)))
+
+
+def image_files(n: int | None = None) -> list[Path]:
+    files = sorted((SAMPLE / "images" / "image_train").glob("image_*_product_*.jpg"))
+    return files[:n] if n else files
+
+
+def bench_extraction(n: int, batch: int, repeats: int) -> None:
+    rows = []
+    paths = [str(p) for p in image_files(n)]
+    for name in ("lite0", "lite1", "lite2"):
+        bb = load_backbone(name)
+        tf = bb.transform()
+        x = torch.stack([tf(open_image(p)) for p in paths])
+        embed(bb, x[:2])  # warm-up
+        bare, pipe = [], []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            for s in range(0, n, batch):
+                embed(bb, x[s:s + batch], flip=True)
+            bare.append(n / (time.perf_counter() - t))
+            t = time.perf_counter()
+            out = extract_features(bb, paths, cache=None, flip=True, batch_size=batch, progress=lambda f, d: None)
+            pipe.append(n / (time.perf_counter() - t))
+            assert out.ok.all()
+        b, p = statistics.median(bare), statistics.median(pipe)
+        rows.append([name, bb.data_config["input_size"][-1], f"{b:.2f}", f"{p:.2f}", f"{100 * p / b:.0f} %"])
+    table(f"Feature extraction, {n} images, batch {batch}, flip TTA, {torch.get_num_threads()} threads, "
+          f"{'CUDA' if torch.cuda.is_available() else 'CPU'} (median of {repeats})",
+          ["backbone", "px", "bare model img/s", "pipeline img/s", "pipeline/bare"], rows)
+
+
+def split_workspace(workdir: Path, seed: int = 0):
+    """Workspace with the sample imported, a stratified quarter of the imaged products unlabelled."""
+    from sklearn.model_selection import train_test_split
+
+    from labeler.importer import import_challenge
+    from store import Workspace
+
+    x = pd.read_csv(SAMPLE / "X_train_update.csv", index_col=0)
+    y = pd.read_csv(SAMPLE / "Y_train_CVw08PX.csv", index_col=0)
+    x = x[x["designation"].fillna("").str.strip() != ""]
+    y = y.loc[x.index]
+    with_image = {p.name.split("_product_")[1][:-4] for p in image_files()}
+    imaged = x.index[x["productid"].astype(str).isin(with_image)]
+    _, test = train_test_split(imaged, test_size=0.25, stratify=y.loc[imaged, "prdtypecode"], random_state=seed)
+    train = x.index.difference(test)
+    truth = {str(x.loc[i, "productid"]): int(y.loc[i, "prdtypecode"]) for i in test}
+    ws_dir = workdir / f"ws-seed{seed}"
+    fresh = not (ws_dir / "workspace.db").exists()
+    ws = Workspace(ws_dir)
+    if fresh or ws.count_products() == 0:
+        workdir.mkdir(parents=True, exist_ok=True)
+        x.loc[train].to_csv(workdir / "X_train.csv")
+        y.loc[train].to_csv(workdir / "Y_train.csv")
+        x.loc[test].to_csv(workdir / "X_test.csv")
+        images = SAMPLE / "images" / "image_train"
+        import_challenge(ws, workdir / "X_train.csv", workdir / "Y_train.csv", images)
+        import_challenge(ws, workdir / "X_test.csv", None, images)
+    return ws, truth
+
+
+def bench_quality(workdir: Path, seed: int) -> tuple:
+    from sklearn.metrics import f1_score
+
+    from models import training
+
+    ws, truth = split_workspace(workdir, seed)
+    t = time.perf_counter()
+    version = training.train_version(ws, progress=lambda f, d: print(f"  {100 * f:3.0f}% {d}", flush=True))
+    train_s = time.perf_counter() - t
+    bundle = training.live_bundle(ws, version["id"])
+    test = training.products_frame(ws, list(truth))
+    out = bundle.predict(test, feature_store=ws)
+    codes = np.asarray(taxonomy.codes())
+    y = np.array([truth[i] for i in test["id"]])
+    f1 = {k: f1_score(y, codes[out[k].argmax(1)], average="weighted") for k in ("text", "image", "fused")}
+    voters = {k: f1_score(y, codes[v.argmax(1)], average="weighted") for k, v in out["voters"].items()}
+    rows = [["text only", f"{f1['text']:.3f}"], ["image ensemble", f"{f1['image']:.3f}"],
+            *[[f"  voter {k}", f"{v:.3f}"] for k, v in voters.items()], ["fused", f"{f1['fused']:.3f}"]]
+    table(f"Weighted F1 on {len(y)} held-out imaged products (seed {seed}; trained on {version['n_train']} "
+          f"products, {version['metrics'].get('n_images')} with an image; train_version {train_s:.0f} s)",
+          ["model", "weighted F1"], rows)
+    print("fusion:", version["config"].get("fusion"))
+    return ws, bundle, test
+
+
+def bench_explain_and_predict(bundle, test: pd.DataFrame, n: int) -> None:
+    from models.explain import voter_heatmap
+
+    ens = bundle.image
+    rows = []
+    picks = test.head(n)
+    for spec in ens.voters:
+        times = []
+        for _, p in picks.iterrows():
+            img = open_image(p["image_path"])
+            t = time.perf_counter()
+            voter_heatmap(ens, spec, img, int(ens.heads_[spec.label].classes_[0]))
+            times.append(1000 * (time.perf_counter() - t))
+        rows.append([spec.label, "Ablation-CAM" if spec.head == "xgboost" else "Grad-CAM", f"{statistics.median(times):.0f}"])
+    table(f"Heatmap ms per voter per image (median of {n})", ["voter", "method", "ms"], rows)
+    lat = []
+    for i in range(n):
+        one = picks.iloc[[i]]
+        t = time.perf_counter()
+        bundle.predict(one, feature_store=None)  # features computed afresh: a product never seen
+        lat.append(1000 * (time.perf_counter() - t))
+    table(f"Predict latency per product, text + {len(ens.voters)} voters + fusion, uncached features (median of {n})",
+          ["median ms", "min ms", "max ms"], [[f"{statistics.median(lat):.0f}", f"{min(lat):.0f}", f"{max(lat):.0f}"]])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--images", type=int, default=32, help="images for the throughput table")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--explain", type=int, default=5, help="products for heatmap and latency timings")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/rakuten-image-bench"))
+    ap.add_argument("--skip-throughput", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if not args.skip_throughput:
+        bench_extraction(args.images, args.batch, args.repeats)
+    _, bundle, test = bench_quality(args.workdir, args.seed)
+    bench_explain_and_predict(bundle, test, args.explain)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""Heatmaps per voter, and the whole path: import -> train_version (image + fusion) -> heatmap CLI."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from labeler import taxonomy
+from models.explain import explain_product, voter_heatmap, write_heatmaps
+
+torch.set_num_threads(2)
+VOTERS = [  # the default backbones and heads, at 96 px so the test stays fast
+    {"backbone": "lite2", "head": "mlp", "input_size": 96, "head_params": {"epochs": 20}},
+    {"backbone": "lite1", "head": "xgboost", "input_size": 96, "head_params": {"n_estimators": 20}},
+    {"backbone": "lite0", "head": "logistic", "input_size": 96},
+]
+
+
+@pytest.fixture(scope="module")
+def trained(sample_dir, tmp_path_factory):
+    """A workspace of 32 real imaged products (4 categories) + 12 without image, trained end to end."""
+    from labeler.importer import import_challenge
+    from models import training
+    from store import Workspace
+
+    tmp = tmp_path_factory.mktemp("explain")
+    x = pd.read_csv(sample_dir / "X_train_update.csv", index_col=0)
+    y = pd.read_csv(sample_dir / "Y_train_CVw08PX.csv", index_col=0)
+    imaged = {p.name.split("_product_")[1][:-4] for p in (sample_dir / "images" / "image_train").glob("*.jpg")}
+    has = x["productid"].astype(str).isin(imaged) & (x["designation"].fillna("").str.strip() != "")
+    cats = y.loc[has[has].index, "prdtypecode"].value_counts().index[:4]
+    keep = y[has & y["prdtypecode"].isin(cats)].groupby("prdtypecode").head(8).index
+    keep = keep.union(y[~has & y["prdtypecode"].isin(cats)].groupby("prdtypecode").head(3).index)
+    x.loc[keep].to_csv(tmp / "X.csv")
+    y.loc[keep].to_csv(tmp / "Y.csv")
+    ws = Workspace(tmp / "ws")
+    import_challenge(ws, tmp / "X.csv", tmp / "Y.csv", sample_dir / "images" / "image_train")
+    ws.set_setting("image_voters", json.dumps(VOTERS))
+    version = training.train_version(ws, evaluate=False)
+    return ws, version, training.live_bundle(ws)
+
+
+def test_train_version_fits_image_ensemble_and_fusion(trained):
+    ws, version, bundle = trained
+    assert version["metrics"]["n_images"] == 32
+    assert {"oof_text_weighted_f1", "oof_image_weighted_f1", "oof_fused_weighted_f1"} <= set(version["metrics"])
+    fusion = version["config"]["fusion"]
+    assert set(fusion["vote_weights"]) == {"lite2+mlp", "lite1+xgboost", "lite0+logistic"}
+    assert bundle.image.describe()["vote_weights"] == pytest.approx(list(fusion["vote_weights"].values()), abs=1e-3)
+    with_image = ws.query("SELECT id FROM products WHERE image_path IS NOT NULL LIMIT 1")[0]["id"]
+    without = ws.query("SELECT id FROM products WHERE image_path IS NULL LIMIT 1")[0]["id"]
+    assert {"image", "lite1+xgboost"} <= set(ws.prediction(with_image)["voters"])
+    assert set(ws.prediction(without)["voters"]) == {"text"}      # text only, no crash
+    assert ws.scalar("SELECT count(DISTINCT backbone) FROM image_features") == 3
+
+
+def test_explain_product_one_overlay_per_voter(trained):
+    ws, _, bundle = trained
+    product = ws.query("SELECT * FROM products WHERE image_path IS NOT NULL LIMIT 1")[0]
+    category = int(product["source_label"])
+    items = explain_product(bundle, product, category)
+    assert len(items) == 3
+    captions = [c for c, _ in items]
+    assert "Grad-CAM" in captions[0] and "Ablation-CAM" in captions[1] and "XGBoost" in captions[1]
+    assert all(str(category) in c for c in captions)
+    assert all(isinstance(im, Image.Image) and im.size == (320, 320) for _, im in items)
+
+
+def test_heatmaps_depend_on_the_category(trained):
+    ws, _, bundle = trained
+    product = ws.query("SELECT * FROM products WHERE image_path IS NOT NULL LIMIT 1")[0]
+    image = Image.open(product["image_path"]).convert("RGB")
+    cats = [int(c) for c in bundle.image.heads_["lite0+logistic"].classes_[:2]]
+    for spec in bundle.image.voters:
+        a, method, _ = voter_heatmap(bundle.image, spec, image, cats[0])
+        b, _, _ = voter_heatmap(bundle.image, spec, image, cats[1])
+        assert a.shape == (320, 320) and 0 <= a.min() and a.max() <= 1
+        assert not np.allclose(a, b), (spec.label, method)
+    unseen = next(c for c in taxonomy.codes() if c not in set(bundle.image.heads_["lite2+mlp"].classes_))
+    _, method, p = voter_heatmap(bundle.image, bundle.image.voters[0], image, unseen)
+    assert method == "not trained on this category" and p == 0
+
+
+def test_heatmap_cli_writes_one_png_per_voter(trained, tmp_path):
+    from labeler.cli import main
+    ws, _, _ = trained
+    pid = ws.query("SELECT id FROM products WHERE image_path IS NOT NULL LIMIT 1")[0]["id"]
+    result = CliRunner().invoke(main, ["heatmap", "--workspace", str(ws.root), "--product", pid, "--out",
+                                       str(tmp_path / "heat")])
+    assert result.exit_code == 0, result.output
+    paths = result.output.split()
+    assert len(paths) == 3 and all(Image.open(p).size[0] == 320 for p in paths)
+    no_image = ws.query("SELECT id FROM products WHERE image_path IS NULL LIMIT 1")[0]["id"]
+    bad = CliRunner().invoke(main, ["heatmap", "--workspace", str(ws.root), "--product", no_image, "--out",
+                                    str(tmp_path / "x")])
+    assert bad.exit_code == 1 and "no image" in bad.output and "Traceback" not in bad.output
+
+
+def test_write_heatmaps_names_files(trained, tmp_path):
+    ws, _, bundle = trained
+    product = ws.query("SELECT * FROM products WHERE image_path IS NOT NULL LIMIT 1")[0]
+    paths = write_heatmaps(bundle, product, tmp_path, int(product["source_label"]))
+    assert [p.name for p in paths] == [f"product_{product['id']}_{product['source_label']}_{v}.png"
+                                       for v in ("lite2_mlp", "lite1_xgboost", "lite0_logistic")]
