@@ -93,7 +93,7 @@ def test_heatmap_cli_writes_one_png_per_voter(trained, tmp_path):
     result = CliRunner().invoke(main, ["heatmap", "--workspace", str(ws.root), "--product", pid, "--out",
                                        str(tmp_path / "heat")])
     assert result.exit_code == 0, result.output
-    paths = result.output.split()
+    paths = result.stdout.split()  # stderr carries the progress bars
     assert len(paths) == 3 and all(Image.open(p).size[0] == 320 for p in paths)
     no_image = ws.query("SELECT id FROM products WHERE image_path IS NULL LIMIT 1")[0]["id"]
     bad = CliRunner().invoke(main, ["heatmap", "--workspace", str(ws.root), "--product", no_image, "--out",
