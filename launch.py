@@ -126,7 +126,8 @@ def main(workspace: Path, host: str, port: int, share: bool, auth_file: Path | N
     auth = read_auth_file(auth_file) if auth_file else None
     try:
         import torch
-        torch.set_num_threads(min(2, os.cpu_count() or 1))
+        # heatmaps run beside the server: leave a core to the requests on a small machine
+        torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) - 1)))
     except ImportError:
         pass
     ws = prepare_workspace(workspace, demo=not no_demo)

@@ -26,7 +26,7 @@ from store.workspace import Workspace, WorkspaceError
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 DEFAULT_STRATEGY = "least_confidence"
-PREFETCH_AHEAD = 3
+PREFETCH_AHEAD = 1     # heatmaps take seconds per product on a CPU: keep one ready, no backlog
 HEAT_WAIT_S = 30.0
 HISTORY_ROWS = 5
 
@@ -41,6 +41,7 @@ class Session:
     card: review.Card | None = None
     heat_category: int | None = None
     heat_shown: bool = False
+    ahead: list = field(default_factory=list)     # [(product, category)] whose heatmaps are warmed
     last: str = ""
     prefs: dict = field(default_factory=dict)
 
@@ -71,7 +72,9 @@ class ReviewUI:
         threshold = self.settings.auto_accept_threshold
         status = views.status_html(reviewer=s.reviewer, card=card, last=s.last)
         if s.reviewer is None or card is None:
-            s.heat_category, s.heat_shown = None, True
+            s.heat_category, s.heat_shown, s.ahead = None, True, []
+            if s.reviewer:
+                self.prefetch.want(s.reviewer, None)
             if s.reviewer is None:
                 body = views.empty_card_html("Who is reviewing?", "Type your name in the Reviewer box and press "
                                              "Enter: every decision carries it.")
@@ -90,9 +93,9 @@ class ReviewUI:
         top1 = pred.top1 if pred is not None else None
         version = pred.model_version if pred is not None else None
         s.heat_category = top1
-        heat = self.prefetch.get(card.product, version, top1, wait=heat_wait)
+        s.ahead = self._ahead(s)
+        heat = self.prefetch.result(self._want(s, top1), top1, wait=heat_wait)
         s.heat_shown = heat is not None
-        self._warm(s)
         current = {"product_id": card.product_id, "key": card.key, "reviewer": s.reviewer,
                    "strategy": card.strategy, "model_version": version, "remaining": card.remaining,
                    "top5": [[v.code, v.prob] for v in pred.top5] if pred is not None else []}
@@ -100,7 +103,8 @@ class ReviewUI:
         can_explain = heat is None or bool(heat.items)
         image_uri = views.image_data_uri(card.product.get("image_path"))
         return (s, current, status, views.card_html(card, image_uri, threshold=threshold),
-                views.top5_html(pred, threshold=threshold), views.votes_html(pred),
+                views.top5_html(pred, threshold=threshold),
+                views.votes_html(pred, has_image=bool(card.product.get("image_path"))),
                 gr.update(choices=choices, value=top1, visible=can_explain), self._heat_html(heat, top1),
                 gr.update(value=None), gr.update(value=""), self._history(s))
 
@@ -115,27 +119,33 @@ class ReviewUI:
             return views.heatmaps_html((), category=category, note="Computing heatmaps…")
         return views.heatmaps_html(heat.items, category=heat.category, note=heat.note)
 
-    def _warm(self, s: Session) -> None:
-        """Queue Grad-CAM for the next products of this reviewer's queue (background, cached)."""
+    def _want(self, s: Session, category: int | None):
+        """Tell the prefetcher what this reviewer looks at and will look at next."""
         card = s.card
-        if card is None or card.prediction is None or not card.product.get("image_path"):
-            return
+        pred = card.prediction if card is not None else None
+        version = pred.model_version if pred is not None else None
+        return self.prefetch.want(s.reviewer or "", (card.product, version, category) if card else None,
+                                  s.ahead, version)
+
+    def _ahead(self, s: Session) -> list:
+        """The next product(s) with an image in this reviewer's queue, with their top-1."""
+        card = s.card
+        if card is None or card.prediction is None or PREFETCH_AHEAD <= 0:
+            return []
         try:
             ids = review.ranking(self.ws, s.strategy, category=s.category, settings=self.settings).ids
-            at = ids.index(card.product_id) if card.product_id in ids else -1
         except (review.ReviewError, strategies.StrategyError):
-            return
-        ahead = [pid for pid in ids[at + 1:at + 1 + 4 * PREFETCH_AHEAD]][:4 * PREFETCH_AHEAD]
+            return []
+        at = ids.index(card.product_id) if card.product_id in ids else -1
+        version = card.prediction.model_version
         items = []
-        for product in self.ws.products(ahead):
-            if not product.get("image_path"):
-                continue
-            pred = self.ws.prediction(product["id"], card.prediction.model_version)
+        for product in self.ws.products(ids[at + 1:at + 1 + 8 * PREFETCH_AHEAD]):
+            pred = self.ws.prediction(product["id"], version) if product.get("image_path") else None
             if pred is not None:
                 items.append((product, int(pred["top1"])))
-            if len(items) >= PREFETCH_AHEAD:
-                break
-        self.prefetch.warm(items, card.prediction.model_version)
+                if len(items) >= PREFETCH_AHEAD:
+                    break
+        return items
 
     def _next(self, s: Session) -> tuple:
         try:
@@ -271,7 +281,9 @@ class ReviewUI:
         if card is None or card.prediction is None or category is None:
             return gr.skip()
         s.heat_category = int(category)
-        heat = self.prefetch.get(card.product, card.prediction.model_version, int(category), wait=HEAT_WAIT_S)
+        heat = self.prefetch.result(self._want(s, int(category)), int(category), wait=HEAT_WAIT_S)
+        if s.card is None or s.card.key != card.key or s.heat_category != int(category):
+            return gr.skip()     # the reviewer moved on meanwhile
         return self._heat_html(heat, int(category))
 
     def heatmaps_pending(self, s: Session) -> tuple:
@@ -280,7 +292,7 @@ class ReviewUI:
         if card is None or s.heat_shown or card.prediction is None:
             return gr.skip(), gr.skip()
         key, category = card.key, s.heat_category
-        heat = self.prefetch.get(card.product, card.prediction.model_version, category, wait=HEAT_WAIT_S)
+        heat = self.prefetch.result(self._want(s, category), category, wait=HEAT_WAIT_S)
         if heat is None or s.card is None or s.card.key != key or s.heat_category != category:
             return gr.skip(), gr.skip()     # still computing, or the reviewer moved on meanwhile
         s.heat_shown = True
@@ -308,7 +320,7 @@ class ReviewUI:
         progress(0.6, desc="computing heatmaps")
         heat = render_heatmaps(bundle, product, pred.top1, self.prefetch.explainer)
         threshold = self.settings.auto_accept_threshold
-        return (views.top5_html(pred, threshold=threshold, clickable=False), views.votes_html(pred),
+        return (views.top5_html(pred, threshold=threshold, clickable=False), views.votes_html(pred, has_image=bool(product.get("image_path"))),
                 self._heat_html(heat, pred.top1))
 
 
@@ -350,6 +362,7 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
     """The review app over one workspace. Launch it with `serve()` (or `launch(**launch_options())`)."""
     from models.training import live_bundle
     prefetcher = prefetcher or Prefetcher(lambda version: live_bundle(ws, version), explain=default_explainer())
+    prefetcher.preload(ws.live_version())
     ui = ReviewUI(ws, settings, prefetcher)
     secret = hashlib.sha256(f"labeler:{ws.root.resolve()}".encode()).hexdigest()[:24]
     strategy_choices = [(_pretty(n), n) for n in strategies.STRATEGIES]

@@ -182,7 +182,7 @@ def voter_shorts(names: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def votes_html(pred) -> str:
+def votes_html(pred, *, has_image: bool = True) -> str:
     """Each model's own top-1, green when it agrees with the fused top-1: agreement at a glance."""
     if pred is None:
         return ""
@@ -201,8 +201,8 @@ def votes_html(pred) -> str:
                      f'<span class="vote-what">{mark} {html.escape(v.name)} <span class="code">{v.code}</span></span>'
                      f'<span class="vote-p">{pct(v.prob)}</span></div>')
     only_text = set(pred.voters) <= {"text"}
-    summary = ("text model only (no image model yet)" if only_text else
-               f"{n_ok} of {len(agree)} models agree with the fused top-1")
+    summary = (f"text model only ({'no image model yet' if has_image else 'no image for this product'})"
+               if only_text else f"{n_ok} of {len(agree)} models agree with the fused top-1")
     cls = "ok" if n_ok == len(agree) else "warn"
     return f'<div class="votes"><div class="votes-head {cls}">{summary}</div>{"".join(chips)}</div>'
 

@@ -35,6 +35,9 @@ def running_app(ws_root: Path, tmp_path: Path, *, settings=None, auth=None) -> I
     from labeler.config import Settings
     from store.workspace import Workspace
 
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)      # as launch.py on a 2-core machine: heatmaps leave a core to requests
     ws = Workspace(ws_root)
     demo = build_app(ws, settings or Settings(workspace=ws_root))
     _, url, _ = serve(demo, server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
@@ -45,6 +48,7 @@ def running_app(ws_root: Path, tmp_path: Path, *, settings=None, auth=None) -> I
         demo.close()
         demo.review_ui.prefetch.close()
         ws.close()
+        torch.set_num_threads(threads)
 
 
 def add_hostile_product(ws_root: Path, reviewer: str, *, product_id: str = "xss-1") -> str:

@@ -13,7 +13,7 @@ from gradio_client import Client
 
 from app_server import XSS_TITLE, add_hostile_product, decisions, running_app
 from labeler import taxonomy
-from review_workspace import copy_workspace
+from app_workspace import app_workspace
 
 CARD_FIELDS = ("current", "status", "card", "top5", "votes", "heat_choice", "heat", "choose", "comment",
                "history")
@@ -26,7 +26,7 @@ def card(out) -> dict:
 
 @pytest.fixture
 def app_ws(sample_dir, tmp_path):
-    return copy_workspace(sample_dir, tmp_path / "ws")
+    return app_workspace(sample_dir, tmp_path / "ws")
 
 
 @pytest.fixture
@@ -126,7 +126,7 @@ def markup_of(html: str) -> list[tuple[str, dict]]:
 
 
 def test_product_text_cannot_inject_markup(sample_dir, tmp_path):
-    root = copy_workspace(sample_dir, tmp_path / "ws")
+    root = app_workspace(sample_dir, tmp_path / "ws")
     pid = add_hostile_product(root, "mallory")
     with running_app(root, tmp_path) as (_, url):
         out = card(Client(url, verbose=False).predict("mallory", api_name="/set_reviewer"))
@@ -183,7 +183,7 @@ def test_stats_and_try_it_leave_the_workspace_untouched(server, app_ws):
 
 
 def test_auth_identifies_the_reviewer(sample_dir, tmp_path):
-    root = copy_workspace(sample_dir, tmp_path / "ws")
+    root = app_workspace(sample_dir, tmp_path / "ws")
     with running_app(root, tmp_path, auth=[("dana", "s3cret"), ("eve", "pw2")]) as (_, url):
         client = Client(url, auth=("dana", "s3cret"), verbose=False)
         out = client.predict("someone-else", {}, api_name="/start")

@@ -151,3 +151,32 @@ def test_prefetch_caches_per_product_version_category_and_serves_the_current_car
         assert ("p0", 2583) in calls[n:]
     finally:
         pf.close()
+
+
+def test_prefetch_drops_work_its_owner_left_behind(sample_dir):
+    jpgs = [str(p) for p in sorted((sample_dir / "images" / "image_train").glob("*.jpg"))[:6]]
+    products = [{"id": f"p{i}", "image_path": p} for i, p in enumerate(jpgs)]
+    calls: list[str] = []
+    gate = threading.Event()
+
+    def overlay(bundle, product, category):
+        gate.wait(10)
+        calls.append(product["id"])
+        with Image.open(product["image_path"]) as im:
+            return [("voter", im.copy())]
+
+    pf = Prefetcher(lambda v: _Bundle(image=object()), explain=overlay)
+    try:
+        busy = pf.request(products[0], "v1", 10)                       # the worker is on p0 (no owner)
+        time.sleep(0.2)
+        first = pf.want("ana", (products[1], "v1", 10), [(products[2], 10)], "v1")
+        other = pf.want("ben", (products[2], "v1", 10), [], "v1")      # ben wants p2 as well
+        moved = pf.want("ana", (products[3], "v1", 10), [(products[4], 10)], "v1")   # ana moved on
+        assert first.cancelled() and not other.cancelled()
+        gate.set()
+        assert pf.result(moved, 10, wait=30).items and pf.result(other, 10, wait=30).items
+        assert busy.result(timeout=30).items
+        assert "p1" not in calls and {"p0", "p2", "p3"} <= set(calls)
+        assert pf.get(products[1], "v1", 10, wait=30).items             # asked again later: computed then
+    finally:
+        pf.close()

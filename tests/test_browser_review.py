@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from app_server import add_hostile_product, decisions, running_app
-from review_workspace import copy_workspace
+from app_workspace import app_workspace
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -42,13 +42,30 @@ def wait_for_new_card(page, old: str | None) -> str:
     return shown_id(page)
 
 
+def hold_product_with_image(root: Path, reviewer: str) -> str:
+    """Make an undecided product with an image the one `reviewer` holds (as after a restart)."""
+    import time
+    from store.workspace import Workspace
+    ws = Workspace(root)
+    pid = ws.scalar("SELECT id FROM products WHERE image_path IS NOT NULL AND id NOT IN "
+                    "(SELECT product_id FROM decisions) ORDER BY id LIMIT 1")
+
+    def hold(conn):
+        conn.execute("DELETE FROM reservations WHERE reviewer = ?", (reviewer,))
+        conn.execute("INSERT INTO reservations (product_id, reviewer, expires_at) VALUES (?, ?, ?)",
+                     (pid, reviewer, time.time() + 600))
+    ws.write(hold)
+    ws.close()
+    return pid
+
+
 def top5_codes(page) -> list[int]:
     names = page.locator("#top5 .t5-row .code").all_inner_texts()
     return [int(n) for n in names]
 
 
 def test_review_screen_keyboard_undo_reload(browser, sample_dir, tmp_path):
-    root = copy_workspace(sample_dir, tmp_path / "ws")
+    root = app_workspace(sample_dir, tmp_path / "ws")
     hostile = add_hostile_product(root, "alice")
     with running_app(root, tmp_path) as (_, url):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -123,7 +140,23 @@ def test_review_screen_keyboard_undo_reload(browser, sample_dir, tmp_path):
         assert page.locator("#reviewer-name input, #reviewer-name textarea").first.input_value() == "alice"
         assert "resumed" in page.locator("#review-card .badges").inner_text()
         page.keyboard.press("Enter")
-        wait_for_new_card(page, third)
+        after = wait_for_new_card(page, third)
         last = decisions(root)[-1]
         assert (last["product_id"], last["action"], last["reviewer"]) == (third, "accept", "alice")
+
+        # a product with an image (held by alice, as after a restart): each image voter's heatmap
+        with_image = hold_product_with_image(root, "alice")
+        page.reload()
+        assert wait_for_new_card(page, None) == with_image
+        assert page.locator("#review-card img.product-img").count() == 1
+        page.wait_for_function("() => document.querySelectorAll('#heatmaps figure img').length === 3",
+                               timeout=TIMEOUT_MS)
+        captions = page.locator("#heatmaps figcaption").all_inner_texts()
+        assert any("Grad-CAM" in c for c in captions) and any("Ablation-CAM" in c for c in captions)
+        assert "models agree with the fused top-1" in page.locator("#votes").inner_text()
+        second_code = top5_codes(page)[1]
+        page.locator("#heat-category label").nth(1).click()        # heatmaps for the second category
+        page.wait_for_function("code => document.querySelector('#heatmaps .heat-head')?.textContent"
+                               ".includes(String(code))", arg=second_code, timeout=TIMEOUT_MS)
+        assert page.locator("#heatmaps figure img").count() == 3
         assert errors == []

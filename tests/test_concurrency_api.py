@@ -16,7 +16,7 @@ from gradio_client import Client
 from app_server import decisions, running_app
 from labeler.config import Settings
 from labeler.review import needed_reviews
-from review_workspace import copy_workspace
+from app_workspace import app_workspace
 from store.workspace import Workspace
 
 REVIEWERS = [f"api-reviewer-{i}" for i in range(8)]
@@ -58,7 +58,7 @@ def _watch(root, stop: threading.Event, doubles: list, polls: list) -> None:
 
 
 def test_eight_reviewers_400_decisions_through_the_app(sample_dir, tmp_path):
-    root = copy_workspace(sample_dir, tmp_path / "ws")
+    root = app_workspace(sample_dir, tmp_path / "ws")
     holdings: list = []
     sent: list = []
     errors: list = []

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from app_server import free_port
+from app_workspace import SHAPED_BY, cached, copy_template, fingerprint
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -51,34 +52,86 @@ def test_bad_auth_file_is_one_line_and_nonzero_exit(tmp_path):
                                                "found no colon"]
 
 
-def test_launch_loads_the_demo_and_share_failure_is_one_line(tmp_path):
-    port = free_port()
+def demo_workspace(dest: Path) -> Path:
+    """A copy of an empty workspace after `launch.prepare_workspace` loaded the demo catalog into it
+    (import + training the text model and image ensemble: minutes on 2 cores, so cached under
+    /tmp per code fingerprint). What it printed is kept in prepare.log."""
+    def build(root: Path) -> None:
+        import contextlib
+        import io
+        from launch import prepare_workspace
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            ws = prepare_workspace(root, demo=True)
+        ws.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        ws.close()
+        (root / "prepare.log").write_text(out.getvalue(), encoding="utf-8")
+
+    key = fingerprint(None, SHAPED_BY + ("labeler.demo", "launch"), ("assets/demo/catalog.csv",))
+    return copy_template(cached("demo-ws", key, build), dest)
+
+
+def test_empty_workspace_gets_the_demo_catalog_and_a_model(tmp_path):
+    root = demo_workspace(tmp_path / "ws")
+    log = (root / "prepare.log").read_text(encoding="utf-8")
+    assert "is empty: loading the demo catalog" in log
+    from store.workspace import Workspace
+    ws = Workspace(root)
+    version = ws.model_version(ws.live_version())
+    assert ws.count_products() == 81 and "image" in version["config"]     # text model + image ensemble
+    assert int(ws.scalar("SELECT count(*) FROM predictions WHERE model_version = ?", (version["id"],))) == 81
+    ws.close()
+
+
+def _start(args: list[str], tmp_path: Path) -> tuple[subprocess.Popen, list[str]]:
     env = {**os.environ, "GRADIO_TEMP_DIR": str(tmp_path / "gradio"), "GRADIO_ANALYTICS_ENABLED": "False"}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "launch.py"), "--workspace", str(tmp_path / "ws"),
-                             "--port", str(port), "--share"], cwd=ROOT, env=env, text=True,
+    proc = subprocess.Popen([sys.executable, str(ROOT / "launch.py"), *args], cwd=ROOT, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     lines: list[str] = []
+    deadline = time.time() + 150
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line.rstrip("\n"))
+        if line.startswith("Press Ctrl+C"):
+            break
+    return proc, lines
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGINT)
     try:
-        deadline = time.time() + 150
-        while time.time() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line.rstrip("\n"))
-            if line.startswith("Press Ctrl+C"):
-                break
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def test_launch_prints_where_and_share_failure_is_one_line(tmp_path):
+    root = demo_workspace(tmp_path / "ws")
+    port = free_port()
+    proc, lines = _start(["--workspace", str(root), "--port", str(port), "--share"], tmp_path)
+    try:
         out = "\n".join(lines)
-        assert "loading the demo catalog" in out
-        assert f"Review app: http://127.0.0.1:{port}/" in out and "(81 products, live model v001" in out
+        assert f"Workspace: {root.resolve()} (81 products, live model v001" in out
+        assert f"Review app: http://127.0.0.1:{port}/" in out
         share = [line for line in lines if "public link" in line.lower()]
         assert len(share) == 1, out      # reachable or not, the share attempt is one line
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as r:   # local URL still serves
             assert r.status == 200
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    assert (tmp_path / "ws" / "workspace.db").exists()
+        _stop(proc)
+
+
+def test_launch_with_no_demo_says_how_to_import(tmp_path):
+    port = free_port()
+    proc, lines = _start(["--workspace", str(tmp_path / "empty"), "--port", str(port), "--no-demo"], tmp_path)
+    try:
+        out = "\n".join(lines)
+        assert "has no products (--no-demo): import a catalog with `python -m labeler import" in out
+        assert f"(0 products, live model none)" in out
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as r:
+            assert r.status == 200
+    finally:
+        _stop(proc)
