@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 DEFAULT_STRATEGY = "least_confidence"
 PREFETCH_AHEAD = 1     # heatmaps take seconds per product on a CPU: keep one ready, no backlog
-HEAT_WAIT_S = 30.0
+HEAT_WAIT_S = 180.0    # a card's overlays are awaited this long while it stays on screen
 HISTORY_ROWS = 5
 
 
@@ -275,28 +276,35 @@ class ReviewUI:
         return self._next(s)
 
     # -- heatmaps --------------------------------------------------------------------------------
-    def heatmaps_for(self, category: int | None, s: Session) -> str:
+    def heatmaps_for(self, category: int | None, s: Session) -> tuple:
         """The overlays for another category of the top-5 (the radio under the card)."""
         card = s.card
         if card is None or card.prediction is None or category is None:
-            return gr.skip()
-        s.heat_category = int(category)
-        heat = self.prefetch.result(self._want(s, int(category)), int(category), wait=HEAT_WAIT_S)
-        if s.card is None or s.card.key != card.key or s.heat_category != int(category):
-            return gr.skip()     # the reviewer moved on meanwhile
-        return self._heat_html(heat, int(category))
+            return gr.skip(), gr.skip()
+        s.heat_category, s.heat_shown = int(category), False
+        return self._await_heat(s)
 
     def heatmaps_pending(self, s: Session) -> tuple:
         """Runs after each card: fills the overlays in when the prefetch had not finished them."""
-        card = s.card
-        if card is None or s.heat_shown or card.prediction is None:
+        if s.card is None or s.heat_shown or s.card.prediction is None:
             return gr.skip(), gr.skip()
-        key, category = card.key, s.heat_category
-        heat = self.prefetch.result(self._want(s, category), category, wait=HEAT_WAIT_S)
-        if heat is None or s.card is None or s.card.key != key or s.heat_category != category:
-            return gr.skip(), gr.skip()     # still computing, or the reviewer moved on meanwhile
-        s.heat_shown = True
-        return self._heat_html(heat, category), gr.update(visible=bool(heat.items))
+        return self._await_heat(s)
+
+    def _await_heat(self, s: Session) -> tuple:
+        """Wait for this card's overlays while it is on screen; give up when the reviewer moves on."""
+        key, category = s.card.key, s.heat_category
+        fut = self._want(s, category)
+        deadline = time.monotonic() + HEAT_WAIT_S
+        while time.monotonic() < deadline:
+            heat = self.prefetch.result(fut, category, wait=0.5)
+            if s.card is None or s.card.key != key or s.heat_category != category:
+                return gr.skip(), gr.skip()      # another card or category is on screen now
+            if heat is not None:
+                s.heat_shown = True
+                return self._heat_html(heat, category), gr.update(visible=bool(heat.items))
+            if fut.cancelled():
+                fut = self._want(s, category)
+        return self._heat_html(None, category), gr.skip()
 
     # -- stats and try-it ------------------------------------------------------------------------
     def stats(self) -> tuple:
@@ -458,7 +466,8 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
                                **review_events), "choose")
         then_heat(skip_btn.click(ui.skip, [current, comment, session], outs, api_name="skip", **review_events), "skip")
         then_heat(undo_btn.click(ui.undo, [session], outs, api_name="undo", **review_events), "undo")
-        heat_choice.input(ui.heatmaps_for, [heat_choice, session], [heat], api_name="heatmaps", **heat_events)
+        heat_choice.input(ui.heatmaps_for, [heat_choice, session], [heat, heat_choice], api_name="heatmaps",
+                          **heat_events)
 
         stats_outs = [stat_cards, rates, per_cat, confusion, metrics]
         refresh.click(ui.stats, None, stats_outs, api_name="stats", concurrency_limit=1)
