@@ -1,0 +1,324 @@
+"""Retraining cost as the catalog grows: time and peak memory at 2k, 10k, 50k, 85k products.
+
+What is measured (each size in a fresh subprocess, so peak RSS is that run's own):
+* text: `models.text.TextClassifier().fit` on N products (what `retrain` refits) and
+  `predict_proba` on the same N (the re-scoring every retrain does), wall time and the
+  process's peak RSS (`resource.getrusage(RUSAGE_SELF).ru_maxrss`) next to its RSS before the fit,
+  and the peak of the process plus its worker processes ("w/ workers", sampled from /proc every
+  0.1 s: joblib/loky workers are separate processes that ru_maxrss does not see);
+* image: each voter head of models/image.py's default ensemble (lite2+mlp, lite1+xgboost,
+  lite0+logistic) fitted on N cached feature vectors, same measurements.
+
+Growing the 1,949-product sample to N (seeded, `grow_catalog`): the real products are kept, and
+each synthetic product is built inside one category, drawn with the sample's (skewed) category
+frequencies: its title joins the start of one real title of that category to the end of another,
+drops each token with p=0.1 and rewrites each number (same digit count, p=0.5); its description
+is empty as often as in that category, else sentences from two real descriptions of the category,
+with the same token dropout and number changes. Text lengths and category mix stay realistic;
+the vocabulary grows more slowly than a real 85k catalog's (new words come only from numbers and
+recombined sentences), which favours the TF-IDF step a little. Image features: the 420 real
+images' cached backbone vectors (the active-learning bench's cache; extracted if missing), each
+synthetic one a real vector of the same category plus Gaussian noise at 10 % of each dimension's
+standard deviation.
+
+    python bench/bench_scale.py                         # text + image, all sizes
+    python bench/bench_scale.py --sizes 2000,10000 --only text
+
+Target (issue 5): the text model retrains on 85k products in <= 60 s on this machine.
+Outputs: printed table, bench/out/bench_scale.csv.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+SAMPLE = ROOT.parent / "shared" / "data" / "rakuten-sample"
+OUT = ROOT / "bench" / "out"
+CACHE = Path(tempfile.gettempdir()) / "labeler-bench" / "scale"
+SIZES = (2_000, 10_000, 50_000, 85_000)
+NUMBER = re.compile(r"\d+")
+SENTENCE = re.compile(r"(?<=[.!?;])\s+|<br\s*/?>", re.I)
+
+
+# -- synthetic catalog --------------------------------------------------------------------------
+def _change_numbers(text: str, rng: np.random.Generator, p: float = 0.5) -> str:
+    def repl(m: re.Match) -> str:
+        if rng.random() >= p:
+            return m.group(0)
+        n = len(m.group(0))
+        return str(rng.integers(10 ** (n - 1) if n > 1 else 0, 10 ** n))
+    return NUMBER.sub(repl, text)
+
+
+def _dropout(tokens: list[str], rng: np.random.Generator, p: float = 0.1) -> list[str]:
+    keep = rng.random(len(tokens)) >= p
+    kept = [t for t, k in zip(tokens, keep) if k]
+    return kept or tokens[:1]
+
+
+def grow_catalog(base: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
+    """base: id, title, description, label (real products). Returns n products (base first)."""
+    if n <= len(base):
+        return base.sample(n=n, random_state=seed).reset_index(drop=True)
+    rng = np.random.default_rng(seed)
+    by_cat = {c: (g["title"].astype(str).tolist(), g["description"].fillna("").astype(str).tolist())
+              for c, g in base.groupby("label")}
+    cats = np.array(sorted(by_cat))
+    freq = np.array([len(by_cat[c][0]) for c in cats], dtype=float)
+    extra = n - len(base)
+    drawn = rng.choice(cats, size=extra, p=freq / freq.sum())
+    titles, descs = [], []
+    for c in drawn:
+        t_list, d_list = by_cat[c]
+        m = len(t_list)
+        ta, tb = t_list[rng.integers(m)].split(), t_list[rng.integers(m)].split()
+        cut_a, cut_b = rng.integers(1, len(ta) + 1), rng.integers(0, len(tb) + 1) if tb else 0
+        titles.append(_change_numbers(" ".join(_dropout(ta[:cut_a] + tb[cut_b:], rng)), rng))
+        da, db = d_list[rng.integers(m)], d_list[rng.integers(m)]
+        if not da.strip():
+            descs.append("")
+            continue
+        sents = [s for s in SENTENCE.split(da) if s and s.strip()]
+        sents_b = [s for s in SENTENCE.split(db) if s and s.strip()]
+        if not sents:
+            descs.append(da)
+            continue
+        k = rng.integers(1, len(sents) + 1)
+        mixed = sents[:k] + sents_b[len(sents_b) // 2:] if sents_b else sents
+        desc = " ".join(" ".join(_dropout(s.split(), rng)) for s in mixed)
+        descs.append(_change_numbers(desc, rng))
+    synth = pd.DataFrame({"id": [f"synth-{i}" for i in range(extra)], "title": titles, "description": descs,
+                          "label": drawn})
+    return pd.concat([base[["id", "title", "description", "label"]], synth], ignore_index=True)
+
+
+def load_base() -> pd.DataFrame:
+    from active_learning import load_sample
+    return load_sample(SAMPLE)
+
+
+def catalog_path(n: int) -> Path:
+    return CACHE / f"catalog-{n}.pkl"
+
+
+def image_base() -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Cached real backbone features {voter: (420, dim)} and their labels."""
+    from active_learning import image_features
+    df = load_base()
+    feats, ok, _ = image_features(df)
+    return {k: v[ok] for k, v in feats.items()}, df["label"].to_numpy()[ok]
+
+
+def grow_features(feats: dict[str, np.ndarray], y: np.ndarray, n: int, seed: int = 0
+                  ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    rng = np.random.default_rng(seed)
+    idx = np.concatenate([np.arange(len(y)), rng.integers(0, len(y), size=max(0, n - len(y)))])[:n]
+    out = {}
+    for name, X in feats.items():
+        noise = rng.normal(size=(n, X.shape[1])).astype(np.float32) * (0.1 * X.std(axis=0, keepdims=True))
+        noise[: min(n, len(y))] = 0
+        out[name] = X[idx] + noise
+    return out, y[idx]
+
+
+# -- children -------------------------------------------------------------------------------------
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _current_rss_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+class TreeRss:
+    """Peak RSS of this process plus all its descendants (loky/joblib workers are separate
+    processes: ru_maxrss of this process alone would miss them), sampled every 0.1 s."""
+
+    def __init__(self) -> None:
+        import threading
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _tree_rss_mb(root: int) -> float:
+        parents: dict[int, int] = {}
+        rss: dict[int, int] = {}
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit():
+                continue
+            try:
+                stat = (d / "stat").read_text().rsplit(")", 1)[1].split()
+                parents[int(d.name)] = int(stat[1])
+                rss[int(d.name)] = int(stat[21]) * resource.getpagesize()
+            except (OSError, IndexError, ValueError):
+                continue
+        tree, frontier = {root}, [root]
+        while frontier:
+            kids = [p for p, pp in parents.items() if pp in frontier and p not in tree]
+            tree.update(kids)
+            frontier = kids
+        return sum(rss.get(p, 0) for p in tree) / 2**20
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak_mb = max(self.peak_mb, self._tree_rss_mb(os.getpid()))
+            self._stop.wait(0.1)
+
+    def __enter__(self) -> "TreeRss":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def child_text(n: int) -> dict:
+    from models.text import TextClassifier
+    df = pd.read_pickle(catalog_path(n))
+    y = df["label"].to_numpy()
+    before = _current_rss_mb()
+    with TreeRss() as tree:
+        t = time.perf_counter()
+        model = TextClassifier().fit(df, y)
+        fit_s = time.perf_counter() - t
+        t = time.perf_counter()
+        model.predict_proba(df)
+        score_s = time.perf_counter() - t
+    vocab = None          # TF-IDF columns the fitted model uses, when it exposes them
+    if hasattr(model, "features_") and hasattr(model.features_, "transformer_list"):
+        vocab = sum(len(tr.vocabulary_) for _, tr in model.features_.transformer_list)
+    elif hasattr(model, "n_features_in_"):
+        vocab = int(model.n_features_in_)
+    return {"part": "text", "model": model.describe().get("kind", "text"), "n": n, "fit_s": fit_s,
+            "score_s": score_s, "rss_before_mb": before, "peak_rss_mb": _rss_mb(), "tree_peak_rss_mb": tree.peak_mb,
+            "vocabulary": vocab}
+
+
+def child_image(n: int, head: str) -> dict:
+    import torch
+    torch.set_num_threads(2)
+    from models.image import DEFAULT_VOTERS, make_head
+    spec = next(s for s in DEFAULT_VOTERS if s.head == head)
+    data = np.load(CACHE / f"features-{n}.npz")
+    X, y = data[spec.label], data["y"]
+    before = _current_rss_mb()
+    with TreeRss() as tree:
+        t = time.perf_counter()
+        model = make_head(spec.head, dict(spec.head_params), 0).fit(X, y)
+        fit_s = time.perf_counter() - t
+        t = time.perf_counter()
+        model.predict_proba(X)
+        score_s = time.perf_counter() - t
+    return {"part": "image", "model": spec.label, "n": n, "fit_s": fit_s, "score_s": score_s,
+            "rss_before_mb": before, "peak_rss_mb": _rss_mb(), "tree_peak_rss_mb": tree.peak_mb, "vocabulary": None}
+
+
+def run_child(args: list[str], timeout: int) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
+    t = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout} s", "wall_s": time.perf_counter() - t}
+    if proc.returncode != 0:
+        return {"error": (proc.stderr.strip().splitlines() or ["?"])[-1], "wall_s": time.perf_counter() - t}
+    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "wall_s": time.perf_counter() - t}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", default=",".join(map(str, SIZES)))
+    ap.add_argument("--only", choices=("text", "image"), default=None)
+    ap.add_argument("--heads", default="logistic,mlp,xgboost", help="image heads to time")
+    ap.add_argument("--timeout", type=int, default=900, help="seconds per measurement")
+    ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        kind, n = args.child[0], int(args.child[1])
+        out = child_text(n) if kind == "text" else child_image(n, args.child[2])
+        print(json.dumps(out))
+        return 0
+
+    sizes = [int(s) for s in args.sizes.split(",")]
+    CACHE.mkdir(parents=True, exist_ok=True)
+    rows = []
+    if args.only in (None, "text"):
+        base = load_base()
+        for n in sizes:
+            if not catalog_path(n).exists():
+                t = time.perf_counter()
+                grow_catalog(base, n).to_pickle(catalog_path(n))
+                print(f"grew catalog to {n} products in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+            res = run_child(["text", str(n)], args.timeout)
+            rows.append({"part": "text", "model": "TextClassifier", "n": n, **res})
+            print(_line(rows[-1]), file=sys.stderr, flush=True)
+    if args.only in (None, "image"):
+        feats, y = image_base()
+        gave_up: dict[str, str] = {}
+        for n in sizes:
+            path = CACHE / f"features-{n}.npz"
+            if not path.exists():
+                f, yy = grow_features(feats, y, n)
+                np.savez(path, y=yy, **f)
+            for head in args.heads.split(","):
+                if head in gave_up:
+                    rows.append({"part": "image", "model": head, "n": n, "error": f"skipped: {gave_up[head]}"})
+                    print(_line(rows[-1]), file=sys.stderr, flush=True)
+                    continue
+                res = run_child(["image", str(n), head], args.timeout)
+                if "error" in res:
+                    gave_up[head] = f"{res['error']} at {n}"
+                rows.append({"part": "image", "model": head, "n": n, **res})
+                print(_line(rows[-1]), file=sys.stderr, flush=True)
+    df = pd.DataFrame(rows)
+    OUT.mkdir(parents=True, exist_ok=True)
+    df.to_csv(OUT / "bench_scale.csv", index=False)
+    print(f"\n{'part':6} {'model':22} {'products':>9} {'fit s':>8} {'score s':>8} {'peak RSS MB':>12} "
+          f"{'w/ workers':>12} {'RSS before':>11} {'features':>9}")
+    for r in rows:
+        print(_line(r))
+    text85 = [r for r in rows if r["part"] == "text" and r["n"] >= 85_000 and "fit_s" in r]
+    if text85:
+        r = text85[0]
+        verdict = "meets" if r["fit_s"] <= 60 else "MISSES"
+        print(f"\ntext retrain at {r['n']} products: fit {r['fit_s']:.1f} s (+ re-scoring {r['score_s']:.1f} s): "
+              f"{verdict} the 60 s target")
+    print(f"\nwrote {OUT / 'bench_scale.csv'}")
+    return 0
+
+
+def _line(r: dict) -> str:
+    if "error" in r and "fit_s" not in r:
+        return (f"{r['part']:6} {str(r.get('model')):22} {r['n']:>9} {'-':>8} {'-':>8} {'-':>12} {'-':>12} {'-':>11}"
+                f" {'':>9}  {r['error']}")
+    vocab = f"{r['vocabulary']:>9}" if r.get("vocabulary") == r.get("vocabulary") and r.get("vocabulary") else f"{'':>9}"
+    return (f"{r['part']:6} {str(r['model']):22} {r['n']:>9} {r['fit_s']:>8.1f} {r['score_s']:>8.1f} "
+            f"{r['peak_rss_mb']:>12.0f} {r.get('tree_peak_rss_mb', float('nan')):>12.0f} {r['rss_before_mb']:>11.0f} {vocab}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
