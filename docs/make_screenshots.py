@@ -2,9 +2,10 @@
 
     python docs/make_screenshots.py            # writes docs/review.png, docs/stats.png, docs/try-it.png
 
-A fresh demo workspace is built in a temporary folder (demo catalog + a first model), a reviewer
-makes a few keyboard decisions so the status line and history are real, then each tab is shot
-and saved as a small palette PNG.
+A copy of the demo workspace (what launch.py makes of an empty workspace: the demo catalog and a
+first model with its image ensemble; cached under /tmp per code version), a reviewer makes a few
+keyboard decisions so the status line and history are real, the heatmaps of the card on screen
+arrive, then each tab is shot and saved as a small palette PNG.
 """
 from __future__ import annotations
 
@@ -20,8 +21,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 from PIL import Image  # noqa: E402
 
 from app_server import running_app  # noqa: E402
-from labeler.demo import ensure_demo  # noqa: E402
-from store.workspace import Workspace  # noqa: E402
+from app_workspace import demo_workspace  # noqa: E402
 
 OUT = ROOT / "docs"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -50,9 +50,7 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
     with tempfile.TemporaryDirectory(prefix="screenshots-") as tmp:
         tmp = Path(tmp)
-        ws = Workspace(tmp / "ws")
-        ensure_demo(ws)
-        ws.close()
+        demo_workspace(tmp / "ws")
         with running_app(tmp / "ws", tmp) as (_, url), sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
             page = browser.new_page(viewport={"width": WIDTH, "height": 900}, device_scale_factor=1)
@@ -66,7 +64,9 @@ def main() -> None:
             for key in ("Enter", "2", "Enter", "s", "Enter"):
                 page.keyboard.press(key)
                 shown = next_card(page, shown)
-            page.wait_for_timeout(1500)          # heatmaps of the card on screen
+            page.wait_for_function("() => document.querySelectorAll('#heatmaps figure img').length === 3",
+                                   timeout=300_000)     # each image voter's heatmap of the card on screen
+            page.wait_for_timeout(500)
             raw = tmp / "raw.png"
             page.screenshot(path=str(raw), full_page=True)
             small_png(raw, OUT / "review.png")

@@ -58,6 +58,11 @@ def _pretty(name: str) -> str:
     return name.replace("_", " ").capitalize()
 
 
+def _describe(strategy: str) -> str:
+    found = strategies.STRATEGIES.get(strategy)
+    return found.description if found else ""
+
+
 class ReviewUI:
     """The event handlers; `ws`, `settings` and the prefetch cache are shared, `Session` is per tab."""
 
@@ -67,7 +72,7 @@ class ReviewUI:
         self.prefetch = prefetcher
 
     # -- rendering ------------------------------------------------------------------------------
-    def render(self, s: Session, *, heat_wait: float = 0.0) -> tuple:
+    def render(self, s: Session) -> tuple:
         """Everything a card shows, in the order of `outs` in build_app (N_CARD_OUTPUTS values)."""
         card = s.card
         threshold = self.settings.auto_accept_threshold
@@ -95,7 +100,7 @@ class ReviewUI:
         version = pred.model_version if pred is not None else None
         s.heat_category = top1
         s.ahead = self._ahead(s)
-        heat = self.prefetch.result(self._want(s, top1), top1, wait=heat_wait)
+        heat = self.prefetch.result(self._want(s, top1), top1)
         s.heat_shown = heat is not None
         current = {"product_id": card.product_id, "key": card.key, "reviewer": s.reviewer,
                    "strategy": card.strategy, "model_version": version, "remaining": card.remaining,
@@ -177,7 +182,7 @@ class ReviewUI:
             prefs["reviewer"] = reviewer
         out = self._next(s)
         name_box = gr.update(value=reviewer, interactive=user is None) if reviewer else gr.skip()
-        return out + (name_box, s.strategy,
+        return out + (name_box, gr.update(value=s.strategy, info=_describe(s.strategy)),
                       gr.update(value=s.category, visible=s.strategy == "category"), prefs)
 
     def set_reviewer(self, name: str, s: Session, request: gr.Request) -> tuple:
@@ -194,18 +199,20 @@ class ReviewUI:
 
     def set_queue(self, strategy: str, category: int | None, s: Session) -> tuple:
         """Switch the queue strategy (and the category of the one-category queue)."""
-        if strategy not in strategies.STRATEGIES:
-            raise gr.Error(str(strategies.StrategyError(f"unknown strategy {strategy!r}; known: "
-                                                        f"{', '.join(strategies.STRATEGIES)}")))
+        try:
+            strategies.get(strategy)
+        except strategies.StrategyError as exc:
+            raise gr.Error(str(exc)) from exc
         s.strategy, s.category = strategy, (int(category) if category is not None else None)
         s.prefs = {**s.prefs, "strategy": s.strategy, "category": s.category}
+        chooser = gr.update(info=_describe(strategy))
         picker = gr.update(visible=strategy == "category")
         if strategy == "category" and s.category is None:
             gr.Info("Choose the category of this queue in the box next to it.")
-            return self._same(N_CARD_OUTPUTS) + (picker, s.prefs)
+            return self._same(N_CARD_OUTPUTS) + (chooser, picker, s.prefs)
         if s.reviewer:
             review.release(self.ws, s.reviewer)
-        return self._next(s) + (picker, s.prefs)
+        return self._next(s) + (chooser, picker, s.prefs)
 
     # -- decisions -------------------------------------------------------------------------------
     def _decide(self, s: Session, current: dict | None, action: str, category: int | None, comment: str) -> tuple:
@@ -386,7 +393,7 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
                     reviewer = gr.Textbox(label="Reviewer", placeholder="your name, then Enter", scale=2,
                                           max_lines=1, elem_id="reviewer-name")
                     strategy = gr.Dropdown(strategy_choices, value=DEFAULT_STRATEGY, label="Queue", scale=2,
-                                           elem_id="queue-strategy")
+                                           info=_describe(DEFAULT_STRATEGY), elem_id="queue-strategy")
                     queue_category = gr.Dropdown(categories, value=None, label="Queue category", scale=2,
                                                  visible=False, elem_id="queue-category")
                 status = gr.HTML(views.status_html(reviewer=None, card=None), elem_id="review-status")
@@ -455,7 +462,7 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
         then_heat(reviewer.submit(ui.set_reviewer, [reviewer, session], outs + [prefs], api_name="set_reviewer",
                                   **review_events), "set_reviewer")
         for trigger, name in ((strategy.input, "set_queue"), (queue_category.input, "set_queue_category")):
-            then_heat(trigger(ui.set_queue, [strategy, queue_category, session], outs + [queue_category, prefs],
+            then_heat(trigger(ui.set_queue, [strategy, queue_category, session], outs + [strategy, queue_category, prefs],
                               api_name=name, **review_events), name)
         then_heat(accept_btn.click(ui.accept, [current, comment, session], outs, api_name="accept", **review_events),
                   "accept")

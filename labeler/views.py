@@ -45,6 +45,8 @@ def text(value: object, limit: int | None = None) -> str:
 
 
 def pct(p: float) -> str:
+    if p < 0.0005:
+        return "<0.1%"
     return f"{100 * p:.1f}%" if p < 0.995 else f"{100 * p:.0f}%"
 
 

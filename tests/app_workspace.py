@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import functools
 import hashlib
+import io
 import shutil
 import sqlite3
 import subprocess
@@ -65,17 +66,17 @@ def build(root: Path, sample_dir: Path) -> None:
     ws.close()
 
 
-def cached(name: str, key: str, build_fn) -> Path:
-    """CACHE/<name>-<key>, made by `build_fn(path)` on first use (one builder at a time)."""
-    CACHE.mkdir(parents=True, exist_ok=True)
-    root = CACHE / f"{name}-{key}"
-    with open(CACHE / "build.lock", "w") as lock:
+def cached(name: str, key: str, build_fn, *, cache: Path = CACHE) -> Path:
+    """cache/<name>-<key>, made by `build_fn(path)` on first use (one builder at a time)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    root = cache / f"{name}-{key}"
+    with open(cache / "build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)              # one builder at a time, across processes
         if not (root / "READY").exists():
             shutil.rmtree(root, ignore_errors=True)   # a build interrupted half-way
             build_fn(root)
             (root / "READY").write_text("ok\n")
-            for old in CACHE.glob(f"{name}-*"):        # templates of older code, unused for an hour
+            for old in cache.glob(f"{name}-*"):        # templates of older code, unused for an hour
                 if old != root and time.time() - old.stat().st_mtime > 3600:
                     shutil.rmtree(old, ignore_errors=True)
     return root
@@ -98,3 +99,20 @@ def copy_template(src: Path, dest: Path) -> Path:
 def app_workspace(sample_dir: Path, dest: Path) -> Path:
     """A fresh, independent copy of the template at `dest`."""
     return copy_template(template(sample_dir), dest)
+
+
+def demo_workspace(dest: Path) -> Path:
+    """A copy of an empty workspace after `launch.prepare_workspace` loaded the demo catalog into it
+    (import + training the text model and image ensemble: minutes on 2 cores, so cached under
+    /tmp per code fingerprint). What it printed is kept in prepare.log."""
+    def build(root: Path) -> None:
+        from launch import prepare_workspace
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            ws = prepare_workspace(root, demo=True)
+        ws.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        ws.close()
+        (root / "prepare.log").write_text(out.getvalue(), encoding="utf-8")
+
+    key = fingerprint(None, SHAPED_BY + ("labeler.demo", "launch"), ("assets/demo/catalog.csv",))
+    return copy_template(cached("demo-ws", key, build), dest)

@@ -9,7 +9,7 @@ import sqlite3
 from html.parser import HTMLParser
 
 import pytest
-from gradio_client import Client
+from gradio_client import Client, handle_file
 
 from app_server import XSS_TITLE, add_hostile_product, decisions, running_app
 from labeler import taxonomy
@@ -177,6 +177,15 @@ def test_stats_and_try_it_leave_the_workspace_untouched(server, app_ws):
     top5, votes, heat = client.predict(None, "Piscine tubulaire ronde 3,66 m avec pompe de filtration",
                                        "Bâche renforcée, échelle incluse", api_name="/try_it")
     assert top5.count('class="t5-row') == 5 and "Piscine" in top5 and "Text model" in votes
+    assert snapshot() == before
+
+    # an uploaded image: the image voters vote too, and each shows its heatmap
+    with sqlite3.connect(app_ws / "workspace.db") as db:
+        title, image = db.execute("SELECT title, image_path FROM products WHERE image_path IS NOT NULL "
+                                  "ORDER BY id LIMIT 1").fetchone()
+    top5, votes, heat = client.predict(handle_file(image), title, "", api_name="/try_it")
+    assert top5.count('class="t5-row') == 5 and "Image ensemble" in votes and "lite0+logistic" in votes
+    assert heat.count("<figure>") == 3 and "Grad-CAM" in heat
     assert snapshot() == before
     with pytest.raises(Exception, match="type a title"):
         client.predict(None, "  ", "", api_name="/try_it")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from app_server import free_port
-from app_workspace import SHAPED_BY, cached, copy_template, fingerprint
+from app_workspace import demo_workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -50,25 +50,6 @@ def test_bad_auth_file_is_one_line_and_nonzero_exit(tmp_path):
     assert run.returncode != 0 and "Traceback" not in run.stderr
     assert run.stderr.strip().splitlines() == [f"Error: auth file {f}, line 1: expected `name:password`, "
                                                "found no colon"]
-
-
-def demo_workspace(dest: Path) -> Path:
-    """A copy of an empty workspace after `launch.prepare_workspace` loaded the demo catalog into it
-    (import + training the text model and image ensemble: minutes on 2 cores, so cached under
-    /tmp per code fingerprint). What it printed is kept in prepare.log."""
-    def build(root: Path) -> None:
-        import contextlib
-        import io
-        from launch import prepare_workspace
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            ws = prepare_workspace(root, demo=True)
-        ws.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        ws.close()
-        (root / "prepare.log").write_text(out.getvalue(), encoding="utf-8")
-
-    key = fingerprint(None, SHAPED_BY + ("labeler.demo", "launch"), ("assets/demo/catalog.csv",))
-    return copy_template(cached("demo-ws", key, build), dest)
 
 
 def test_empty_workspace_gets_the_demo_catalog_and_a_model(tmp_path):
