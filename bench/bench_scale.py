@@ -6,6 +6,8 @@ What is measured (each size in a fresh subprocess, so peak RSS is that run's own
   process's peak RSS (`resource.getrusage(RUSAGE_SELF).ru_maxrss`) next to its RSS before the fit,
   and the peak of the process plus its worker processes ("w/ workers", sampled from /proc every
   0.1 s: joblib/loky workers are separate processes that ru_maxrss does not see);
+* retrain: `labeler.retrain.retrain` end to end on a workspace of N synthetic products (after a
+  first `train_version`), with the time per stage (fit, scoring + SQLite writes, evaluation);
 * image: each voter head of models/image.py's default ensemble (lite2+mlp, lite1+xgboost,
   lite0+logistic) fitted on N cached feature vectors, same measurements.
 
@@ -23,6 +25,7 @@ standard deviation.
 
     python bench/bench_scale.py                         # text + image, all sizes
     python bench/bench_scale.py --sizes 2000,10000 --only text
+    python bench/bench_scale.py --only retrain --retrain-sizes 10000   # retrain() end to end
 
 Target (issue 5): the text model retrains on 85k products in <= 60 s on this machine.
 Outputs: printed table, bench/out/bench_scale.csv.
@@ -236,6 +239,42 @@ def child_image(n: int, head: str) -> dict:
             "rss_before_mb": before, "peak_rss_mb": _rss_mb(), "tree_peak_rss_mb": tree.peak_mb, "vocabulary": None}
 
 
+def child_retrain(n: int) -> dict:
+    """`labeler.retrain.retrain` end to end on a workspace of n products (text only: synthetic
+    products have no image), after a first `train_version`: where the wall time goes."""
+    import shutil
+
+    from labeler.retrain import retrain
+    from models.training import train_version
+    from store.workspace import Workspace, now_iso
+    df = pd.read_pickle(catalog_path(n))
+    root = CACHE / f"ws-{n}"
+    shutil.rmtree(root, ignore_errors=True)
+    ws = Workspace(root)
+    stamp = now_iso()
+    ws.write(lambda c: c.executemany(
+        "INSERT INTO products (id, title, description, source_label, imported_at) VALUES (?, ?, ?, ?, ?)",
+        [(str(r.id), r.title or "?", r.description, int(r.label), stamp) for r in df.itertuples()]))
+    t = time.perf_counter()
+    train_version(ws, evaluate=False)
+    first_s = time.perf_counter() - t
+    marks: list[tuple[float, str]] = []
+    t0 = time.perf_counter()
+    with TreeRss() as tree:
+        result = retrain(ws, progress=lambda f, m: marks.append((time.perf_counter() - t0, m)))
+    total = time.perf_counter() - t0
+    stages: dict[str, float] = {}
+    for (t_a, m), (t_b, _) in zip(marks, marks[1:] + [(total, "")]):
+        key = re.sub(r"v\d{3}-\w+", "vN", m).split(" on ")[0].split(",")[0][:40]
+        stages[key] = stages.get(key, 0.0) + (t_b - t_a)
+    ws.close()
+    shutil.rmtree(root, ignore_errors=True)
+    return {"part": "retrain", "model": "retrain() end to end", "n": n, "fit_s": total, "score_s": float("nan"),
+            "first_train_s": first_s, "rss_before_mb": float("nan"), "peak_rss_mb": _rss_mb(),
+            "tree_peak_rss_mb": tree.peak_mb, "vocabulary": None, "n_train": result.n_train,
+            "stages": {k: round(v, 1) for k, v in stages.items() if v >= 0.5}}
+
+
 def run_child(args: list[str], timeout: int) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
@@ -252,14 +291,17 @@ def run_child(args: list[str], timeout: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)))
-    ap.add_argument("--only", choices=("text", "image"), default=None)
+    ap.add_argument("--only", choices=("text", "image", "retrain"), default=None)
+    ap.add_argument("--retrain-sizes", default="85000",
+                    help="sizes for the end-to-end retrain() measurement (workspace, SQLite, scoring)")
     ap.add_argument("--heads", default="logistic,mlp,xgboost", help="image heads to time")
     ap.add_argument("--timeout", type=int, default=900, help="seconds per measurement")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         kind, n = args.child[0], int(args.child[1])
-        out = child_text(n) if kind == "text" else child_image(n, args.child[2])
+        out = (child_text(n) if kind == "text" else child_retrain(n) if kind == "retrain"
+               else child_image(n, args.child[2]))
         print(json.dumps(out))
         return 0
 
@@ -294,6 +336,14 @@ def main(argv: list[str] | None = None) -> int:
                     gave_up[head] = f"{res['error']} at {n}"
                 rows.append({"part": "image", "model": head, "n": n, **res})
                 print(_line(rows[-1]), file=sys.stderr, flush=True)
+    if args.only in (None, "retrain"):
+        base = load_base()
+        for n in [int(x) for x in args.retrain_sizes.split(",") if x]:
+            if not catalog_path(n).exists():
+                grow_catalog(base, n).to_pickle(catalog_path(n))
+            res = run_child(["retrain", str(n)], 2 * args.timeout)
+            rows.append({"part": "retrain", "model": "retrain()", "n": n, **res})
+            print(_line(rows[-1]), file=sys.stderr, flush=True)
     df = pd.DataFrame(rows)
     OUT.mkdir(parents=True, exist_ok=True)
     df.to_csv(OUT / "bench_scale.csv", index=False)
@@ -307,6 +357,10 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "meets" if r["fit_s"] <= 60 else "MISSES"
         print(f"\ntext retrain at {r['n']} products: fit {r['fit_s']:.1f} s (+ re-scoring {r['score_s']:.1f} s): "
               f"{verdict} the 60 s target")
+    for r in rows:
+        if r["part"] == "retrain" and "stages" in r:
+            print(f"\nretrain() on {r['n']} products: {r['fit_s']:.1f} s (first train_version {r['first_train_s']:.1f} s); "
+                  f"stages: " + ", ".join(f"{k} {v} s" for k, v in r["stages"].items()))
     print(f"\nwrote {OUT / 'bench_scale.csv'}")
     return 0
 

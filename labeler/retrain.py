@@ -396,6 +396,91 @@ def describe_changes(changes: dict[str, Any]) -> str:
 
 
 # -- retrain ------------------------------------------------------------------------------------
+@dataclass
+class _TrainingSet:
+    labels: dict[str, int]           # every resolved label
+    train: dict[str, int]            # minus the validation split
+    validation: dict[str, int]
+    n_conflicts: int
+    last_decision: int               # decisions up to this id are in `labels`
+
+
+def _training_set(ws: Workspace, settings: Settings) -> _TrainingSet:
+    from labeler.review import disagreements, resolved_labels
+    last_decision = int(ws.scalar("SELECT coalesce(max(id), 0) FROM decisions"))
+    labels = resolved_labels(ws)
+    val_ids = validation_split(ws, settings=settings)
+    train = {k: v for k, v in labels.items() if k not in val_ids}
+    if len(set(train.values())) < 2:
+        raise RetrainError(f"need training labels of at least two categories, found {len(set(train.values()))} "
+                           f"over {len(train)} products (import labels or correct products into more categories)")
+    return _TrainingSet(labels=labels, train=train, validation={k: labels[k] for k in sorted(val_ids) if k in labels},
+                        n_conflicts=len(disagreements(ws)), last_decision=last_decision)
+
+
+@dataclass
+class _Comparison:
+    metrics: dict[str, Any]
+    previous_metrics: dict[str, Any]
+    previous_in_sample: bool
+    delta: float | None              # only between versions that both held the split out
+
+
+def _compare(ws: Workspace, version: str, previous: str | None, parent_row: dict | None,
+             validation: dict[str, int], report: Progress) -> _Comparison:
+    report(0.86, f"evaluating {version} on {len(validation)} validation products")
+    metrics = evaluate_version(ws, version, validation)
+    prev_metrics: dict[str, Any] = {}
+    in_sample = False
+    if previous and validation:
+        report(0.92, f"evaluating live version {previous} on the same products")
+        try:
+            prev_metrics = evaluate_version(ws, previous, validation)
+        except Exception as exc:  # a broken old bundle must not block the new version
+            log.warning("could not evaluate live version %s: %s", previous, exc)
+            prev_metrics = {"error": str(exc)}
+        parent_cfg = (parent_row or {}).get("config", {})
+        in_sample = parent_cfg.get("retrain", {}).get("validation_split") != _split_fingerprint(ws)
+        if in_sample and "text_weighted_f1" in (parent_row or {}).get("metrics", {}):
+            prev_metrics["cv_weighted_f1"] = parent_row["metrics"]["text_weighted_f1"]
+    delta = None   # an in-sample score flatters the old version: no delta, no gate
+    if metrics and "weighted_f1" in prev_metrics and not in_sample:
+        delta = round(metrics["weighted_f1"] - prev_metrics["weighted_f1"], 4)
+    return _Comparison(metrics, prev_metrics, in_sample, delta)
+
+
+def _policy(delta: float | None, min_delta: float | None, previous: str | None, version: str) -> tuple[bool, str | None]:
+    """(go live?, warning) per the module's go-live policy."""
+    if delta is not None and min_delta is not None and delta < -abs(min_delta):
+        return False, (f"not put live: weighted F1 {delta:+.4f} vs {previous} (gate {-abs(min_delta):+.4f}); "
+                       f"promote it with `rollback {version}` if wanted")
+    if delta is not None and delta < -WORSE_BY:
+        return True, (f"weighted F1 dropped {delta:+.4f} vs {previous} on the validation split; "
+                      f"it is live, `rollback` restores {previous}")
+    return True, None
+
+
+def _record(ws: Workspace, row: dict, run_id: int, ts: _TrainingSet, cmp: _Comparison, changes: dict,
+            previous: str | None, min_delta: float | None, duration: float) -> None:
+    """Store the comparison, sizes, what changed and the total duration on the version row."""
+    _write_snapshot(Path(row["path"]).parent, ts.train, sorted(ts.validation))
+    config = {**row["config"], "retrain": {
+        "run_id": run_id, "last_decision_id": ts.last_decision, "validation_split": _split_fingerprint(ws),
+        "n_validation": len(ts.validation), "n_conflicts": ts.n_conflicts, "changes": changes,
+        "policy": "gate" if min_delta is not None else "always-live", "min_delta": min_delta,
+        "train_seconds": row["duration_s"]}}
+    metrics = {**row["metrics"], "validation": cmp.metrics,
+               "compared_to": {"version": previous, "metrics": cmp.previous_metrics,
+                               "in_sample": cmp.previous_in_sample, "delta_weighted_f1": cmp.delta}}
+    summary = (f"retrain run {run_id}: {describe_changes(changes)}" +
+               (f"; validation weighted F1 {cmp.metrics['weighted_f1']:.4f}" if cmp.metrics else "") +
+               (f" ({previous}: {cmp.previous_metrics['weighted_f1']:.4f})"
+                if "weighted_f1" in cmp.previous_metrics else ""))
+    ws.write(lambda c: c.execute(
+        "UPDATE model_versions SET metrics = ?, config = ?, duration_s = ?, notes = ? WHERE id = ?",
+        (json.dumps(metrics), json.dumps(config), duration, summary, row["id"])))
+
+
 def retrain(ws: Workspace, *, progress: Progress | None = None, min_delta: float | None = None,
             cross_validate: bool = False, trigger: str = "api", settings: Settings = Settings()) -> RetrainResult:
     """Train a new version on the reviewer-resolved labels, compare it with the live one, switch.
@@ -405,8 +490,6 @@ def retrain(ws: Workspace, *, progress: Progress | None = None, min_delta: float
     5-fold CV estimate on the training set (5 more fits). Raises RetrainBusy when another
     retrain of this workspace runs, RetrainFailed (live version unchanged) when anything fails.
     """
-    from labeler.review import disagreements, resolved_labels
-
     started = time.perf_counter()
     ws.require_products()
     run_id = _begin_run(ws, trigger)
@@ -416,82 +499,33 @@ def retrain(ws: Workspace, *, progress: Progress | None = None, min_delta: float
     registered = False
     try:
         report(0.01, "reading labels and decisions")
-        last_decision = int(ws.scalar("SELECT coalesce(max(id), 0) FROM decisions"))
-        labels = resolved_labels(ws)
-        n_conflicts = len(disagreements(ws))
-        val_ids = validation_split(ws, settings=settings)
-        train_labels = {k: v for k, v in labels.items() if k not in val_ids}
-        val_labels = {k: labels[k] for k in sorted(val_ids) if k in labels}
-        if len(set(train_labels.values())) < 2:
-            raise RetrainError(f"need training labels of at least two categories, found "
-                               f"{len(set(train_labels.values()))} over {len(train_labels)} products "
-                               "(import labels or correct products into more categories)")
+        ts = _training_set(ws, settings)
         version = ws.new_version_id()
         ws.write(lambda c: c.execute("UPDATE retrain_runs SET version = ? WHERE id = ?", (version, run_id)))
         parent_row = ws.model_version(previous) if previous else None
-        notes = f"retrain run {run_id}"
         row = training.train_version(ws, progress=_scaled(report, 0.02, 0.85), evaluate=cross_validate,
-                                     notes=notes, parent=previous, labels=train_labels, make_live=False,
-                                     version=version)
+                                     notes=f"retrain run {run_id}", parent=previous, labels=ts.train,
+                                     make_live=False, version=version)
         registered = True
-        report(0.86, f"evaluating {version} on {len(val_labels)} validation products")
-        metrics = evaluate_version(ws, version, val_labels)
-        prev_metrics: dict[str, Any] = {}
-        prev_in_sample = False
-        if previous and val_labels:
-            report(0.92, f"evaluating live version {previous} on the same products")
-            try:
-                prev_metrics = evaluate_version(ws, previous, val_labels)
-            except Exception as exc:  # a broken old bundle must not block the new version
-                log.warning("could not evaluate live version %s: %s", previous, exc)
-                prev_metrics = {"error": str(exc)}
-            prev_split = (parent_row or {}).get("config", {}).get("retrain", {}).get("validation_split")
-            prev_in_sample = prev_split != _split_fingerprint(ws)
-            if prev_in_sample and "text_weighted_f1" in (parent_row or {}).get("metrics", {}):
-                prev_metrics["cv_weighted_f1"] = parent_row["metrics"]["text_weighted_f1"]
-        delta = None   # only between versions that both held the split out: in-sample scores flatter
-        if metrics and "weighted_f1" in prev_metrics and not prev_in_sample:
-            delta = round(metrics["weighted_f1"] - prev_metrics["weighted_f1"], 4)
-        warning = None
-        go_live = True
-        if delta is not None and min_delta is not None and delta < -abs(min_delta):
-            go_live = False
-            warning = (f"not put live: weighted F1 {delta:+.4f} vs {previous} (gate {-abs(min_delta):+.4f}); "
-                       f"promote it with `rollback {version}` if wanted")
-        elif delta is not None and delta < -WORSE_BY:
-            warning = (f"weighted F1 dropped {delta:+.4f} vs {previous} on the validation split; "
-                       f"it is live, `rollback` restores {previous}")
-        changes = _changes(ws, parent_row, train_labels, last_decision)
-        bundle_dir = Path(row["path"]).parent
-        _write_snapshot(bundle_dir, train_labels, sorted(val_labels))
+        cmp = _compare(ws, version, previous, parent_row, ts.validation, report)
+        go_live, warning = _policy(cmp.delta, min_delta, previous, version)
+        changes = _changes(ws, parent_row, ts.train, ts.last_decision)
         duration = round(time.perf_counter() - started, 2)
-        config = {**row["config"], "retrain": {
-            "run_id": run_id, "last_decision_id": last_decision, "validation_split": _split_fingerprint(ws),
-            "n_validation": len(val_labels), "n_conflicts": n_conflicts, "changes": changes,
-            "policy": "gate" if min_delta is not None else "always-live", "min_delta": min_delta,
-            "train_seconds": row["duration_s"]}}
-        all_metrics = {**row["metrics"], "validation": metrics,
-                       "compared_to": {"version": previous, "metrics": prev_metrics, "in_sample": prev_in_sample,
-                                       "delta_weighted_f1": delta}}
-        summary = (f"retrain run {run_id}: {describe_changes(changes)}" +
-                   (f"; validation weighted F1 {metrics['weighted_f1']:.4f}" if metrics else "") +
-                   (f" ({previous}: {prev_metrics['weighted_f1']:.4f})" if "weighted_f1" in prev_metrics else ""))
-        ws.write(lambda c: c.execute(
-            "UPDATE model_versions SET metrics = ?, config = ?, duration_s = ?, notes = ? WHERE id = ?",
-            (json.dumps(all_metrics), json.dumps(config), duration, summary, version)))
+        _record(ws, row, run_id, ts, cmp, changes, previous, min_delta, duration)
         if go_live:
             report(0.98, f"switching live version to {version}")
             _move_live(ws, version, f"retrain run {run_id}")
             _forget_bundles(ws, keep={version})
+        state = "live" if go_live else "ready, not live"
         _end_run(ws, run_id, "succeeded", version=version, went_live=int(go_live), progress=1.0,
-                 message=f"{version} {'live' if go_live else 'ready (not live)'}")
+                 message=f"{version} {state}")
         if progress is not None:
-            progress(1.0, f"{version} {'live' if go_live else 'ready, not live'}")
+            progress(1.0, f"{version} {state}")
         return RetrainResult(
             run_id=run_id, version=version, previous=previous, went_live=go_live, live=ws.live_version(),
-            metrics=metrics, previous_metrics=prev_metrics, delta_weighted_f1=delta,
-            previous_in_sample=prev_in_sample, n_train=int(row["n_train"]), n_validation=len(val_labels),
-            n_decisions=int(row["n_decisions"] or 0), n_conflicts=n_conflicts, changes=changes,
+            metrics=cmp.metrics, previous_metrics=cmp.previous_metrics, delta_weighted_f1=cmp.delta,
+            previous_in_sample=cmp.previous_in_sample, n_train=int(row["n_train"]), n_validation=len(ts.validation),
+            n_decisions=int(row["n_decisions"] or 0), n_conflicts=ts.n_conflicts, changes=changes,
             duration_s=duration, path=row["path"], warning=warning)
     except BaseException as exc:
         reason = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else _reason(exc)

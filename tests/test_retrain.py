@@ -197,6 +197,28 @@ def test_rollback_restores_the_parent_and_scores_products_it_never_saw(corrected
     ws.close()
 
 
+def test_a_gated_retrain_keeps_a_worse_version_ready_but_not_live(corrected, tmp_path):
+    ws = _copy(_freeze(corrected["ws"]), tmp_path / "ws")
+    live = corrected["result"].version          # trained by retrain: a fair comparison this time
+    val = validation_split(ws)
+    rng = np.random.default_rng(0)
+    codes = sorted({c for c in ws.current_labels().values()})
+    # a careless reviewer scrambles most training labels
+    for r in ws.query("SELECT id FROM products WHERE source_label IS NOT NULL ORDER BY id"):
+        if r["id"] not in val and rng.random() < 0.7:
+            ws.record_decision(r["id"], "zed", "correct", category=int(rng.choice(codes)))
+    result = retrain(ws, min_delta=0.02)
+    assert not result.previous_in_sample and result.delta_weighted_f1 < -0.02
+    assert not result.went_live and ws.live_version() == live == result.live
+    assert "not put live" in result.warning and f"rollback {result.version}" in result.warning
+    assert ws.model_version(result.version)["status"] == "ready"
+    assert review.next_card(ws, "hal").prediction.model_version == live
+    review.release(ws, "hal")
+    assert rollback(ws, result.version)["version"] == result.version     # promoted on purpose
+    assert ws.live_version() == result.version
+    ws.close()
+
+
 RETRAIN_IN_CHILD = textwrap.dedent("""
     import sys
     sys.path.insert(0, {root!r})
