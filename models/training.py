@@ -164,7 +164,8 @@ def train_version(ws: Workspace, *, progress: Progress | None = None, evaluate: 
     parent = parent if parent is not None else ws.live_version()
     version = version or ws.new_version_id()
     progress(0.05, f"fitting text model on {len(df)} products")
-    text = TextClassifier().fit(df, y)
+    # every workspace product's text (never its label) enters the vocabulary and IDF
+    text = TextClassifier().fit(df, y, X_unlabeled=products_frame(ws))
     metrics: dict[str, Any] = {}
     config: dict[str, Any] = {"text": text.describe()}
     image = fusion = None

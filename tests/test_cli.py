@@ -15,6 +15,7 @@ from PIL import Image
 
 from labeler import taxonomy
 from labeler.cli import export_index, main, prediction_frame
+from models.training import live_bundle
 from store import Workspace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,15 +99,25 @@ def test_predict_evaluate_export(trained, subset, tmp_path):
     assert str(preds.resolve()) in result.output
     assert "1 rows not predicted (empty title: 1)" in result.stderr
     frame = pd.read_csv(preds, dtype={"productid": str, "row": str})
-    assert list(frame.columns) == (["productid"] + [f"pred_{i}" for i in range(1, 6)]
-                                   + [f"prob_{i}" for i in range(1, 6)] + ["text_pred", "text_prob", "row"])
+    with _ws(trained) as ws:
+        has_image_model = live_bundle(ws).image is not None
+    text_columns = (["productid"] + [f"pred_{i}" for i in range(1, 6)] + [f"prob_{i}" for i in range(1, 6)]
+                    + ["text_pred", "text_prob"])
+    assert list(frame.columns[:13]) == text_columns and frame.columns[-1] == "row"
+    image_columns = list(frame.columns[13:-1])
+    if has_image_model:   # the subset has enough labelled images: the ensemble's columns follow
+        assert image_columns[:2] == ["image_pred", "image_prob"] and image_columns[-1] == "disagreement"
+        assert len(image_columns) == 2 + 2 * 3 + 1          # image vote, three voters, disagreement
+    else:
+        assert image_columns == []
     x_test = pd.read_csv(subset["x_test"], index_col=0, dtype=str, keep_default_na=False)
     assert len(frame) == len(x_test) - 1 == 60
     assert list(frame["row"]) == [i for i, t in zip(x_test.index, x_test["designation"]) if t.strip()]
     probs = frame[[f"prob_{i}" for i in range(1, 6)]].to_numpy()
     assert (np.diff(probs, axis=1) <= 0).all() and (probs[:, 0] > 0).all()
     assert set(frame["pred_1"]) <= set(taxonomy.codes())
-    assert (frame["pred_1"] == frame["text_pred"]).all()        # no image model yet: fused = text
+    if not has_image_model:
+        assert (frame["pred_1"] == frame["text_pred"]).all()    # no image model: fused = text
 
     # evaluate from the predictions file, figures checked against an independent computation
     reports = tmp_path / "reports"
