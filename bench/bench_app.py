@@ -8,6 +8,9 @@ a trained model (predictions cached in SQLite, as in normal use):
 * client:   `gradio_client` submits `/accept` and gets the next card back (1 reviewer, then 8 at once).
 * browser:  headless chromium presses Enter (the real shortcut script) and a MutationObserver
             stamps the moment the next product's card is in the DOM.
+* baseline: the same two transports on a Gradio app whose one event does nothing, on the same
+            machine at the same time: what Gradio and the transport cost by themselves (the
+            machine is shared, so compare the ratios as much as the absolute numbers).
 
     python bench/bench_app.py                    # 200 decisions per path
     python bench/bench_app.py --decisions 100 --skip-browser
@@ -18,6 +21,7 @@ and copied fresh for every path. Target (issue 4): p95 <= 150 ms on the 2-core m
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -49,9 +53,15 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
 
 
-def template(rebuild: bool) -> Path:
+def template(rebuild: bool, reuse_any: bool = False) -> Path:
     """The whole sample scored by a model of the current code (text + image ensemble), cached
-    under /tmp per code fingerprint (training on ~420 images takes a while on 2 cores)."""
+    under /tmp per code fingerprint (training on ~420 images takes a while on 2 cores).
+    reuse_any: take the newest template already built, whatever code version made it."""
+    if reuse_any and not rebuild:
+        built = sorted((p for p in CACHE.parent.glob(f"{CACHE.name}-*-full") if (p / "READY").exists()),
+                       key=lambda p: p.stat().st_mtime)
+        if built:
+            return built[-1]
     key = fingerprint(SAMPLE) + "-full"
     if rebuild:
         shutil.rmtree(CACHE.parent / f"{CACHE.name}-{key}", ignore_errors=True)
@@ -109,6 +119,73 @@ def bench_client(tmp: Path, n: int, reviewers: int) -> list[float]:
     return times
 
 
+@contextlib.contextmanager
+def baseline_app(tmp: Path):
+    """A Gradio app whose one event does nothing: what Gradio and the transport cost by themselves."""
+    import gradio as gr
+    from app_server import free_port
+    os.environ["GRADIO_TEMP_DIR"] = str(tmp / "gradio-baseline")
+    with gr.Blocks() as demo:
+        card = gr.HTML('<div id="review-card"><div class="card" data-product-id="0">product 0</div></div>')
+        state = gr.State(0)
+        btn = gr.Button("next", elem_id="btn-accept")
+        btn.click(_noop_card, [state], [state, card], api_name="accept", show_progress="hidden")
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    try:
+        yield url
+    finally:
+        demo.close()
+
+
+def _noop_card(n: int) -> tuple[int, str]:
+    return n + 1, f'<div id="review-card"><div class="card" data-product-id="{n + 1}">product {n + 1}</div></div>'
+
+
+def bench_client_baseline(tmp: Path, n: int) -> list[float]:
+    from gradio_client import Client
+    times = []
+    with baseline_app(tmp) as url:
+        client = Client(url, verbose=False)
+        for _ in range(n):
+            t = time.perf_counter()
+            client.predict(api_name="/accept")
+            times.append(1000 * (time.perf_counter() - t))
+    return times
+
+
+def bench_browser_baseline(tmp: Path, n: int, glance_ms: int) -> list[float]:
+    from playwright.sync_api import sync_playwright
+    times = []
+    with baseline_app(tmp) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        page.wait_for_selector("#review-card .card", state="attached")
+        page.evaluate(OBSERVE_BASELINE)
+        for _ in range(n):
+            times.append(float(page.evaluate(CLICK)))
+            page.wait_for_timeout(glance_ms)
+        browser.close()
+    return times
+
+
+OBSERVE_BASELINE = """() => {
+  window.__cardTimes = [];
+  new MutationObserver(() => {
+    const c = document.querySelector('#review-card .card');
+    const id = c && c.dataset.productId;
+    if (id && id !== window.__lastCard) { window.__lastCard = id; window.__cardTimes.push(performance.now()); }
+  }).observe(document.body, {subtree: true, childList: true, attributes: true});
+  window.__lastCard = document.querySelector('#review-card .card')?.dataset.productId;
+}"""
+CLICK = """() => new Promise(resolve => {
+  const before = window.__cardTimes.length;
+  const t0 = performance.now();
+  document.getElementById('btn-accept').click();
+  const poll = () => window.__cardTimes.length > before ? resolve(window.__cardTimes[before] - t0)
+                                                         : setTimeout(poll, 1);
+  poll();
+})"""
 OBSERVE = """() => {
   window.__cardTimes = [];
   const target = document.getElementById('review-card');
@@ -155,25 +232,33 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--decisions", type=int, default=200, help="decisions per path (default 200)")
     ap.add_argument("--rebuild", action="store_true", help="rebuild the template workspace")
+    ap.add_argument("--reuse-any", action="store_true",
+                    help="use the newest template built, even by an older code version (no retraining)")
     ap.add_argument("--skip-browser", action="store_true")
     ap.add_argument("--glance-ms", type=int, default=300, help="pause between browser decisions (default 300)")
     args = ap.parse_args()
     global TEMPLATE
-    TEMPLATE = template(args.rebuild)
+    TEMPLATE = template(args.rebuild, args.reuse_any)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-app-") as tmp:
         tmp = Path(tmp)
         rows.append(("handler (in-process, 1 reviewer)", bench_handler(tmp, args.decisions)))
+        rows.append(("gradio_client: empty event (baseline)", bench_client_baseline(tmp, args.decisions)))
         rows.append(("gradio_client, 1 reviewer", bench_client(tmp, args.decisions, 1)))
         rows.append(("gradio_client, 8 reviewers at once", bench_client(tmp, args.decisions, 8)))
         if not args.skip_browser:
+            rows.append(("browser: empty event (baseline)", bench_browser_baseline(tmp, args.decisions,
+                                                                                 args.glance_ms)))
             rows.append(("browser: Enter -> next card in DOM", bench_browser(tmp, args.decisions, args.glance_ms)))
     print(f"\nDecision -> next product displayed, {os.cpu_count()} cores, load average "
           f"{os.getloadavg()[0]:.1f}; workspace: {TEMPLATE} (whole sample, predictions cached)\n")
-    print(f"{'path':<38} {'n':>5} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}  target p95 <= {TARGET_MS:.0f} ms")
+    base = {name.split(":")[0]: statistics.median(t) for name, t in rows if "baseline" in name}
+    print(f"{'path':<40} {'n':>5} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'p50/base':>9}  p95 <= {TARGET_MS:.0f} ms")
     for name, t in rows:
         ok = "ok" if pct(t, 95) <= TARGET_MS else "MISSED"
-        print(f"{name:<38} {len(t):>5} {statistics.median(t):>8.1f} {pct(t, 95):>8.1f} {max(t):>8.1f}  {ok}")
+        ref = base.get(name.split(":")[0].split(",")[0])
+        ratio = f"{statistics.median(t) / ref:>8.2f}x" if ref and "baseline" not in name else f"{'':>9}"
+        print(f"{name:<40} {len(t):>5} {statistics.median(t):>8.1f} {pct(t, 95):>8.1f} {max(t):>8.1f} {ratio}  {ok}")
 
 
 if __name__ == "__main__":

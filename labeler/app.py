@@ -47,6 +47,12 @@ class Session:
     prefs: dict = field(default_factory=dict)
 
 
+def _html(value: str = "", **kw: Any) -> gr.HTML:
+    """Static markup from `labeler.views`: no per-update script (Gradio's default `js_on_load`
+    would re-bind a click handler on every update of every card)."""
+    return gr.HTML(value, js_on_load=None, **kw)
+
+
 def launch_options() -> dict[str, Any]:
     """Theme, CSS and the shortcut script: Gradio 6 takes these at launch(), not in Blocks()."""
     return {"theme": gr.themes.Soft(primary_hue="indigo", neutral_hue="slate"),
@@ -72,11 +78,16 @@ class ReviewUI:
         self.prefetch = prefetcher
 
     # -- rendering ------------------------------------------------------------------------------
-    def render(self, s: Session) -> tuple:
-        """Everything a card shows, in the order of `outs` in build_app (N_CARD_OUTPUTS values)."""
+    def render(self, s: Session, *, clear_choice: bool = False, clear_comment: bool = False) -> tuple:
+        """Everything a card shows, in the order of `outs` in build_app (N_CARD_OUTPUTS values).
+
+        Only what changes is sent: the category search and the comment are reset only when they
+        were used, and the heatmap follow-up is triggered only when the overlays are not ready."""
         card = s.card
         threshold = self.settings.auto_accept_threshold
         status = views.status_html(reviewer=s.reviewer, card=card, last=s.last)
+        choice = gr.update(value=None) if clear_choice else gr.skip()
+        comment = gr.update(value="") if clear_comment else gr.skip()
         if s.reviewer is None or card is None:
             s.heat_category, s.heat_shown, s.ahead = None, True, []
             if s.reviewer:
@@ -93,8 +104,7 @@ class ReviewUI:
                     "Nothing left in this queue",
                     f"The “{_pretty(s.strategy)}” queue has no product left for you. Pick another queue above.")
             return (s, {}, status, body, views.top5_html(None, threshold=threshold) if s.reviewer else "", "",
-                    gr.update(choices=[], value=None, visible=False), "",
-                    gr.update(value=None), gr.update(value=""), self._history(s))
+                    "", gr.skip(), choice, comment, self._history(s))
         pred = card.prediction
         top1 = pred.top1 if pred is not None else None
         version = pred.model_version if pred is not None else None
@@ -105,14 +115,12 @@ class ReviewUI:
         current = {"product_id": card.product_id, "key": card.key, "reviewer": s.reviewer,
                    "strategy": card.strategy, "model_version": version, "remaining": card.remaining,
                    "top5": [[v.code, v.prob] for v in pred.top5] if pred is not None else []}
-        choices = ([(f"{i}. {v.name}", v.code) for i, v in enumerate(pred.top5, 1)] if pred is not None else [])
-        can_explain = heat is None or bool(heat.items)
         image_uri = views.image_data_uri(card.product.get("image_path"))
         return (s, current, status, views.card_html(card, image_uri, threshold=threshold),
                 views.top5_html(pred, threshold=threshold),
                 views.votes_html(pred, has_image=bool(card.product.get("image_path"))),
-                gr.update(choices=choices, value=top1, visible=can_explain), self._heat_html(heat, top1),
-                gr.update(value=None), gr.update(value=""), self._history(s))
+                self._heat_html(heat, top1, s), f"{card.key}:{top1}" if heat is None else gr.skip(),
+                choice, comment, self._history(s))
 
     def _history(self, s: Session) -> str:
         if not s.reviewer:
@@ -120,10 +128,13 @@ class ReviewUI:
         return views.history_html(review.recent_decisions(self.ws, s.reviewer, limit=HISTORY_ROWS))
 
     @staticmethod
-    def _heat_html(heat: Heatmaps | None, category: int | None) -> str:
+    def _heat_html(heat: Heatmaps | None, category: int | None, s: Session) -> str:
+        """The overlays (or why there are none), with the top-5 as chips to switch category."""
+        pred = s.card.prediction if s.card is not None else None
+        chips = [(v.code, v.name) for v in pred.top5] if pred is not None and (heat is None or heat.items) else []
         if heat is None:
-            return views.heatmaps_html((), category=category, note="Computing heatmaps…")
-        return views.heatmaps_html(heat.items, category=heat.category, note=heat.note)
+            return views.heatmaps_html((), category=category, note="Computing heatmaps…", choices=chips)
+        return views.heatmaps_html(heat.items, category=heat.category, note=heat.note, choices=chips)
 
     def _want(self, s: Session, category: int | None):
         """Tell the prefetcher what this reviewer looks at and will look at next."""
@@ -153,14 +164,14 @@ class ReviewUI:
                     break
         return items
 
-    def _next(self, s: Session) -> tuple:
+    def _next(self, s: Session, **render_kw: bool) -> tuple:
         try:
             s.card = review.next_card(self.ws, s.reviewer, strategy=s.strategy, category=s.category,
                                       settings=self.settings) if s.reviewer else None
         except (review.ReviewError, strategies.StrategyError, WorkspaceError) as exc:
             s.card = None
             raise gr.Error(str(exc)) from exc
-        return self.render(s)
+        return self.render(s, **render_kw)
 
     @staticmethod
     def _same(n: int) -> tuple:
@@ -215,7 +226,8 @@ class ReviewUI:
         return self._next(s) + (chooser, picker, s.prefs)
 
     # -- decisions -------------------------------------------------------------------------------
-    def _decide(self, s: Session, current: dict | None, action: str, category: int | None, comment: str) -> tuple:
+    def _decide(self, s: Session, current: dict | None, action: str, category: int | None, comment: str,
+                *, chosen: bool = False) -> tuple:
         card = s.card
         if s.reviewer is None:
             raise gr.Error("Type your name in the Reviewer box first.")
@@ -234,7 +246,7 @@ class ReviewUI:
         except (review.ReviewError, WorkspaceError) as exc:
             raise gr.Error(str(exc)) from exc
         s.last = views.describe_decision(row, card.product.get("title"))
-        return self._next(s)
+        return self._next(s, clear_choice=chosen, clear_comment=bool(comment))
 
     def accept(self, current: dict | None, comment: str, s: Session) -> tuple:
         """Enter: the fused top-1 the reviewer was shown."""
@@ -260,7 +272,7 @@ class ReviewUI:
             return self._same(N_CARD_OUTPUTS)
         pred = s.card.prediction if s.card is not None else None
         action = "accept" if pred is not None and int(category) == pred.top1 else "correct"
-        return self._decide(s, current, action, int(category), comment)
+        return self._decide(s, current, action, int(category), comment, chosen=True)
 
     def skip(self, current: dict | None, comment: str, s: Session) -> tuple:
         return self._decide(s, current, "skip", None, comment)
@@ -283,21 +295,24 @@ class ReviewUI:
         return self._next(s)
 
     # -- heatmaps --------------------------------------------------------------------------------
-    def heatmaps_for(self, category: int | None, s: Session) -> tuple:
-        """The overlays for another category of the top-5 (the radio under the card)."""
+    def heatmaps_for(self, category: str | int | None, s: Session):
+        """The overlays for another category of the top-5 (the chips above the heatmaps)."""
         card = s.card
-        if card is None or card.prediction is None or category is None:
-            return gr.skip(), gr.skip()
-        s.heat_category, s.heat_shown = int(category), False
+        if card is None or card.prediction is None or not taxonomy.is_known(category):
+            yield gr.skip()
+            return
+        s.heat_category, s.heat_shown = int(str(category).strip()), False
+        yield self._heat_html(None, s.heat_category, s)
+        yield self._await_heat(s)
+
+    def heatmaps_pending(self, token: str, s: Session) -> str:
+        """Runs when a card was shown before its overlays were ready: fills them in."""
+        card = s.card
+        if card is None or s.heat_shown or card.prediction is None or token != f"{card.key}:{s.heat_category}":
+            return gr.skip()
         return self._await_heat(s)
 
-    def heatmaps_pending(self, s: Session) -> tuple:
-        """Runs after each card: fills the overlays in when the prefetch had not finished them."""
-        if s.card is None or s.heat_shown or s.card.prediction is None:
-            return gr.skip(), gr.skip()
-        return self._await_heat(s)
-
-    def _await_heat(self, s: Session) -> tuple:
+    def _await_heat(self, s: Session) -> str:
         """Wait for this card's overlays while it is on screen; give up when the reviewer moves on."""
         key, category = s.card.key, s.heat_category
         fut = self._want(s, category)
@@ -305,13 +320,13 @@ class ReviewUI:
         while time.monotonic() < deadline:
             heat = self.prefetch.result(fut, category, wait=0.5)
             if s.card is None or s.card.key != key or s.heat_category != category:
-                return gr.skip(), gr.skip()      # another card or category is on screen now
+                return gr.skip()      # another card or category is on screen now
             if heat is not None:
                 s.heat_shown = True
-                return self._heat_html(heat, category), gr.update(visible=bool(heat.items))
+                return self._heat_html(heat, category, s)
             if fut.cancelled():
                 fut = self._want(s, category)
-        return self._heat_html(None, category), gr.skip()
+        return gr.skip()
 
     # -- stats and try-it ------------------------------------------------------------------------
     def stats(self) -> tuple:
@@ -336,7 +351,7 @@ class ReviewUI:
         heat = render_heatmaps(bundle, product, pred.top1, self.prefetch.explainer)
         threshold = self.settings.auto_accept_threshold
         return (views.top5_html(pred, threshold=threshold, clickable=False), views.votes_html(pred, has_image=bool(product.get("image_path"))),
-                self._heat_html(heat, pred.top1))
+                views.heatmaps_html(heat.items, category=heat.category, note=heat.note))
 
 
 def confusion_figure(matrix):
@@ -368,8 +383,8 @@ def confusion_figure(matrix):
 
 
 # -- layout and wiring ----------------------------------------------------------------------------
-# What `ReviewUI.render` returns, in order: session, current, status, card, top5, votes, heat radio,
-# heatmaps, category search (reset), comment (reset), the reviewer's last decisions.
+# What `ReviewUI.render` returns, in order: session, current, status, card, top5, votes, heatmaps,
+# heatmap token (triggers the follow-up), category search (reset), comment (reset), last decisions.
 N_CARD_OUTPUTS = 11
 
 
@@ -396,33 +411,35 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
                                            info=_describe(DEFAULT_STRATEGY), elem_id="queue-strategy")
                     queue_category = gr.Dropdown(categories, value=None, label="Queue category", scale=2,
                                                  visible=False, elem_id="queue-category")
-                status = gr.HTML(views.status_html(reviewer=None, card=None), elem_id="review-status")
+                status = _html(views.status_html(reviewer=None, card=None), elem_id="review-status")
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=6, min_width=480):
-                        card = gr.HTML(views.empty_card_html("Loading…"), elem_id="review-card")
-                        heat_choice = gr.Radio([], label="Heatmaps for", elem_id="heat-category", visible=False)
-                        heat = gr.HTML(elem_id="heatmaps")
+                        card = _html(views.empty_card_html("Loading…"), elem_id="review-card")
+                        heat = _html(elem_id="heatmaps")
+                        heat_token = gr.Textbox(visible="hidden", elem_id="heat-token")
+                        heat_request = gr.Textbox(visible="hidden", elem_id="heat-request")
+                        heat_btn = gr.Button("heatmaps", visible="hidden", elem_id="btn-heat")
                     with gr.Column(scale=4, min_width=380):
-                        top5 = gr.HTML(elem_id="top5")
+                        top5 = _html(elem_id="top5")
                         with gr.Row(elem_id="decide-row"):
                             accept_btn = gr.Button("Accept top-1  ⏎", variant="primary", elem_id="btn-accept",
                                                    scale=2)
                             skip_btn = gr.Button("Skip  S", elem_id="btn-skip", scale=1)
                             undo_btn = gr.Button("Undo  U", elem_id="btn-undo", scale=1)
-                        gr.HTML(views.shortcuts_html(), padding=False)
+                        _html(views.shortcuts_html(), padding=False)
                         choose = gr.Dropdown(categories, value=None, label="Another category (press / to search)",
                                              filterable=True, elem_id="category-search")
                         comment = gr.Textbox(label="Comment (optional, saved with the decision)", max_lines=2,
                                              elem_id="comment")
-                        votes = gr.HTML(elem_id="votes")
-                        history = gr.HTML(elem_id="history")
+                        votes = _html(elem_id="votes")
+                        history = _html(elem_id="history")
                         pick_btns = [gr.Button(f"pick {r}", visible="hidden", elem_id=f"btn-pick-{r}")
                                      for r in range(1, 6)]
 
             with gr.Tab("Stats", id="stats") as stats_tab:
                 with gr.Row():
                     refresh = gr.Button("Refresh stats", size="sm", scale=0, min_width=140)
-                stat_cards = gr.HTML()
+                stat_cards = _html()
                 with gr.Row():
                     with gr.Column():
                         gr.Markdown("**Decisions per hour, per reviewer** (active time, breaks over 5 min left out)")
@@ -432,7 +449,7 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
                     with gr.Column():
                         confusion = gr.Plot(label="Model vs reviewer")
                         gr.Markdown("**Live model version**")
-                        metrics = gr.HTML()
+                        metrics = _html()
 
             with gr.Tab("Try it", id="try"):
                 gr.Markdown("Type a product or upload its image: the live model's fused top-5, each voter's vote "
@@ -445,36 +462,30 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
                         try_desc = gr.Textbox(label="Description", lines=4)
                         try_btn = gr.Button("Predict", variant="primary")
                     with gr.Column(scale=1):
-                        try_top5 = gr.HTML(elem_id="try-top5")
-                        try_votes = gr.HTML(elem_id="try-votes")
-                try_heat = gr.HTML(elem_id="try-heatmaps")
+                        try_top5 = _html(elem_id="try-top5")
+                        try_votes = _html(elem_id="try-votes")
+                try_heat = _html(elem_id="try-heatmaps")
 
-        outs = [session, current, status, card, top5, votes, heat_choice, heat, choose, comment, history]
+        outs = [session, current, status, card, top5, votes, heat, heat_token, choose, comment, history]
         review_events = {"concurrency_id": "review", "concurrency_limit": 4, "show_progress": "hidden"}
         heat_events = {"concurrency_limit": None, "show_progress": "hidden"}
 
-        def then_heat(event, name: str) -> None:
-            event.then(ui.heatmaps_pending, [session], [heat, heat_choice], api_name=f"{name}_heatmaps",
-                       **heat_events)
-
-        then_heat(demo.load(ui.start, [reviewer, prefs, session], outs + [reviewer, strategy, queue_category, prefs],
-                            api_name="start", **review_events), "start")
-        then_heat(reviewer.submit(ui.set_reviewer, [reviewer, session], outs + [prefs], api_name="set_reviewer",
-                                  **review_events), "set_reviewer")
+        demo.load(ui.start, [reviewer, prefs, session], outs + [reviewer, strategy, queue_category, prefs],
+                  api_name="start", **review_events)
+        reviewer.submit(ui.set_reviewer, [reviewer, session], outs + [prefs], api_name="set_reviewer", **review_events)
         for trigger, name in ((strategy.input, "set_queue"), (queue_category.input, "set_queue_category")):
-            then_heat(trigger(ui.set_queue, [strategy, queue_category, session], outs + [strategy, queue_category, prefs],
-                              api_name=name, **review_events), name)
-        then_heat(accept_btn.click(ui.accept, [current, comment, session], outs, api_name="accept", **review_events),
-                  "accept")
+            trigger(ui.set_queue, [strategy, queue_category, session], outs + [strategy, queue_category, prefs],
+                    api_name=name, **review_events)
+        accept_btn.click(ui.accept, [current, comment, session], outs, api_name="accept", **review_events)
         for rank, btn in enumerate(pick_btns, start=1):
-            then_heat(btn.click(functools.partial(ui.pick, rank), [current, comment, session], outs,
-                                api_name=f"pick_{rank}", **review_events), f"pick_{rank}")
-        then_heat(choose.input(ui.choose, [choose, current, comment, session], outs, api_name="choose",
-                               **review_events), "choose")
-        then_heat(skip_btn.click(ui.skip, [current, comment, session], outs, api_name="skip", **review_events), "skip")
-        then_heat(undo_btn.click(ui.undo, [session], outs, api_name="undo", **review_events), "undo")
-        heat_choice.input(ui.heatmaps_for, [heat_choice, session], [heat, heat_choice], api_name="heatmaps",
+            btn.click(functools.partial(ui.pick, rank), [current, comment, session], outs, api_name=f"pick_{rank}",
+                      **review_events)
+        choose.input(ui.choose, [choose, current, comment, session], outs, api_name="choose", **review_events)
+        skip_btn.click(ui.skip, [current, comment, session], outs, api_name="skip", **review_events)
+        undo_btn.click(ui.undo, [session], outs, api_name="undo", **review_events)
+        heat_token.change(ui.heatmaps_pending, [heat_token, session], [heat], api_name="heatmaps_pending",
                           **heat_events)
+        heat_btn.click(ui.heatmaps_for, [heat_request, session], [heat], api_name="heatmaps", **heat_events)
 
         stats_outs = [stat_cards, rates, per_cat, confusion, metrics]
         refresh.click(ui.stats, None, stats_outs, api_name="stats", concurrency_limit=1)

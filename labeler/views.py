@@ -209,16 +209,21 @@ def votes_html(pred, *, has_image: bool = True) -> str:
     return f'<div class="votes"><div class="votes-head {cls}">{summary}</div>{"".join(chips)}</div>'
 
 
-def heatmaps_html(items: Sequence[tuple[str, str]] | None, *, category: int | None, note: str = "") -> str:
-    """Grad-CAM overlays side by side: items are (caption, data URI), one per image voter."""
+def heatmaps_html(items: Sequence[tuple[str, str]] | None, *, category: int | None, note: str = "",
+                  choices: Sequence[tuple[int, str]] = ()) -> str:
+    """Grad-CAM overlays side by side: items are (caption, data URI), one per image voter.
+
+    choices: the top-5 as (code, name) chips that ask for another category's overlays."""
     what = (f' for <b>{html.escape(category_label(category))}</b>' if category is not None else "")
+    chips = "".join(f'<button type="button" class="heat-chip{" on" if code == category else ""}" data-heat="{int(code)}">'
+                    f'{rank}. {html.escape(name)}</button>' for rank, (code, name) in enumerate(choices, 1))
+    chips = f'<div class="heat-chips">{chips}</div>' if chips else ""
+    head = f'<div class="heat-head">Where the image models look{what}</div>{chips}'
     if not items:
-        return (f'<div class="heat empty"><div class="heat-head">Where the image models look{what}</div>'
-                f'<div class="muted heat-note">{html.escape(note or "no heatmaps")}</div></div>')
+        return f'<div class="heat empty">{head}<div class="muted heat-note">{html.escape(note or "no heatmaps")}</div></div>'
     figs = "".join(f'<figure><img src="{uri}" alt="{text(caption)}"><figcaption>{text(caption)}</figcaption></figure>'
                    for caption, uri in items)
-    return (f'<div class="heat"><div class="heat-head">Where the image models look{what}</div>'
-            f'<div class="heat-row">{figs}</div></div>')
+    return f'<div class="heat">{head}<div class="heat-row">{figs}</div></div>'
 
 
 def status_html(*, reviewer: str | None, card, last: str = "", done_today: int | None = None) -> str:

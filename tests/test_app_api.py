@@ -15,7 +15,7 @@ from app_server import XSS_TITLE, add_hostile_product, decisions, running_app
 from labeler import taxonomy
 from app_workspace import app_workspace
 
-CARD_FIELDS = ("current", "status", "card", "top5", "votes", "heat_choice", "heat", "choose", "comment",
+CARD_FIELDS = ("current", "status", "card", "top5", "votes", "heat", "heat_token", "choose", "comment",
                "history")
 
 
@@ -39,7 +39,7 @@ def test_every_event_has_a_name(server):
     demo, url = server
     named = Client(url, verbose=False).view_api(return_format="dict")["named_endpoints"]
     expected = {"/start", "/set_reviewer", "/set_queue", "/set_queue_category", "/accept", "/choose", "/skip",
-                "/undo", "/heatmaps", "/stats", "/stats_on_open", "/try_it"} | {f"/pick_{r}" for r in range(1, 6)}
+                "/undo", "/heatmaps", "/heatmaps_pending", "/stats", "/stats_on_open", "/try_it"} | {f"/pick_{r}" for r in range(1, 6)}
     assert expected <= set(named)
     unnamed = [d for d in demo.fns.values() if not d.api_name]
     assert unnamed == []

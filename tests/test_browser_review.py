@@ -156,7 +156,7 @@ def test_review_screen_keyboard_undo_reload(browser, sample_dir, tmp_path):
         assert any("Grad-CAM" in c for c in captions) and any("Ablation-CAM" in c for c in captions)
         assert "models agree with the fused top-1" in page.locator("#votes").inner_text()
         second_code = top5_codes(page)[1]
-        page.locator("#heat-category label").nth(1).click()        # heatmaps for the second category
+        page.locator("#heatmaps [data-heat]").nth(1).click()       # heatmaps for the second category
         # not prefetched: "Computing heatmaps…" first, then the overlays of that category replace it
         page.wait_for_function("code => document.querySelector('#heatmaps .heat-head')?.textContent"
                                ".includes(String(code)) && document.querySelectorAll('#heatmaps figure img').length === 3",

@@ -37,9 +37,18 @@
     const id = /^[1-5]$/.test(e.key) ? "btn-pick-" + e.key : KEYS[e.key];
     if (id && press(id)) e.preventDefault();
   }, true);
-  // A click on a top-5 row is the same as its digit key.
+  // A click on a top-5 row is the same as its digit key; a heatmap chip asks for that category.
   document.addEventListener("click", (e) => {
-    const row = e.target.closest && e.target.closest("#top5 [data-pick]");
-    if (row) press("btn-pick-" + row.dataset.pick);
+    if (!e.target.closest) return;
+    const row = e.target.closest("#top5 [data-pick]");
+    if (row) { press("btn-pick-" + row.dataset.pick); return; }
+    const chip = e.target.closest("#heatmaps [data-heat]");
+    const box = document.querySelector("#heat-request textarea, #heat-request input");
+    if (chip && box) {
+      chip.parentElement.querySelectorAll("[data-heat]").forEach((c) => c.classList.toggle("on", c === chip));
+      box.value = chip.dataset.heat;
+      box.dispatchEvent(new Event("input", { bubbles: true }));
+      setTimeout(() => press("btn-heat"), 0);
+    }
   });
 })();
