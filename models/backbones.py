@@ -205,6 +205,65 @@ def build_model(spec: BackboneSpec, weights: str | None = None, **kwargs: Any) -
     return model.eval()
 
 
+# -- inference-time folding ---------------------------------------------------------------------
+class _ActOnly(torch.nn.Module):
+    """What remains of a BatchNorm(+activation) once its affine map is folded into the conv before it."""
+
+    def __init__(self, bn: torch.nn.Module):
+        super().__init__()
+        self.drop = getattr(bn, "drop", None) or torch.nn.Identity()
+        self.act = getattr(bn, "act", None) or torch.nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.drop(x))
+
+
+@torch.no_grad()
+def fold_batchnorm(model: torch.nn.Module, size: int = 64) -> int:
+    """Fold every eval-mode BatchNorm fed by a convolution alone into that convolution's weights.
+
+    Frozen backbones only ever run in eval mode, where a BatchNorm is a per-channel affine map;
+    on CPU it cost about a quarter of a forward pass (profiled on the demo catalog). Pairs are
+    found by running the model once and matching each BatchNorm's input tensor to the conv
+    output it is, so the folding follows the real graph; features stay the same to float error.
+    Returns how many BatchNorms were folded.
+    """
+    from torch import nn
+
+    outputs: dict[int, tuple[nn.Module, torch.Tensor]] = {}
+    pairs: list[tuple[nn.Module, nn.Module]] = []
+
+    def after_conv(mod, _inp, out):
+        outputs[id(out)] = (mod, out)
+
+    def before_bn(mod, inp):
+        hit = outputs.get(id(inp[0]))
+        if hit is not None and hit[1] is inp[0]:
+            pairs.append((hit[0], mod))
+
+    hooks = [m.register_forward_hook(after_conv) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    hooks += [m.register_forward_pre_hook(before_bn) for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    try:
+        model.eval()(torch.zeros(1, 3, size, size))
+    finally:
+        for h in hooks:
+            h.remove()
+    convs = [c for c, _ in pairs]
+    parents = {child: (parent, name) for parent in model.modules() for name, child in parent.named_children()}
+    folded = 0
+    for conv, bn in pairs:
+        if convs.count(conv) != 1 or bn not in parents:   # a conv feeding two norms: leave it alone
+            continue
+        scale = (bn.weight if bn.weight is not None else 1) / torch.sqrt(bn.running_var + bn.eps)
+        bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+        conv.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
+        conv.bias = nn.Parameter((bias - bn.running_mean) * scale + (bn.bias if bn.bias is not None else 0))
+        parent, name = parents[bn]
+        setattr(parent, name, _ActOnly(bn))
+        folded += 1
+    return folded
+
+
 # -- loaded backbones --------------------------------------------------------------------------
 @dataclass
 class Backbone:
@@ -273,7 +332,10 @@ def load_backbone(name: str, *, weights: str | None = None, input_size: int | No
     with _LOAD_LOCK:
         if key not in _LOADED:
             kwargs = {"img_size": spec.input_size} if spec.is_vit and spec.input_size else {}
-            model = build_model(spec, weights, **kwargs).to(dev)
+            model = build_model(spec, weights, **kwargs)
+            if not spec.is_vit:
+                fold_batchnorm(model)
+            model = model.to(dev)
             if not spec.is_vit:  # NHWC convolutions run about 1.5x faster on CPU
                 model = model.to(memory_format=torch.channels_last)
             _LOADED[key] = Backbone(spec=spec, model=model, data_config=data_config_for(model, spec),
