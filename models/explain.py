@@ -77,6 +77,32 @@ def _display_and_input(backbone, image: Image.Image) -> tuple[np.ndarray, torch.
     return np.asarray(shown.resize((DISPLAY, DISPLAY), Image.BICUBIC), dtype=np.float32) / 255.0, x
 
 
+def ablation_cam_pooled(model: torch.nn.Module, head: Any, fmap: torch.Tensor,
+                        class_index: int) -> tuple[np.ndarray, float] | None:
+    """Ablation-CAM of a head on globally average-pooled features, all ablations in one call.
+
+    Zeroing channel c of the feature map zeroes pooled feature c and nothing else, so the C
+    ablated inputs are the pooled vector with one entry zeroed each: one booster call on (C, C)
+    rows instead of C backbone-head passes (seconds instead of ~20 s for 1,280 channels at 352 px).
+    Same weights and map as pytorch-grad-cam's AblationCAM: w_c = (p - p_c) / p, relu(sum w_c A_c),
+    scaled to [0, 1]. Returns None when the head does not average-pool (the caller falls back).
+    """
+    with torch.inference_mode():
+        pooled = model.forward_head(fmap, pre_logits=True).float().cpu()
+        if pooled.ndim != 2 or not torch.allclose(pooled, fmap.float().mean((2, 3)).cpu(), atol=1e-4, rtol=1e-4):
+            return None
+    acts = fmap[0].detach().float().cpu().numpy()                       # (C, h, w)
+    base = pooled.numpy()                                                # (1, C)
+    rows = np.repeat(base, base.shape[1], axis=0)
+    np.fill_diagonal(rows, 0.0)
+    p = float(head.predict_proba(base)[0, class_index])
+    ablated = head.predict_proba(rows)[:, class_index]
+    weights = (p - ablated) / p if p > 0 else np.zeros_like(ablated)
+    cam = np.maximum((weights[:, None, None] * acts).sum(0), 0)
+    cam = cam - cam.min()
+    return (cam / (1e-7 + cam.max())).astype(np.float32), p
+
+
 def voter_heatmap(ensemble: ImageEnsemble, spec: VoterSpec, image: Image.Image, category: int) -> tuple[np.ndarray, str, float]:
     """(cam (DISPLAY, DISPLAY) in [0, 1], method name, voter probability of `category`)."""
     from pytorch_grad_cam import AblationCAM, GradCAM
@@ -95,12 +121,16 @@ def voter_heatmap(ensemble: ImageEnsemble, spec: VoterSpec, image: Image.Image, 
             with torch.inference_mode():
                 fmap = model.forward_features(x.contiguous(memory_format=torch.channels_last)
                                               if not backbone.spec.is_vit else x)
-            wrapper = _BoosterOnFeatureMap(model, head).eval()
-            with AblationCAM(model=wrapper, target_layers=[wrapper.fmap], batch_size=256) as cam, \
-                    contextlib.redirect_stderr(io.StringIO()):
-                grayscale = cam(input_tensor=fmap.clone(), targets=target)[0]
+            pooled = ablation_cam_pooled(model, head, fmap, classes.index(int(category)))
+            if pooled is not None:
+                grayscale, prob = pooled
+            else:   # a head that does not average-pool: pytorch-grad-cam ablates batch by batch
+                wrapper = _BoosterOnFeatureMap(model, head).eval()
+                with AblationCAM(model=wrapper, target_layers=[wrapper.fmap], batch_size=256) as cam, \
+                        contextlib.redirect_stderr(io.StringIO()):
+                    grayscale = cam(input_tensor=fmap.clone(), targets=target)[0]
+                prob = float(head.predict_proba(model.forward_head(fmap, pre_logits=True).detach().cpu().numpy())[0, classes.index(int(category))])
             method = "Ablation-CAM (gradient-free: XGBoost has no gradients)"
-            prob = float(head.predict_proba(model.forward_head(fmap, pre_logits=True).detach().cpu().numpy())[0, classes.index(int(category))])
         else:
             wrapper = _BackboneHead(model, head.to_torch()).eval()
             reshape = vit_reshape(model) if backbone.spec.is_vit else None

@@ -107,3 +107,31 @@ def test_write_heatmaps_names_files(trained, tmp_path):
     paths = write_heatmaps(bundle, product, tmp_path, int(product["source_label"]))
     assert [p.name for p in paths] == [f"product_{product['id']}_{product['source_label']}_{v}.png"
                                        for v in ("lite2_mlp", "lite1_xgboost", "lite0_logistic")]
+
+
+def test_pooled_ablation_cam_equals_pytorch_grad_cam(trained, sample_dir):
+    """The one-call Ablation-CAM of the XGBoost voter gives pytorch-grad-cam's AblationCAM map."""
+    import contextlib
+    import io
+
+    from pytorch_grad_cam import AblationCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from models.explain import _BoosterOnFeatureMap, ablation_cam_pooled
+    from models.features import open_image
+
+    _, _, bundle = trained
+    spec = next(s for s in bundle.image.voters if s.head == "xgboost")
+    head, backbone = bundle.image.heads_[spec.label], bundle.image.backbone(spec)
+    path = next((sample_dir / "images" / "image_train").glob("*.jpg"))
+    x = backbone.transform()(open_image(path)).unsqueeze(0).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        fmap = backbone.model.forward_features(x)
+    wrapper = _BoosterOnFeatureMap(backbone.model, head).eval()
+    for k in range(2):
+        fast, prob = ablation_cam_pooled(backbone.model, head, fmap, k)
+        with AblationCAM(model=wrapper, target_layers=[wrapper.fmap], batch_size=256) as cam, \
+                contextlib.redirect_stderr(io.StringIO()):
+            ref = cam(input_tensor=fmap.clone(), targets=[ClassifierOutputTarget(k)])[0]
+        assert fast.shape == ref.shape and np.abs(fast - ref).max() < 1e-4
+        assert 0 < prob < 1 and fast.max() == pytest.approx(1.0, abs=1e-4)
