@@ -9,8 +9,8 @@ What is measured (each size in a fresh subprocess, so peak RSS is that run's own
   seconds of that process tree during fit + scoring (insensitive to how loaded the machine is);
 * retrain: `labeler.retrain.retrain` end to end on a workspace of N synthetic products (after a
   first `train_version`), with the time per stage (fit, scoring + SQLite writes, evaluation);
-* image: each voter head of models/image.py's default ensemble (lite2+mlp, lite1+xgboost,
-  lite0+logistic) fitted on N cached feature vectors, same measurements.
+* image: each voter head of models/image.py's default ensemble (lite2+logistic, lite1+mlp,
+  lite0+xgboost) fitted on N cached feature vectors, same measurements.
 
 Growing the 1,949-product sample to N (seeded, `grow_catalog`): the real products are kept, and
 each synthetic product is built inside one category, drawn with the sample's (skewed) category

@@ -250,8 +250,9 @@ def _compute(backbone: Backbone, paths: list, rows: list[int], vectors: np.ndarr
     from tqdm.auto import tqdm
 
     size = backbone.data_config["input_size"][-1]
-    # worker processes pay off from the second batch on; one product (the app, the CLI) decodes inline
-    workers = (default_workers() if len(paths) > batch_size else 0) if num_workers is None else num_workers
+    # a worker process costs its start-up (~1 s) and competes with the forward for 2 cores: it pays
+    # off on long runs only; a few batches (the app, the CLI, a retrain's new images) decode inline
+    workers = (default_workers() if len(paths) >= 4 * batch_size else 0) if num_workers is None else num_workers
     data = _Images(paths, backbone.transform(), draft_size=2 * size)
     loader = torch.utils.data.DataLoader(
         data, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_collate,

@@ -72,12 +72,16 @@ def _has_enough_images(df: pd.DataFrame) -> bool:
     return n >= MIN_LABELLED_IMAGES
 
 
-def oof_text_proba(df: pd.DataFrame, y: np.ndarray, make_text, folds: np.ndarray) -> np.ndarray:
-    """(n, 27) out-of-fold text probabilities for the given fold assignment."""
+def oof_text_proba(df: pd.DataFrame, y: np.ndarray, make_text, folds: np.ndarray,
+                   unlabelled: pd.DataFrame | None = None) -> np.ndarray:
+    """(n, 27) out-of-fold text probabilities for the given fold assignment.
+
+    unlabelled: the texts the final text model also sees (never labels), so the fusion is fitted
+    on text probabilities as sharp as the ones it will be applied to."""
     out = np.zeros((len(df), len(taxonomy.codes())))
     for k in np.unique(folds):
         tr, te = folds != k, folds == k
-        model = make_text().fit(df[tr], y[tr])
+        model = make_text().fit(df[tr], y[tr], **({"X_unlabeled": unlabelled} if unlabelled is not None else {}))
         out[te] = align(model.predict_proba(df[te]), model.classes_)
     return out
 
@@ -98,7 +102,8 @@ def _folds(y: np.ndarray, strata: np.ndarray, n_max: int = 5, seed: int = 0) -> 
 
 
 def fit_image_and_fusion(ws: Workspace, df: pd.DataFrame, y: np.ndarray, *, text_factory=TextClassifier,
-                         progress: Progress | None = None, voters=None) -> tuple[Any, Any, dict]:
+                         progress: Progress | None = None, voters=None,
+                         unlabelled: pd.DataFrame | None = None) -> tuple[Any, Any, dict]:
     """Image ensemble on the labelled products with a usable image, and the fusion fitted on
     out-of-fold text + voter probabilities of those products (same folds for both models).
 
@@ -118,7 +123,7 @@ def fit_image_and_fusion(ws: Workspace, df: pd.DataFrame, y: np.ndarray, *, text
         return None, None, metrics
     folds = _folds(y, ok)
     progress(0.45, f"out-of-fold text probabilities ({len(np.unique(folds))} folds)")
-    text_oof = oof_text_proba(df, y, text_factory, folds)
+    text_oof = oof_text_proba(df, y, text_factory, folds, unlabelled)
     pred = np.asarray(codes)[text_oof.argmax(1)]
     metrics.update({"text_weighted_f1": round(float(f1_score(y, pred, average="weighted")), 4),
                     "text_macro_f1": round(float(f1_score(y, pred, average="macro")), 4),
@@ -165,13 +170,15 @@ def train_version(ws: Workspace, *, progress: Progress | None = None, evaluate: 
     version = version or ws.new_version_id()
     progress(0.05, f"fitting text model on {len(df)} products")
     # every workspace product's text (never its label) enters the vocabulary and IDF
-    text = TextClassifier().fit(df, y, X_unlabeled=products_frame(ws))
+    unlabelled = products_frame(ws)
+    text = TextClassifier().fit(df, y, X_unlabeled=unlabelled)
     metrics: dict[str, Any] = {}
     config: dict[str, Any] = {"text": text.describe()}
     image = fusion = None
     if _has_enough_images(df):
         image, fusion, image_metrics = fit_image_and_fusion(
-            ws, df, y, text_factory=TextClassifier, progress=lambda f, d: progress(0.1 + 0.45 * f, d))
+            ws, df, y, text_factory=TextClassifier, progress=lambda f, d: progress(0.1 + 0.45 * f, d),
+            unlabelled=unlabelled)
         metrics.update(image_metrics)
         if image is not None:
             config["image"], config["fusion"] = image.describe(), fusion.describe()

@@ -184,7 +184,7 @@ def test_stats_and_try_it_leave_the_workspace_untouched(server, app_ws):
         title, image = db.execute("SELECT title, image_path FROM products WHERE image_path IS NOT NULL "
                                   "ORDER BY id LIMIT 1").fetchone()
     top5, votes, heat = client.predict(handle_file(image), title, "", api_name="/try_it")
-    assert top5.count('class="t5-row') == 5 and "Image ensemble" in votes and "lite0+logistic" in votes
+    assert top5.count('class="t5-row') == 5 and "Image ensemble" in votes and "lite2+logistic" in votes
     assert heat.count("<figure>") == 3 and "Grad-CAM" in heat
     assert snapshot() == before
     with pytest.raises(Exception, match="type a title"):
