@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from labeler import taxonomy  # noqa: E402
 from models.backbones import load_backbone  # noqa: E402
 from models.features import embed, extract_features, open_image  # noqa: E402
+from models.image import soft_vote  # noqa: E402
 
 SAMPLE = ROOT.parent / "shared" / "data" / "rakuten-sample"
 
@@ -50,10 +51,13 @@ def image_files(n: int | None = None) -> list[Path]:
 
 
 def bench_extraction(n: int, batch: int, repeats: int) -> None:
+    from models.image import DEFAULT_VOTERS
+
     rows = []
     paths = [str(p) for p in image_files(n)]
-    for name in ("lite0", "lite1", "lite2"):
-        bb = load_backbone(name)
+    for spec in DEFAULT_VOTERS:          # each voter's backbone at the resolution it runs at
+        name = spec.backbone
+        bb = load_backbone(name, weights=spec.weights, input_size=spec.input_size)
         tf = bb.transform()
         x = torch.stack([tf(open_image(p)) for p in paths])
         embed(bb, x[:2])  # warm-up
@@ -93,6 +97,7 @@ def split_workspace(workdir: Path, seed: int = 0):
     ws_dir = workdir / f"ws-seed{seed}"
     fresh = not (ws_dir / "workspace.db").exists()
     ws = Workspace(ws_dir)
+    share_features(ws, workdir)
     if fresh or ws.count_products() == 0:
         workdir.mkdir(parents=True, exist_ok=True)
         x.loc[train].to_csv(workdir / "X_train.csv")
@@ -104,15 +109,35 @@ def split_workspace(workdir: Path, seed: int = 0):
     return ws, truth
 
 
-def bench_quality(workdir: Path, seed: int) -> tuple:
+def share_features(ws, workdir: Path) -> None:
+    """Features are a pure function of (image bytes, backbone recipe): a split of another seed
+    reuses the ones its sibling workspaces already computed instead of extracting them again."""
+    import sqlite3
+    for other in sorted(workdir.glob("ws-seed*/workspace.db")):
+        if other.parent.resolve() == ws.root.resolve():
+            continue
+        con = sqlite3.connect(ws.root / "workspace.db", timeout=30)   # ATTACH cannot run inside ws.write's transaction
+        try:
+            con.execute("ATTACH DATABASE ? AS other", (str(other),))
+            con.execute("INSERT OR IGNORE INTO image_features SELECT * FROM other.image_features")
+            con.commit()
+        finally:
+            con.close()
+
+
+def bench_quality(workdir: Path, seed: int, reuse_model: bool = False) -> tuple:
     from sklearn.metrics import f1_score
 
     from models import training
 
     ws, truth = split_workspace(workdir, seed)
     t = time.perf_counter()
-    version = training.train_version(ws, progress=lambda f, d: print(f"  {100 * f:3.0f}% {d}", flush=True))
-    train_s = time.perf_counter() - t
+    if reuse_model and ws.live_version():
+        version = ws.model_version(ws.live_version())
+        print(f"  reusing model version {version['id']} (--reuse-model)")
+    else:
+        version = training.train_version(ws, progress=lambda f, d: print(f"  {100 * f:3.0f}% {d}", flush=True))
+    train_s = version.get("duration_s") or time.perf_counter() - t
     bundle = training.live_bundle(ws, version["id"])
     test = training.products_frame(ws, list(truth))
     out = bundle.predict(test, feature_store=ws)
@@ -120,8 +145,16 @@ def bench_quality(workdir: Path, seed: int) -> tuple:
     y = np.array([truth[i] for i in test["id"]])
     f1 = {k: f1_score(y, codes[out[k].argmax(1)], average="weighted") for k in ("text", "image", "fused")}
     voters = {k: f1_score(y, codes[v.argmax(1)], average="weighted") for k, v in out["voters"].items()}
-    rows = [["text only", f"{f1['text']:.3f}"], ["image ensemble", f"{f1['image']:.3f}"],
-            *[[f"  voter {k}", f"{v:.3f}"] for k, v in voters.items()], ["fused", f"{f1['fused']:.3f}"]]
+    # the study's recipe on the same voters: equal vote weights, k = 3, then 0.6 image + 0.4 text
+    study_vote = soft_vote(list(out["voters"].values()), [1.0] * len(out["voters"]), 3.0)
+    study = {"vote": f1_score(y, codes[study_vote.argmax(1)], average="weighted"),
+             "fused": f1_score(y, codes[(0.6 * study_vote + 0.4 * out["text"]).argmax(1)], average="weighted")}
+    rows = [["text only", f"{f1['text']:.3f}"],
+            *[[f"  voter {k}", f"{v:.3f}"] for k, v in voters.items()],
+            ["image: study vote (equal weights, k=3)", f"{study['vote']:.3f}"],
+            ["image ensemble (learned vote)", f"{f1['image']:.3f}"],
+            ["fused: study 0.6 image + 0.4 text", f"{study['fused']:.3f}"],
+            ["fused: learned fusion", f"{f1['fused']:.3f}"]]
     table(f"Weighted F1 on {len(y)} held-out imaged products (seed {seed}; trained on {version['n_train']} "
           f"products, {version['metrics'].get('n_images')} with an image; train_version {train_s:.0f} s)",
           ["model", "weighted F1"], rows)
@@ -160,15 +193,18 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--explain", type=int, default=5, help="products for heatmap and latency timings")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="held-out splits (default 0 1)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/rakuten-image-bench"))
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--reuse-model", action="store_true",
+                    help="score with each split's live model version instead of training a new one")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if not args.skip_throughput:
         bench_extraction(args.images, args.batch, args.repeats)
-    _, bundle, test = bench_quality(args.workdir, args.seed)
+    for seed in args.seeds:
+        _, bundle, test = bench_quality(args.workdir, seed, args.reuse_model)
     bench_explain_and_predict(bundle, test, args.explain)
 
 
