@@ -103,3 +103,22 @@ def test_resolve_layer_negative_index():
     bb = load_backbone("dinov3_vits16", weights="random", input_size=64, device="cpu")
     assert resolve_layer(bb.model, "blocks.-1.norm1") is bb.model.blocks[-1].norm1
     assert np.prod(bb.model.patch_embed.grid_size) == 16
+
+
+@pytest.mark.parametrize("name, weights", [("lite0", None), ("resnet50", "random")])
+def test_folded_batchnorm_keeps_features_and_logits(name, weights):
+    """Loaded backbones have their BatchNorms folded into the convs: no BatchNorm left, same outputs."""
+    from models.backbones import build_model, fold_batchnorm
+
+    spec = get_spec(name)
+    import copy
+    plain = build_model(spec, weights)
+    folded = copy.deepcopy(plain)     # same weights (random ones differ per build)
+    assert fold_batchnorm(folded) == sum(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules()) > 0
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    x = torch.randn(2, 3, 128, 128)
+    with torch.inference_mode():
+        for fn in (lambda m: m.forward_head(m.forward_features(x), pre_logits=True), lambda m: m(x)):
+            a, b = fn(plain), fn(folded)
+            assert torch.allclose(a, b, atol=1e-4 * max(1.0, float(a.abs().max())))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in load_backbone("lite0", input_size=64).model.modules())
