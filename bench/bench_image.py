@@ -1,6 +1,6 @@
 """Image ensemble benchmark on the shared Rakuten sample (printed tables, medians and ratios).
 
-    python bench/bench_image.py [--images 32] [--workdir /tmp/rakuten-image-bench]
+    python bench/bench_image.py [--images 96] [--workdir /tmp/rakuten-image-bench]
 
 1. Feature extraction images/s per backbone through the pipeline (decode + transform in a
    DataLoader + batched forward + flip) next to the bare forward on the same, already decoded batch.
@@ -189,7 +189,7 @@ def bench_explain_and_predict(bundle, test: pd.DataFrame, n: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--images", type=int, default=32, help="images for the throughput table")
+    ap.add_argument("--images", type=int, default=96, help="images for the throughput table")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--explain", type=int, default=5, help="products for heatmap and latency timings")
