@@ -189,15 +189,39 @@ def _image_top1(ensemble: ImageEnsemble, product: Any) -> int:
     return int(taxonomy.codes()[int(np.argmax(out["image"][0]))])
 
 
+def caption_font(size: int = 11):
+    """DejaVu Sans (shipped with matplotlib): category names carry accents (bébé, société) that
+    PIL's built-in fonts draw as boxes."""
+    from PIL import ImageFont
+    try:
+        import matplotlib
+        return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"), size)
+    except (ImportError, OSError):
+        return ImageFont.load_default()
+
+
+def _wrap(text: str, width: int, draw: ImageDraw.ImageDraw, font) -> list[str]:
+    lines, line = [], ""
+    for word in text.split(" "):
+        trial = f"{line} {word}".strip()
+        if line and draw.textlength(trial, font=font) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = trial
+    return lines + ([line] if line else [])
+
+
 def captioned(caption: str, overlay: Image.Image) -> Image.Image:
     """The overlay with its caption written underneath (for PNG files)."""
-    lines = [caption[i:i + 52] for i in range(0, len(caption), 52)]
+    font = caption_font()
+    lines = _wrap(caption, overlay.width - 8, ImageDraw.Draw(overlay.copy()), font)
     band = 14 * len(lines) + 8
     canvas = Image.new("RGB", (overlay.width, overlay.height + band), "white")
     canvas.paste(overlay, (0, 0))
     draw = ImageDraw.Draw(canvas)
     for i, line in enumerate(lines):
-        draw.text((4, overlay.height + 4 + 14 * i), line, fill="black")
+        draw.text((4, overlay.height + 4 + 14 * i), line, fill="black", font=font)
     return canvas
 
 

@@ -135,3 +135,18 @@ def test_pooled_ablation_cam_equals_pytorch_grad_cam(trained, sample_dir):
             ref = cam(input_tensor=fmap.clone(), targets=[ClassifierOutputTarget(k)])[0]
         assert fast.shape == ref.shape and np.abs(fast - ref).max() < 1e-4
         assert 0 < prob < 1 and fast.max() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_png_captions_draw_accented_category_names_within_the_image():
+    """'Articles bébé', 'Jeux de société': the caption font has the accents (not a missing-glyph box)."""
+    from models.explain import caption_font, captioned
+
+    font = caption_font()
+    def glyph(ch: str) -> tuple:
+        mask = font.getmask(ch)
+        return mask.size, bytes(mask)
+
+    assert all(glyph(ch) != glyph("\uffff") for ch in "éèàçô")     # PIL's default font fails this
+    caption = "lite0+xgboost · Ablation-CAM (gradient-free: XGBoost has no gradients) · 1301 Articles bébé et jeux de bar · p=0.03"
+    out = captioned(caption, Image.new("RGB", (320, 320), "gray"))
+    assert out.width == 320 and out.height > 320 + 14 * 2      # wrapped on several lines under the overlay
