@@ -196,12 +196,18 @@ OBSERVE = """() => {
   }).observe(target, {subtree: true, childList: true, attributes: true, characterData: true});
   window.__lastCard = target.querySelector('.card')?.dataset.productId;
 }"""
+# the next product counts as displayed once its card is in the DOM and its image has loaded
 PRESS = """() => new Promise(resolve => {
   const before = window.__cardTimes.length;
   const t0 = performance.now();
   document.dispatchEvent(new KeyboardEvent('keydown', {key: 'Enter', bubbles: true}));
-  const poll = () => window.__cardTimes.length > before ? resolve(window.__cardTimes[before] - t0)
-                                                         : setTimeout(poll, 1);
+  const poll = () => {
+    if (window.__cardTimes.length > before) {
+      const img = document.querySelector('#review-card img.product-img');
+      if (!img || (img.complete && img.naturalWidth > 0)) return resolve(performance.now() - t0);
+    }
+    setTimeout(poll, 1);
+  };
   poll();
 })"""
 

@@ -115,7 +115,7 @@ class ReviewUI:
         current = {"product_id": card.product_id, "key": card.key, "reviewer": s.reviewer,
                    "strategy": card.strategy, "model_version": version, "remaining": card.remaining,
                    "top5": [[v.code, v.prob] for v in pred.top5] if pred is not None else []}
-        image_uri = views.image_data_uri(card.product.get("image_path"))
+        image_uri = views.image_src(card.product.get("image_path"))
         return (s, current, status, views.card_html(card, image_uri, threshold=threshold),
                 views.top5_html(pred, threshold=threshold),
                 views.votes_html(pred, has_image=bool(card.product.get("image_path"))),
@@ -388,12 +388,22 @@ def confusion_figure(matrix):
 N_CARD_OUTPUTS = 11
 
 
+def image_folders(ws: Workspace) -> list[str]:
+    """The folders holding the workspace's product images."""
+    rows = ws.conn.execute("SELECT DISTINCT image_path FROM products "
+                           "WHERE image_path IS NOT NULL AND image_path != ''").fetchall()
+    return sorted({str(Path(p).resolve().parent) for (p,) in rows})
+
+
 def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Prefetcher | None = None) -> gr.Blocks:
     """The review app over one workspace. Launch it with `serve()` (or `launch(**launch_options())`)."""
     from models.training import live_bundle
     prefetcher = prefetcher or Prefetcher(lambda version: live_bundle(ws, version), explain=default_explainer())
     prefetcher.preload(ws.live_version())
     ui = ReviewUI(ws, settings, prefetcher)
+    # product images go to the browser by URL on Gradio's file route (behind --auth like every
+    # route), not inside the card HTML: the card update stays small and the browser caches images
+    gr.set_static_paths(views.serve_image_folders(image_folders(ws)))
     secret = hashlib.sha256(f"labeler:{ws.root.resolve()}".encode()).hexdigest()[:24]
     strategy_choices = [(_pretty(n), n) for n in strategies.STRATEGIES]
     categories = views.category_choices()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from pathlib import Path
 from html.parser import HTMLParser
 
 import pytest
@@ -201,4 +202,17 @@ def test_auth_identifies_the_reviewer(sample_dir, tmp_path):
         client.predict(cur, "", api_name="/accept")
         with pytest.raises(Exception):
             Client(url, auth=("dana", "wrong"), verbose=False)
+        # product images are served by URL, and only to a logged-in reviewer
+        import requests
+
+        from labeler import views
+        with sqlite3.connect(root / "workspace.db") as db:
+            image = db.execute("SELECT image_path FROM products WHERE image_path IS NOT NULL LIMIT 1").fetchone()[0]
+        src = views.image_src(image)
+        assert src.startswith("gradio_api/file=")
+        assert requests.get(url.rstrip("/") + "/" + src, timeout=10).status_code in (401, 403)
+        with requests.Session() as browser:
+            browser.post(url.rstrip("/") + "/login", data={"username": "dana", "password": "s3cret"}, timeout=10)
+            got = browser.get(url.rstrip("/") + "/" + src, timeout=10)
+            assert got.status_code == 200 and got.content == Path(image).read_bytes()
     assert [(r["reviewer"], r["action"]) for r in decisions(root)] == [("dana", "accept")]

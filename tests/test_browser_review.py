@@ -150,6 +150,10 @@ def test_review_screen_keyboard_undo_reload(browser, sample_dir, tmp_path):
         page.reload()
         assert wait_for_new_card(page, None) == with_image
         assert page.locator("#review-card img.product-img").count() == 1
+        # fetched by URL from Gradio's file route (not inlined in the card), and really shown
+        assert page.locator("#review-card img.product-img").get_attribute("src").startswith("gradio_api/file=")
+        page.wait_for_function("() => { const i = document.querySelector('#review-card img.product-img');"
+                               " return i.complete && i.naturalWidth === 500; }", timeout=10_000)
         page.wait_for_function("() => document.querySelectorAll('#heatmaps figure img').length === 3",
                                timeout=HEAT_TIMEOUT_MS)
         captions = page.locator("#heatmaps figcaption").all_inner_texts()
