@@ -12,6 +12,7 @@ Backbones come from `models.backbones.load_backbone`, loaded once per process.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import re
@@ -189,6 +190,7 @@ def _image_top1(ensemble: ImageEnsemble, product: Any) -> int:
     return int(taxonomy.codes()[int(np.argmax(out["image"][0]))])
 
 
+@functools.lru_cache(maxsize=4)
 def caption_font(size: int = 11):
     """DejaVu Sans (shipped with matplotlib): category names carry accents (bébé, société) that
     PIL's built-in fonts draw as boxes."""
@@ -200,11 +202,11 @@ def caption_font(size: int = 11):
         return ImageFont.load_default()
 
 
-def _wrap(text: str, width: int, draw: ImageDraw.ImageDraw, font) -> list[str]:
+def _wrap(text: str, width: int, font) -> list[str]:
     lines, line = [], ""
     for word in text.split(" "):
         trial = f"{line} {word}".strip()
-        if line and draw.textlength(trial, font=font) > width:
+        if line and font.getlength(trial) > width:
             lines.append(line)
             line = word
         else:
@@ -215,7 +217,7 @@ def _wrap(text: str, width: int, draw: ImageDraw.ImageDraw, font) -> list[str]:
 def captioned(caption: str, overlay: Image.Image) -> Image.Image:
     """The overlay with its caption written underneath (for PNG files)."""
     font = caption_font()
-    lines = _wrap(caption, overlay.width - 8, ImageDraw.Draw(overlay.copy()), font)
+    lines = _wrap(caption, overlay.width - 8, font)
     band = 14 * len(lines) + 8
     canvas = Image.new("RGB", (overlay.width, overlay.height + band), "white")
     canvas.paste(overlay, (0, 0))

@@ -81,7 +81,7 @@ def oof_text_proba(df: pd.DataFrame, y: np.ndarray, make_text, folds: np.ndarray
     out = np.zeros((len(df), len(taxonomy.codes())))
     for k in np.unique(folds):
         tr, te = folds != k, folds == k
-        model = make_text().fit(df[tr], y[tr], **({"X_unlabeled": unlabelled} if unlabelled is not None else {}))
+        model = make_text().fit(df[tr], y[tr], X_unlabeled=unlabelled)
         out[te] = align(model.predict_proba(df[te]), model.classes_)
     return out
 
