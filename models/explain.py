@@ -133,7 +133,7 @@ def voter_heatmap(ensemble: ImageEnsemble, spec: VoterSpec, image: Image.Image, 
                 prob = float(head.predict_proba(model.forward_head(fmap, pre_logits=True).detach().cpu().numpy())[0, classes.index(int(category))])
             method = "Ablation-CAM (gradient-free: XGBoost has no gradients)"
         else:
-            wrapper = _BackboneHead(model, head.to_torch()).eval()
+            wrapper = _BackboneHead(model, head.to_torch().to(backbone.device)).eval()
             reshape = vit_reshape(model) if backbone.spec.is_vit else None
             with GradCAM(model=wrapper, target_layers=[backbone.cam_layer()], reshape_transform=reshape) as cam:
                 grayscale = cam(input_tensor=x, targets=target)[0]

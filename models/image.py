@@ -11,6 +11,7 @@ Example (the study's voters, built from configuration alone; their weights need 
 """
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from dataclasses import asdict, dataclass, field
@@ -130,7 +131,8 @@ class MLPHead(ClassifierMixin, BaseEstimator):
         with torch.no_grad():
             scale.weight.copy_(torch.diag(torch.tensor(1 / self.scale_)))
             scale.bias.copy_(torch.tensor(-self.mean_ / self.scale_))
-        return torch.nn.Sequential(scale, self.module_).eval()
+        # a copy: the caller may move it to the backbone's device, the head keeps predicting on CPU
+        return torch.nn.Sequential(scale, copy.deepcopy(self.module_)).eval()
 
 
 class XGBHead(ClassifierMixin, BaseEstimator):
