@@ -1,6 +1,6 @@
 """Image loading and pooled backbone features, cached per image content (sha1) and backbone recipe.
 
-Features are computed once, in batches, with images decoded in parallel by a DataLoader, on CUDA
+Features are computed once, in batches, with images decoded in parallel by a thread pool, on CUDA
 when present, and stored in the workspace's `image_features` table; training, retraining and
 prediction all read them back from there.
 
@@ -12,14 +12,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, ImageFile
+from PIL import Image
 
 from models.backbones import Backbone
 
@@ -86,9 +85,7 @@ def open_image(path: Path | str | None, *, draft_size: int | None = None) -> Ima
                                    "too small to classify, using text only")
             if draft_size and img.format == "JPEG":
                 img.draft("RGB", (draft_size, draft_size))
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                img.load()
+            img.load()   # PIL's own bomb check ran in Image.open, on more pixels than MAX_PIXELS
             return img.convert("RGB")
     except ImageProblem:
         raise
@@ -154,28 +151,92 @@ def as_cache(store: Any) -> FeatureCache | None:
 
 
 # -- extraction --------------------------------------------------------------------------------
-class _Images(torch.utils.data.Dataset):
-    def __init__(self, paths: Sequence[str], transform: Callable, draft_size: int):
-        self.paths, self.transform, self.draft_size = list(paths), transform, draft_size
+def _load(path: str, transform: Callable, draft_size: int) -> tuple[torch.Tensor | None, str]:
+    """(uint8 pixels, "") or (None, why not): an odd image never stops the batch."""
+    try:
+        return transform(open_image(path, draft_size=draft_size)), ""
+    except ImageProblem as exc:
+        return None, str(exc)
+    except Exception as exc:  # a transform failing on an odd image
+        return None, f"image {path} could not be prepared ({type(exc).__name__}: {exc})"
 
-    def __len__(self) -> int:
-        return len(self.paths)
 
-    def __getitem__(self, i: int):
+def _read_for_device(path: str, transform: Callable, draft_size: int) -> tuple[Any, str]:
+    """A plain RGB/grey JPEG within the size limits as its raw bytes (decoded later on the GPU, in
+    one batched nvjpeg call); anything else decoded here by PIL, as on CPU."""
+    from torchvision.io import read_file
+    try:
+        with Image.open(_existing(path)) as img:
+            plain = img.format == "JPEG" and img.mode in ("RGB", "L") and \
+                min(img.size) >= MIN_SIDE and img.size[0] * img.size[1] <= MAX_PIXELS
+        if plain:
+            return read_file(str(path)), "jpeg"
+    except Exception:
+        pass  # PIL below says what is wrong with it
+    return _load(path, transform, draft_size)
+
+
+def _batches(paths: Sequence[str], load: Callable[[str], tuple[Any, str]], batch_size: int,
+             workers: int) -> Iterator[tuple[int, list[tuple[Any, str]]]]:
+    """(first index, [load(path) for the batch's paths]) per batch, in order.
+
+    Loading runs in a thread pool (PIL releases the GIL while it decodes and resizes), a few
+    batches ahead of the model: no worker processes to start, no tensors through shared memory.
+    """
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    starts = range(0, len(paths), batch_size)
+    if workers <= 0:
+        for s in starts:
+            yield s, [load(p) for p in paths[s:s + batch_size]]
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
+        ahead: deque = deque()
+        todo = iter(starts)
+        for s in todo:
+            ahead.append((s, [pool.submit(load, p) for p in paths[s:s + batch_size]]))
+            if len(ahead) >= 3:
+                break
+        while ahead:
+            s, futures = ahead.popleft()
+            nxt = next(todo, None)
+            if nxt is not None:
+                ahead.append((nxt, [pool.submit(load, p) for p in paths[nxt:nxt + batch_size]]))
+            yield s, [f.result() for f in futures]
+
+
+def _collate(start: int, items: list[tuple[Any, str]], backbone: Backbone, paths: Sequence[str],
+             transform: Callable, draft_size: int) -> tuple[torch.Tensor | None, list[int], dict[int, str]]:
+    """(uint8 pixels of the usable images, their indices, {index: problem}); JPEG bytes are
+    decoded and resized on the backbone's device, the same resize + crop as `pixel_transform`."""
+    jpeg = [j for j, (_, kind) in enumerate(items) if kind == "jpeg"]
+    if jpeg:
+        from torchvision.io import ImageReadMode, decode_jpeg
+        from torchvision.transforms import functional as TF
+        items = list(items)
         try:
-            x = self.transform(open_image(self.paths[i], draft_size=self.draft_size))
-            return x, i, ""
-        except ImageProblem as exc:
-            return None, i, str(exc)
-        except Exception as exc:  # a transform failing on an odd image must not stop the batch
-            return None, i, f"image {self.paths[i]} could not be prepared ({type(exc).__name__}: {exc})"
-
-
-def _collate(items):
-    good = [(x, i) for x, i, _ in items if x is not None]
-    bad = {i: msg for x, i, msg in items if x is None}
-    x = torch.stack([g[0] for g in good]) if good else None
-    return x, [g[1] for g in good], bad
+            decoded = decode_jpeg([items[j][0] for j in jpeg], mode=ImageReadMode.RGB, device=backbone.device)
+        except Exception:   # the device decoder refused one: PIL decodes the batch's JPEGs instead
+            decoded = None
+        size = int(backbone.data_config["input_size"][-1])
+        scale = int(size / (backbone.data_config.get("crop_pct") or 1.0))
+        mode = TF.InterpolationMode(backbone.data_config.get("interpolation", "bicubic"))
+        if decoded is None:
+            for j in jpeg:
+                items[j] = _load(paths[start + j], transform, draft_size)
+        else:   # photos of one size (most of a catalog) are resized together, one call per size
+            by_shape: dict[tuple, list[int]] = {}
+            for n, img in enumerate(decoded):
+                by_shape.setdefault(tuple(img.shape), []).append(n)
+            for group in by_shape.values():
+                imgs = TF.resize(torch.stack([decoded[n] for n in group]), scale, interpolation=mode, antialias=True)
+                for n, img in zip(group, TF.center_crop(imgs, [size, size])):
+                    items[jpeg[n]] = img, ""
+    good = [(start + j, x) for j, (x, _) in enumerate(items) if x is not None]
+    bad = {start + j: msg for j, (x, msg) in enumerate(items) if x is None}
+    x = torch.stack([t.to(backbone.device) for _, t in good]) if good else None
+    return x, [i for i, _ in good], bad
 
 
 @torch.inference_mode()
@@ -187,6 +248,8 @@ def embed(backbone: Backbone, x: torch.Tensor, *, flip: bool = True) -> torch.Te
     """
     model = backbone.model
     x = x.to(backbone.device, non_blocking=True)
+    if x.dtype == torch.uint8:     # pixels from `Backbone.pixel_transform`: normalised here, on the device
+        x = backbone.normalise(x)
     if not backbone.spec.is_vit:
         x = x.contiguous(memory_format=torch.channels_last)
     f = model.forward_head(model.forward_features(x), pre_logits=True)
@@ -196,21 +259,24 @@ def embed(backbone: Backbone, x: torch.Tensor, *, flip: bool = True) -> torch.Te
 
 
 def default_workers(device: torch.device | None = None) -> int:
-    """Decoding worker processes, only where they do not take the forward pass's cores.
+    """Decoding threads, only where they do not take the forward pass's cores.
 
-    On a small CPU machine a worker process competes with torch's intra-op threads: measured on 2
-    cores, 96 images, lite2@480, the pipeline fell to 73 % of the bare forward with one worker and
-    stays at ~91 % decoding inline (decode + resize is ~9 ms an image, the forward 100-300 ms)."""
+    On a small CPU machine decoding beside the forward competes with torch's intra-op threads:
+    measured on 2 cores, 96 images, lite2@480, the pipeline fell to 73 % of the bare forward with
+    one worker and stays at ~91 % decoding inline (decode + resize is ~9 ms an image, the forward
+    100-300 ms)."""
     cores = os.cpu_count() or 1
     if device is not None and device.type == "cuda":
-        return max(0, min(4, cores - 1))
+        # a GPU embeds 1,100 (lite2@480) to 2,700 (lite0@352) images/s: every spare core reads
+        # (JPEG headers and bytes for nvjpeg; other formats are decoded by PIL in these threads)
+        return max(0, min(16, cores - 1))
     return 0 if cores < 8 else min(4, cores // 8)
 
 
 def extract_features(backbone: Backbone, paths: Sequence[str | None], sha1s: Sequence[str | None] | None = None,
                      *, cache: FeatureCache | None = None, flip: bool = True, batch_size: int = 32,
                      num_workers: int | None = None, progress: Progress | None = None,
-                     desc: str | None = None) -> FeatureBatch:
+                     desc: str | None = None, decode_on_device: bool | None = None) -> FeatureBatch:
     """Features for every image path, from the cache where present, else computed and stored.
 
     sha1s: content hashes (from the import); missing ones are computed from the files.
@@ -239,7 +305,7 @@ def extract_features(backbone: Backbone, paths: Sequence[str | None], sha1s: Seq
     if todo:
         _compute(backbone, [paths[i] for i in todo], todo, vectors, ok, problems, flip=flip,
                  batch_size=batch_size, num_workers=num_workers, progress=progress,
-                 desc=desc or f"features {key}")
+                 desc=desc or f"features {key}", decode_on_device=decode_on_device)
         if cache is not None:
             cache.put([(sha1s[i], vectors[i]) for i in todo if ok[i] and sha1s[i]], key)
     for i, msg in sorted(problems.items()):
@@ -254,22 +320,22 @@ def feature_key(backbone: Backbone, flip: bool = True) -> str:
 
 def _compute(backbone: Backbone, paths: list, rows: list[int], vectors: np.ndarray, ok: np.ndarray,
              problems: dict[int, str], *, flip: bool, batch_size: int, num_workers: int | None,
-             progress: Progress | None, desc: str) -> None:
+             progress: Progress | None, desc: str, decode_on_device: bool | None = None) -> None:
     from tqdm.auto import tqdm
 
     size = backbone.data_config["input_size"][-1]
-    # a worker process costs its start-up (~1 s) and competes with the forward for 2 cores: it pays
-    # off on long runs only; a few batches (the app, the CLI, a retrain's new images) decode inline
-    workers = (default_workers(backbone.device) if len(paths) >= 4 * batch_size else 0) if num_workers is None else num_workers
-    data = _Images(paths, backbone.transform(), draft_size=2 * size)
-    loader = torch.utils.data.DataLoader(
-        data, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_collate,
-        pin_memory=backbone.device.type == "cuda", persistent_workers=False,
-        prefetch_factor=2 if workers else None)
+    workers = default_workers(backbone.device) if num_workers is None else num_workers
+    transform, draft = backbone.pixel_transform(), 2 * size
+    # on a GPU, JPEG decoding moves there too (nvjpeg, batched): on an H200, 15 CPU threads decoding
+    # 500 px photos with PIL kept 20-30 % of the bare forward (the decoding threads and the kernel
+    # launches share the GIL), nvjpeg 22-43 %; nvjpeg itself takes ~1.3 ms a photo there
+    read = _read_for_device if (decode_on_device if decode_on_device is not None else backbone.device.type == "cuda") else _load
+    batches = _batches(paths, lambda p: read(p, transform, draft), batch_size, workers)
     done = 0
     with tqdm(total=len(paths), desc=desc, unit="img", disable=progress is not None, leave=False) as bar, \
             backbone.lock:
-        for x, local, bad in loader:
+        for start, items in batches:
+            x, local, bad = _collate(start, items, backbone, paths, transform, draft)
             for j, msg in bad.items():
                 problems[rows[j]] = msg
             if x is not None:

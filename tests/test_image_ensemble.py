@@ -171,3 +171,21 @@ def test_fusion_learns_weights_on_oof_and_handles_missing_modalities():
     np.testing.assert_allclose(fused[-10:], text[-10:])                 # no image: text only
     np.testing.assert_allclose(fused[:5], fusion.image_vote({"good": good[:5], "useless": useless[:5]}))  # no text
     np.testing.assert_allclose(fused.sum(1), 1)
+
+
+@pytest.mark.parametrize("workers", [0, 3])
+def test_decoding_on_the_device_path_matches_pil(tmp_path, sample_products, workers):
+    """The GPU path (JPEG bytes batched through torchvision's decoder, resized as tensors) gives
+    the PIL path's features, and sends every odd file (CMYK, truncated, missing...) through PIL
+    with the same messages. torchvision decodes on CPU here, on CUDA where the backbone is."""
+    from models.backbones import load_backbone
+    df, _ = sample_products
+    bad = _bad_images(tmp_path, df["image_path"][0])
+    paths = list(df["image_path"][:8]) + list(bad.values()) + [None]
+    bb = load_backbone("lite0", input_size=96, device="cpu")
+    pil = extract_features(bb, paths, batch_size=5, num_workers=workers, decode_on_device=False)
+    dev = extract_features(bb, paths, batch_size=5, num_workers=workers, decode_on_device=True)
+    assert list(pil.ok) == list(dev.ok) and pil.problems == dev.problems and pil.ok.sum() == 10
+    a, b = pil.vectors[pil.ok], dev.vectors[dev.ok]
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cos.min() > 0.999
