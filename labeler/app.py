@@ -103,8 +103,9 @@ class ReviewUI:
                 body = views.empty_card_html(
                     "Nothing left in this queue",
                     f"The “{_pretty(s.strategy)}” queue has no product left for you. Pick another queue above.")
-            return (s, {}, status, body, views.top5_html(None, threshold=threshold) if s.reviewer else "", "",
-                    "", gr.skip(), choice, comment, self._history(s))
+            return (s, {}, views.card_with_status(status, body),
+                    views.top5_html(None, threshold=threshold) if s.reviewer else "",
+                    views.side_html("", self._history(s)), "", gr.skip(), choice, comment)
         pred = card.prediction
         top1 = pred.top1 if pred is not None else None
         version = pred.model_version if pred is not None else None
@@ -116,11 +117,12 @@ class ReviewUI:
                    "strategy": card.strategy, "model_version": version, "remaining": card.remaining,
                    "top5": [[v.code, v.prob] for v in pred.top5] if pred is not None else []}
         image_uri = views.image_src(card.product.get("image_path"))
-        return (s, current, status, views.card_html(card, image_uri, threshold=threshold),
+        return (s, current, views.card_with_status(status, views.card_html(card, image_uri, threshold=threshold)),
                 views.top5_html(pred, threshold=threshold),
-                views.votes_html(pred, has_image=bool(card.product.get("image_path"))),
+                views.side_html(views.votes_html(pred, has_image=bool(card.product.get("image_path"))),
+                                self._history(s)),
                 self._heat_html(heat, top1, s), f"{card.key}:{top1}" if heat is None else gr.skip(),
-                choice, comment, self._history(s))
+                choice, comment)
 
     def _history(self, s: Session) -> str:
         if not s.reviewer:
@@ -383,9 +385,11 @@ def confusion_figure(matrix):
 
 
 # -- layout and wiring ----------------------------------------------------------------------------
-# What `ReviewUI.render` returns, in order: session, current, status, card, top5, votes, heatmaps,
-# heatmap token (triggers the follow-up), category search (reset), comment (reset), last decisions.
-N_CARD_OUTPUTS = 11
+# What `ReviewUI.render` returns, in order: session, current, status line + card, top5, votes +
+# last decisions, heatmaps, heatmap token (triggers the follow-up), category search (reset),
+# comment (reset). Few outputs on purpose: each extra gr.HTML output cost the browser ~15 ms per
+# update (Gradio 6, measured on an empty-event app), so what sits together is sent together.
+N_CARD_OUTPUTS = 9
 
 
 def image_folders(ws: Workspace) -> list[str]:
@@ -421,10 +425,10 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
                                            info=_describe(DEFAULT_STRATEGY), elem_id="queue-strategy")
                     queue_category = gr.Dropdown(categories, value=None, label="Queue category", scale=2,
                                                  visible=False, elem_id="queue-category")
-                status = _html(views.status_html(reviewer=None, card=None), elem_id="review-status")
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=6, min_width=480):
-                        card = _html(views.empty_card_html("Loading…"), elem_id="review-card")
+                        card = _html(views.card_with_status(views.status_html(reviewer=None, card=None),
+                                                            views.empty_card_html("Loading…")), elem_id="review-card")
                         heat = _html(elem_id="heatmaps")
                         heat_token = gr.Textbox(visible="hidden", elem_id="heat-token")
                         heat_request = gr.Textbox(visible="hidden", elem_id="heat-request")
@@ -441,8 +445,7 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
                                              filterable=True, elem_id="category-search")
                         comment = gr.Textbox(label="Comment (optional, saved with the decision)", max_lines=2,
                                              elem_id="comment")
-                        votes = _html(elem_id="votes")
-                        history = _html(elem_id="history")
+                        side = _html(elem_id="review-side")
                         pick_btns = [gr.Button(f"pick {r}", visible="hidden", elem_id=f"btn-pick-{r}")
                                      for r in range(1, 6)]
 
@@ -476,7 +479,7 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
                         try_votes = _html(elem_id="try-votes")
                 try_heat = _html(elem_id="try-heatmaps")
 
-        outs = [session, current, status, card, top5, votes, heat, heat_token, choose, comment, history]
+        outs = [session, current, card, top5, side, heat, heat_token, choose, comment]
         review_events = {"concurrency_id": "review", "concurrency_limit": 4, "show_progress": "hidden"}
         heat_events = {"concurrency_limit": None, "show_progress": "hidden"}
 

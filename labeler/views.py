@@ -265,6 +265,16 @@ def status_html(*, reviewer: str | None, card, last: str = "", done_today: int |
     return f'<div class="status">{"".join(parts)}</div>'
 
 
+def card_with_status(status: str, card: str) -> str:
+    """The status line and the card travel as one HTML output (see app.N_CARD_OUTPUTS)."""
+    return f'<div id="review-status">{status}</div>{card}'
+
+
+def side_html(votes: str, history: str) -> str:
+    """The models' votes and the reviewer's last decisions, one HTML output under the buttons."""
+    return f'<div id="votes">{votes}</div><div id="history">{history}</div>'
+
+
 def shortcuts_html() -> str:
     keys = "".join(f'<span class="key"><kbd>{k}</kbd> {html.escape(v)}</span>' for k, v in SHORTCUTS)
     return f'<div class="shortcuts">{keys}</div>'

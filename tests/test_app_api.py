@@ -16,8 +16,7 @@ from app_server import XSS_TITLE, add_hostile_product, decisions, running_app
 from labeler import taxonomy
 from app_workspace import app_workspace
 
-CARD_FIELDS = ("current", "status", "card", "top5", "votes", "heat", "heat_token", "choose", "comment",
-               "history")
+CARD_FIELDS = ("current", "card", "top5", "side", "heat", "heat_token", "choose", "comment")   # card: status line too
 
 
 def card(out) -> dict:
@@ -55,7 +54,7 @@ def test_review_through_the_api_writes_each_decision_before_the_next_card(server
     assert f'data-product-id="{cur["product_id"]}"' in first["card"]
     assert first["top5"].count('class="t5-row') == 5
     assert taxonomy.name(cur["top5"][0][0]) in first["top5"]          # category names, not only codes
-    assert "Text model" in first["votes"]
+    assert "Text model" in first["side"]
     assert decisions(app_ws) == []
 
     second = card(client.predict(cur, "", api_name="/accept"))
@@ -87,7 +86,7 @@ def test_review_through_the_api_writes_each_decision_before_the_next_card(server
 
     # undo twice: the skip, then the choice; each product comes back on screen
     back = card(client.predict(api_name="/undo"))
-    assert back["current"]["product_id"] == skipped["product_id"] and "undid" in back["status"]
+    assert back["current"]["product_id"] == skipped["product_id"] and "undid" in back["card"]
     back = card(client.predict(api_name="/undo"))
     assert back["current"]["product_id"] == cur["product_id"]
     rows = decisions(app_ws)
@@ -95,14 +94,14 @@ def test_review_through_the_api_writes_each_decision_before_the_next_card(server
     assert rows[4]["undoes"] == rows[3]["id"] and rows[5]["undoes"] == rows[2]["id"]
 
     # a new session (reload) resumes on the same product
-    resumed = card(Client(url, verbose=False).predict("alice", {}, api_name="/start")[:10])
+    resumed = card(Client(url, verbose=False).predict("alice", {}, api_name="/start")[:len(CARD_FIELDS)])
     assert resumed["current"]["product_id"] == cur["product_id"] and "resumed" in resumed["card"]
 
 
 def test_name_is_required_before_deciding(server, app_ws):
     _, url = server
     client = Client(url, verbose=False)
-    out = card(client.predict("", {}, api_name="/start")[:10])
+    out = card(client.predict("", {}, api_name="/start")[:len(CARD_FIELDS)])
     assert out["current"] == {} and "Who is reviewing" in out["card"]
     with pytest.raises(Exception, match="Reviewer box"):
         client.predict({}, "", api_name="/accept")
@@ -197,8 +196,8 @@ def test_auth_identifies_the_reviewer(sample_dir, tmp_path):
     with running_app(root, tmp_path, auth=[("dana", "s3cret"), ("eve", "pw2")]) as (_, url):
         client = Client(url, auth=("dana", "s3cret"), verbose=False)
         out = client.predict("someone-else", {}, api_name="/start")
-        cur = card(out[:10])["current"]
-        assert cur["reviewer"] == "dana" and out[10]["value"] == "dana"
+        cur = card(out[:len(CARD_FIELDS)])["current"]
+        assert cur["reviewer"] == "dana" and out[len(CARD_FIELDS)]["value"] == "dana"
         client.predict(cur, "", api_name="/accept")
         with pytest.raises(Exception):
             Client(url, auth=("dana", "wrong"), verbose=False)
