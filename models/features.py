@@ -151,8 +151,8 @@ def as_cache(store: Any) -> FeatureCache | None:
 
 
 # -- extraction --------------------------------------------------------------------------------
-def _load(path: str, transform: Callable, draft_size: int) -> tuple[torch.Tensor | None, str]:
-    """(uint8 pixels, "") or (None, why not): an odd image never stops the batch."""
+def decode_pixels(path: str | None, transform: Callable, draft_size: int) -> tuple[torch.Tensor | None, str]:
+    """(transform(image), "") or (None, why not): an odd image never stops the batch."""
     try:
         return transform(open_image(path, draft_size=draft_size)), ""
     except ImageProblem as exc:
@@ -173,7 +173,7 @@ def _read_for_device(path: str, transform: Callable, draft_size: int) -> tuple[A
             return read_file(str(path)), "jpeg"
     except Exception:
         pass  # PIL below says what is wrong with it
-    return _load(path, transform, draft_size)
+    return decode_pixels(path, transform, draft_size)
 
 
 def _batches(paths: Sequence[str], load: Callable[[str], tuple[Any, str]], batch_size: int,
@@ -209,29 +209,24 @@ def _batches(paths: Sequence[str], load: Callable[[str], tuple[Any, str]], batch
 def _collate(start: int, items: list[tuple[Any, str]], backbone: Backbone, paths: Sequence[str],
              transform: Callable, draft_size: int) -> tuple[torch.Tensor | None, list[int], dict[int, str]]:
     """(uint8 pixels of the usable images, their indices, {index: problem}); JPEG bytes are
-    decoded and resized on the backbone's device, the same resize + crop as `pixel_transform`."""
+    decoded on the backbone's device and resized there by `transform` (the pixel transform)."""
     jpeg = [j for j, (_, kind) in enumerate(items) if kind == "jpeg"]
     if jpeg:
         from torchvision.io import ImageReadMode, decode_jpeg
-        from torchvision.transforms import functional as TF
         items = list(items)
         try:
             decoded = decode_jpeg([items[j][0] for j in jpeg], mode=ImageReadMode.RGB, device=backbone.device)
         except Exception:   # the device decoder refused one: PIL decodes the batch's JPEGs instead
             decoded = None
-        size = int(backbone.data_config["input_size"][-1])
-        scale = int(size / (backbone.data_config.get("crop_pct") or 1.0))
-        mode = TF.InterpolationMode(backbone.data_config.get("interpolation", "bicubic"))
         if decoded is None:
             for j in jpeg:
-                items[j] = _load(paths[start + j], transform, draft_size)
+                items[j] = decode_pixels(paths[start + j], transform, draft_size)
         else:   # photos of one size (most of a catalog) are resized together, one call per size
             by_shape: dict[tuple, list[int]] = {}
             for n, img in enumerate(decoded):
                 by_shape.setdefault(tuple(img.shape), []).append(n)
             for group in by_shape.values():
-                imgs = TF.resize(torch.stack([decoded[n] for n in group]), scale, interpolation=mode, antialias=True)
-                for n, img in zip(group, TF.center_crop(imgs, [size, size])):
+                for n, img in zip(group, transform(torch.stack([decoded[n] for n in group]))):
                     items[jpeg[n]] = img, ""
     good = [(start + j, x) for j, (x, _) in enumerate(items) if x is not None]
     bad = {start + j: msg for j, (x, msg) in enumerate(items) if x is None}
@@ -329,7 +324,7 @@ def _compute(backbone: Backbone, paths: list, rows: list[int], vectors: np.ndarr
     # on a GPU, JPEG decoding moves there too (nvjpeg, batched): on an H200, 15 CPU threads decoding
     # 500 px photos with PIL kept 20-30 % of the bare forward (the decoding threads and the kernel
     # launches share the GIL), nvjpeg 22-43 %; nvjpeg itself takes ~1.3 ms a photo there
-    read = _read_for_device if (decode_on_device if decode_on_device is not None else backbone.device.type == "cuda") else _load
+    read = _read_for_device if (decode_on_device if decode_on_device is not None else backbone.device.type == "cuda") else decode_pixels
     batches = _batches(paths, lambda p: read(p, transform, draft), batch_size, workers)
     done = 0
     with tqdm(total=len(paths), desc=desc, unit="img", disable=progress is not None, leave=False) as bar, \

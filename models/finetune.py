@@ -2,9 +2,10 @@
 
 Frozen ImageNet features top out near 0.40 weighted F1 image-only on the shared sample, whatever
 head sits on them; letting the last stages adapt to product photos (covers, boxes, labels) is what
-moves them. It is cheap on a GPU (seconds) and slow on CPU (minutes per epoch at 480 px), so
-training uses it where CUDA is present (`models.image.VoterSpec.finetune`), and every step here
-also runs on CPU.
+would move them. It is cheap on a GPU (seconds) and slow on CPU (minutes per epoch at 480 px);
+every step here also runs on CPU. Measured on an H200 (docs/image_model.md, bench/finetune_image.py),
+it does not beat frozen features on the shared sample's ~12 photos per category, so training
+keeps frozen backbones; this is here to re-measure on workspaces with many more reviewed photos.
 
 Recipe (few hundred images, so keep the pretrained features close): linear probe first (the new
 classifier starts from a logistic fit on frozen features: LP-FT), then the last `stages` blocks
@@ -27,8 +28,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.backbones import build_model, data_config_for, get_spec
-from models.features import ImageProblem, open_image
+from models.backbones import build_model, data_config_for, get_spec, normalise, pixel_transform
+from models.features import decode_pixels
 
 log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
@@ -58,36 +59,29 @@ class FinetuneResult:
     model: nn.Module                # the backbone (ImageNet classifier kept), eval mode, on CPU
     classifier: nn.Module           # pooled features -> len(classes) logits
     classes: np.ndarray
+    data_config: dict               # the model's input config (size, mean, std) for `normalise`
     seconds: float
     history: list[float]            # mean training loss per epoch
 
 
-def load_pixels(paths: Sequence[str], size: int) -> tuple[torch.Tensor, np.ndarray, dict[int, str]]:
-    """uint8 (n_ok, 3, size, size) images as the feature pipeline sees them (shorter side resized
-    bicubic, centre crop), the indices that loaded, and {index: problem} for the ones that did not.
+def load_pixels(paths: Sequence[str], size: int, *, interpolation: str = "bicubic",
+                crop_pct: float = 1.0) -> tuple[torch.Tensor, np.ndarray, dict[int, str]]:
+    """uint8 (n_ok, 3, size, size) images exactly as the feature pipeline sees them (its pixel
+    transform; the defaults are the lite backbones' config), the indices that loaded, and
+    {index: problem} for the ones that did not.
 
     uint8 keeps a few thousand 480 px photos in a few GB; normalisation happens on the device."""
-    from torchvision.transforms import functional as TF
-    from torchvision.transforms import InterpolationMode
-
+    to_pixels = pixel_transform({"input_size": (3, size, size), "interpolation": interpolation, "crop_pct": crop_pct})
     images, ok, problems = [], [], {}
     for i, p in enumerate(paths):
-        try:
-            img = open_image(p, draft_size=2 * size)
-        except ImageProblem as exc:
-            problems[i] = str(exc)
+        x, problem = decode_pixels(p, to_pixels, 2 * size)
+        if x is None:
+            problems[i] = problem
             continue
-        img = TF.center_crop(TF.resize(img, size, interpolation=InterpolationMode.BICUBIC), [size, size])
-        images.append(torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1))
+        images.append(x)
         ok.append(i)
     pixels = torch.stack(images) if images else torch.zeros((0, 3, size, size), dtype=torch.uint8)
     return pixels, np.asarray(ok, dtype=int), problems
-
-
-def normalise(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    m = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
-    s = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
-    return (x.float() / 255.0 - m) / s
 
 
 def augment(x: torch.Tensor, min_zoom: float, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -176,7 +170,7 @@ def finetune_backbone(backbone: str, pixels: torch.Tensor, y: np.ndarray, *, wei
     bs = config.batch_size
 
     def batch(idx: torch.Tensor, train: bool) -> torch.Tensor:
-        x = normalise(pixels[idx].to(dev, non_blocking=True), cfg["mean"], cfg["std"])
+        x = normalise(pixels[idx].to(dev, non_blocking=True), cfg)
         if train:
             x = augment(x, config.min_zoom, gen)
         return x.contiguous(memory_format=torch.channels_last)
@@ -232,7 +226,8 @@ def finetune_backbone(backbone: str, pixels: torch.Tensor, y: np.ndarray, *, wei
     seconds = time.perf_counter() - started
     log.info("fine-tuned %s (%d stages, %d epochs, %d images) in %.1f s on %s", backbone, config.stages,
              config.epochs, len(pixels), seconds, dev)
-    return FinetuneResult(model=model, classifier=classifier, classes=classes, seconds=seconds, history=history)
+    return FinetuneResult(model=model, classifier=classifier, classes=classes, data_config=cfg, seconds=seconds,
+                          history=history)
 
 
 def save_checkpoint(model: nn.Module, path: Path | str) -> str:
