@@ -19,7 +19,7 @@ from typing import Any
 
 import gradio as gr
 
-from labeler import review, stats, strategies, taxonomy, tryit, views
+from labeler import retrain, review, stats, strategies, taxonomy, tryit, views
 from labeler.config import Settings
 from labeler.prefetch import Heatmaps, Prefetcher, default_explainer, render_heatmaps
 from store.workspace import Workspace, WorkspaceError
@@ -30,6 +30,7 @@ DEFAULT_STRATEGY = "least_confidence"
 PREFETCH_AHEAD = 1     # heatmaps take seconds per product on a CPU: keep one ready, no backlog
 HEAT_WAIT_S = 180.0    # a card's overlays are awaited this long while it stays on screen
 HISTORY_ROWS = 5
+RETRAIN_POLL_S = 0.5   # progress refresh of a running retrain
 
 
 # -- per-session state ----------------------------------------------------------------------------
@@ -356,6 +357,51 @@ class ReviewUI:
                 views.heatmaps_html(heat.items, category=heat.category, note=heat.note))
 
 
+    # -- models: retrain from decisions, versions, rollback -----------------------------------------
+    def models(self) -> tuple:
+        """Retrain panel, versions table (newest first) and the version picker's choices."""
+        handle = retrain.current_retrain(self.ws)
+        runs = retrain.retrain_state(self.ws, limit=1)
+        panel = views.retrain_status_html(handle.status() if handle else None,
+                                          handle.result.lines() if handle and handle.result else (),
+                                          runs[0] if runs else None)
+        table = retrain.versions_table(self.ws)
+        return (panel, views.versions_rows(table),
+                gr.update(choices=[v["id"] for v in reversed(table) if v["status"] == "ready"], value=None))
+
+    def retrain_now(self, progress: gr.Progress = gr.Progress()) -> tuple:
+        """Start the background retrain (or follow the one running) and report it until it ends.
+
+        The work runs in its own thread: closing the tab does not stop it, reviewers keep
+        deciding meanwhile, and the queue moves to the new version when it goes live."""
+        handle = retrain.start_background_retrain(self.ws)
+        while not handle.done:
+            st = handle.status()
+            progress(st["fraction"], desc=st["message"])
+            time.sleep(RETRAIN_POLL_S)
+        if handle.error:
+            gr.Warning(f"Retrain failed: {handle.error}")
+        elif handle.result is not None:
+            self.prefetch.preload(self.ws.live_version())
+            gr.Info(f"{handle.result.version} {'is live' if handle.result.went_live else 'is ready, not live'}")
+        return self.models()
+
+    def make_live(self, version: str | None, progress: gr.Progress = gr.Progress()) -> tuple:
+        """Serve another ready version (roll back, or promote one a gate held back)."""
+        if not version:
+            raise gr.Error("Pick a version in the list first.")
+        running = retrain.current_retrain(self.ws)
+        if running is not None and not running.done:
+            raise gr.Error("A retrain is running; switch versions once it has finished.")
+        try:
+            out = retrain.rollback(self.ws, version, progress=lambda f, d: progress(f, desc=d))
+        except WorkspaceError as exc:
+            raise gr.Error(str(exc)) from exc
+        self.prefetch.preload(out["version"])
+        gr.Info(f"{out['version']} is live" + (f" ({out['rescored']} products scored)" if out["rescored"] else ""))
+        return self.models()
+
+
 def confusion_figure(matrix):
     """Model top-1 (rows) vs reviewer's category (columns), only categories that occur."""
     import matplotlib
@@ -479,6 +525,23 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
                         try_votes = _html(elem_id="try-votes")
                 try_heat = _html(elem_id="try-heatmaps")
 
+            with gr.Tab("Models", id="models") as models_tab:
+                gr.Markdown("**Retrain** learns every decision made so far (text model, image voters and "
+                            "fusion), compares the new version with the live one on a fixed validation split "
+                            "and puts it live; the queue is then ranked by the new version. It runs in the "
+                            "background: reviewing goes on meanwhile.")
+                with gr.Row():
+                    retrain_btn = gr.Button("Retrain from decisions", variant="primary", scale=0, min_width=280,
+                                            elem_id="btn-retrain")
+                    models_refresh = gr.Button("Refresh", size="sm", scale=0, min_width=100)
+                retrain_panel = _html(elem_id="retrain-panel")
+                versions = gr.Dataframe(headers=views.VERSION_COLUMNS, interactive=False, wrap=True,
+                                        label="Model versions (newest first)", elem_id="versions",
+                                        column_widths=["18%", "6%", "6%", "13%", "7%", "7%", "8%", "7%", "28%"])
+                with gr.Row():
+                    version_pick = gr.Dropdown([], value=None, label="Version", scale=2, elem_id="version-pick")
+                    make_live_btn = gr.Button("Make this version live", scale=1, elem_id="btn-make-live")
+
         outs = [session, current, card, top5, side, heat, heat_token, choose, comment]
         review_events = {"concurrency_id": "review", "concurrency_limit": 4, "show_progress": "hidden"}
         heat_events = {"concurrency_limit": None, "show_progress": "hidden"}
@@ -505,6 +568,14 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
         stats_tab.select(ui.stats, None, stats_outs, api_name="stats_on_open", concurrency_limit=1)
         try_btn.click(ui.try_it, [try_image, try_title, try_desc], [try_top5, try_votes, try_heat],
                       api_name="try_it", concurrency_limit=1)
+        models_outs = [retrain_panel, versions, version_pick]
+        models_events = {"concurrency_id": "models", "concurrency_limit": 1}
+        models_tab.select(ui.models, None, models_outs, api_name="models", **models_events)
+        models_refresh.click(ui.models, None, models_outs, api_name="models_refresh", **models_events)
+        # its own queue: a retrain followed for minutes holds no slot that reviews or heatmaps need
+        retrain_btn.click(ui.retrain_now, None, models_outs, api_name="retrain", concurrency_id="retrain",
+                          concurrency_limit=4)
+        make_live_btn.click(ui.make_live, [version_pick], models_outs, api_name="make_live", **models_events)
     demo.queue(default_concurrency_limit=2, max_size=512)
     demo.review_ui = ui          # for tests and launch.py: the handlers and the prefetch cache
     return demo

@@ -344,3 +344,44 @@ def _fmt(v: object) -> str:
 def category_choices(codes: Iterable[int] | None = None) -> list[tuple[str, int]]:
     """(label, code) pairs for dropdowns: searchable by name and by code."""
     return [(category_label(c), int(c)) for c in (codes if codes is not None else taxonomy.codes())]
+
+
+# -- models tab ---------------------------------------------------------------------------------
+VERSION_COLUMNS = ["version", "live", "status", "created", "trained on", "reviewed",
+                   "validation wF1", "vs previous", "what changed"]
+
+
+def versions_rows(versions: Sequence[dict]) -> list[list]:
+    """`labeler.retrain.versions_table` rows, newest first, as plain table rows."""
+    rows = []
+    for v in reversed(list(versions)):
+        val = v.get("validation") or {}
+        delta = (v.get("compared_to") or {}).get("delta_weighted_f1")
+        rows.append([v["id"], "● live" if v["live"] else "", v["status"], str(v["created_at"])[:19].replace("T", " "),
+                     v["n_train"], v["n_decisions"],
+                     f"{val['weighted_f1']:.4f}" if "weighted_f1" in val else "–",
+                     f"{delta:+.4f}" if delta is not None else "–", plain(v["changes"])])
+    return rows
+
+
+def retrain_status_html(status: dict | None, result_lines: Sequence[tuple[str, object]] = (),
+                        last_run: dict | None = None) -> str:
+    """The Retrain panel: the running run's progress, else the outcome of the last one."""
+    if status and status.get("state") == "running":
+        pct_done = int(round(100 * float(status.get("fraction") or 0)))
+        return (f'<div class="retrain running"><b>Retraining…</b> {pct_done} % · {text(status.get("message"))} '
+                f'· {float(status.get("elapsed_s") or 0):.0f} s<div class="bar"><span style="width:{pct_done}%">'
+                '</span></div><div class="muted">Reviewing goes on meanwhile; the queue switches to the new '
+                'version when it is live.</div></div>')
+    if status and status.get("state") == "failed":
+        return (f'<div class="retrain failed"><b>Retrain failed</b>: {text(status.get("error"))}<br>'
+                '<span class="muted">The live version was not changed.</span></div>')
+    if result_lines:
+        rows = "".join(f"<tr><td>{text(k)}</td><td>{text(v)}</td></tr>" for k, v in result_lines)
+        return f'<div class="retrain done"><b>Retrain finished</b><table class="metrics">{rows}</table></div>'
+    if last_run:
+        return (f'<div class="retrain muted">Last retrain: run {text(last_run.get("id"))}, '
+                f'{text(last_run.get("status"))}, started {text(str(last_run.get("started_at"))[:19])}'
+                f'{" · " + text(last_run.get("error")) if last_run.get("error") else ""}</div>')
+    return ('<div class="retrain muted">No retrain yet. Retrain learns every decision made so far '
+            '(validation on a fixed split of imported labels) and re-scores the queue.</div>')

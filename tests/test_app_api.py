@@ -39,7 +39,8 @@ def test_every_event_has_a_name(server):
     demo, url = server
     named = Client(url, verbose=False).view_api(return_format="dict")["named_endpoints"]
     expected = {"/start", "/set_reviewer", "/set_queue", "/set_queue_category", "/accept", "/choose", "/skip",
-                "/undo", "/heatmaps", "/heatmaps_pending", "/stats", "/stats_on_open", "/try_it"} | {f"/pick_{r}" for r in range(1, 6)}
+                "/undo", "/heatmaps", "/heatmaps_pending", "/stats", "/stats_on_open", "/try_it",
+                "/models", "/models_refresh", "/retrain", "/make_live"} | {f"/pick_{r}" for r in range(1, 6)}
     assert expected <= set(named)
     unnamed = [d for d in demo.fns.values() if not d.api_name]
     assert unnamed == []
@@ -189,6 +190,48 @@ def test_stats_and_try_it_leave_the_workspace_untouched(server, app_ws):
     assert snapshot() == before
     with pytest.raises(Exception, match="type a title"):
         client.predict(None, "  ", "", api_name="/try_it")
+
+
+def live(db: sqlite3.Connection) -> str:
+    return db.execute("SELECT value FROM settings WHERE key = 'live_model_version'").fetchone()[0]
+
+
+def test_models_tab_retrains_from_decisions_and_switches_versions(server, app_ws):
+    """Retrain button: a new version learns the decision just made, goes live and serves the next
+    card; "Make this version live" rolls back; a rollback without a pick is refused."""
+    _, url = server
+    client = Client(url, verbose=False)
+    panel, table, pick = client.predict(api_name="/models")
+    first = table["data"][0][0]
+    assert len(table["data"]) == 1 and "live" in table["data"][0][1] and "No retrain yet" in panel
+
+    cur = card(client.predict("dora", api_name="/set_reviewer"))["current"]
+    other = next(c for c in taxonomy.codes() if c != cur["top5"][0][0])
+    nxt = card(client.predict(other, cur, "", api_name="/choose"))["current"]
+
+    panel, table, pick = client.predict(api_name="/retrain")
+    new = table["data"][0][0]
+    assert new != first and [r[0] for r in table["data"]] == [new, first]
+    assert "live" in table["data"][0][1] and not table["data"][1][1]
+    assert "Retrain finished" in panel and "1 reviewed" in panel and new in panel
+    with sqlite3.connect(app_ws / "workspace.db") as db:
+        assert live(db) == new
+        run = db.execute("SELECT status, trigger, version FROM retrain_runs").fetchall()
+    assert run == [("succeeded", "app", new)]
+    # the decided product is learned: the new version's top-1 for it is the reviewer's category
+    with sqlite3.connect(app_ws / "workspace.db") as db:
+        top1 = db.execute("SELECT top1 FROM predictions WHERE model_version = ? AND product_id = ?",
+                          (new, cur["product_id"])).fetchone()[0]
+    assert top1 == other
+    client.predict(nxt, "", api_name="/skip")
+    assert card(client.predict(api_name="/undo"))["current"]["model_version"] == new
+
+    panel, table, pick = client.predict(first, api_name="/make_live")
+    assert "live" in table["data"][1][1] and table["data"][1][0] == first and not table["data"][0][1]
+    with sqlite3.connect(app_ws / "workspace.db") as db:
+        assert live(db) == first
+    with pytest.raises(Exception, match="Pick a version"):
+        client.predict(None, api_name="/make_live")
 
 
 def test_auth_identifies_the_reviewer(sample_dir, tmp_path):

@@ -65,15 +65,21 @@ def top5_codes(page) -> list[int]:
     return [int(n) for n in names]
 
 
+def open_app(browser, url: str):
+    """(page, page errors seen so far) once the app has loaded and asks for the reviewer's name."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url)
+    page.wait_for_selector("#review-card >> text=Who is reviewing?", timeout=TIMEOUT_MS)
+    return page, errors
+
+
 def test_review_screen_keyboard_undo_reload(browser, sample_dir, tmp_path):
     root = app_workspace(sample_dir, tmp_path / "ws")
     hostile = add_hostile_product(root, "alice")
     with running_app(root, tmp_path) as (_, url):
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(url)
-        page.wait_for_selector("#review-card >> text=Who is reviewing?", timeout=TIMEOUT_MS)
+        page, errors = open_app(browser, url)
 
         # the name, then the held product: its text is shown as text, never run as markup
         name = page.locator("#reviewer-name input, #reviewer-name textarea").first
@@ -166,4 +172,27 @@ def test_review_screen_keyboard_undo_reload(browser, sample_dir, tmp_path):
                                ".includes(String(code)) && document.querySelectorAll('#heatmaps figure img').length === 3",
                                arg=second_code, timeout=HEAT_TIMEOUT_MS)
         assert all(str(second_code) in c for c in page.locator("#heatmaps figcaption").all_inner_texts())
+        assert errors == []
+
+
+def test_models_tab_retrain_button_shows_progress_then_the_new_live_version(browser, sample_dir, tmp_path):
+    root = app_workspace(sample_dir, tmp_path / "ws")
+    with running_app(root, tmp_path) as (_, url):
+        page, errors = open_app(browser, url)
+        page.get_by_role("tab", name="Models").click()
+        page.wait_for_selector("#retrain-panel >> text=No retrain yet", timeout=TIMEOUT_MS)
+        assert page.locator("#versions").inner_text().count("ready") == 1
+        page.locator("#btn-retrain").click()
+        # Gradio's progress bar with the retrain's own messages, then the outcome
+        page.wait_for_selector("#retrain-panel >> text=Retrain finished", timeout=HEAT_TIMEOUT_MS)
+        from store.workspace import Workspace
+        ws = Workspace(root)
+        first, live = ws.model_versions()[0]["id"], ws.live_version()
+        ws.close()
+        assert live != first
+        page.wait_for_function("ids => { const t = document.querySelector('#versions').innerText;"
+                               " return ids.every(i => t.includes(i)); }", arg=[live, first], timeout=TIMEOUT_MS)
+        table = page.locator("#versions").inner_text()
+        assert table.index(live) < table.index("● live") < table.index(first)     # newest first, marked live
+        page.screenshot(path=str(tmp_path / "models-tab.png"))
         assert errors == []
