@@ -52,31 +52,42 @@ def image_files(n: int | None = None) -> list[Path]:
 
 
 def bench_extraction(n: int, batch: int, repeats: int) -> None:
+    from models import features
     from models.image import DEFAULT_VOTERS
 
     rows = []
     paths = [str(p) for p in image_files(n)]
+    cuda = torch.cuda.is_available()
     for spec in DEFAULT_VOTERS:          # each voter's backbone at the resolution it runs at
         name = spec.backbone
         bb = load_backbone(name, weights=spec.weights, input_size=spec.input_size)
         tf = bb.pixel_transform()     # the same uint8 batch the pipeline feeds, normalised on the device
         x = torch.stack([tf(open_image(p)) for p in paths])
         embed(bb, x[:2])  # warm-up
-        bare, pipe = [], []
+        bare, pipe, serial = [], [], []
         for _ in range(repeats):
             t = time.perf_counter()
             for s in range(0, n, batch):
-                embed(bb, x[s:s + batch], flip=True)
+                embed(bb, x[s:s + batch], flip=True, stages=spec.stages)
             bare.append(n / (time.perf_counter() - t))
-            t = time.perf_counter()
-            out = extract_features(bb, paths, cache=None, flip=True, batch_size=batch, progress=lambda f, d: None)
-            pipe.append(n / (time.perf_counter() - t))
-            assert out.ok.all()
+            for ahead, out in ((2, pipe), (0, serial)) if cuda else ((2, pipe),):
+                features.COLLATE_AHEAD = ahead
+                t = time.perf_counter()
+                got = extract_features(bb, paths, cache=None, flip=True, batch_size=batch, progress=lambda f, d: None,
+                                       stages=spec.stages)
+                out.append(n / (time.perf_counter() - t))
+                assert got.ok.all()
+            features.COLLATE_AHEAD = 2
         b, p = statistics.median(bare), statistics.median(pipe)
-        rows.append([name, bb.data_config["input_size"][-1], f"{b:.2f}", f"{p:.2f}", f"{100 * p / b:.0f} %"])
+        row = [name, bb.data_config["input_size"][-1], f"{b:.2f}", f"{p:.2f}", f"{100 * p / b:.0f} %"]
+        if cuda:
+            row += [f"{statistics.median(serial):.2f}", f"{100 * statistics.median(serial) / b:.0f} %"]
+        rows.append(row)
+    header = ["backbone", "px", "bare model img/s", "pipeline img/s", "pipeline/bare"]
+    if cuda:
+        header += ["decode not overlapped img/s", "its /bare"]
     table(f"Feature extraction, {n} images, batch {batch}, flip TTA, {torch.get_num_threads()} threads, "
-          f"{'CUDA' if torch.cuda.is_available() else 'CPU'} (median of {repeats})",
-          ["backbone", "px", "bare model img/s", "pipeline img/s", "pipeline/bare"], rows)
+          f"{'CUDA' if cuda else 'CPU'} (median of {repeats})", header, rows)
 
 
 def split_workspace(workdir: Path, seed: int = 0):

@@ -24,7 +24,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from labeler import taxonomy
-from models.features import ImageProblem, open_image
+from models.features import ImageProblem, open_image, pooled_features
 from models.image import ImageEnsemble, VoterSpec, XGBHead
 
 log = logging.getLogger(__name__)
@@ -32,28 +32,35 @@ DISPLAY = 320
 
 
 class _BackboneHead(torch.nn.Module):
-    """image -> backbone pooled features -> head logits, differentiable end to end."""
+    """image -> the voter's features (pooled, + its block stages) -> head logits, differentiable end to end."""
 
-    def __init__(self, backbone: torch.nn.Module, head: torch.nn.Module):
+    def __init__(self, backbone: torch.nn.Module, head: torch.nn.Module, stages: int = 0):
         super().__init__()
-        self.backbone, self.head = backbone, head
+        self.backbone, self.head, self.stages = backbone, head, stages
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats = self.backbone.forward_head(self.backbone.forward_features(x), pre_logits=True)
-        return self.head(feats)
+        return self.head(pooled_features(self.backbone, x, self.stages)[0])
 
 
 class _BoosterOnFeatureMap(torch.nn.Module):
-    """feature map -> (identity, the ablated layer) -> backbone pooling -> booster probabilities."""
+    """feature map -> (identity, the ablated layer) -> backbone pooling (+ the voter's stage
+    features, fixed: only the last map is ablated) -> booster probabilities."""
 
-    def __init__(self, backbone: torch.nn.Module, head: XGBHead):
+    def __init__(self, backbone: torch.nn.Module, head: XGBHead, extra: np.ndarray | None = None):
         super().__init__()
-        self.backbone, self.booster = backbone, head
+        self.backbone, self.booster, self.extra = backbone, head, extra
         self.fmap = torch.nn.Identity()
 
     def forward(self, fmap: torch.Tensor) -> torch.Tensor:
-        pooled = self.backbone.forward_head(self.fmap(fmap), pre_logits=True)
-        return torch.from_numpy(self.booster.predict_proba(pooled.detach().float().cpu().numpy())).float()
+        pooled = self.backbone.forward_head(self.fmap(fmap), pre_logits=True).detach().float().cpu().numpy()
+        return torch.from_numpy(self.booster.predict_proba(_with_extra(pooled, self.extra))).float()
+
+
+def _with_extra(pooled: np.ndarray, extra: np.ndarray | None) -> np.ndarray:
+    """Pooled rows followed by the (one image's) stage features, as the head was fitted."""
+    if extra is None or extra.shape[1] == 0:
+        return pooled
+    return np.hstack([pooled, np.repeat(extra, len(pooled), axis=0)])
 
 
 def vit_reshape(model: torch.nn.Module):
@@ -79,7 +86,7 @@ def _display_and_input(backbone, image: Image.Image) -> tuple[np.ndarray, torch.
 
 
 def ablation_cam_pooled(model: torch.nn.Module, head: Any, fmap: torch.Tensor,
-                        class_index: int) -> tuple[np.ndarray, float] | None:
+                        class_index: int, extra: np.ndarray | None = None) -> tuple[np.ndarray, float] | None:
     """Ablation-CAM of a head on globally average-pooled features, all ablations in one call.
 
     Zeroing channel c of the feature map zeroes pooled feature c and nothing else, so the C
@@ -87,6 +94,7 @@ def ablation_cam_pooled(model: torch.nn.Module, head: Any, fmap: torch.Tensor,
     rows instead of C backbone-head passes (seconds instead of ~20 s for 1,280 channels at 352 px).
     Same weights and map as pytorch-grad-cam's AblationCAM: w_c = (p - p_c) / p, relu(sum w_c A_c),
     scaled to [0, 1]. Returns None when the head does not average-pool (the caller falls back).
+    extra: (1, E) stage features of the image that follow the pooled ones (a voter with `stages`).
     """
     with torch.inference_mode():
         pooled = model.forward_head(fmap, pre_logits=True).float().cpu()
@@ -96,8 +104,8 @@ def ablation_cam_pooled(model: torch.nn.Module, head: Any, fmap: torch.Tensor,
     base = pooled.numpy()                                                # (1, C)
     rows = np.repeat(base, base.shape[1], axis=0)
     np.fill_diagonal(rows, 0.0)
-    p = float(head.predict_proba(base)[0, class_index])
-    ablated = head.predict_proba(rows)[:, class_index]
+    p = float(head.predict_proba(_with_extra(base, extra))[0, class_index])
+    ablated = head.predict_proba(_with_extra(rows, extra))[:, class_index]
     weights = (p - ablated) / p if p > 0 else np.zeros_like(ablated)
     cam = np.maximum((weights[:, None, None] * acts).sum(0), 0)
     cam = cam - cam.min()
@@ -120,20 +128,21 @@ def voter_heatmap(ensemble: ImageEnsemble, spec: VoterSpec, image: Image.Image, 
     with backbone.lock:
         if isinstance(head, XGBHead):
             with torch.inference_mode():
-                fmap = model.forward_features(x.contiguous(memory_format=torch.channels_last)
-                                              if not backbone.spec.is_vit else x)
-            pooled = ablation_cam_pooled(model, head, fmap, classes.index(int(category)))
+                feats, fmap = pooled_features(model, x.contiguous(memory_format=torch.channels_last)
+                                              if not backbone.spec.is_vit else x, spec.stages)
+            extra = feats[:, model.num_features:].float().cpu().numpy()
+            pooled = ablation_cam_pooled(model, head, fmap, classes.index(int(category)), extra)
             if pooled is not None:
                 grayscale, prob = pooled
             else:   # a head that does not average-pool: pytorch-grad-cam ablates batch by batch
-                wrapper = _BoosterOnFeatureMap(model, head).eval()
+                wrapper = _BoosterOnFeatureMap(model, head, extra).eval()
                 with AblationCAM(model=wrapper, target_layers=[wrapper.fmap], batch_size=256) as cam, \
                         contextlib.redirect_stderr(io.StringIO()):
                     grayscale = cam(input_tensor=fmap.clone(), targets=target)[0]
-                prob = float(head.predict_proba(model.forward_head(fmap, pre_logits=True).detach().cpu().numpy())[0, classes.index(int(category))])
+                prob = float(wrapper(fmap)[0, classes.index(int(category))])
             method = "Ablation-CAM (gradient-free: XGBoost has no gradients)"
         else:
-            wrapper = _BackboneHead(model, head.to_torch().to(backbone.device)).eval()
+            wrapper = _BackboneHead(model, head.to_torch().to(backbone.device), spec.stages).eval()
             reshape = vit_reshape(model) if backbone.spec.is_vit else None
             with GradCAM(model=wrapper, target_layers=[backbone.cam_layer()], reshape_transform=reshape) as cam:
                 grayscale = cam(input_tensor=x, targets=target)[0]

@@ -9,6 +9,7 @@ into an `ImageProblem` with a message naming the file, and the product falls bac
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -234,9 +235,90 @@ def _collate(start: int, items: list[tuple[Any, str]], backbone: Backbone, paths
     return x, [i for i, _ in good], bad
 
 
+def pooled_features(model: torch.nn.Module, x: torch.Tensor, stages: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features (n, dim), last feature map): the pooled pre-logits features, followed by the
+    spatially averaged outputs of the last `stages` block stages (last stage first).
+
+    The earlier stages carry texture, print and shape cues the last 1x1 head convolution mixes
+    away; appended to the pooled features they lift the logistic voter's image-only weighted F1
+    on the shared sample (lite2@480: 0.376 -> 0.406 over four split families, docs/image_model.md).
+    Differentiable: Grad-CAM goes through the same function as the features.
+    """
+    taps: dict[int, torch.Tensor] = {}
+    hooks = [model.blocks[-k].register_forward_hook(
+        lambda _m, _i, out, k=k: taps.__setitem__(k, out.float().mean((2, 3)))) for k in range(1, stages + 1)]
+    try:
+        fmap = model.forward_features(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    pooled = model.forward_head(fmap, pre_logits=True)
+    if not stages:
+        return pooled, fmap
+    return torch.cat([pooled.float()] + [taps[k] for k in range(1, stages + 1)], dim=1), fmap
+
+
+def check_stages(model: torch.nn.Module, stages: int, name: str = "backbone") -> None:
+    """A clear message instead of an IndexError deep in a forward pass."""
+    blocks = getattr(model, "blocks", None)
+    n = len(blocks) if isinstance(blocks, torch.nn.Sequential) else 0
+    if stages < 0 or stages > n or (stages and getattr(model, "patch_embed", None) is not None):
+        raise ValueError(f"{name}: stages={stages} is not possible; it takes 0 to {n} block stages "
+                         "(CNN backbones only; 0 = pooled features alone)")
+
+
+COLLATE_AHEAD = 2   # batches prepared ahead on CUDA; 0: in the main thread (bench/bench_image.py compares)
+
+
+def _collated_ahead(batches: Iterator[tuple[int, list]], collate: Callable, device: torch.device) -> Iterator[tuple]:
+    """`collate(start, items)` of each batch, in order; on CUDA the next `COLLATE_AHEAD` batches
+    are prepared by helper threads, each on its own stream, while the current one is embedded.
+
+    On an H200 nvjpeg decoding + resizing a batch takes longer than lite2's forward on it (its
+    Huffman stage runs on the CPU) and ran between forwards in the main thread; several helper
+    threads decode batches side by side and overlap them with the forward. The main stream waits
+    on a batch's event before using its pixels.
+    """
+    if device.type != "cuda" or not COLLATE_AHEAD:
+        for start, items in batches:
+            yield collate(start, items)
+        return
+    import threading
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+    local = threading.local()
+
+    def prepare(start: int, items: list) -> tuple[tuple, Any]:
+        if not hasattr(local, "stream"):
+            local.stream = torch.cuda.Stream(device)
+        with torch.cuda.device(device), torch.cuda.stream(local.stream):
+            out = collate(start, items)
+            ready = torch.cuda.Event()
+            ready.record(local.stream)
+        return out, ready
+
+    def ready_on_main(done: tuple[tuple, Any]) -> tuple:
+        (x, idx, bad), event = done
+        main = torch.cuda.current_stream(device)
+        main.wait_event(event)
+        if x is not None:
+            x.record_stream(main)   # its memory is not reused by the side stream while main reads it
+        return x, idx, bad
+
+    with ThreadPoolExecutor(COLLATE_AHEAD, thread_name_prefix="collate") as pool:
+        pending: deque = deque()
+        for start, items in batches:
+            pending.append(pool.submit(prepare, start, items))
+            if len(pending) > COLLATE_AHEAD:
+                yield ready_on_main(pending.popleft().result())
+        while pending:
+            yield ready_on_main(pending.popleft().result())
+
+
 @torch.inference_mode()
-def embed(backbone: Backbone, x: torch.Tensor, *, flip: bool = True) -> torch.Tensor:
-    """Pooled pre-logits features (n, dim), averaged with the mirrored image when `flip`.
+def embed(backbone: Backbone, x: torch.Tensor, *, flip: bool = True, stages: int = 0) -> torch.Tensor:
+    """Pooled pre-logits features (n, dim) (+ the last `stages` stages, see `pooled_features`),
+    averaged with the mirrored image when `flip`.
 
     Mirroring is a label-preserving view for product photos; averaging the two embeddings is a
     cheap test-time augmentation that makes the features steadier.
@@ -247,10 +329,20 @@ def embed(backbone: Backbone, x: torch.Tensor, *, flip: bool = True) -> torch.Te
         x = backbone.normalise(x)
     if not backbone.spec.is_vit:
         x = x.contiguous(memory_format=torch.channels_last)
-    f = model.forward_head(model.forward_features(x), pre_logits=True)
+    f = pooled_features(model, x, stages)[0]
     if flip:
-        f = (f + model.forward_head(model.forward_features(torch.flip(x, dims=[-1])), pre_logits=True)) / 2
+        f = (f + pooled_features(model, torch.flip(x, dims=[-1]), stages)[0]) / 2
     return f.float().cpu()
+
+
+def feature_dim(backbone: Backbone, stages: int = 0) -> int:
+    if not stages:
+        return backbone.embed_dim
+    check_stages(backbone.model, stages, backbone.spec.name)
+    size = 64
+    probe = torch.zeros(1, 3, size, size, device=backbone.device)
+    with backbone.lock:
+        return int(embed(backbone, probe, flip=False, stages=stages).shape[1])
 
 
 def default_workers(device: torch.device | None = None) -> int:
@@ -271,13 +363,15 @@ def default_workers(device: torch.device | None = None) -> int:
 def extract_features(backbone: Backbone, paths: Sequence[str | None], sha1s: Sequence[str | None] | None = None,
                      *, cache: FeatureCache | None = None, flip: bool = True, batch_size: int = 32,
                      num_workers: int | None = None, progress: Progress | None = None,
-                     desc: str | None = None, decode_on_device: bool | None = None) -> FeatureBatch:
+                     desc: str | None = None, decode_on_device: bool | None = None,
+                     stages: int = 0) -> FeatureBatch:
     """Features for every image path, from the cache where present, else computed and stored.
 
     sha1s: content hashes (from the import); missing ones are computed from the files.
+    stages: also the averaged outputs of the last block stages (`pooled_features`).
     """
     n = len(paths)
-    key = feature_key(backbone, flip)
+    key = feature_key(backbone, flip, stages)
     paths = [_text_or_none(p) for p in paths]
     sha1s = [_text_or_none(s) for s in sha1s] if sha1s is not None else [None] * n
     problems: dict[int, str] = {}
@@ -288,7 +382,7 @@ def extract_features(backbone: Backbone, paths: Sequence[str | None], sha1s: Seq
             sha1s[i] = file_sha1(_existing(p))
         except (ImageProblem, OSError) as exc:
             problems[i] = str(exc)
-    vectors = np.zeros((n, backbone.embed_dim), dtype=np.float32)
+    vectors = np.zeros((n, feature_dim(backbone, stages)), dtype=np.float32)
     ok = np.zeros(n, dtype=bool)
     cached = cache.get([s for s in sha1s if s], key) if cache is not None else {}
     todo = []
@@ -298,7 +392,7 @@ def extract_features(backbone: Backbone, paths: Sequence[str | None], sha1s: Seq
         elif i not in problems:
             todo.append(i)
     if todo:
-        _compute(backbone, [paths[i] for i in todo], todo, vectors, ok, problems, flip=flip,
+        _compute(backbone, [paths[i] for i in todo], todo, vectors, ok, problems, flip=flip, stages=stages,
                  batch_size=batch_size, num_workers=num_workers, progress=progress,
                  desc=desc or f"features {key}", decode_on_device=decode_on_device)
         if cache is not None:
@@ -309,12 +403,12 @@ def extract_features(backbone: Backbone, paths: Sequence[str | None], sha1s: Seq
     return FeatureBatch(vectors=vectors, ok=ok, problems=problems, n_computed=int(sum(ok[i] for i in todo)))
 
 
-def feature_key(backbone: Backbone, flip: bool = True) -> str:
-    return backbone.feature_key + ("+flip" if flip else "")
+def feature_key(backbone: Backbone, flip: bool = True, stages: int = 0) -> str:
+    return backbone.feature_key + ("+flip" if flip else "") + (f"+s{stages}" if stages else "")
 
 
 def _compute(backbone: Backbone, paths: list, rows: list[int], vectors: np.ndarray, ok: np.ndarray,
-             problems: dict[int, str], *, flip: bool, batch_size: int, num_workers: int | None,
+             problems: dict[int, str], *, flip: bool, batch_size: int, num_workers: int | None, stages: int = 0,
              progress: Progress | None, desc: str, decode_on_device: bool | None = None) -> None:
     from tqdm.auto import tqdm
 
@@ -326,15 +420,15 @@ def _compute(backbone: Backbone, paths: list, rows: list[int], vectors: np.ndarr
     # launches share the GIL), nvjpeg 22-43 %; nvjpeg itself takes ~1.3 ms a photo there
     read = _read_for_device if (decode_on_device if decode_on_device is not None else backbone.device.type == "cuda") else decode_pixels
     batches = _batches(paths, lambda p: read(p, transform, draft), batch_size, workers)
+    collate = functools.partial(_collate, backbone=backbone, paths=paths, transform=transform, draft_size=draft)
     done = 0
     with tqdm(total=len(paths), desc=desc, unit="img", disable=progress is not None, leave=False) as bar, \
             backbone.lock:
-        for start, items in batches:
-            x, local, bad = _collate(start, items, backbone, paths, transform, draft)
+        for x, local, bad in _collated_ahead(batches, collate, backbone.device):
             for j, msg in bad.items():
                 problems[rows[j]] = msg
             if x is not None:
-                f = embed(backbone, x, flip=flip).numpy()
+                f = embed(backbone, x, flip=flip, stages=stages).numpy()
                 idx = [rows[j] for j in local]
                 vectors[idx], ok[idx] = f, True
             done += len(local) + len(bad)

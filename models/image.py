@@ -211,6 +211,7 @@ class VoterSpec:
     flip: bool = True                       # average features with the mirrored image
     head_params: tuple[tuple[str, Any], ...] = ()
     name: str = ""
+    stages: int = 0                         # also the averaged outputs of the last N block stages
 
     @property
     def label(self) -> str:
@@ -223,8 +224,10 @@ class VoterSpec:
 # 400 px 0.40 -> 480 px 0.41; lite1 240 -> 400 px 0.355 -> 0.375; lite0 224 -> 352 px 0.33 -> 0.36
 # (448 px no better). Heads: a logistic layer is the strongest on the best features; the MLP and
 # XGBoost heads add variety, and the vote weights learned by `models.fusion` decide how much.
+# The lite2 voter also reads the last three block stages (`features.pooled_features`): +0.03
+# image-only F1 for it (bench/image_recipes.py); the MLP and XGBoost heads gained nothing from them.
 DEFAULT_VOTERS: tuple[VoterSpec, ...] = (
-    VoterSpec("lite2", "logistic", input_size=480, head_params=(("C", 0.003),), name="lite2+logistic"),
+    VoterSpec("lite2", "logistic", input_size=480, head_params=(("C", 0.003),), name="lite2+logistic", stages=3),
     VoterSpec("lite1", "mlp", input_size=400, name="lite1+mlp"),
     VoterSpec("lite0", "xgboost", input_size=352, name="lite0+xgboost"),
 )
@@ -240,8 +243,8 @@ VOTERS_SETTING = "image_voters"   # workspace setting: JSON list of VoterSpec fi
 
 
 def voters_from_config(value: str | list | None) -> tuple[VoterSpec, ...]:
-    """Voters from a JSON list of {backbone, head, weight, weights, input_size, flip, head_params, name};
-    None gives DEFAULT_VOTERS. Unknown backbones fail here, with the close names."""
+    """Voters from a JSON list of {backbone, head, weight, weights, input_size, flip, head_params, name,
+    stages}; None gives DEFAULT_VOTERS. Unknown backbones fail here, with the close names."""
     import json
     if value is None or value == "":
         return DEFAULT_VOTERS
@@ -252,6 +255,9 @@ def voters_from_config(value: str | list | None) -> tuple[VoterSpec, ...]:
         item["head_params"] = tuple((k, v) for k, v in dict(item.get("head_params") or {}).items())
         spec = VoterSpec(**item)
         get_spec(spec.backbone)
+        if spec.stages and (int(spec.stages) != spec.stages or not 0 < spec.stages <= 7 or get_spec(spec.backbone).is_vit):
+            raise ValueError(f"voter {spec.label}: stages={spec.stages!r}; expected 0 (pooled features) or "
+                             "1-7 block stages of a CNN backbone")
         make_head(spec.head)
         voters.append(spec)
     if not voters:
@@ -306,11 +312,11 @@ class ImageEnsemble(ClassifierMixin, BaseEstimator):
         ok = np.ones(len(products), dtype=bool)
         problems: dict[int, str] = {}
         for i, spec in enumerate(self.voters):
-            recipe = (spec.backbone, spec.weights, spec.input_size, spec.flip)
+            recipe = (spec.backbone, spec.weights, spec.input_size, spec.flip, spec.stages)
             if recipe not in by_recipe:
                 part = (lambda f, d, i=i: progress((i + f) / len(self.voters), d)) if progress else None
                 batch = extract_features(self.backbone(spec), paths, sha1s, cache=cache, flip=spec.flip,
-                                         progress=part)
+                                         progress=part, stages=spec.stages)
                 by_recipe[recipe] = batch.vectors
                 ok &= batch.ok
                 problems.update(batch.problems)

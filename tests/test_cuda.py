@@ -61,6 +61,23 @@ def test_features_on_cuda_match_cpu(lite0_weights, photos):
     assert cos.min() > 0.99
 
 
+def test_decoding_ahead_on_a_side_stream_gives_the_serial_features(lite0_weights, photos, monkeypatch):
+    """The next batch decoded in a helper thread on its own CUDA stream: same features, same order,
+    stage features included."""
+    from models import features
+    from models.backbones import load_backbone
+    paths, _ = photos
+    bb = load_backbone("lite0", weights=lite0_weights, input_size=96, device="cuda")
+    out = {}
+    for ahead in (3, 1, 0):
+        monkeypatch.setattr(features, "COLLATE_AHEAD", ahead)
+        got = features.extract_features(bb, paths + [paths[0] + ".missing"], batch_size=3, num_workers=2, stages=2)
+        assert got.ok[:-1].all() and not got.ok[-1] and 12 in got.problems
+        out[ahead] = got.vectors
+    np.testing.assert_allclose(out[3], out[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out[1], out[0], rtol=1e-5, atol=1e-5)
+
+
 def test_heatmaps_of_every_head_on_cuda(lite0_weights, photos):
     from models.explain import voter_heatmap
     from models.image import ImageEnsemble, VoterSpec

@@ -14,10 +14,10 @@ from labeler import taxonomy
 from models.explain import explain_product, voter_heatmap, write_heatmaps
 
 torch.set_num_threads(2)
-VOTERS = [  # the default backbones and heads, at 96 px so the test stays fast
+VOTERS = [  # the default backbones and heads, at 96 px so the test stays fast; two read block stages too
     {"backbone": "lite2", "head": "mlp", "input_size": 96, "head_params": {"epochs": 20}},
-    {"backbone": "lite1", "head": "xgboost", "input_size": 96, "head_params": {"n_estimators": 20}},
-    {"backbone": "lite0", "head": "logistic", "input_size": 96},
+    {"backbone": "lite1", "head": "xgboost", "input_size": 96, "head_params": {"n_estimators": 20}, "stages": 2},
+    {"backbone": "lite0", "head": "logistic", "input_size": 96, "stages": 3},
 ]
 
 
@@ -118,7 +118,7 @@ def test_pooled_ablation_cam_equals_pytorch_grad_cam(trained, sample_dir):
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     from models.explain import _BoosterOnFeatureMap, ablation_cam_pooled
-    from models.features import open_image
+    from models.features import open_image, pooled_features
 
     _, _, bundle = trained
     spec = next(s for s in bundle.image.voters if s.head == "xgboost")
@@ -126,10 +126,12 @@ def test_pooled_ablation_cam_equals_pytorch_grad_cam(trained, sample_dir):
     path = next((sample_dir / "images" / "image_train").glob("*.jpg"))
     x = backbone.transform()(open_image(path)).unsqueeze(0).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
-        fmap = backbone.model.forward_features(x)
-    wrapper = _BoosterOnFeatureMap(backbone.model, head).eval()
+        feats, fmap = pooled_features(backbone.model, x, spec.stages)
+    extra = feats[:, backbone.embed_dim:].numpy()      # the voter's stage features stay as they are
+    assert spec.stages == 2 and extra.shape == (1, 320 + 192)
+    wrapper = _BoosterOnFeatureMap(backbone.model, head, extra).eval()
     for k in range(2):
-        fast, prob = ablation_cam_pooled(backbone.model, head, fmap, k)
+        fast, prob = ablation_cam_pooled(backbone.model, head, fmap, k, extra)
         with AblationCAM(model=wrapper, target_layers=[wrapper.fmap], batch_size=256) as cam, \
                 contextlib.redirect_stderr(io.StringIO()):
             ref = cam(input_tensor=fmap.clone(), targets=[ClassifierOutputTarget(k)])[0]

@@ -89,6 +89,36 @@ def test_voters_from_config_validates_names():
         voters_from_config(json.dumps([{"backbone": "lite11", "head": "mlp"}]))
     with pytest.raises(ValueError, match="unknown head"):
         voters_from_config(json.dumps([{"backbone": "lite0", "head": "svm"}]))
+    assert voters_from_config(json.dumps([{"backbone": "lite0", "head": "mlp", "stages": 3}]))[0].stages == 3
+    for bad in ({"backbone": "lite0", "head": "mlp", "stages": 9}, {"backbone": "dinov3_vits16", "head": "mlp", "stages": 2}):
+        with pytest.raises(ValueError, match="stages"):
+            voters_from_config(json.dumps([bad]))
+
+
+def test_stage_features_are_the_averaged_outputs_of_the_last_block_stages(workspace, sample_products):
+    """Computed by running the network stage by stage, independently of the forward hooks."""
+    df, _ = sample_products
+    ens = ImageEnsemble(voters=(VoterSpec("lite0", "logistic", input_size=64, stages=3),))
+    bb = ens.backbone(ens.voters[0])
+    paths = df["image_path"].head(3).tolist()
+    got = extract_features(bb, paths, cache=WorkspaceFeatures(workspace), flip=False, stages=3, num_workers=0)
+    plain = extract_features(bb, paths, cache=None, flip=False, num_workers=0)
+    m = bb.model
+    from models.features import decode_pixels
+    size = bb.data_config["input_size"][-1]
+    x = bb.normalise(torch.stack([decode_pixels(p, bb.pixel_transform(), 2 * size)[0] for p in paths]))
+    with torch.inference_mode():
+        h, outs = m.bn1(m.conv_stem(x)), []
+        for stage in m.blocks:
+            h = stage(h)
+            outs.append(h.mean((2, 3)))
+        pooled = m.forward_head(m.bn2(m.conv_head(h)), pre_logits=True)
+    want = torch.cat([pooled, outs[-1], outs[-2], outs[-3]], 1).numpy()
+    assert got.vectors.shape == (3, 1280 + 320 + 192 + 112)
+    np.testing.assert_allclose(got.vectors, want, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(got.vectors[:, :1280], plain.vectors, rtol=1e-5, atol=1e-6)
+    rows = workspace.query("SELECT backbone, dim FROM image_features WHERE backbone LIKE '%+s3'")
+    assert rows and rows[0] == {"backbone": "lite0@64+s3", "dim": 1904}
 
 
 def test_features_are_cached_in_the_workspace(workspace, sample_products):
