@@ -374,7 +374,8 @@ def retrain_status_html(status: dict | None, result_lines: Sequence[tuple[str, o
                 '</span></div><div class="muted">Reviewing goes on meanwhile; the queue switches to the new '
                 'version when it is live.</div></div>')
     if status and status.get("state") == "failed":
-        return (f'<div class="retrain failed"><b>Retrain failed</b>: {text(status.get("error"))}<br>'
+        why = re.sub(r"^retrain failed:\s*", "", str(status.get("error") or ""))
+        return (f'<div class="retrain failed"><b>Retrain failed</b>: {text(why)}<br>'
                 '<span class="muted">The live version was not changed.</span></div>')
     if result_lines:
         rows = "".join(f"<tr><td>{text(k)}</td><td>{text(v)}</td></tr>" for k, v in result_lines)

@@ -180,3 +180,26 @@ def test_prefetch_drops_work_its_owner_left_behind(sample_dir):
         assert pf.get(products[1], "v1", 10, wait=30).items             # asked again later: computed then
     finally:
         pf.close()
+
+
+def test_retrain_panel_and_versions_rows_say_state_and_escape():
+    from labeler.views import retrain_status_html, versions_rows
+    running = retrain_status_html({"state": "running", "fraction": 0.42, "message": "fitting <b>text</b>",
+                                   "elapsed_s": 12.3})
+    assert "42 %" in running and "width:42%" in running and "<b>text" not in running and "fitting text" in running
+    failed = retrain_status_html({"state": "failed", "error": "retrain failed: need labels <script>x</script>"})
+    assert "Retrain failed</b>: need labels" in failed and "<script>" not in failed and "not changed" in failed
+    done = retrain_status_html(None, [("version", "v002 (live)"), ("what changed", "3 decisions")])
+    assert "Retrain finished" in done and done.count("<tr>") == 2
+    assert "No retrain yet" in retrain_status_html(None)
+    assert "run 7, interrupted" in retrain_status_html(None, (), {"id": 7, "status": "interrupted",
+                                                                   "started_at": "2026-11-26T03:00:00"})
+    rows = versions_rows([
+        {"id": "v001", "live": False, "status": "ready", "created_at": "2026-11-26T01:00:00", "n_train": 10,
+         "n_decisions": 0, "validation": {}, "compared_to": {}, "changes": "trained by `train`"},
+        {"id": "v002", "live": True, "status": "ready", "created_at": "2026-11-26T02:00:00", "n_train": 12,
+         "n_decisions": 2, "validation": {"weighted_f1": 0.71234}, "compared_to": {"delta_weighted_f1": -0.012},
+         "changes": "<i>2 decisions</i>"}])
+    assert [r[0] for r in rows] == ["v002", "v001"]
+    assert rows[0][1] == "● live" and rows[0][6] == "0.7123" and rows[0][7] == "-0.0120" and rows[0][8] == "2 decisions"
+    assert rows[1][6] == "–" and rows[1][3] == "2026-11-26 01:00:00"
