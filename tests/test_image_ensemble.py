@@ -57,7 +57,7 @@ def test_soft_vote_weights_and_sharpening():
         soft_vote([a, b], [0, 0], 1)
 
 
-@pytest.mark.parametrize("head", [LogisticHead(C=0.1), MLPHead(epochs=10)])
+@pytest.mark.parametrize("head", [LogisticHead(C=0.1), MLPHead(epochs=10), MLPHead(epochs=10, n_members=3)])
 def test_differentiable_heads_export_the_same_function_to_torch(head):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 12)).astype(np.float32)
@@ -66,6 +66,20 @@ def test_differentiable_heads_export_the_same_function_to_torch(head):
     with torch.inference_mode():
         torch_p = torch.softmax(head.to_torch()(torch.tensor(X)), 1).numpy()
     np.testing.assert_allclose(torch_p, head.predict_proba(X), atol=1e-5)
+
+
+def test_a_bag_of_mlps_averages_its_members_and_reads_heads_saved_before_bagging():
+    rng = np.random.default_rng(0)
+    y = np.repeat([10, 40, 50], 20)
+    X = (rng.normal(size=(60, 12)) + (y[:, None] == 40) * 1.5).astype(np.float32)
+    bag = MLPHead(epochs=10, n_members=3).fit(X, y)
+    singles = [MLPHead(epochs=10, random_state=m).fit(X, y).predict_proba(X) for m in range(3)]
+    np.testing.assert_allclose(bag.predict_proba(X), np.mean(singles, axis=0), atol=1e-6)
+    assert not np.allclose(singles[0], singles[1])           # the seeds do differ
+    old = MLPHead(epochs=10).fit(X, y)
+    old.module_ = old.members_[0]
+    del old.members_                                          # as unpickled from an older version
+    np.testing.assert_allclose(old.predict_proba(X), singles[0], atol=1e-6)
 
 
 def test_study_voters_run_from_configuration_with_random_weights(sample_products):
