@@ -356,7 +356,6 @@ class ReviewUI:
         return (views.top5_html(pred, threshold=threshold, clickable=False), views.votes_html(pred, has_image=bool(product.get("image_path"))),
                 views.heatmaps_html(heat.items, category=heat.category, note=heat.note))
 
-
     # -- models: retrain from decisions, versions, rollback -----------------------------------------
     def models(self) -> tuple:
         """Retrain panel, versions table (newest first) and the version picker's choices."""
