@@ -58,6 +58,7 @@ def bench_extraction(n: int, batch: int, repeats: int) -> None:
     rows = []
     paths = [str(p) for p in image_files(n)]
     cuda = torch.cuda.is_available()
+    default_ahead = features.COLLATE_AHEAD
     for spec in DEFAULT_VOTERS:          # each voter's backbone at the resolution it runs at
         name = spec.backbone
         bb = load_backbone(name, weights=spec.weights, input_size=spec.input_size)
@@ -70,14 +71,14 @@ def bench_extraction(n: int, batch: int, repeats: int) -> None:
             for s in range(0, n, batch):
                 embed(bb, x[s:s + batch], flip=True, stages=spec.stages)
             bare.append(n / (time.perf_counter() - t))
-            for ahead, out in ((2, pipe), (0, serial)) if cuda else ((2, pipe),):
+            for ahead, out in ((default_ahead, pipe), (0, serial)) if cuda else ((default_ahead, pipe),):
                 features.COLLATE_AHEAD = ahead
                 t = time.perf_counter()
                 got = extract_features(bb, paths, cache=None, flip=True, batch_size=batch, progress=lambda f, d: None,
                                        stages=spec.stages)
                 out.append(n / (time.perf_counter() - t))
                 assert got.ok.all()
-            features.COLLATE_AHEAD = 2
+            features.COLLATE_AHEAD = default_ahead
         b, p = statistics.median(bare), statistics.median(pipe)
         row = [name, bb.data_config["input_size"][-1], f"{b:.2f}", f"{p:.2f}", f"{100 * p / b:.0f} %"]
         if cuda:
@@ -90,12 +91,10 @@ def bench_extraction(n: int, batch: int, repeats: int) -> None:
           f"{'CUDA' if cuda else 'CPU'} (median of {repeats})", header, rows)
 
 
-def split_workspace(workdir: Path, seed: int = 0):
-    """Workspace with the sample imported, a stratified quarter of the imaged products unlabelled."""
+def held_out_split(seed: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.Index, pd.Index]:
+    """(X, Y of the sample's products with a designation, the index of those with an image, the
+    stratified quarter of them held out): the split every image F1 of the benches is scored on."""
     from sklearn.model_selection import train_test_split
-
-    from labeler.importer import import_challenge
-    from store import Workspace
 
     x = pd.read_csv(SAMPLE / "X_train_update.csv", index_col=0)
     y = pd.read_csv(SAMPLE / "Y_train_CVw08PX.csv", index_col=0)
@@ -104,6 +103,15 @@ def split_workspace(workdir: Path, seed: int = 0):
     with_image = {p.name.split("_product_")[1][:-4] for p in image_files()}
     imaged = x.index[x["productid"].astype(str).isin(with_image)]
     _, test = train_test_split(imaged, test_size=0.25, stratify=y.loc[imaged, "prdtypecode"], random_state=seed)
+    return x, y, imaged, test
+
+
+def split_workspace(workdir: Path, seed: int = 0):
+    """Workspace with the sample imported, a stratified quarter of the imaged products unlabelled."""
+    from labeler.importer import import_challenge
+    from store import Workspace
+
+    x, y, _, test = held_out_split(seed)
     train = x.index.difference(test)
     truth = {str(x.loc[i, "productid"]): int(y.loc[i, "prdtypecode"]) for i in test}
     ws_dir = workdir / f"ws-seed{seed}"

@@ -4,11 +4,12 @@
     python bench/image_recipes.py evaluate --features /tmp/recipes # weighted F1 table, CPU, a few minutes
 
 `extract` embeds the sample's 420 photos once per backbone and resolution, under several views
-(the photo, its mirror, zoomed crops) and poolings (average, GeM p=3, max; the last three blocks'
-averaged maps), and saves them as one .npz per backbone. `evaluate` fits a logistic head on each
-recipe and prints image-only weighted F1, 5-fold stratified CV (2 seeds) and the two held-out
-splits of `bench/bench_image.py` (trained on the other imaged products), next to the recipe the
-voters use today (average of the photo and its mirror).
+(the photo, its mirror, zoomed crops) and poolings (average, GeM p=3, max; the last three block
+stages' averaged maps, as `models.features.pooled_features` gives them), and saves them as one
+.npz per backbone and resolution. `evaluate` fits a logistic head on each recipe and prints
+image-only weighted F1, 5-fold stratified CV (2 seeds) and the two held-out splits of
+`bench/bench_image.py` (trained on the other imaged products), next to the recipe the voters
+used before (average of the photo and its mirror).
 """
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ def extract(out: Path, sample: Path, weights_dir: Path | None, batch: int, limit
     from PIL import Image, ImageOps
 
     from models.backbones import load_backbone
+    from models.features import pooled_features
 
     out.mkdir(parents=True, exist_ok=True)
     files, labels = sample_photos(sample)
@@ -59,9 +61,6 @@ def extract(out: Path, sample: Path, weights_dir: Path | None, batch: int, limit
             weights = f"file:{weights_dir / (name + '.pth')}" if weights_dir else None
             bb = load_backbone(name, weights=weights, input_size=size)
             tf, model = bb.pixel_transform(), bb.model
-            blocks = {}
-            hooks = [model.blocks[i].register_forward_hook(
-                lambda m, i_, o, i=i: blocks.__setitem__(i, o.float().mean((2, 3)))) for i in (-3, -2, -1)]
             views = VIEWS if size == sizes[0] else VIEWS[:2]
             t = time.perf_counter()
             for vname, box, mirror in views:
@@ -73,19 +72,18 @@ def extract(out: Path, sample: Path, weights_dir: Path | None, batch: int, limit
                         v = img.crop((round(box[0] * w), round(box[1] * h), round(box[2] * w), round(box[3] * h)))
                         pix.append(tf(ImageOps.mirror(v) if mirror else v))
                     x = bb.normalise(torch.stack(pix).to(bb.device)).contiguous(memory_format=torch.channels_last)
-                    with torch.inference_mode():
-                        fmap = model.forward_features(x).float()
-                    parts = {"avg": fmap.mean((2, 3))}
+                    with torch.inference_mode():   # what a voter with stages=3 reads, and its last map
+                        feats, fmap = pooled_features(model, x, stages=3)
+                    fmap = fmap.float()
+                    parts = {"avg": feats[:, :bb.embed_dim]}
                     if vname in ("full", "flip") and size == sizes[0]:
                         parts["gem"] = fmap.clamp(min=1e-6).pow(3).mean((2, 3)).pow(1 / 3)
                         parts["max"] = fmap.amax((2, 3))
-                        parts.update({f"b{-i}": blocks[i] for i in (-3, -2, -1)})
+                        parts["s3"] = feats[:, bb.embed_dim:]
                     for k, v in parts.items():
                         cols.setdefault(k, []).append(v.cpu().numpy().astype(np.float16))
                 for k, v in cols.items():
                     arrays[f"{size}/{vname}/{k}"] = np.concatenate(v)
-            for h in hooks:
-                h.remove()
             np.savez_compressed(out / f"{name}_{size}.npz", **arrays)   # one file a recipe: each < 16 MB
             print(f"{name}@{size}: {len(views)} views in {time.perf_counter() - t:.1f} s -> {out}/{name}_{size}.npz",
                   flush=True)
@@ -94,29 +92,25 @@ def extract(out: Path, sample: Path, weights_dir: Path | None, batch: int, limit
 # -- evaluation -------------------------------------------------------------------------------
 def splits(labels: np.ndarray, files: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """5-fold CV (seeds 0, 1) and bench_image's held-out quarters (seeds 0, 1) as index pairs."""
-    import pandas as pd
-    from sklearn.model_selection import StratifiedKFold, train_test_split
+    from sklearn.model_selection import StratifiedKFold
+
+    from bench_image import held_out_split
     out = []
     for seed in (0, 1):
-        for k, (tr, te) in enumerate(StratifiedKFold(5, shuffle=True, random_state=seed).split(files, labels)):
+        for tr, te in StratifiedKFold(5, shuffle=True, random_state=seed).split(files, labels):
             out.append((f"cv{seed}", tr, te))
-    # bench_image.split_workspace's split: over the imaged products of the sample with a designation
-    x = pd.read_csv(SAMPLE / "X_train_update.csv", index_col=0)
-    x = x[x["designation"].fillna("").str.strip() != ""]
-    pid = np.array([f.split("_product_")[1][:-4] for f in files])
-    y = pd.read_csv(SAMPLE / "Y_train_CVw08PX.csv", index_col=0).loc[x.index, "prdtypecode"]
-    imaged = x.index[x["productid"].astype(str).isin(set(pid))]
-    row = {p: i for i, p in enumerate(pid)}
-    for seed in (0, 1):
-        tr_idx, te_idx = train_test_split(imaged, test_size=0.25, stratify=y.loc[imaged], random_state=seed)
-        tr = np.array([row[str(x.loc[i, "productid"])] for i in tr_idx])
-        te = np.array([row[str(x.loc[i, "productid"])] for i in te_idx])
-        out.append((f"held{seed}", tr, te))
+    row = {f.split("_product_")[1][:-4]: i for i, f in enumerate(files)}
+    for seed in (0, 1):   # image voters train on the other imaged products, as in bench_image
+        x, _, imaged, test = held_out_split(seed)
+        rows = lambda index: np.array([row[str(p)] for p in x.loc[index, "productid"]])   # noqa: E731
+        out.append((f"held{seed}", rows(imaged.difference(test)), rows(test)))
     return out
 
 
-def fit_predict(train_views: list[np.ndarray], y: np.ndarray, test_views: list[np.ndarray], C: float) -> np.ndarray:
-    """Logistic head on every training view as its own sample; test probabilities averaged over views."""
+def fit_predict(train_views: list[np.ndarray], y: np.ndarray, test_views: list[np.ndarray],
+                C: float) -> tuple[np.ndarray, np.ndarray]:
+    """Logistic head on every training view as its own sample: (test probabilities averaged over
+    views, classes)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
     X = np.concatenate(train_views).astype(np.float32)
@@ -126,7 +120,7 @@ def fit_predict(train_views: list[np.ndarray], y: np.ndarray, test_views: list[n
 
 
 def score(recipe, labels, folds, C) -> dict[str, float]:
-    """recipe(idx) -> (train views, test views) builder; weighted F1 per split family."""
+    """recipe(train rows, test rows) -> (train views, test views); weighted F1 per split family."""
     from sklearn.metrics import f1_score
     res: dict[str, list] = {}
     for fam, tr, te in folds:
@@ -149,30 +143,22 @@ def evaluate(features: Path, C_grid: list[float], only: list[str] | None) -> Non
         labels, files = d["labels"], d["files"]
         folds = splits(labels, files)
         s0 = RECIPES[name][0]
-        f = lambda key: d[f"{s0}/{key}"]   # noqa: E731
-        mean2 = lambda a, b: (a.astype(np.float32) + b.astype(np.float32)) / 2   # noqa: E731
-        crops = [v for v, *_ in VIEWS[2:]]
-        stages = np.hstack([mean2(f(f"full/{k}"), f(f"flip/{k}")) for k in ("avg", "b1", "b2", "b3")])
+        view = lambda key, size=s0: d[f"{size}/{key}"].astype(np.float32)   # noqa: E731
+        both = lambda pool, size=s0: (view(f"full/{pool}", size) + view(f"flip/{pool}", size)) / 2   # noqa: E731
+        one = lambda X: lambda tr, te: ([X[tr]], [X[te]])   # noqa: E731  one feature row per photo
+        eight = [view(f"{v}/avg") for v, *_ in VIEWS]
         recipes = {
-            "avg(full,flip) [today]": lambda tr, te: ([mean2(f("full/avg"), f("flip/avg"))[tr]],
-                                                      [mean2(f("full/avg"), f("flip/avg"))[te]]),
-            "gem(full,flip)": lambda tr, te: ([mean2(f("full/gem"), f("flip/gem"))[tr]], [mean2(f("full/gem"), f("flip/gem"))[te]]),
-            "avg+max": lambda tr, te: ([np.hstack([mean2(f("full/avg"), f("flip/avg")), mean2(f("full/max"), f("flip/max"))])[tr]],
-                                       [np.hstack([mean2(f("full/avg"), f("flip/avg")), mean2(f("full/max"), f("flip/max"))])[te]]),
-            "avg + last 3 stages": lambda tr, te: ([stages[tr]], [stages[te]]),
-            "views as samples (full,flip)": lambda tr, te: ([f("full/avg")[tr], f("flip/avg")[tr]],
-                                                            [f("full/avg")[te], f("flip/avg")[te]]),
-            "views as samples (8 views)": lambda tr, te: ([f(f"{v}/avg")[tr] for v in ("full", "flip", *crops)],
-                                                          [f(f"{v}/avg")[te] for v in ("full", "flip", *crops)]),
-            "train 8 views, test full+flip": lambda tr, te: ([f(f"{v}/avg")[tr] for v in ("full", "flip", *crops)],
-                                                             [f("full/avg")[te], f("flip/avg")[te]]),
+            "avg(full,flip) [today]": one(both("avg")),
+            "gem(full,flip)": one(both("gem")),
+            "avg+max": one(np.hstack([both("avg"), both("max")])),
+            "avg + last 3 stages": one(np.hstack([both("avg"), both("s3")])),
+            "views as samples (full,flip)": lambda tr, te: ([v[tr] for v in eight[:2]], [v[te] for v in eight[:2]]),
+            "views as samples (8 views)": lambda tr, te: ([v[tr] for v in eight], [v[te] for v in eight]),
+            "train 8 views, test full+flip": lambda tr, te: ([v[tr] for v in eight], [v[te] for v in eight[:2]]),
         }
         for size in RECIPES[name][1:]:
-            g = lambda key, size=size: d[f"{size}/{key}"]   # noqa: E731
-            recipes[f"@{size} avg(full,flip)"] = lambda tr, te, g=g: ([mean2(g("full/avg"), g("flip/avg"))[tr]],
-                                                                      [mean2(g("full/avg"), g("flip/avg"))[te]])
-        multi = [mean2(d[f"{s}/full/avg"], d[f"{s}/flip/avg"]) for s in RECIPES[name]]
-        recipes["all scales concatenated"] = lambda tr, te: ([np.hstack(multi)[tr]], [np.hstack(multi)[te]])
+            recipes[f"@{size} avg(full,flip)"] = one(both("avg", size))
+        recipes["all scales concatenated"] = one(np.hstack([both("avg", s) for s in RECIPES[name]]))
         for label, recipe in recipes.items():
             for C in C_grid:
                 t = time.perf_counter()
@@ -202,7 +188,6 @@ def main() -> None:
     if args.cmd == "extract":
         extract(args.out, args.sample, args.weights_dir, args.batch, args.limit)
     else:
-        sys.path.insert(0, str(ROOT / "bench"))
         evaluate(args.features, args.C, args.only)
 
 

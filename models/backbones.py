@@ -273,6 +273,7 @@ class Backbone:
     weights: str
     device: torch.device
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    stage_dims: dict[int, int] = field(default_factory=dict, repr=False)   # features.feature_dim's memo
 
     @property
     def embed_dim(self) -> int:

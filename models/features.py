@@ -336,13 +336,16 @@ def embed(backbone: Backbone, x: torch.Tensor, *, flip: bool = True, stages: int
 
 
 def feature_dim(backbone: Backbone, stages: int = 0) -> int:
+    """Length of a feature row; with stages, measured once per backbone on a small probe (every
+    predict call asks, the app's too)."""
     if not stages:
         return backbone.embed_dim
-    check_stages(backbone.model, stages, backbone.spec.name)
-    size = 64
-    probe = torch.zeros(1, 3, size, size, device=backbone.device)
-    with backbone.lock:
-        return int(embed(backbone, probe, flip=False, stages=stages).shape[1])
+    if stages not in backbone.stage_dims:
+        check_stages(backbone.model, stages, backbone.spec.name)
+        probe = torch.zeros(1, 3, 64, 64, device=backbone.device)
+        with backbone.lock:
+            backbone.stage_dims[stages] = int(embed(backbone, probe, flip=False, stages=stages).shape[1])
+    return backbone.stage_dims[stages]
 
 
 def default_workers(device: torch.device | None = None) -> int:
