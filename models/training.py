@@ -101,11 +101,39 @@ def _folds(y: np.ndarray, strata: np.ndarray, n_max: int = 5, seed: int = 0) -> 
     return folds
 
 
+def out_of_fold_rows(ensemble: Any, feats: dict[str, np.ndarray], ok: np.ndarray, df: pd.DataFrame,
+                     y: np.ndarray, *, text_factory=TextClassifier, unlabelled: pd.DataFrame | None = None,
+                     progress: Progress | None = None) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, dict]:
+    """(text, {voter: probs}, category index) out of fold for the labelled products with an image,
+    the rows the fusion is fitted on (same folds for text and image), and the text's CV metrics."""
+    progress = progress or _noop
+    codes = taxonomy.codes()
+    folds = _folds(y, ok)
+    progress(0.0, f"out-of-fold text probabilities ({len(np.unique(folds))} folds)")
+    text_oof = oof_text_proba(df, y, text_factory, folds, unlabelled)
+    pred = np.asarray(codes)[text_oof.argmax(1)]
+    metrics = {"text_weighted_f1": round(float(f1_score(y, pred, average="weighted")), 4),
+               "text_macro_f1": round(float(f1_score(y, pred, average="macro")), 4),
+               "text_accuracy": round(float(accuracy_score(y, pred)), 4), "cv_folds": int(len(np.unique(folds)))}
+    progress(0.5, "out-of-fold image voters")
+    yi, fi = y[ok], folds[ok]
+    fo = {k: v[ok] for k, v in feats.items()}
+    voters_oof = {s.label: np.zeros((int(ok.sum()), len(codes))) for s in ensemble.voters}
+    for k in np.unique(fi):
+        tr, te = fi != k, fi == k
+        if len(np.unique(yi[tr])) < 2 or not te.any():
+            continue
+        part = type(ensemble)(voters=ensemble.voters).fit({n: f[tr] for n, f in fo.items()}, yi[tr])
+        for name, p in part.voter_proba({n: f[te] for n, f in fo.items()}).items():
+            voters_oof[name][te] = p
+    return text_oof[ok], voters_oof, np.searchsorted(codes, yi), metrics
+
+
 def fit_image_and_fusion(ws: Workspace, df: pd.DataFrame, y: np.ndarray, *, text_factory=TextClassifier,
                          progress: Progress | None = None, voters=None,
                          unlabelled: pd.DataFrame | None = None) -> tuple[Any, Any, dict]:
     """Image ensemble on the labelled products with a usable image, and the fusion fitted on
-    out-of-fold text + voter probabilities of those products (same folds for both models).
+    out-of-fold text + voter probabilities of those products.
 
     Returns (ensemble, fusion, metrics), or (None, None, metrics) when too few images decode.
     """
@@ -121,29 +149,15 @@ def fit_image_and_fusion(ws: Workspace, df: pd.DataFrame, y: np.ndarray, *, text
     if ok.sum() < MIN_LABELLED_IMAGES or len(np.unique(y[ok])) < 2:
         log.warning("only %d labelled products have a usable image: version stays text only", ok.sum())
         return None, None, metrics
-    folds = _folds(y, ok)
-    progress(0.45, f"out-of-fold text probabilities ({len(np.unique(folds))} folds)")
-    text_oof = oof_text_proba(df, y, text_factory, folds, unlabelled)
-    pred = np.asarray(codes)[text_oof.argmax(1)]
-    metrics.update({"text_weighted_f1": round(float(f1_score(y, pred, average="weighted")), 4),
-                    "text_macro_f1": round(float(f1_score(y, pred, average="macro")), 4),
-                    "text_accuracy": round(float(accuracy_score(y, pred)), 4), "cv_folds": int(len(np.unique(folds)))})
-    progress(0.7, "out-of-fold image voters")
-    yi, fi = y[ok], folds[ok]
-    fo = {k: v[ok] for k, v in feats.items()}
-    voters_oof = {s.label: np.zeros((int(ok.sum()), len(codes))) for s in ensemble.voters}
-    for k in np.unique(fi):
-        tr, te = fi != k, fi == k
-        if len(np.unique(yi[tr])) < 2 or not te.any():
-            continue
-        part = ImageEnsemble(voters=ensemble.voters).fit({n: f[tr] for n, f in fo.items()}, yi[tr])
-        for name, p in part.voter_proba({n: f[te] for n, f in fo.items()}).items():
-            voters_oof[name][te] = p
+    text_oof, voters_oof, y_index, text_metrics = out_of_fold_rows(
+        ensemble, feats, ok, df, y, text_factory=text_factory, unlabelled=unlabelled,
+        progress=lambda f, d: progress(0.45 + 0.45 * f, d))
+    metrics.update(text_metrics)
     progress(0.9, "fitting fusion on out-of-fold predictions")
     prior = np.array([(y == c).mean() for c in codes])
     fusion = Fusion(voter_names=[s.label for s in ensemble.voters], text_prior=prior)
-    fusion.fit(text_oof[ok], voters_oof, np.searchsorted(codes, yi))
-    ensemble.fit(fo, yi)
+    fusion.fit(text_oof, voters_oof, y_index)
+    ensemble.fit({k: v[ok] for k, v in feats.items()}, y[ok])
     ensemble.set_vote(fusion.params.vote_weights, fusion.params.sharpen_k)
     metrics.update(fusion.metrics)
     progress(1.0, "image ensemble and fusion fitted")

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
+from sklearn.metrics import f1_score
 
 from labeler import taxonomy
 from models.features import MAX_PIXELS, WorkspaceFeatures, extract_features, open_image, ImageProblem
@@ -215,6 +216,32 @@ def test_fusion_learns_weights_on_oof_and_handles_missing_modalities():
     np.testing.assert_allclose(fused[-10:], text[-10:])                 # no image: text only
     np.testing.assert_allclose(fused[:5], fusion.image_vote({"good": good[:5], "useless": useless[:5]}))  # no text
     np.testing.assert_allclose(fused.sum(1), 1)
+
+
+def test_fusion_category_offsets_learn_the_imaged_products_mix():
+    """Texts skewed to category 0 (the text model's prior), imaged products spread evenly: the
+    per-category offsets learn the imaged mix on out-of-fold rows and win on fresh rows of it."""
+    rng = np.random.default_rng(1)
+    k = 27
+    prior = np.r_[0.6, np.full(k - 1, 0.4 / (k - 1))]
+
+    def rows(n: int):
+        y = rng.integers(0, k, n)                       # imaged products: every category alike
+        onehot = np.eye(k)[y]
+        soft = lambda s: (lambda z: z / z.sum(1, keepdims=True))(np.exp(s * onehot + rng.normal(size=(n, k))))
+        text = soft(1.2) * prior[None, :]               # a text model that learned the skewed prior
+        return text / text.sum(1, keepdims=True), {"v": soft(0.8)}, y
+
+    text, voters, y = rows(600)
+    plain = Fusion(voter_names=["v"], offset_l2=None).fit(text, voters, y)
+    offset = Fusion(voter_names=["v"]).fit(text, voters, y)
+    d = np.asarray(offset.params.category_offsets)
+    assert d.shape == (k,) and d[0] < d[1:].mean() - 0.5 and np.abs(d).max() <= 3.0
+    t2, v2, y2 = rows(2000)
+    ones = np.ones(len(y2), bool)
+    f1 = lambda f: f1_score(y2, f.fuse(t2, None, ones, voters=v2).argmax(1), average="weighted")
+    assert f1(offset) > f1(plain) + 0.02
+    assert offset.describe()["category_offsets"][0] == round(d[0], 3)
 
 
 @pytest.mark.parametrize("workers", [0, 3])

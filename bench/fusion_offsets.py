@@ -1,0 +1,87 @@
+"""Fusion variants on the same out-of-fold rows, scored on held-out imaged products of the sample.
+
+Per held-out split (bench_image's stratified quarter of the imaged products, unlabelled in the
+workspace) the out-of-fold rows, the final text model and the image voters are computed once;
+then each fusion variant is fitted on those rows and scored on the quarter. Variants: no
+per-category offsets (the fusion before), and offsets under several shrinkages.
+
+    python bench/fusion_offsets.py --seeds 0 1 2 3 4 5
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import f1_score
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_image import split_workspace, table  # noqa: E402
+from labeler import taxonomy  # noqa: E402
+from models import training  # noqa: E402
+from models.fusion import OFFSET_L2, Fusion  # noqa: E402
+from models.image import VOTERS_SETTING, ImageEnsemble, voters_from_config  # noqa: E402
+from models.predictor import align  # noqa: E402
+from models.text import TextClassifier  # noqa: E402
+
+SHRINKAGES = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+
+
+def split_rows(workdir: Path, seed: int) -> dict:
+    """Out-of-fold rows and held-out predictions of one split: everything but the fusion."""
+    ws, truth = split_workspace(workdir, seed)
+    df, y, _ = training.labelled_frame(ws)
+    unlabelled = training.products_frame(ws)
+    ens = ImageEnsemble(voters=voters_from_config(ws.get_setting(VOTERS_SETTING)))
+    feats, ok, _ = ens.product_features(df, feature_store=ws)
+    text_oof, voters_oof, y_index, _ = training.out_of_fold_rows(ens, feats, ok, df, y, unlabelled=unlabelled,
+                                                                 progress=lambda f, d: None)
+    ens.fit({k: v[ok] for k, v in feats.items()}, y[ok])
+    text = TextClassifier().fit(df, y, X_unlabeled=unlabelled)
+    test = training.products_frame(ws, list(truth))
+    img = ens.predict_products(test, feature_store=ws)
+    return {"oof": (text_oof, voters_oof, y_index), "prior": np.array([(y == c).mean() for c in taxonomy.codes()]),
+            "text": align(text.predict_proba(test), text.classes_), "voters": img["voters"],
+            "has_image": img["has_image"], "y": np.searchsorted(taxonomy.codes(), [truth[i] for i in test["id"]]),
+            "names": [s.label for s in ens.voters]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/rakuten-image-bench"))
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    variants = {"no offsets (before)": None, **{f"offsets, L2 {s:g}" + (" (default)" if s == OFFSET_L2 else ""): s
+                                                for s in SHRINKAGES}}
+    fused: dict[str, list[float]] = {k: [] for k in ["text only", *variants]}
+    vote: dict[str, list[float]] = {k: [] for k in variants}
+    for seed in args.seeds:
+        print(f"split {seed}: out-of-fold rows, final models...", flush=True)
+        r = split_rows(args.workdir, seed)
+        wf1 = lambda p: float(f1_score(r["y"], p.argmax(1), average="weighted"))
+        fused["text only"].append(wf1(r["text"]))
+        for name, l2 in variants.items():
+            f = Fusion(voter_names=r["names"], text_prior=r["prior"], offset_l2=l2).fit(*r["oof"])
+            fused[name].append(wf1(f.fuse(r["text"], None, r["has_image"], voters=r["voters"])))
+            vote[name].append(wf1(f.image_vote(r["voters"])))
+    base = fused["no offsets (before)"]
+    rows = []
+    for name, values in fused.items():
+        gain = [a - b for a, b in zip(values, base)]
+        rows.append([name, *[f"{v:.3f}" for v in values], f"{statistics.mean(values):.3f}",
+                     f"{statistics.median(values):.3f}", f"{statistics.mean(gain):+.3f}",
+                     f"{sum(g > 0 for g in gain)}/{len(gain)}", f"{statistics.mean(vote[name]):.3f}" if name in vote else ""])
+    table(f"Fused weighted F1 on held-out imaged products ({len(r['y'])} per split), fusion variants fitted on the "
+          "same out-of-fold rows", ["variant", *[f"split {s}" for s in args.seeds], "mean", "median",
+                                    "vs before", "better on", "image vote mean"], rows)
+
+
+if __name__ == "__main__":
+    main()
