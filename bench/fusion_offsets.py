@@ -3,9 +3,11 @@
 Per held-out split (bench_image's stratified quarter of the imaged products, unlabelled in the
 workspace) the out-of-fold rows, the final text model and the image voters are computed once;
 then each fusion variant is fitted on those rows and scored on the quarter. Variants: no
-per-category offsets (the fusion before), and offsets under several shrinkages.
+per-category offsets (the fusion before), and offsets under several shrinkages. A second table
+fits on random subsets of the out-of-fold rows (a workspace with fewer reviewed photos), where
+the offsets are only fitted from 4 rows a category on average (`fusion.OFFSET_MIN_ROWS`).
 
-    python bench/fusion_offsets.py --seeds 0 1 2 3 4 5
+    python bench/fusion_offsets.py --seeds 0 1 2 3 4 5     # ~7 min on 2 cores
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_image import split_workspace, table  # noqa: E402
 from labeler import taxonomy  # noqa: E402
 from models import training  # noqa: E402
+from models import fusion as fusion_mod  # noqa: E402
 from models.fusion import OFFSET_L2, Fusion  # noqa: E402
 from models.image import VOTERS_SETTING, ImageEnsemble, voters_from_config  # noqa: E402
 from models.predictor import align  # noqa: E402
@@ -56,12 +59,15 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/rakuten-image-bench"))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rows", type=int, nargs="*", default=[30, 60, 120, 200],
+                    help="out-of-fold subset sizes for the second table (3 draws per split)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     variants = {"no offsets (before)": None, **{f"offsets, L2 {s:g}" + (" (default)" if s == OFFSET_L2 else ""): s
                                                 for s in SHRINKAGES}}
     fused: dict[str, list[float]] = {k: [] for k in ["text only", *variants]}
     vote: dict[str, list[float]] = {k: [] for k in variants}
+    few: dict[tuple[int, str], list[float]] = {}
     for seed in args.seeds:
         print(f"split {seed}: out-of-fold rows, final models...", flush=True)
         r = split_rows(args.workdir, seed)
@@ -71,6 +77,18 @@ def main() -> None:
             f = Fusion(voter_names=r["names"], text_prior=r["prior"], offset_l2=l2).fit(*r["oof"])
             fused[name].append(wf1(f.fuse(r["text"], None, r["has_image"], voters=r["voters"])))
             vote[name].append(wf1(f.image_vote(r["voters"])))
+        rng = np.random.default_rng(seed)
+        text_oof, voters_oof, y_index = r["oof"]
+        for n in (m for m in args.rows if m < len(y_index)):
+            for _ in range(3):
+                idx = rng.choice(len(y_index), n, replace=False)
+                rows = (text_oof[idx], {k: v[idx] for k, v in voters_oof.items()}, y_index[idx])
+                for name, l2, min_rows in (("no offsets", None, 0), ("offsets always", OFFSET_L2, 0),
+                                           ("default", OFFSET_L2, fusion_mod.OFFSET_MIN_ROWS)):
+                    default_min, fusion_mod.OFFSET_MIN_ROWS = fusion_mod.OFFSET_MIN_ROWS, min_rows
+                    f = Fusion(voter_names=r["names"], text_prior=r["prior"], offset_l2=l2).fit(*rows)
+                    fusion_mod.OFFSET_MIN_ROWS = default_min
+                    few.setdefault((n, name), []).append(wf1(f.fuse(r["text"], None, r["has_image"], voters=r["voters"])))
     base = fused["no offsets (before)"]
     rows = []
     for name, values in fused.items():
@@ -81,6 +99,12 @@ def main() -> None:
     table(f"Fused weighted F1 on held-out imaged products ({len(r['y'])} per split), fusion variants fitted on the "
           "same out-of-fold rows", ["variant", *[f"split {s}" for s in args.seeds], "mean", "median",
                                     "vs before", "better on", "image vote mean"], rows)
+    sizes = sorted({n for n, _ in few})
+    if sizes:
+        names = ["no offsets", "offsets always", "default"]
+        table(f"Fused weighted F1, fusion fitted on n random out-of-fold rows (mean of {len(args.seeds)} splits x 3 draws; "
+              f"default = offsets from {fusion_mod.OFFSET_MIN_ROWS * 27} rows)", ["rows", *names],
+              [[n, *[f"{statistics.mean(few[(n, k)]):.3f}" for k in names]] for n in sizes])
 
 
 if __name__ == "__main__":

@@ -242,6 +242,8 @@ def test_fusion_category_offsets_learn_the_imaged_products_mix():
     f1 = lambda f: f1_score(y2, f.fuse(t2, None, ones, voters=v2).argmax(1), average="weighted")
     assert f1(offset) > f1(plain) + 0.02
     assert offset.describe()["category_offsets"][0] == round(d[0], 3)
+    # too few out-of-fold rows to learn 27 offsets (< 4 a category): the fusion fits none
+    assert Fusion(voter_names=["v"]).fit(text[:100], {"v": voters["v"][:100]}, y[:100]).params.category_offsets == ()
 
 
 @pytest.mark.parametrize("workers", [0, 3])
