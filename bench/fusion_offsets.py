@@ -26,8 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_image import split_workspace, table  # noqa: E402
 from labeler import taxonomy  # noqa: E402
 from models import training  # noqa: E402
-from models import fusion as fusion_mod  # noqa: E402
-from models.fusion import OFFSET_L2, Fusion  # noqa: E402
+from models.fusion import OFFSET_L2, OFFSET_MIN_ROWS, Fusion  # noqa: E402
 from models.image import VOTERS_SETTING, ImageEnsemble, voters_from_config  # noqa: E402
 from models.predictor import align  # noqa: E402
 from models.text import TextClassifier  # noqa: E402
@@ -84,10 +83,9 @@ def main() -> None:
                 idx = rng.choice(len(y_index), n, replace=False)
                 rows = (text_oof[idx], {k: v[idx] for k, v in voters_oof.items()}, y_index[idx])
                 for name, l2, min_rows in (("no offsets", None, 0), ("offsets always", OFFSET_L2, 0),
-                                           ("default", OFFSET_L2, fusion_mod.OFFSET_MIN_ROWS)):
-                    default_min, fusion_mod.OFFSET_MIN_ROWS = fusion_mod.OFFSET_MIN_ROWS, min_rows
-                    f = Fusion(voter_names=r["names"], text_prior=r["prior"], offset_l2=l2).fit(*rows)
-                    fusion_mod.OFFSET_MIN_ROWS = default_min
+                                           ("default", OFFSET_L2, OFFSET_MIN_ROWS)):
+                    f = Fusion(voter_names=r["names"], text_prior=r["prior"], offset_l2=l2,
+                               offset_min_rows=min_rows).fit(*rows)
                     few.setdefault((n, name), []).append(wf1(f.fuse(r["text"], None, r["has_image"], voters=r["voters"])))
     base = fused["no offsets (before)"]
     rows = []
@@ -103,7 +101,7 @@ def main() -> None:
     if sizes:
         names = ["no offsets", "offsets always", "default"]
         table(f"Fused weighted F1, fusion fitted on n random out-of-fold rows (mean of {len(args.seeds)} splits x 3 draws; "
-              f"default = offsets from {fusion_mod.OFFSET_MIN_ROWS * 27} rows)", ["rows", *names],
+              f"default = offsets from {OFFSET_MIN_ROWS * 27} rows)", ["rows", *names],
               [[n, *[f"{statistics.mean(few[(n, k)]):.3f}" for k in names]] for n in sizes])
 
 

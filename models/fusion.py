@@ -61,9 +61,11 @@ class Fusion:
     """
 
     def __init__(self, *, voter_names: Sequence[str], text_prior: np.ndarray | None = None,
-                 params: FusionParams | None = None, offset_l2: float | None = OFFSET_L2):
+                 params: FusionParams | None = None, offset_l2: float | None = OFFSET_L2,
+                 offset_min_rows: float = OFFSET_MIN_ROWS):
         self.voter_names = list(voter_names)
-        self.offset_l2 = offset_l2   # None: no per-category offsets
+        self.offset_l2 = offset_l2              # None: no per-category offsets
+        self.offset_min_rows = offset_min_rows  # per category, on average, to fit them at all
         self.text_prior = None if text_prior is None else np.asarray(text_prior, dtype=np.float64)
         self.params = params or FusionParams(vote_weights=(1.0,) * len(self.voter_names))
         self.metrics: dict[str, float] = {}
@@ -108,7 +110,7 @@ class Fusion:
         text = np.asarray(text, dtype=np.float64)
         y_index = np.asarray(y_index)
         use_prior = self.text_prior is not None
-        n_c = text.shape[1] if self.offset_l2 is not None and len(y_index) >= OFFSET_MIN_ROWS * text.shape[1] else 0
+        n_c = text.shape[1] if self.offset_l2 is not None and len(y_index) >= self.offset_min_rows * text.shape[1] else 0
 
         def unpack(theta: np.ndarray) -> FusionParams:
             w = np.exp(theta[4:4 + n_v])
