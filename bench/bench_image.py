@@ -2,6 +2,7 @@
 
     python bench/bench_image.py [--images 96] [--workdir /tmp/rakuten-image-bench]
     python bench/bench_image.py --throughput-only --images 420 --batch 64     # on a GPU
+    python bench/bench_image.py --skip-throughput --learning-curve            # F1 vs training photos
 
 1. Feature extraction images/s per backbone through the pipeline (decode + resize, in threads or on
    the GPU, + batched forward + flip) next to the bare forward on the same, already decoded batch.
@@ -10,6 +11,9 @@
 4. Image-only, text-only and fused weighted F1 on a stratified split of the products with an image:
    the held-out quarter is imported without labels, `train_version` fits everything on the rest
    (text on every other product, voters and fusion on the other imaged ones), then predicts it.
+5. (--learning-curve) Image-only F1 on the same quarters with the voters refitted on a half,
+   three quarters and all of the training photos (the version's vote weights kept): how much
+   more labelled photos would give.
 
 The workspace (and so the feature cache) persists under --workdir: the first run extracts the
 420 images' features once per backbone, later runs reuse them.
@@ -182,6 +186,38 @@ def bench_quality(workdir: Path, seed: int, reuse_model: bool = False) -> tuple:
     return ws, bundle, test
 
 
+def bench_learning_curve(workdir: Path, seeds: list[int], fractions=(0.5, 0.75, 1.0), draws: int = 2) -> None:
+    from sklearn.metrics import f1_score
+    from sklearn.model_selection import train_test_split
+
+    from models import training
+    from models.image import ImageEnsemble
+
+    codes = np.asarray(taxonomy.codes())
+    scores: dict[float, list[float]] = {f: [] for f in fractions}
+    n_photos: dict[float, int] = {}
+    for seed in seeds:
+        ws, truth = split_workspace(workdir, seed)
+        ens = training.live_bundle(ws).image
+        df, y, _ = training.labelled_frame(ws)
+        feats, ok, _ = ens.product_features(df, feature_store=ws)
+        feats, y = {k: v[ok] for k, v in feats.items()}, y[ok]
+        test = training.products_frame(ws, list(truth))
+        test_feats = ens.product_features(test, feature_store=ws)[0]
+        y_test = np.array([truth[i] for i in test["id"]])
+        for f in fractions:
+            for draw in range(draws if f < 1 else 1):
+                rows = np.arange(len(y)) if f == 1 else \
+                    train_test_split(np.arange(len(y)), train_size=f, stratify=y, random_state=draw)[0]
+                part = ImageEnsemble(voters=ens.voters).fit({k: v[rows] for k, v in feats.items()}, y[rows])
+                part.set_vote(ens.vote_weights_, ens.sharpen_k_)
+                scores[f].append(f1_score(y_test, codes[part.predict_proba(test_feats).argmax(1)], average="weighted"))
+                n_photos[f] = len(rows)
+    table(f"Image-only weighted F1 vs training photos (held-out quarters, splits {seeds}; {draws} draws below all)",
+          ["training photos", "mean F1", "min", "max"],
+          [[n_photos[f], f"{statistics.mean(v):.3f}", f"{min(v):.3f}", f"{max(v):.3f}"] for f, v in scores.items()])
+
+
 def bench_explain_and_predict(bundle, test: pd.DataFrame, n: int) -> None:
     from models.explain import voter_heatmap
 
@@ -219,6 +255,8 @@ def main() -> None:
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--throughput-only", action="store_true",
                     help="only the extraction table (on a GPU: --images 420 --batch 64)")
+    ap.add_argument("--learning-curve", action="store_true",
+                    help="after the F1 table, image-only F1 with half / three quarters / all training photos")
     ap.add_argument("--reuse-model", action="store_true",
                     help="score with each split's live model version instead of training a new one")
     args = ap.parse_args()
@@ -229,6 +267,8 @@ def main() -> None:
         return
     for seed in args.seeds:
         _, bundle, test = bench_quality(args.workdir, seed, args.reuse_model)
+    if args.learning_curve:
+        bench_learning_curve(args.workdir, args.seeds)
     bench_explain_and_predict(bundle, test, args.explain)
 
 
