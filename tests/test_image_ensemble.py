@@ -220,13 +220,14 @@ def test_fusion_learns_weights_on_oof_and_handles_missing_modalities():
 
 def test_fusion_category_offsets_learn_the_imaged_products_mix():
     """Texts skewed to category 0 (the text model's prior), imaged products spread evenly: the
-    per-category offsets learn the imaged mix on out-of-fold rows and win on fresh rows of it."""
+    per-category offsets learn the imaged mix on out-of-fold rows and win on fresh rows of it;
+    imaged products that follow the texts' mix leave them small and the fused F1 about as is."""
     rng = np.random.default_rng(1)
     k = 27
     prior = np.r_[0.6, np.full(k - 1, 0.4 / (k - 1))]
 
-    def rows(n: int):
-        y = rng.integers(0, k, n)                       # imaged products: every category alike
+    def rows(n: int, p: np.ndarray | None = None):
+        y = rng.choice(k, n, p=p)                       # imaged products: every category alike unless p
         onehot = np.eye(k)[y]
         soft = lambda s: (lambda z: z / z.sum(1, keepdims=True))(np.exp(s * onehot + rng.normal(size=(n, k))))
         text = soft(1.2) * prior[None, :]               # a text model that learned the skewed prior
@@ -242,6 +243,14 @@ def test_fusion_category_offsets_learn_the_imaged_products_mix():
     f1 = lambda f: f1_score(y2, f.fuse(t2, None, ones, voters=v2).argmax(1), average="weighted")
     assert f1(offset) > f1(plain) + 0.02
     assert offset.describe()["category_offsets"][0] == round(d[0], 3)
+    # imaged products that follow the texts' mix: nothing to correct, the offsets stay small
+    same = rows(600, p=prior)
+    t3, v3, y3 = rows(2000, p=prior)
+    with_d = Fusion(voter_names=["v"], text_prior=prior).fit(*same)
+    without = Fusion(voter_names=["v"], text_prior=prior, offset_l2=None).fit(*same)
+    assert np.abs(with_d.params.category_offsets).mean() < 0.5       # 0.25 here; skewed mix: |d_0| ~ 3
+    f1_same = lambda f: f1_score(y3, f.fuse(t3, None, np.ones(len(y3), bool), voters=v3).argmax(1), average="weighted")
+    assert f1_same(with_d) > f1_same(without) - 0.02                # -0.007 here
     # too few out-of-fold rows to learn 27 offsets (< 4 a category): the fusion fits none
     assert Fusion(voter_names=["v"]).fit(text[:100], {"v": voters["v"][:100]}, y[:100]).params.category_offsets == ()
 
