@@ -47,7 +47,7 @@ def split_rows(workdir: Path, seed: int) -> dict:
     text = TextClassifier().fit(df, y, X_unlabeled=unlabelled)
     test = training.products_frame(ws, list(truth))
     img = ens.predict_products(test, feature_store=ws)
-    return {"oof": (text_oof, voters_oof, y_index), "prior": np.array([(y == c).mean() for c in taxonomy.codes()]),
+    return {"oof": (text_oof, voters_oof, y_index), "prior": training.category_prior(y),
             "text": align(text.predict_proba(test), text.classes_), "voters": img["voters"],
             "has_image": img["has_image"], "y": np.searchsorted(taxonomy.codes(), [truth[i] for i in test["id"]]),
             "names": [s.label for s in ens.voters]}

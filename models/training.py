@@ -59,9 +59,18 @@ def cross_validated_metrics(df: pd.DataFrame, y: np.ndarray, make_text, folds: i
     for tr, te in StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(df, y):
         model = make_text().fit(df.iloc[tr], y[tr])
         pred[te] = model.predict(df.iloc[te])
+    return _text_metrics(y, pred, n_splits)
+
+
+def _text_metrics(y: np.ndarray, pred: np.ndarray, n_folds: int) -> dict[str, float]:
     return {"text_weighted_f1": round(float(f1_score(y, pred, average="weighted")), 4),
             "text_macro_f1": round(float(f1_score(y, pred, average="macro")), 4),
-            "text_accuracy": round(float(accuracy_score(y, pred)), 4), "cv_folds": n_splits}
+            "text_accuracy": round(float(accuracy_score(y, pred)), 4), "cv_folds": int(n_folds)}
+
+
+def category_prior(y: np.ndarray) -> np.ndarray:
+    """Share of each taxonomy category among the labels: the text model's prior, for the fusion."""
+    return np.array([(y == c).mean() for c in taxonomy.codes()])
 
 
 MIN_LABELLED_IMAGES = 30   # below this an image ensemble learns little: the version stays text only
@@ -111,10 +120,7 @@ def out_of_fold_rows(ensemble: Any, feats: dict[str, np.ndarray], ok: np.ndarray
     folds = _folds(y, ok)
     progress(0.0, f"out-of-fold text probabilities ({len(np.unique(folds))} folds)")
     text_oof = oof_text_proba(df, y, text_factory, folds, unlabelled)
-    pred = np.asarray(codes)[text_oof.argmax(1)]
-    metrics = {"text_weighted_f1": round(float(f1_score(y, pred, average="weighted")), 4),
-               "text_macro_f1": round(float(f1_score(y, pred, average="macro")), 4),
-               "text_accuracy": round(float(accuracy_score(y, pred)), 4), "cv_folds": int(len(np.unique(folds)))}
+    metrics = _text_metrics(y, np.asarray(codes)[text_oof.argmax(1)], len(np.unique(folds)))
     progress(0.5, "out-of-fold image voters")
     yi, fi = y[ok], folds[ok]
     fo = {k: v[ok] for k, v in feats.items()}
@@ -141,7 +147,6 @@ def fit_image_and_fusion(ws: Workspace, df: pd.DataFrame, y: np.ndarray, *, text
     from models.image import VOTERS_SETTING, ImageEnsemble, voters_from_config
 
     progress = progress or _noop
-    codes = taxonomy.codes()
     ensemble = ImageEnsemble(voters=voters or voters_from_config(ws.get_setting(VOTERS_SETTING)))
     progress(0.0, "image features (cached per image and backbone)")
     feats, ok, problems = ensemble.product_features(df, feature_store=ws, progress=lambda f, d: progress(0.4 * f, d))
@@ -154,8 +159,7 @@ def fit_image_and_fusion(ws: Workspace, df: pd.DataFrame, y: np.ndarray, *, text
         progress=lambda f, d: progress(0.45 + 0.45 * f, d))
     metrics.update(text_metrics)
     progress(0.9, "fitting fusion on out-of-fold predictions")
-    prior = np.array([(y == c).mean() for c in codes])
-    fusion = Fusion(voter_names=[s.label for s in ensemble.voters], text_prior=prior)
+    fusion = Fusion(voter_names=[s.label for s in ensemble.voters], text_prior=category_prior(y))
     fusion.fit(text_oof, voters_oof, y_index)
     ensemble.fit({k: v[ok] for k, v in feats.items()}, y[ok])
     ensemble.set_vote(fusion.params.vote_weights, fusion.params.sharpen_k)
