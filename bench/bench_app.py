@@ -130,7 +130,8 @@ def baseline_app(tmp: Path):
         state = gr.State(0)
         btn = gr.Button("next", elem_id="btn-accept")
         btn.click(_noop_card, [state], [state, card], api_name="accept", show_progress="hidden")
-    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
+                            run_history=False)     # as the review app (labeler.app.launch_options)
     try:
         yield url
     finally:

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 DEFAULT_STRATEGY = "least_confidence"
 PREFETCH_AHEAD = 1     # heatmaps take seconds per product on a CPU: keep one ready, no backlog
+PRELOAD_IMAGES = 2     # the next cards' images: the browser fetches them while the reviewer looks
 HEAT_WAIT_S = 180.0    # a card's overlays are awaited this long while it stays on screen
 HISTORY_ROWS = 5
 RETRAIN_POLL_S = 0.5   # progress refresh of a running retrain
@@ -55,10 +56,15 @@ def _html(value: str = "", **kw: Any) -> gr.HTML:
 
 
 def launch_options() -> dict[str, Any]:
-    """Theme, CSS and the shortcut script: Gradio 6 takes these at launch(), not in Blocks()."""
+    """Theme, CSS and the shortcut script: Gradio 6 takes these at launch(), not in Blocks().
+
+    No run history: Gradio 6 otherwise stores every call's inputs and outputs (cards, heatmaps)
+    in the browser, which on a day of reviewing is thousands of product cards kept where nobody
+    asked for them, and measured +50 ms on each Enter -> next card (bench/bench_app.py)."""
     return {"theme": gr.themes.Soft(primary_hue="indigo", neutral_hue="slate"),
             "css": (STATIC / "app.css").read_text(encoding="utf-8"),
-            "head": f"<script>{(STATIC / 'shortcuts.js').read_text(encoding='utf-8')}</script>"}
+            "head": f"<script>{(STATIC / 'shortcuts.js').read_text(encoding='utf-8')}</script>",
+            "run_history": False}
 
 
 def _pretty(name: str) -> str:
@@ -111,14 +117,15 @@ class ReviewUI:
         top1 = pred.top1 if pred is not None else None
         version = pred.model_version if pred is not None else None
         s.heat_category = top1
-        s.ahead = self._ahead(s)
+        s.ahead, upcoming = self._ahead(s)
         heat = self.prefetch.result(self._want(s, top1), top1)
         s.heat_shown = heat is not None
         current = {"product_id": card.product_id, "key": card.key, "reviewer": s.reviewer,
                    "strategy": card.strategy, "model_version": version, "remaining": card.remaining,
                    "top5": [[v.code, v.prob] for v in pred.top5] if pred is not None else []}
         image_uri = views.image_src(card.product.get("image_path"))
-        return (s, current, views.card_with_status(status, views.card_html(card, image_uri, threshold=threshold)),
+        body = views.card_html(card, image_uri, threshold=threshold, preload=[views.image_src(p) for p in upcoming])
+        return (s, current, views.card_with_status(status, body),
                 views.top5_html(pred, threshold=threshold),
                 views.side_html(views.votes_html(pred, has_image=bool(card.product.get("image_path"))),
                                 self._history(s)),
@@ -147,25 +154,28 @@ class ReviewUI:
         return self.prefetch.want(s.reviewer or "", (card.product, version, category) if card else None,
                                   s.ahead, version)
 
-    def _ahead(self, s: Session) -> list:
-        """The next product(s) with an image in this reviewer's queue, with their top-1."""
+    def _ahead(self, s: Session) -> tuple[list, list[str]]:
+        """The next product(s) with an image in this reviewer's queue, with their top-1 (their
+        heatmaps are warmed), and the image paths of the next cards (the browser preloads them)."""
         card = s.card
         if card is None or card.prediction is None or PREFETCH_AHEAD <= 0:
-            return []
+            return [], []
         try:
             ids = review.ranking(self.ws, s.strategy, category=s.category, settings=self.settings).ids
         except (review.ReviewError, strategies.StrategyError):
-            return []
+            return [], []
         at = ids.index(card.product_id) if card.product_id in ids else -1
         version = card.prediction.model_version
-        items = []
-        for product in self.ws.products(ids[at + 1:at + 1 + 8 * PREFETCH_AHEAD]):
+        items, images = [], []
+        for n, product in enumerate(self.ws.products(ids[at + 1:at + 1 + 8 * PREFETCH_AHEAD])):
+            if n < PRELOAD_IMAGES and product.get("image_path"):
+                images.append(product["image_path"])
             pred = self.ws.prediction(product["id"], version) if product.get("image_path") else None
-            if pred is not None:
+            if pred is not None and len(items) < PREFETCH_AHEAD:
                 items.append((product, int(pred["top1"])))
-                if len(items) >= PREFETCH_AHEAD:
-                    break
-        return items
+            if len(items) >= PREFETCH_AHEAD and n + 1 >= PRELOAD_IMAGES:
+                break
+        return items, images
 
     def _next(self, s: Session, **render_kw: bool) -> tuple:
         try:
@@ -460,7 +470,9 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
     with gr.Blocks(title="Rakuten category review", fill_width=True) as demo:
         session = gr.State(Session())
         prefs = gr.BrowserState({}, storage_key="rakuten-labeler-prefs", secret=secret)
-        current = gr.JSON(visible="hidden", elem_id="current-card")
+        # not rendered (visible=False still holds the value and sends it back as an input): a
+        # hidden JSON viewer was rebuilt in the browser on every decision for nobody
+        current = gr.JSON(visible=False, elem_id="current-card")
         with gr.Tabs():
             with gr.Tab("Review", id="review"):
                 with gr.Row(elem_id="review-bar", equal_height=True):

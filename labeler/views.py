@@ -114,8 +114,11 @@ def pil_data_uri(im, *, max_px: int = DISPLAY_IMAGE_PX, quality: int = 85) -> st
 
 
 # -- the review card ------------------------------------------------------------------------------
-def card_html(card, image_uri: str | None, *, threshold: float) -> str:
-    """Image, title, description, why it was picked, the imported label and the auto-accept badge."""
+def card_html(card, image_uri: str | None, *, threshold: float, preload: Sequence[str | None] = ()) -> str:
+    """Image, title, description, why it was picked, the imported label and the auto-accept badge.
+
+    preload: image URLs of the next cards, fetched by the browser while the reviewer looks at this
+    one, so the next card's image is shown from its cache."""
     p = card.product
     title = text(p.get("title")) or "<em>(no title)</em>"
     desc = text(p.get("description"), MAX_DESCRIPTION)
@@ -135,6 +138,8 @@ def card_html(card, image_uri: str | None, *, threshold: float) -> str:
                 if source is not None else "")
     strategy = html.escape(card.strategy.replace("_", " "))
     score = "" if card.score is None else f' <span class="muted">(score {card.score:.3f})</span>'
+    ahead = "".join(f'<img class="preload" src="{html.escape(u)}" alt="" hidden>'
+                    for u in preload if u and not u.startswith("data:"))
     return f"""
 <div class="card" data-product-id="{html.escape(card.product_id)}" data-key="{html.escape(card.key)}">
   <div class="card-img">{img}</div>
@@ -147,7 +152,7 @@ def card_html(card, image_uri: str | None, *, threshold: float) -> str:
       {imported}
       <div class="meta-row"><span>product id</span><span><code>{html.escape(card.product_id)}</code></span></div>
     </div>
-  </div>
+  </div>{ahead}
 </div>"""
 
 

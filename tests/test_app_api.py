@@ -35,6 +35,36 @@ def server(app_ws, tmp_path):
         yield demo, url
 
 
+def test_the_browser_keeps_no_run_history(server):
+    """Gradio 6 would otherwise store every call (product cards, heatmaps) in the reviewer's browser."""
+    _, url = server
+    config = Client(url, verbose=False).config
+    assert config["run_history"] is False
+
+
+def test_the_next_cards_images_are_preloaded(sample_dir, tmp_path):
+    """Each card asks the browser to fetch the images of the next cards in the queue, so the next
+    product's image is on screen from the browser's cache."""
+    root = app_workspace(sample_dir, tmp_path / "ws")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    with sqlite3.connect(root / "workspace.db") as db:      # every product gets an image of its own
+        (source,) = db.execute("SELECT image_path FROM products WHERE image_path IS NOT NULL LIMIT 1").fetchone()
+        for (pid,) in db.execute("SELECT id FROM products WHERE image_path IS NULL").fetchall():
+            copy = photos / f"photo_{pid}.jpg"
+            copy.write_bytes(Path(source).read_bytes())
+            db.execute("UPDATE products SET image_path = ? WHERE id = ?", (str(copy), pid))
+    with running_app(root, tmp_path) as (_, url):
+        client = Client(url, verbose=False)
+        out = card(client.predict("paula", api_name="/set_reviewer"))
+        for _ in range(4):
+            preload = [a["src"] for t, a in markup_of(out["card"]) if t == "img" and a.get("class") == "preload"]
+            assert len(preload) == 2 and all(src.startswith("gradio_api/file=") for src in preload)
+            out = card(client.predict(out["current"], "", api_name="/accept"))
+            (shown,) = [a["src"] for t, a in markup_of(out["card"]) if t == "img" and a.get("class") == "product-img"]
+            assert shown == preload[0]
+
+
 def test_every_event_has_a_name(server):
     demo, url = server
     named = Client(url, verbose=False).view_api(return_format="dict")["named_endpoints"]
@@ -135,7 +165,8 @@ def test_product_text_cannot_inject_markup(sample_dir, tmp_path):
     tags = markup_of(out["card"])
     assert {t for t, _ in tags} <= {"div", "span", "h2", "b", "code", "em", "img"}
     assert not [a for _, attrs in tags for a in attrs if a.lower().startswith("on")]
-    assert [attrs.get("class") for t, attrs in tags if t == "img"] in ([], ["product-img"])
+    assert {attrs.get("class") for t, attrs in tags if t == "img"} <= {"product-img", "preload"}
+    assert all(attrs["src"].startswith("gradio_api/file=") for t, attrs in tags if t == "img")
     assert "Piscine hors-sol" in out["card"] and "Bâche" in out["card"]   # the words stay, as text
     assert XSS_TITLE not in out["card"]
 

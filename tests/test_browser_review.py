@@ -160,6 +160,9 @@ def test_review_screen_keyboard_undo_reload(browser, sample_dir, tmp_path):
         assert page.locator("#review-card img.product-img").get_attribute("src").startswith("gradio_api/file=")
         page.wait_for_function("() => { const i = document.querySelector('#review-card img.product-img');"
                                " return i.complete && i.naturalWidth === 500; }", timeout=10_000)
+        # the next cards' images load unseen (they are there for the browser's cache only)
+        assert page.evaluate("() => [...document.querySelectorAll('#review-card img.preload')]"
+                             ".every(i => i.offsetParent === null && i.getBoundingClientRect().height === 0)")
         page.wait_for_function("() => document.querySelectorAll('#heatmaps figure img').length === 3",
                                timeout=HEAT_TIMEOUT_MS)
         captions = page.locator("#heatmaps figcaption").all_inner_texts()
