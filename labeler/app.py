@@ -124,7 +124,7 @@ class ReviewUI:
                    "strategy": card.strategy, "model_version": version, "remaining": card.remaining,
                    "top5": [[v.code, v.prob] for v in pred.top5] if pred is not None else []}
         image_uri = views.image_src(card.product.get("image_path"))
-        body = views.card_html(card, image_uri, threshold=threshold, preload=[views.image_src(p) for p in upcoming])
+        body = views.card_html(card, image_uri, threshold=threshold, preload=upcoming)
         return (s, current, views.card_with_status(status, body),
                 views.top5_html(pred, threshold=threshold),
                 views.side_html(views.votes_html(pred, has_image=bool(card.product.get("image_path"))),
@@ -156,7 +156,7 @@ class ReviewUI:
 
     def _ahead(self, s: Session) -> tuple[list, list[str]]:
         """The next product(s) with an image in this reviewer's queue, with their top-1 (their
-        heatmaps are warmed), and the image paths of the next cards (the browser preloads them)."""
+        heatmaps are warmed), and the image URLs of the next cards (the browser preloads them)."""
         card = s.card
         if card is None or card.prediction is None or PREFETCH_AHEAD <= 0:
             return [], []
@@ -168,8 +168,9 @@ class ReviewUI:
         version = card.prediction.model_version
         items, images = [], []
         for n, product in enumerate(self.ws.products(ids[at + 1:at + 1 + 8 * PREFETCH_AHEAD])):
-            if n < PRELOAD_IMAGES and product.get("image_path"):
-                images.append(product["image_path"])
+            url = views.image_url(product.get("image_path")) if n < PRELOAD_IMAGES else None
+            if url:                # only images the browser can fetch by URL (no data: URIs)
+                images.append(url)
             pred = self.ws.prediction(product["id"], version) if product.get("image_path") else None
             if pred is not None and len(items) < PREFETCH_AHEAD:
                 items.append((product, int(pred["top1"])))
