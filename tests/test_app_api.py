@@ -58,10 +58,10 @@ def test_the_next_cards_images_are_preloaded(sample_dir, tmp_path):
         client = Client(url, verbose=False)
         out = card(client.predict("paula", api_name="/set_reviewer"))
         for _ in range(4):
-            preload = [a["src"] for t, a in markup_of(out["card"]) if t == "img" and a.get("class") == "preload"]
+            preload = image_sources(out["card"], "preload")
             assert len(preload) == 2 and all(src.startswith("gradio_api/file=") for src in preload)
             out = card(client.predict(out["current"], "", api_name="/accept"))
-            (shown,) = [a["src"] for t, a in markup_of(out["card"]) if t == "img" and a.get("class") == "product-img"]
+            (shown,) = image_sources(out["card"], "product-img")
             assert shown == preload[0]
 
 
@@ -154,6 +154,10 @@ def markup_of(html: str) -> list[tuple[str, dict]]:
     parser = _Tags()
     parser.feed(html)
     return parser.tags
+
+
+def image_sources(html: str, css_class: str) -> list[str]:
+    return [attrs["src"] for tag, attrs in markup_of(html) if tag == "img" and attrs.get("class") == css_class]
 
 
 def test_product_text_cannot_inject_markup(sample_dir, tmp_path):

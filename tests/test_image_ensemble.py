@@ -238,19 +238,19 @@ def test_fusion_category_offsets_learn_the_imaged_products_mix():
     offset = Fusion(voter_names=["v"]).fit(text, voters, y)
     d = np.asarray(offset.params.category_offsets)
     assert d.shape == (k,) and d[0] < d[1:].mean() - 0.5 and np.abs(d).max() <= 3.0
-    t2, v2, y2 = rows(2000)
-    ones = np.ones(len(y2), bool)
-    f1 = lambda f: f1_score(y2, f.fuse(t2, None, ones, voters=v2).argmax(1), average="weighted")
-    assert f1(offset) > f1(plain) + 0.02
+    def fused_f1(fusion: Fusion, text, voters, y) -> float:      # every product has an image
+        return f1_score(y, fusion.fuse(text, None, np.ones(len(y), bool), voters=voters).argmax(1), average="weighted")
+
+    fresh = rows(2000)
+    assert fused_f1(offset, *fresh) > fused_f1(plain, *fresh) + 0.02
     assert offset.describe()["category_offsets"][0] == round(d[0], 3)
     # imaged products that follow the texts' mix: nothing to correct, the offsets stay small
     same = rows(600, p=prior)
-    t3, v3, y3 = rows(2000, p=prior)
+    fresh_same = rows(2000, p=prior)
     with_d = Fusion(voter_names=["v"], text_prior=prior).fit(*same)
     without = Fusion(voter_names=["v"], text_prior=prior, offset_l2=None).fit(*same)
     assert np.abs(with_d.params.category_offsets).mean() < 0.5       # 0.25 here; skewed mix: |d_0| ~ 3
-    f1_same = lambda f: f1_score(y3, f.fuse(t3, None, np.ones(len(y3), bool), voters=v3).argmax(1), average="weighted")
-    assert f1_same(with_d) > f1_same(without) - 0.02                # -0.007 here
+    assert fused_f1(with_d, *fresh_same) > fused_f1(without, *fresh_same) - 0.02   # -0.007 here
     # too few out-of-fold rows to learn 27 offsets (< 4 a category): the fusion fits none
     assert Fusion(voter_names=["v"]).fit(text[:100], {"v": voters["v"][:100]}, y[:100]).params.category_offsets == ()
 
