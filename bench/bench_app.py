@@ -9,7 +9,10 @@ a trained model (predictions cached in SQLite, as in normal use):
 * browser:  headless chromium presses Enter (the real shortcut script) and a MutationObserver
             stamps the moment the next product's card is in the DOM (and its image loaded): the
             default queue (least confidence: nearly all text-only products on the sample), then
-            the random queue, where about one product in five has an image.
+            the random queue, where about one product in five has an image; then, with the
+            text-only products already decided, cards with an image after a reviewer's look of
+            2.5 s (their heatmaps computed meanwhile ride in the same update): displayed once the
+            card, its image and the three overlays are loaded.
 * baseline: the same two transports on a Gradio app whose one event does nothing, on the same
             machine at the same time: what Gradio and the transport cost by themselves (the
             machine is shared, so compare the ratios as much as the absolute numbers).
@@ -215,11 +218,55 @@ PRESS = """() => new Promise(resolve => {
 })"""
 
 
-def bench_browser(tmp: Path, n: int, glance_ms: int, queue: str | None = None) -> list[tuple[float, bool]]:
-    """(ms, the card has an image) per decision; queue: a queue picked in the app's dropdown first
-    (the default least-confidence queue of the sample is nearly all text-only products)."""
+# after a reviewer's look at a card with an image: the next card's heatmaps were computed meanwhile
+# and ride in the same update; it counts as displayed once the card, its image and the overlays
+# (all loaded) are on screen. ready: the overlays came with the card, not "Computing heatmaps…".
+PRESS_LOOKED = """() => new Promise(resolve => {
+  const before = window.__cardTimes.length;
+  const heatBefore = document.querySelector('#heatmaps .heat-row')?.innerHTML;
+  const t0 = performance.now();
+  document.dispatchEvent(new KeyboardEvent('keydown', {key: 'Enter', bubbles: true}));
+  const loaded = img => img.complete && img.naturalWidth > 0;
+  const poll = () => {
+    if (window.__cardTimes.length > before) {
+      const img = document.querySelector('#review-card img.product-img');
+      const row = document.querySelector('#heatmaps .heat-row');
+      const figs = [...document.querySelectorAll('#heatmaps figure img')];
+      const heatNew = row && row.innerHTML !== heatBefore && figs.length > 0 && figs.every(loaded);
+      const computing = (document.querySelector('#heatmaps')?.textContent || '').includes('Computing');
+      if ((!img || loaded(img)) && (heatNew || computing)) return resolve([performance.now() - t0, !!heatNew]);
+    }
+    setTimeout(poll, 1);
+  };
+  poll();
+})"""
+
+
+def decide_text_only(root: Path) -> int:
+    """Accept every product without an image as another reviewer: what is left to review are the
+    products with an image (as in the full challenge set, where every product has one)."""
+    from labeler import review
+    from store.workspace import Workspace
+    ws = Workspace(root)
+    try:
+        ids = [r[0] for r in ws.conn.execute("SELECT id FROM products WHERE image_path IS NULL OR image_path = ''")]
+        for pid in ids:
+            review.decide(ws, "bench-text-reviewer", pid, "accept")
+    finally:
+        ws.close()
+    return len(ids)
+
+
+def bench_browser(tmp: Path, n: int, glance_ms: int, queue: str | None = None,
+                  press: str = PRESS, images_only: bool = False) -> list[tuple[float, bool]]:
+    """(ms, flag) per decision, flag: the card has an image (PRESS) or came with its heatmaps
+    (PRESS_LOOKED); queue: a queue picked in the app's dropdown first (the default
+    least-confidence queue of the sample is nearly all text-only products); images_only: the
+    text-only products are decided beforehand (`decide_text_only`)."""
     from playwright.sync_api import sync_playwright
-    root = fresh(tmp, "browser" + (f"-{queue}" if queue else ""))
+    root = fresh(tmp, "browser" + (f"-{queue}" if queue else "") + ("-images" if images_only else ""))
+    if images_only:
+        decide_text_only(root)
     times: list[tuple[float, bool]] = []
     with running_app(root, tmp / "gradio-browser") as (_, url), sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -241,9 +288,10 @@ def bench_browser(tmp: Path, n: int, glance_ms: int, queue: str | None = None) -
             page.wait_for_selector(f"#review-card .meta >> text={queue.lower()}")
             page.locator("#review-card").click(position={"x": 5, "y": 5})     # focus back on the page
         page.evaluate(OBSERVE)
+        page.wait_for_timeout(glance_ms)
         for _ in range(n):
-            ms, has_image = page.evaluate(PRESS)
-            times.append((float(ms), bool(has_image)))
+            ms, flag = page.evaluate(press)
+            times.append((float(ms), bool(flag)))
             page.wait_for_timeout(glance_ms)     # a (very fast) reviewer's glance at the card
         browser.close()
     return times
@@ -257,6 +305,9 @@ def main() -> None:
                     help="use the newest template built, even by an older code version (no retraining)")
     ap.add_argument("--skip-browser", action="store_true")
     ap.add_argument("--glance-ms", type=int, default=300, help="pause between browser decisions (default 300)")
+    ap.add_argument("--looks", type=int, default=40,
+                    help="decisions on image cards after a longer look, heatmaps ready (default 40)")
+    ap.add_argument("--look-ms", type=int, default=2500, help="that look (default 2500)")
     args = ap.parse_args()
     global TEMPLATE
     TEMPLATE = template(args.rebuild, args.reuse_any)
@@ -275,6 +326,11 @@ def main() -> None:
             mixed = bench_browser(tmp, args.decisions, args.glance_ms, queue="Random")
             rows.append(("browser, random queue: card with image", [ms for ms, img in mixed if img]))
             rows.append(("browser, random queue: text-only card", [ms for ms, img in mixed if not img]))
+            if args.looks:
+                looked = bench_browser(tmp, args.looks, args.look_ms, press=PRESS_LOOKED, images_only=True)
+                rows.append(("browser, image + heatmaps after a look", [ms for ms, ready in looked if ready]))
+                if not all(ready for _, ready in looked):
+                    print(f"{sum(not r for _, r in looked)} of {len(looked)} cards came before their heatmaps")
     print(f"\nDecision -> next product displayed, {os.cpu_count()} cores, load average "
           f"{os.getloadavg()[0]:.1f}; workspace: {TEMPLATE} (whole sample, predictions cached)\n")
     base = {name.split(":")[0]: statistics.median(t) for name, t in rows if "baseline" in name}

@@ -161,13 +161,13 @@ class ReviewUI:
         if card is None or card.prediction is None or PREFETCH_AHEAD <= 0:
             return [], []
         try:
-            ids = review.ranking(self.ws, s.strategy, category=s.category, settings=self.settings).ids
+            ids = review.upcoming(self.ws, s.reviewer, 8 * PREFETCH_AHEAD, strategy=s.strategy,
+                                  category=s.category, settings=self.settings)
         except (review.ReviewError, strategies.StrategyError):
             return [], []
-        at = ids.index(card.product_id) if card.product_id in ids else -1
         version = card.prediction.model_version
         items, images = [], []
-        for n, product in enumerate(self.ws.products(ids[at + 1:at + 1 + 8 * PREFETCH_AHEAD])):
+        for n, product in enumerate(self.ws.products(ids)):
             url = views.image_url(product.get("image_path")) if n < PRELOAD_IMAGES else None
             if url:                # only images the browser can fetch by URL (no data: URIs)
                 images.append(url)

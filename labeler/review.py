@@ -426,6 +426,31 @@ def next_card(ws: Workspace, reviewer: str, *, strategy: str = "least_confidence
                 shown_at=time.time(), key=uuid.uuid4().hex, resumed=resumed, second_review=second)
 
 
+def upcoming(ws: Workspace, reviewer: str, n: int, *, strategy: str = "least_confidence",
+             category: int | None = None, suspects: Iterable[str] | None = None,
+             settings: Settings = Settings()) -> list[str]:
+    """The next `n` products `next_card` would give this reviewer after the one they hold, in
+    order, without reserving any: what the app warms (heatmaps) and preloads (images) while the
+    reviewer looks at the card. Skips what is decided, held by anyone or skipped, as `next_card`
+    does; unlike a window of the ranking, decided products in between cost nothing."""
+    reviewer = _check_reviewer(reviewer)
+    rank = ranking(ws, strategy, category=category, suspects=suspects, settings=settings)
+    st = _state(ws)
+    share, seed = settings.overlap_share, settings.seed
+    held = {r[0] for r in ws.conn.execute("SELECT product_id FROM reservations WHERE expires_at > ?",
+                                          (time.time(),))}
+    out: list[str] = []
+    with st.lock:
+        st.log.catch_up(ws.conn)
+        skipped = st.log.skips.get(reviewer, {})
+        for pid in rank.ids:
+            if len(out) >= n:
+                break
+            if pid not in held and pid not in skipped and not st.log.closed_for(pid, reviewer, share, seed):
+                out.append(pid)
+    return out
+
+
 def _walk(rank: _Ranking, dlog: _DecisionLog, reviewer: str, held: set[str], share: float,
           seed: int) -> str | None:
     skipped = dlog.skips.get(reviewer, {})

@@ -116,6 +116,26 @@ def test_deciding_a_product_held_by_another_reviewer_is_refused(rws):
     assert review.decide(rws, "ben", free, "correct", category=10)["product_id"] == free
 
 
+def test_upcoming_products_are_the_cards_the_reviewer_gets_next(rws):
+    """What the app warms and preloads: the next cards, past products others decided, hold or
+    the reviewer skipped (not a window of the ranking, which they would fill)."""
+    ranked = _least_confident(rws, 8)
+    first = review.next_card(rws, "ana")
+    assert first.product_id == ranked[0]
+    review.decide(rws, "bob", ranked[1], "accept")          # decided by someone else
+    held = review.next_card(rws, "cy")                      # held by someone else
+    assert held.product_id == ranked[2]
+    review.decide(rws, "ana", ranked[0], "skip")            # the reviewer's own skip goes last
+    card = review.next_card(rws, "ana")
+    ahead = review.upcoming(rws, "ana", 3)
+    assert ahead == ranked[4:7] and card.product_id == ranked[3]
+    shown = []
+    for _ in range(3):
+        review.decide(rws, "ana", review.next_card(rws, "ana").product_id, "accept")
+        shown.append(review.next_card(rws, "ana").product_id)
+    assert shown == ahead
+
+
 def test_skipped_product_goes_behind_the_others_for_that_reviewer_only(rws):
     settings = SETTINGS
     order = _least_confident(rws, 3)
