@@ -247,8 +247,8 @@ def describe_score(name: str, score: float | None) -> str:
     if score is None or not np.isfinite(score):
         return {"random": "picked at random"}.get(name, "no model prediction yet: in import order")
     return {
-        "least_confidence": f"model top-1 probability only {1 - score:.0%}",
-        "margin": f"top-1 leads top-2 by only {1 - score:.0%}",
+        "least_confidence": f"model top-1 probability {1 - score:.0%}",
+        "margin": f"top-1 leads top-2 by {1 - score:.0%}",
         "entropy": f"uncertainty (entropy) {score:.2f} nats",
         "disagreement": f"text and image models disagree; top-1 probability {1 - score:.0%}",
         "below_threshold": f"below the auto-accept threshold; top-1 probability {1 - score:.0%}",

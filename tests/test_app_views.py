@@ -37,7 +37,7 @@ def _prediction(codes_probs, voters=None) -> Prediction:
 
 def _card(product: dict, pred: Prediction | None) -> Card:
     return Card(product=product, prediction=pred, strategy="least_confidence", score=0.4,
-                reason="model top-1 probability only 60%", remaining=10, total_remaining=12, reviewed_by_me=2,
+                reason="model top-1 probability 60%", remaining=10, total_remaining=12, reviewed_by_me=2,
                 shown_at=time.time(), key="k1")
 
 

@@ -40,7 +40,7 @@ def test_first_card_is_the_least_confident_product_with_its_prediction(rws):
     assert card.product_id == _least_confident(rws)[0]
     assert card.strategy == "least_confidence"
     assert card.score == pytest.approx(1 - pred["top1_prob"], abs=1e-6)
-    assert "top-1 probability only" in card.reason
+    assert card.reason == f"model top-1 probability {pred['top1_prob']:.0%}"
     assert card.product["title"] and card.product["source_label"] in taxonomy.codes()
     p = card.prediction
     assert p.model_version == rws.live_version()
