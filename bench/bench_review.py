@@ -4,8 +4,12 @@ On a workspace of the whole Rakuten sample (~1,950 real products) scored by a tr
 (predictions cached in SQLite, as in the app). The template workspace is built once under
 /tmp/labeler-bench (training takes a minute) and copied fresh for every run.
 
-    python bench/bench_review.py                 # all strategies, 1 and 8 reviewers
+Then the same sample grown to 85k products (the full challenge set's size) with 10k and 50k of
+them already decided (`grown`): the queue is walked past every decided product for each card.
+
+    python bench/bench_review.py                 # all strategies, 1 and 8 reviewers, 85k catalogs
     python bench/bench_review.py --submits 300 --rebuild
+    python bench/bench_review.py --scale 200000:150000
 
 Target (issue 4): p95 of submit -> next well under 150 ms on the 2-core machine (the app adds
 rendering on top).
@@ -58,6 +62,35 @@ def fresh(tmp: Path, name: str) -> Workspace:
     return Workspace(dest)
 
 
+def grown(tmp: Path, n_products: int, n_decided: int) -> Path:
+    """The sample grown to `n_products` (each real product and its prediction copied under new
+    ids, as many times as needed) with the `n_decided` least confident already accepted by
+    another reviewer: a catalog the size of the full challenge set, deep into its review. Only
+    the review path's cost is measured here, so copies are honest stand-ins."""
+    ws = fresh(tmp, f"grown-{n_products}-{n_decided}")
+    real = ws.count_products()
+    product_cols = "title, description, image_path, image_sha1, source_label, batch_id, source_row, imported_at"
+    pred_cols = "model_version, top5, probs, voters, top1, top1_prob, margin, entropy, disagreement, created_at"
+
+    def grow(conn) -> None:
+        for k in range(1, -(-(n_products - real) // real) + 1):
+            n = min(real, n_products - real * k)
+            conn.execute(f"INSERT INTO products (id, {product_cols}) SELECT id || '~' || ?, {product_cols} "
+                         "FROM products WHERE instr(id, '~') = 0 ORDER BY rowid LIMIT ?", (k, n))
+            conn.execute(f"INSERT INTO predictions (product_id, {pred_cols}) SELECT p.id, {pred_cols} "
+                         "FROM products p JOIN predictions r ON r.product_id = substr(p.id, 1, instr(p.id, '~') - 1) "
+                         "WHERE p.id LIKE '%~' || ?", (k,))
+    ws.write(grow)
+    top1 = dict(ws.conn.execute("SELECT product_id, top1 FROM predictions"))
+    ids = review.ranking(ws, "least_confidence").ids[:n_decided]
+    ws.write(lambda conn: [ws.record_decision(pid, "history", "accept", category=top1[pid], conn=conn)
+                           for pid in ids])
+    root = ws.root
+    ws.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    ws.close()
+    return root
+
+
 def session(ws: Workspace, reviewer: str, n: int, strategy: str, category: int | None, settings: Settings,
             out: dict[str, list[float]]) -> None:
     """One reviewer: each step = decide(card) + next_card(), timed separately and together."""
@@ -83,8 +116,8 @@ def session(ws: Workspace, reviewer: str, n: int, strategy: str, category: int |
 
 
 def run(tmp: Path, label: str, strategy: str, *, reviewers: int, submits: int, category: int | None = None,
-        settings: Settings = Settings(), prior: int = 0) -> dict:
-    ws = fresh(tmp, f"{label}-{strategy}-{reviewers}")
+        settings: Settings = Settings(), prior: int = 0, root: Path | None = None) -> dict:
+    ws = Workspace(root) if root is not None else fresh(tmp, f"{label}-{strategy}-{reviewers}")
     if prior:   # a workspace with history: `prior` decisions already in the log before this process
         warm: dict[str, list[float]] = {"first": [], "decide": [], "next": [], "submit": []}
         session(ws, "history", prior, strategy, category, settings, warm)
@@ -113,6 +146,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--submits", type=int, default=200, help="decisions per scenario (default 200)")
     ap.add_argument("--rebuild", action="store_true", help="rebuild the cached bench workspace")
+    ap.add_argument("--scale", type=lambda v: tuple(int(x) for x in v.split(":")), nargs="*",
+                    default=[(85_000, 10_000), (85_000, 50_000)], metavar="PRODUCTS:DECIDED",
+                    help="grown catalogs, deep into their review (default 85000:10000 85000:50000)")
     args = ap.parse_args()
     base = template(args.rebuild)
     ws = Workspace(base)
@@ -131,6 +167,12 @@ def main() -> None:
                         settings=overlap))
         rows.append(run(tmp, "after restart, 1000 in log", "least_confidence", reviewers=1,
                         submits=args.submits, prior=1000))
+        for n_products, n_decided in args.scale:
+            root = grown(tmp, n_products, n_decided)
+            label = f"{n_products // 1000}k, {n_decided // 1000}k decided"
+            rows.append(run(tmp, label, "least_confidence", reviewers=1, submits=args.submits, root=root))
+            rows.append(run(tmp, label + ", 8 rev.", "least_confidence", reviewers=8, submits=args.submits,
+                            settings=overlap, root=root))
     head = (f"{'scenario':<28}{'strategy':<18}{'n':>5}{'1st ms':>8}{'decide p50':>11}{'p95':>7}"
             f"{'next p50':>10}{'p95':>7}{'submit->next p50':>18}{'p95':>7}")
     print(head)

@@ -199,6 +199,23 @@ def test_undo_several_steps_back_reshows_each_product(rws):
     assert rws.current_labels(reviewed_only=True) == {picked[0]: 40}
 
 
+def test_a_product_reopened_by_undo_comes_back_at_its_rank_for_everyone(rws):
+    """The queue remembers where its closed top ends; an undo must move that mark back."""
+    ranked = _least_confident(rws, 4)
+    n = rws.count_products()
+    for pid in ranked[:2]:
+        assert review.next_card(rws, "ana").product_id == pid
+        review.decide(rws, "ana", pid, "accept")
+    card = review.next_card(rws, "ben")
+    assert card.product_id == ranked[2] and card.remaining == n - 2
+    review.release(rws, "ben")
+    assert review.undo(rws, "ana")["undone"]["product_id"] == ranked[1]
+    review.release(rws, "ana")                              # e.g. ana switched queues
+    card = review.next_card(rws, "ben")
+    assert card.product_id == ranked[1] and card.remaining == n - 1
+    assert review.upcoming(rws, "cy", 2) == ranked[2:4]
+
+
 def test_undo_is_idempotent_on_its_key(rws):
     for _ in range(2):
         card = review.next_card(rws, "ana")
