@@ -454,6 +454,18 @@ def next_card(ws: Workspace, reviewer: str, *, strategy: str = "least_confidence
                 shown_at=time.time(), key=uuid.uuid4().hex, resumed=resumed, second_review=second)
 
 
+def warm(ws: Workspace, strategy: str = "least_confidence", *, settings: Settings = Settings()) -> _Ranking:
+    """Build what the first `next_card` would otherwise build on a reviewer's request: the ranked
+    queue (reads every prediction: ~2.3 s at 85k products), the replayed decision log and its
+    closed set (~0.3 s at 50k decisions). For a background thread at start and after a retrain."""
+    rank = ranking(ws, strategy, settings=settings)
+    st = _state(ws)
+    with st.lock:
+        st.log.catch_up(ws.conn)
+        st.log.first_open(rank, settings.overlap_share, settings.seed)
+    return rank
+
+
 def upcoming(ws: Workspace, reviewer: str, n: int, *, strategy: str = "least_confidence",
              category: int | None = None, suspects: Iterable[str] | None = None,
              settings: Settings = Settings()) -> list[str]:

@@ -42,6 +42,17 @@ def test_the_browser_keeps_no_run_history(server):
     assert config["run_history"] is False
 
 
+def test_the_queue_is_ranked_before_the_first_reviewer_arrives(server):
+    """Ranking reads every prediction (seconds on a full catalog): done in the background at start."""
+    from labeler import review
+    demo, _ = server
+    ui = demo.review_ui
+    ui.warming.join(60)
+    built = list(review._state(ui.ws).rankings.values())
+    assert len(built) == 1 and built[0].ids
+    assert review.ranking(ui.ws, "least_confidence", settings=ui.settings) is built[0]   # what a card uses
+
+
 def test_the_next_cards_images_are_preloaded(sample_dir, tmp_path):
     """Each card asks the browser to fetch the images of the next cards in the queue, so the next
     product's image is on screen from the browser's cache."""
