@@ -33,6 +33,7 @@ PRELOAD_IMAGES = 2     # the next cards' images: the browser fetches them while 
 HEAT_WAIT_S = 180.0    # a card's overlays are awaited this long while it stays on screen
 HISTORY_ROWS = 5
 RETRAIN_POLL_S = 0.5   # progress refresh of a running retrain
+LIVE_POLL_S = 5.0      # how often the app looks for a version made live by another process
 
 
 # -- per-session state ----------------------------------------------------------------------------
@@ -103,6 +104,25 @@ class ReviewUI:
         self.warming = threading.Thread(target=build, name="queue-warm", daemon=True)
         self.warming.start()
         return self.warming
+
+    def watch_live(self, every: float = LIVE_POLL_S) -> threading.Thread:
+        """Warm a version made live elsewhere (the CLI's `retrain` or `rollback` while reviewers
+        work) as soon as it is seen, not on the next reviewer's request. Ends with the prefetcher."""
+        def loop() -> None:
+            seen = self.ws.live_version()
+            while not self.prefetch.wait_closed(every):
+                try:
+                    version = self.ws.live_version()
+                except Exception as exc:  # noqa: BLE001 - a busy or moved database: look again later
+                    log.warning("could not read the live version: %s", exc)
+                    continue
+                if version != seen:
+                    seen = version
+                    self.warm(version)
+            self.ws.close()         # this thread's connection only
+        thread = threading.Thread(target=loop, name="live-watch", daemon=True)
+        thread.start()
+        return thread
 
     # -- rendering ------------------------------------------------------------------------------
     def render(self, s: Session, *, clear_choice: bool = False, clear_comment: bool = False) -> tuple:
@@ -481,6 +501,7 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
     prefetcher = prefetcher or Prefetcher(lambda version: live_bundle(ws, version), explain=default_explainer())
     ui = ReviewUI(ws, settings, prefetcher)
     ui.warm(ws.live_version())
+    ui.watch_live()
     # product images go to the browser by URL on Gradio's file route (behind --auth like every
     # route), not inside the card HTML: the card update stays small and the browser caches images
     gr.set_static_paths(views.serve_image_folders(image_folders(ws)))

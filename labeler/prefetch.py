@@ -95,6 +95,7 @@ class Prefetcher:
         self._seq = itertools.count()
         self._cond = threading.Condition()
         self._closed = False
+        self._closed_event = threading.Event()
         self._image_model: dict[str | None, bool] = {}      # version -> has an image ensemble
         self._wants: dict[str, set[Key]] = {}                # owner -> keys it still wants
         self._owned: set[Key] = set()                       # keys ever requested with an owner
@@ -216,12 +217,17 @@ class Prefetcher:
         with self._cond:
             return sum(1 for f in self._cache.values() if not f.done() and not f.running())
 
+    def wait_closed(self, timeout: float) -> bool:
+        """Sleep up to `timeout` seconds; True once `close` was called (ends the app's watchers)."""
+        return self._closed_event.wait(timeout)     # not on _cond: its notify() is the worker's
+
     def close(self) -> None:
         with self._cond:
             self._closed = True
             for fut in self._cache.values():
                 fut.cancel()
             self._cond.notify_all()
+        self._closed_event.set()
 
     def _work(self) -> None:
         while True:

@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 from labeler import review
+from labeler.config import Settings
 from labeler.importer import import_challenge
 from labeler.retrain import (RetrainBusy, RetrainFailed, current_retrain, retrain, retrain_state, rollback,
                              start_background_retrain, validation_split, versions_table)
@@ -193,6 +194,34 @@ def test_rollback_restores_the_parent_and_scores_products_it_never_saw(corrected
     rollback(ws, first)
     with pytest.raises(WorkspaceError, match=f"live version {first} has no parent"):
         rollback(ws)
+    ws.close()
+
+
+def test_the_app_warms_a_version_made_live_by_another_process(corrected, tmp_path):
+    """The CLI rolls back while the app serves: the app ranks that version's queue on its own."""
+    from labeler.app import build_app
+    root = _freeze(corrected["ws"])
+    ws = _copy(root, tmp_path / "ws")
+    new, first = corrected["result"].version, corrected["first"]
+    demo = build_app(ws, Settings(workspace=ws.root))
+    ui = demo.review_ui
+    try:
+        ui.warming.join(60)
+        watcher = ui.watch_live(every=0.05)
+        cli = Workspace(ws.root)                      # another connection, as the CLI's process
+        assert rollback(cli, first)["previous"] == new
+        cli.close()
+        deadline = time.monotonic() + 60
+        while not any(key[0] == first for key in review._state(ws).rankings) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert any(key[0] == first for key in review._state(ws).rankings)
+        ui.warming.join(60)
+        built = next(r for key, r in review._state(ws).rankings.items() if key[0] == first)
+        assert review.ranking(ws, "least_confidence", settings=ui.settings) is built   # the next card's
+    finally:
+        ui.prefetch.close()
+    watcher.join(10)
+    assert not watcher.is_alive()
     ws.close()
 
 
