@@ -86,12 +86,14 @@ class ReviewUI:
         self.settings = settings
         self.prefetch = prefetcher
         self.warming: threading.Thread | None = None     # the latest queue warm-up
+        self.warmed: str | None = None                     # ...and the version it was for
 
     def warm(self, version: str | None) -> threading.Thread:
         """Before the first card of a newly live version: its model and backbones (heatmaps) and
         its ranked default queue (`review.warm`: ~2.6 s at 85k products, 50k decisions) load in
         the background, not on the first reviewer's request (which waits for the build if it
         comes first). Returns the queue's thread."""
+        self.warmed = version
         self.prefetch.preload(version)
 
         def build() -> None:
@@ -109,15 +111,13 @@ class ReviewUI:
         """Warm a version made live elsewhere (the CLI's `retrain` or `rollback` while reviewers
         work) as soon as it is seen, not on the next reviewer's request. Ends with the prefetcher."""
         def loop() -> None:
-            seen = self.ws.live_version()
             while not self.prefetch.wait_closed(every):
                 try:
                     version = self.ws.live_version()
                 except Exception as exc:  # noqa: BLE001 - a busy or moved database: look again later
                     log.warning("could not read the live version: %s", exc)
                     continue
-                if version != seen:
-                    seen = version
+                if version != self.warmed:      # not already warmed by this app's own buttons
                     self.warm(version)
             self.ws.close()         # this thread's connection only
         thread = threading.Thread(target=loop, name="live-watch", daemon=True)
