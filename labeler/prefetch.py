@@ -94,8 +94,7 @@ class Prefetcher:
         self._queue: list[tuple[int, int, Key, dict]] = []
         self._seq = itertools.count()
         self._cond = threading.Condition()
-        self._closed = False
-        self._closed_event = threading.Event()
+        self._closed = threading.Event()     # set by close(); the watchers sleep on it, not on _cond
         self._image_model: dict[str | None, bool] = {}      # version -> has an image ensemble
         self._wants: dict[str, set[Key]] = {}                # owner -> keys it still wants
         self._owned: set[Key] = set()                       # keys ever requested with an owner
@@ -219,22 +218,21 @@ class Prefetcher:
 
     def wait_closed(self, timeout: float) -> bool:
         """Sleep up to `timeout` seconds; True once `close` was called (ends the app's watchers)."""
-        return self._closed_event.wait(timeout)     # not on _cond: its notify() is the worker's
+        return self._closed.wait(timeout)     # not on _cond: its notify() is the worker's
 
     def close(self) -> None:
         with self._cond:
-            self._closed = True
+            self._closed.set()
             for fut in self._cache.values():
                 fut.cancel()
             self._cond.notify_all()
-        self._closed_event.set()
 
     def _work(self) -> None:
         while True:
             with self._cond:
-                while not self._queue and not self._closed:
+                while not self._queue and not self._closed.is_set():
                     self._cond.wait()
-                if self._closed:
+                if self._closed.is_set():
                     return
                 _, _, key, product = heapq.heappop(self._queue)
                 fut = self._cache.get(key)
