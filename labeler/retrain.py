@@ -51,7 +51,7 @@ from sklearn.model_selection import train_test_split
 
 from labeler.config import Settings
 from models import training
-from models.predictor import Progress
+from models.predictor import Progress, scaled
 from store.workspace import Workspace, WorkspaceError, now_iso
 
 log = logging.getLogger(__name__)
@@ -313,10 +313,6 @@ def _run_progress(ws: Workspace, run_id: int, outer: Progress | None) -> Progres
     return report
 
 
-def _scaled(progress: Progress, start: float, end: float) -> Progress:
-    return lambda f, msg: progress(start + (end - start) * float(f), msg)
-
-
 def _move_live(ws: Workspace, version: str, reason: str) -> str | None:
     """Point the live pointer at `version` and log it, in one transaction; returns the previous one."""
     def move(conn: sqlite3.Connection) -> str | None:
@@ -503,7 +499,7 @@ def retrain(ws: Workspace, *, progress: Progress | None = None, min_delta: float
         version = ws.new_version_id()
         ws.write(lambda c: c.execute("UPDATE retrain_runs SET version = ? WHERE id = ?", (version, run_id)))
         parent_row = ws.model_version(previous) if previous else None
-        row = training.train_version(ws, progress=_scaled(report, 0.02, 0.85), evaluate=cross_validate,
+        row = training.train_version(ws, progress=scaled(report, 0.02, 0.85), evaluate=cross_validate,
                                      notes=f"retrain run {run_id}", parent=previous, labels=ts.train,
                                      make_live=False, version=version)
         registered = True

@@ -334,11 +334,48 @@ def stats_cards_html(progress: dict, acceptance: dict, agreement: dict, model: d
     return f'<div class="stats">{body}</div>'
 
 
+# What a version's metrics mean, in the order a reader wants them; keys not listed follow as stored.
+METRIC_LABELS = {
+    "validation.weighted_f1": "weighted F1 on the fixed validation split (fused)",
+    "validation.text_weighted_f1": "  the same, text model alone",
+    "validation.accuracy": "  accuracy (fused)",
+    "validation.n": "  validation products",
+    "compared_to.version": "compared with",
+    "compared_to.delta_weighted_f1": "  change in validation weighted F1",
+    "text_weighted_f1": "text model: weighted F1 (cross-validated)",
+    "text_macro_f1": "  macro F1",
+    "text_accuracy": "  accuracy",
+    "cv_folds": "  folds",
+    "oof_fused_weighted_f1": "fused: weighted F1, products with an image (out-of-fold)",
+    "oof_text_weighted_f1": "  text alone on them",
+    "oof_image_weighted_f1": "  image vote alone on them",
+    "oof_fused_log_loss": "  fused log-loss",
+    "oof_n": "  products with an image",
+    "n_images": "labelled products with a usable image",
+    "n_without_image": "labelled products without an image",
+    "n_image_problems": "image files that would not decode",
+}
+
+
+def metric_rows(metrics: dict) -> list[tuple[str, str]]:
+    """(label, value) rows: nested results (validation, comparison) flattened, known keys named."""
+    flat: dict[str, object] = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            for sub, v in value.items():
+                if not isinstance(v, dict):
+                    flat[f"{key}.{sub}"] = v
+        else:
+            flat[key] = value
+    rows = [(label, _fmt(flat.pop(key))) for key, label in METRIC_LABELS.items() if key in flat]
+    return rows + [(key, _fmt(v)) for key, v in sorted(flat.items())]
+
+
 def metrics_html(model: dict) -> str:
     if not model.get("live"):
         return '<div class="muted">No model trained yet: run <code>python -m labeler train</code>.</div>'
-    rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(_fmt(v))}</td></tr>"
-                   for k, v in sorted((model.get("metrics") or {}).items()))
+    rows = "".join(f'<tr><td{" class=sub" if k.startswith("  ") else ""}>{html.escape(k.strip())}</td>'
+                   f"<td>{html.escape(v)}</td></tr>" for k, v in metric_rows(model.get("metrics") or {}))
     info = "".join(f"<tr><td>{k}</td><td>{html.escape(_fmt(model.get(k)))}</td></tr>"
                    for k in ("live", "created_at", "n_train", "n_decisions", "parent"))
     return f'<table class="metrics">{info}{rows or "<tr><td>metrics</td><td>not evaluated</td></tr>"}</table>'

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -28,8 +28,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from labeler import taxonomy
 from models.backbones import get_spec, load_backbone
-from models.features import as_cache, extract_features
-from models.predictor import align
+from models.features import as_cache, extract_features, pending_seconds
+from models.predictor import align, scaled
 
 log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
@@ -329,6 +329,24 @@ class ImageEnsemble(ClassifierMixin, BaseEstimator):
         """The voter's loaded backbone (once per process)."""
         return load_backbone(spec.backbone, weights=spec.weights, input_size=spec.input_size, device=self.device)
 
+    @staticmethod
+    def _recipe(spec: VoterSpec) -> tuple:
+        """What the features depend on: voters with the same recipe share one backbone pass."""
+        return spec.backbone, spec.weights, spec.input_size, spec.flip, spec.stages
+
+    def _recipes(self) -> dict[tuple, VoterSpec]:
+        return {self._recipe(s): s for s in self.voters}
+
+    def pending_feature_seconds(self, products: pd.DataFrame, *, feature_store: Any = None) -> dict[tuple, float]:
+        """Rough seconds of feature extraction ahead per recipe (all 0 when everything is cached)."""
+        cache = as_cache(feature_store)
+        paths = products["image_path"].tolist() if "image_path" in products else [None] * len(products)
+        sha1s = products["image_sha1"].tolist() if "image_sha1" in products else None
+        if not any(isinstance(p, str) and p for p in paths):
+            return {r: 0.0 for r in self._recipes()}
+        return {r: pending_seconds(self.backbone(s), paths, sha1s, cache=cache, flip=s.flip, stages=s.stages)
+                for r, s in self._recipes().items()}
+
     def product_features(self, products: pd.DataFrame, *, feature_store: Any = None,
                          progress: Progress | None = None) -> tuple[dict[str, np.ndarray], np.ndarray, dict[int, str]]:
         """{voter label: (n, dim)}, has_image (n,), problems {row: message}; one pass per backbone."""
@@ -339,10 +357,17 @@ class ImageEnsemble(ClassifierMixin, BaseEstimator):
         feats: dict[str, np.ndarray] = {}
         ok = np.ones(len(products), dtype=bool)
         problems: dict[int, str] = {}
-        for i, spec in enumerate(self.voters):
-            recipe = (spec.backbone, spec.weights, spec.input_size, spec.flip, spec.stages)
+        if progress:   # each backbone's part of the bar in proportion to the work it has left
+            seconds = self.pending_feature_seconds(products, feature_store=cache)
+            total = sum(seconds.values())
+            shares = {r: (t / total if total > 0 else 1 / len(seconds)) for r, t in seconds.items()}
+            done = 0.0
+        for spec in self.voters:
+            recipe = self._recipe(spec)
             if recipe not in by_recipe:
-                part = (lambda f, d, i=i: progress((i + f) / len(self.voters), d)) if progress else None
+                part = None
+                if progress:
+                    part, done = scaled(progress, done, done + shares[recipe]), done + shares[recipe]
                 batch = extract_features(self.backbone(spec), paths, sha1s, cache=cache, flip=spec.flip,
                                          progress=part, stages=spec.stages)
                 by_recipe[recipe] = batch.vectors

@@ -22,6 +22,11 @@ BUNDLE_FILE = "bundle.joblib"
 Progress = Callable[[float, str], None]
 
 
+def scaled(progress: Progress, start: float, end: float) -> Progress:
+    """A stage's own 0-1 progress as the [start, end] part of an outer bar."""
+    return lambda f, msg: progress(start + (end - start) * float(f), msg)
+
+
 def align(proba: np.ndarray, classes: np.ndarray | list, codes: list[int] | None = None) -> np.ndarray:
     """(n, len(classes)) -> (n, 27) with zeros for categories the model never saw."""
     codes = codes or taxonomy.codes()

@@ -203,3 +203,19 @@ def test_retrain_panel_and_versions_rows_say_state_and_escape():
     assert [r[0] for r in rows] == ["v002", "v001"]
     assert rows[0][1] == "● live" and rows[0][6] == "0.7123" and rows[0][7] == "-0.0120" and rows[0][8] == "2 decisions"
     assert rows[1][6] == "–" and rows[1][3] == "2026-11-26 01:00:00"
+
+
+def test_model_metrics_are_named_and_nested_results_flattened():
+    """A retrained version's metrics hold dicts (validation, comparison): the Stats tab names
+    each figure and never prints a dict's repr."""
+    metrics = {"text_weighted_f1": 0.7371, "oof_fused_weighted_f1": 0.8, "n_image_problems": 0,
+               "validation": {"weighted_f1": 0.81, "n": 120},
+               "compared_to": {"version": "v001", "metrics": {"weighted_f1": 0.79}, "delta_weighted_f1": 0.02},
+               "something_new": 3}
+    rows = views.metric_rows(metrics)
+    assert rows[0] == ("weighted F1 on the fixed validation split (fused)", "0.8100")
+    labels = [label.strip() for label, _ in rows]
+    assert labels.index("compared with") < labels.index("text model: weighted F1 (cross-validated)")
+    assert ("image files that would not decode", "0") in rows and ("something_new", "3") in rows
+    page = views.metrics_html({"live": "v002", "metrics": metrics})
+    assert "{" not in page and "change in validation weighted F1" in page and 'class=sub' in page

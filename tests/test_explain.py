@@ -41,13 +41,43 @@ def trained(sample_dir, tmp_path_factory):
     ws = Workspace(tmp / "ws")
     import_challenge(ws, tmp / "X.csv", tmp / "Y.csv", sample_dir / "images" / "image_train")
     ws.set_setting("image_voters", json.dumps(VOTERS))
-    version = training.train_version(ws, evaluate=False)
-    return ws, version, training.live_bundle(ws)
+    steps: list[tuple[float, str]] = []
+    version = training.train_version(ws, evaluate=False, progress=lambda f, d: steps.append((f, d)))
+    return ws, version, training.live_bundle(ws), steps
+
+
+def _stage_width(steps: list[tuple[float, str]]) -> float:
+    """How much of the bar feature extraction had: from its start to the out-of-fold stage."""
+    start = next(f for f, d in steps if d.startswith("image features"))
+    return next(f for f, d in steps if d.startswith("out-of-fold")) - start
+
+
+def test_training_progress_follows_where_the_time_goes(trained):
+    """Extracting features is most of a first training and nothing once they are cached: the
+    bar gives that stage its share, always moves forward and ends at 100 %."""
+    from models import training
+    ws, _, _, cold = trained
+    warm: list[tuple[float, str]] = []
+    training.train_version(ws, evaluate=False, make_live=False, progress=lambda f, d: warm.append((f, d)))
+    for steps in (cold, warm):
+        fractions = [f for f, _ in steps]
+        assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert _stage_width(cold) > 0.3 and _stage_width(warm) == 0.0
+    assert any(d.startswith("features lite2@96") for _, d in cold)
+
+
+def test_progress_spans_are_proportional_to_expected_seconds():
+    from models.training import progress_spans
+    spans = progress_spans({"a": 1.0, "b": 0.0, "c": 3.0})
+    assert spans == {"a": (0.0, 0.25), "b": (0.25, 0.25), "c": (0.25, 1.0)}
+    assert progress_spans({"a": 0.0, "b": 0.0}) == {"a": (0.0, 0.5), "b": (0.5, 1.0)}
 
 
 def test_train_version_fits_image_ensemble_and_fusion(trained):
-    ws, version, bundle = trained
+    ws, version, bundle, _ = trained
     assert version["metrics"]["n_images"] == 32
+    # the 12 products without a photo are not counted as image problems
+    assert (version["metrics"]["n_without_image"], version["metrics"]["n_image_problems"]) == (12, 0)
     assert {"oof_text_weighted_f1", "oof_image_weighted_f1", "oof_fused_weighted_f1"} <= set(version["metrics"])
     fusion = version["config"]["fusion"]
     assert set(fusion["vote_weights"]) == {"lite2+mlp", "lite1+xgboost", "lite0+logistic"}
@@ -60,7 +90,7 @@ def test_train_version_fits_image_ensemble_and_fusion(trained):
 
 
 def test_explain_product_one_overlay_per_voter(trained):
-    ws, _, bundle = trained
+    ws, _, bundle, _ = trained
     product = ws.query("SELECT * FROM products WHERE image_path IS NOT NULL LIMIT 1")[0]
     category = int(product["source_label"])
     items = explain_product(bundle, product, category)
@@ -72,7 +102,7 @@ def test_explain_product_one_overlay_per_voter(trained):
 
 
 def test_heatmaps_depend_on_the_category(trained):
-    ws, _, bundle = trained
+    ws, _, bundle, _ = trained
     product = ws.query("SELECT * FROM products WHERE image_path IS NOT NULL LIMIT 1")[0]
     image = Image.open(product["image_path"]).convert("RGB")
     cats = [int(c) for c in bundle.image.heads_["lite0+logistic"].classes_[:2]]
@@ -88,7 +118,7 @@ def test_heatmaps_depend_on_the_category(trained):
 
 def test_heatmap_cli_writes_one_png_per_voter(trained, tmp_path):
     from labeler.cli import main
-    ws, _, _ = trained
+    ws, _, _, _ = trained
     pid = ws.query("SELECT id FROM products WHERE image_path IS NOT NULL LIMIT 1")[0]["id"]
     result = CliRunner().invoke(main, ["heatmap", "--workspace", str(ws.root), "--product", pid, "--out",
                                        str(tmp_path / "heat")])
@@ -102,7 +132,7 @@ def test_heatmap_cli_writes_one_png_per_voter(trained, tmp_path):
 
 
 def test_write_heatmaps_names_files(trained, tmp_path):
-    ws, _, bundle = trained
+    ws, _, bundle, _ = trained
     product = ws.query("SELECT * FROM products WHERE image_path IS NOT NULL LIMIT 1")[0]
     paths = write_heatmaps(bundle, product, tmp_path, int(product["source_label"]))
     assert [p.name for p in paths] == [f"product_{product['id']}_{product['source_label']}_{v}.png"
@@ -120,7 +150,7 @@ def test_pooled_ablation_cam_equals_pytorch_grad_cam(trained, sample_dir):
     from models.explain import _BoosterOnFeatureMap, ablation_cam_pooled
     from models.features import open_image, pooled_features
 
-    _, _, bundle = trained
+    _, _, bundle, _ = trained
     spec = next(s for s in bundle.image.voters if s.head == "xgboost")
     head, backbone = bundle.image.heads_[spec.label], bundle.image.backbone(spec)
     path = next((sample_dir / "images" / "image_train").glob("*.jpg"))

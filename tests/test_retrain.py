@@ -323,9 +323,9 @@ def test_a_failure_while_scoring_marks_the_version_failed_and_keeps_the_live_one
     ws = _copy(base["path"], tmp_path / "ws")
     real = training.score_products
 
-    def disk_full_midway(ws_, bundle, ids=None, batch_size=2048):
+    def disk_full_midway(ws_, bundle, ids=None, batch_size=2048, progress=None):
         all_ids = [r["id"] for r in ws_.query("SELECT id FROM products ORDER BY rowid")]
-        real(ws_, bundle, ids=all_ids[: len(all_ids) // 2], batch_size=batch_size)
+        real(ws_, bundle, ids=all_ids[: len(all_ids) // 2], batch_size=batch_size, progress=progress)
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(training, "score_products", disk_full_midway)
