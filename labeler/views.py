@@ -367,18 +367,25 @@ def metric_rows(metrics: dict) -> list[tuple[str, str]]:
                     flat[f"{key}.{sub}"] = v
         else:
             flat[key] = value
-    rows = [(label, _fmt(flat.pop(key))) for key, label in METRIC_LABELS.items() if key in flat]
+    labels = dict(METRIC_LABELS)
+    if "n_image_problems" in flat and "n_without_image" not in flat:
+        # versions trained before n_without_image existed counted products without a photo here
+        labels["n_image_problems"] = "labelled products without a usable image"
+    rows = [(label, _fmt(flat.pop(key))) for key, label in labels.items() if key in flat]
     return rows + [(key, _fmt(v)) for key, v in sorted(flat.items())]
 
 
 def metrics_html(model: dict) -> str:
     if not model.get("live"):
         return '<div class="muted">No model trained yet: run <code>python -m labeler train</code>.</div>'
-    rows = "".join(f'<tr><td{" class=sub" if k.startswith("  ") else ""}>{html.escape(k.strip())}</td>'
-                   f"<td>{html.escape(v)}</td></tr>" for k, v in metric_rows(model.get("metrics") or {}))
-    info = "".join(f"<tr><td>{k}</td><td>{html.escape(_fmt(model.get(k)))}</td></tr>"
-                   for k in ("live", "created_at", "n_train", "n_decisions", "parent"))
-    return f'<table class="metrics">{info}{rows or "<tr><td>metrics</td><td>not evaluated</td></tr>"}</table>'
+    info = [(label, _fmt(model.get(k))) for k, label in (
+        ("live", "version"), ("created_at", "trained at"), ("n_train", "labelled products it learned from"),
+        ("n_decisions", "  of them decided by reviewers"), ("parent", "previous live version"))]
+    info_html, rows = (
+        "".join(f'<tr><td{" class=sub" if k.startswith("  ") else ""}>{html.escape(k.strip())}</td>'
+                f"<td>{html.escape(v)}</td></tr>" for k, v in part)
+        for part in (info, metric_rows(model.get("metrics") or {})))
+    return f'<table class="metrics">{info_html}{rows or "<tr><td>metrics</td><td>not evaluated</td></tr>"}</table>'
 
 
 def _fmt(v: object) -> str:

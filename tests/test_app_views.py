@@ -208,7 +208,7 @@ def test_retrain_panel_and_versions_rows_say_state_and_escape():
 def test_model_metrics_are_named_and_nested_results_flattened():
     """A retrained version's metrics hold dicts (validation, comparison): the Stats tab names
     each figure and never prints a dict's repr."""
-    metrics = {"text_weighted_f1": 0.7371, "oof_fused_weighted_f1": 0.8, "n_image_problems": 0,
+    metrics = {"text_weighted_f1": 0.7371, "oof_fused_weighted_f1": 0.8, "n_image_problems": 0, "n_without_image": 12,
                "validation": {"weighted_f1": 0.81, "n": 120},
                "compared_to": {"version": "v001", "metrics": {"weighted_f1": 0.79}, "delta_weighted_f1": 0.02},
                "something_new": 3}
@@ -219,3 +219,5 @@ def test_model_metrics_are_named_and_nested_results_flattened():
     assert ("image files that would not decode", "0") in rows and ("something_new", "3") in rows
     page = views.metrics_html({"live": "v002", "metrics": metrics})
     assert "{" not in page and "change in validation weighted F1" in page and 'class=sub' in page
+    # a version trained before n_without_image counted products without a photo as problems
+    assert ("labelled products without a usable image", "1529") in views.metric_rows({"n_image_problems": 1529})
