@@ -124,13 +124,13 @@ def main(workspace: Path, host: str, port: int, share: bool, auth_file: Path | N
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     auth = read_auth_file(auth_file) if auth_file else None
+    ws = prepare_workspace(workspace, demo=not no_demo)   # a first demo training gets every core
     try:
         import torch
         # heatmaps run beside the server: leave a core to the requests on a small machine
         torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) - 1)))
     except ImportError:
         pass
-    ws = prepare_workspace(workspace, demo=not no_demo)
     from labeler.app import build_app, serve
     settings = Settings(workspace=workspace, host=host, port=port)
     demo = build_app(ws, settings)
