@@ -23,6 +23,7 @@ import gradio as gr
 from labeler import retrain, review, stats, strategies, taxonomy, tryit, views
 from labeler.config import Settings
 from labeler.prefetch import Heatmaps, Prefetcher, default_explainer, render_heatmaps
+from labeler.text_highlights import HighlightCache, build_highlights, text_model
 from store.workspace import Workspace, WorkspaceError
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ DEFAULT_STRATEGY = "least_confidence"
 PREFETCH_AHEAD = 1     # heatmaps take seconds per product on a CPU: keep one ready, no backlog
 PRELOAD_IMAGES = 2     # the next cards' images: the browser fetches them while the reviewer looks
 HEAT_WAIT_S = 180.0    # a card's overlays are awaited this long while it stays on screen
+HIGHLIGHT_WAIT_S = 0.3  # the card's text explanation (usually computed ahead) is awaited at most this long
 HISTORY_ROWS = 5
 RETRAIN_POLL_S = 0.5   # progress refresh of a running retrain
 LIVE_POLL_S = 5.0      # how often the app looks for a version made live by another process
@@ -81,10 +83,13 @@ def _describe(strategy: str) -> str:
 class ReviewUI:
     """The event handlers; `ws`, `settings` and the prefetch cache are shared, `Session` is per tab."""
 
-    def __init__(self, ws: Workspace, settings: Settings, prefetcher: Prefetcher):
+    def __init__(self, ws: Workspace, settings: Settings, prefetcher: Prefetcher,
+                 highlights: HighlightCache | None = None):
+        from models.training import live_bundle
         self.ws = ws
         self.settings = settings
         self.prefetch = prefetcher
+        self.highlights = highlights or HighlightCache(lambda version: live_bundle(ws, version))
         self.warming: threading.Thread | None = None     # the latest queue warm-up
         self.warmed: str | None = None                     # ...and the version it was for
 
@@ -164,13 +169,26 @@ class ReviewUI:
                    "strategy": card.strategy, "model_version": version, "remaining": card.remaining,
                    "top5": [[v.code, v.prob] for v in pred.top5] if pred is not None else []}
         image_uri = views.image_src(card.product.get("image_path"))
-        body = views.card_html(card, image_uri, threshold=threshold, preload=upcoming)
+        body = views.card_html(card, image_uri, threshold=threshold, preload=upcoming,
+                               highlights=self._highlights(card.product, pred))
         return (s, current, views.card_with_status(status, body),
                 views.top5_html(pred, threshold=threshold),
                 views.side_html(views.votes_html(pred, has_image=bool(card.product.get("image_path"))),
                                 self._history(s)),
                 self._heat_html(heat, top1, s), f"{card.key}:{top1}" if heat is None else gr.skip(),
                 choice, comment)
+
+    def _highlights(self, product: dict, pred, wait: float = HIGHLIGHT_WAIT_S):
+        """The text model's words for the top-5 (computed ahead in the background; None if not ready)."""
+        if pred is None:
+            return None
+        return self.highlights.get(product, pred.model_version, [v.code for v in pred.top5], wait=wait)
+
+    def _warm_highlights(self, product: dict, version: str) -> None:
+        """Queue the next card's text explanation behind the current one."""
+        row = self.ws.prediction(product["id"], version)
+        if row is not None:
+            self.highlights.warm(product, version, [int(c) for c, _ in row["top5"]])
 
     def _history(self, s: Session) -> str:
         if not s.reviewer:
@@ -181,7 +199,7 @@ class ReviewUI:
     def _heat_html(heat: Heatmaps | None, category: int | None, s: Session) -> str:
         """The overlays (or why there are none), with the top-5 as chips to switch category."""
         pred = s.card.prediction if s.card is not None else None
-        chips = [(v.code, v.name) for v in pred.top5] if pred is not None and (heat is None or heat.items) else []
+        chips = [(v.code, v.name) for v in pred.top5] if pred is not None else []   # they switch the words too
         if heat is None:
             return views.heatmaps_html((), category=category, note="Computing heatmaps…", choices=chips)
         return views.heatmaps_html(heat.items, category=heat.category, note=heat.note, choices=chips)
@@ -208,6 +226,8 @@ class ReviewUI:
         version = card.prediction.model_version
         items, images = [], []
         for n, product in enumerate(self.ws.products(ids)):
+            if n == 0:
+                self._warm_highlights(product, version)
             url = views.image_url(product.get("image_path")) if n < PRELOAD_IMAGES else None
             if url:                # only images the browser can fetch by URL (no data: URIs)
                 images.append(url)
@@ -390,7 +410,7 @@ class ReviewUI:
                 st["rates"], per_cat, confusion_figure(st["confusion"]), views.metrics_html(st["model"]))
 
     def try_it(self, image: str | None, title: str, description: str,
-               progress: gr.Progress = gr.Progress()) -> tuple[str, str, str]:
+               progress: gr.Progress = gr.Progress()) -> tuple[str, str, str, str]:
         """Predict a typed/uploaded product with the live model; the workspace is not touched."""
         from models.training import live_bundle
         try:
@@ -405,7 +425,17 @@ class ReviewUI:
         heat = render_heatmaps(bundle, product, pred.top1, self.prefetch.explainer)
         threshold = self.settings.auto_accept_threshold
         return (views.top5_html(pred, threshold=threshold, clickable=False), views.votes_html(pred, has_image=bool(product.get("image_path"))),
-                views.heatmaps_html(heat.items, category=heat.category, note=heat.note))
+                views.heatmaps_html(heat.items, category=heat.category, note=heat.note),
+                self._try_words(bundle, product, pred))
+
+    @staticmethod
+    def _try_words(bundle, product: dict, pred) -> str:
+        """The typed title and description with the text model's words, per top-5 category."""
+        model = text_model(bundle)
+        if model is None or not (product.get("title") or product.get("description")):
+            return views.text_explanation_html(None)
+        return views.text_explanation_html(build_highlights(model, product, [v.code for v in pred.top5]),
+                                           [(v.code, v.name) for v in pred.top5])
 
     # -- models: retrain from decisions, versions, rollback -----------------------------------------
     def models(self) -> tuple:
@@ -576,6 +606,7 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
                     with gr.Column(scale=1):
                         try_top5 = _html(elem_id="try-top5")
                         try_votes = _html(elem_id="try-votes")
+                try_words = _html(elem_id="try-words")
                 try_heat = _html(elem_id="try-heatmaps")
 
             with gr.Tab("Models", id="models") as models_tab:
@@ -619,7 +650,7 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
         stats_outs = [stat_cards, rates, per_cat, confusion, metrics]
         refresh.click(ui.stats, None, stats_outs, api_name="stats", concurrency_limit=1)
         stats_tab.select(ui.stats, None, stats_outs, api_name="stats_on_open", concurrency_limit=1)
-        try_btn.click(ui.try_it, [try_image, try_title, try_desc], [try_top5, try_votes, try_heat],
+        try_btn.click(ui.try_it, [try_image, try_title, try_desc], [try_top5, try_votes, try_heat, try_words],
                       api_name="try_it", concurrency_limit=1)
         models_outs = [retrain_panel, versions, version_pick]
         models_events = {"concurrency_id": "models", "concurrency_limit": 1}

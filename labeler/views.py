@@ -20,7 +20,7 @@ MAX_DESCRIPTION = 4000          # characters shown; the rest is cut with an elli
 DISPLAY_IMAGE_PX = 560          # longest side of the product image sent to the browser
 VOTER_LABELS = {"text": "Text model", "image": "Image ensemble"}
 SHORTCUTS = (("Enter", "accept top-1"), ("1–5", "pick from top-5"), ("/", "search all 27"),
-             ("S", "skip"), ("U", "undo"), ("Esc", "leave a text field"))
+             ("S", "skip"), ("U", "undo"), ("T", "words against"), ("Esc", "leave a text field"))
 
 
 _TAG = re.compile(r"</?[a-zA-Z!?][^<>]*>")     # what a browser would parse as a tag
@@ -119,14 +119,17 @@ def pil_data_uri(im, *, max_px: int = DISPLAY_IMAGE_PX, quality: int = 85) -> st
 
 
 # -- the review card ------------------------------------------------------------------------------
-def card_html(card, image_uri: str | None, *, threshold: float, preload: Sequence[str] = ()) -> str:
+def card_html(card, image_uri: str | None, *, threshold: float, preload: Sequence[str] = (),
+              highlights=None) -> str:
     """Image, title, description, why it was picked, the imported label and the auto-accept badge.
 
     preload: image URLs of the next cards, fetched by the browser while the reviewer looks at this
-    one, so the next card's image is shown from its cache."""
+    one, so the next card's image is shown from its cache. highlights: the text model's words
+    tinted per top-5 category (`labeler.text_highlights.Highlights`), or None."""
     p = card.product
     title = text(p.get("title")) or "<em>(no title)</em>"
     desc = text(p.get("description"), MAX_DESCRIPTION)
+    title, desc, explained, codes = explained_texts(highlights, title, desc)
     img = (f'<img class="product-img" src="{html.escape(image_uri)}" alt="product image">' if image_uri else
            '<div class="no-img">no image for this product</div>')
     badges = []
@@ -145,12 +148,13 @@ def card_html(card, image_uri: str | None, *, threshold: float, preload: Sequenc
     score = "" if card.score is None else f' <span class="muted">(score {card.score:.3f})</span>'
     ahead = "".join(f'<img class="preload" src="{html.escape(u)}" alt="" hidden>' for u in preload)
     return f"""
-<div class="card" data-product-id="{html.escape(card.product_id)}" data-key="{html.escape(card.key)}">
+<div class="card xexp xr-1" data-xcodes="{codes}" data-product-id="{html.escape(card.product_id)}" data-key="{html.escape(card.key)}">
   <div class="card-img">{img}</div>
   <div class="card-body">
     <div class="badges">{''.join(badges)}</div>
     <h2 class="product-title">{title}</h2>
     <div class="product-desc">{desc or '<span class="muted">no description</span>'}</div>
+    {explained}
     <div class="meta">
       <div class="meta-row"><span>why this product</span><span><b>{strategy}</b>: {html.escape(card.reason)}{score}</span></div>
       {imported}
@@ -439,3 +443,56 @@ def retrain_status_html(status: dict | None, result_lines: Sequence[tuple[str, o
                 f'{" · " + text(last_run.get("error")) if last_run.get("error") else ""}</div>')
     return ('<div class="retrain muted">No retrain yet. Retrain learns every decision made so far '
             '(validation on a fixed split of imported labels) and re-scores the queue.</div>')
+
+
+# -- the text model's explanation (words tinted toward / against a category) ------------------------
+def highlighted_text_html(display: str, spans: Sequence[tuple[int, int, str]], *, cut: bool = False) -> str:
+    """`display` escaped, with each (start, end, classes) span wrapped in <span class="xw ...">.
+
+    Spans are sorted, non-overlapping offsets into `display`; classes are the tint classes
+    (r<rank><p|n><level>, see labeler/text_highlights.py), empty for an untinted word (no element).
+    Only backgrounds change with the tints, so a card never shifts when they switch."""
+    out, at = [], 0
+    for a, b, classes in spans:
+        if not classes or a < at or b <= a:
+            continue
+        out.append(html.escape(display[at:a], quote=True))
+        out.append(f'<span class="xw {html.escape(classes, quote=True)}">{html.escape(display[a:b], quote=True)}</span>')
+        at = b
+    out.append(html.escape(display[at:], quote=True))
+    return "".join(out) + (" …" if cut else "")
+
+
+def text_summary_html(summaries: Sequence[str], note: str = "") -> str:
+    """One summary line per explained category (CSS shows the chosen rank's) and the T toggle.
+
+    Always one line high, whether explained or not, so cards do not jump."""
+    lines = "".join(f'<span class="xs r{rank}">{html.escape(line)}</span>' for rank, line in enumerate(summaries, 1))
+    if not lines:
+        lines = f'<span class="xs muted">{html.escape(note or "no text explanation yet")}</span>'
+    toggle = '<button type="button" class="x-toggle" title="show the words that pushed against it (T)">T against</button>'
+    return f'<div class="xsum"><span class="xs-lead">Text model:</span>{lines}{toggle}</div>'
+
+
+def explained_texts(highlights, title: str, desc: str) -> tuple[str, str, str, str]:
+    """(title, description, summary line, explained codes) for the card; the plain escaped texts and
+    an empty summary line when there is no explanation."""
+    if highlights is None:
+        return title, desc, text_summary_html((), "text explanation not ready"), ""
+    codes = " ".join(str(int(c)) for c in highlights.codes)
+    return (highlights.title_html or title, highlights.description_html or desc,
+            text_summary_html(highlights.summaries, highlights.note), codes)
+
+
+def text_explanation_html(highlights, choices: Sequence[tuple[int, str]] = ()) -> str:
+    """A standalone explanation block (try-it): chips per category, the tinted texts, the summary."""
+    if highlights is None:
+        return '<div class="xexp none muted">No text explanation (no text model in this version).</div>'
+    codes = " ".join(str(int(c)) for c in highlights.codes)
+    chips = "".join(f'<button type="button" class="heat-chip{" on" if rank == 1 else ""}" data-xrank="{rank}">'
+                    f'{rank}. {html.escape(name)}</button>' for rank, (_, name) in enumerate(choices, 1))
+    return (f'<div class="xexp xr-1" data-xcodes="{codes}"><div class="heat-head">Which words the text model read'
+            f'</div><div class="heat-chips">{chips}</div>'
+            f'<div class="product-title x-title">{highlights.title_html or "<em>(no title)</em>"}</div>'
+            f'<div class="product-desc">{highlights.description_html}</div>'
+            f'{text_summary_html(highlights.summaries, highlights.note)}</div>')

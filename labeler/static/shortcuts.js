@@ -17,6 +17,20 @@
     return false;
   };
   const KEYS = { Enter: "btn-accept", s: "btn-skip", S: "btn-skip", u: "btn-undo", U: "btn-undo" };
+  // The text model's words: T shows / hides those that pushed against the chosen category
+  // (a class on <html>, so it outlives card updates; remembered by the browser).
+  const AGAINST = "labeler-x-against";
+  const against = (on) => {
+    document.documentElement.classList.toggle("x-against", on);
+    try { localStorage.setItem(AGAINST, on ? "1" : ""); } catch (err) { /* private mode */ }
+  };
+  try { if (localStorage.getItem(AGAINST)) document.documentElement.classList.add("x-against"); } catch (err) { /* */ }
+  const toggleAgainst = () => against(!document.documentElement.classList.contains("x-against"));
+  // Tints and summary of the rank-th explained category (CSS: .xr-N on the explanation block).
+  const showRank = (block, rank) => {
+    if (!block || !(rank >= 1 && rank <= 5)) return;
+    for (let r = 1; r <= 5; r++) block.classList.toggle("xr-" + r, r === rank);
+  };
   document.addEventListener("keydown", (e) => {
     if (e.ctrlKey || e.metaKey || e.altKey || e.isComposing || e.repeat) return;
     if (typing(e.target)) {
@@ -34,6 +48,7 @@
       if (search) { e.preventDefault(); search.focus(); }
       return;
     }
+    if (e.key === "t" || e.key === "T") { toggleAgainst(); e.preventDefault(); return; }
     const id = /^[1-5]$/.test(e.key) ? "btn-pick-" + e.key : KEYS[e.key];
     if (id && press(id)) e.preventDefault();
   }, true);
@@ -42,7 +57,19 @@
     if (!e.target.closest) return;
     const row = e.target.closest("#top5 [data-pick]");
     if (row) { press("btn-pick-" + row.dataset.pick); return; }
+    if (e.target.closest(".x-toggle")) { toggleAgainst(); return; }
+    const xchip = e.target.closest(".xexp [data-xrank]");
+    if (xchip) {
+      xchip.parentElement.querySelectorAll("[data-xrank]").forEach((c) => c.classList.toggle("on", c === xchip));
+      showRank(xchip.closest(".xexp"), Number(xchip.dataset.xrank));
+      return;
+    }
     const chip = e.target.closest("#heatmaps [data-heat]");
+    if (chip) {      // the card's words follow the heatmaps' category
+      const card = document.querySelector("#review-card .xexp");
+      const codes = card ? (card.dataset.xcodes || "").split(" ") : [];
+      showRank(card, codes.indexOf(chip.dataset.heat) + 1);
+    }
     const box = document.querySelector("#heat-request textarea, #heat-request input");
     if (chip && box) {
       chip.parentElement.querySelectorAll("[data-heat]").forEach((c) => c.classList.toggle("on", c === chip));

@@ -1,0 +1,159 @@
+"""The text model's explanation on the review card: words tinted toward / against a category.
+
+`build_highlights(model, product, codes)` explains the product's displayed title and description
+(`views.plain`, the description cut as the card cuts it) for each of the top-5 categories at once
+(`models.text_explain`), and quantises each word's contribution to a tint level per rank. The card
+then switches category without asking the server: the heatmap chips set a class on the card
+(labeler/static/shortcuts.js), and CSS shows that rank's tints and summary line.
+
+Cost: ~10-25 ms per card on the shared 2-core machine (bench/text_explain.py), more than a request
+should add, so `HighlightCache` computes them in one background thread, like the heatmaps: the card
+on screen first, the next card of the queue behind it, an LRU of the results.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from labeler import taxonomy, views
+
+log = logging.getLogger(__name__)
+LEVELS = 4                 # tint strengths per direction
+MIN_SHARE = 0.08           # a word below this share of the strongest word stays untinted
+BundleLoader = Callable[[str], object]
+
+
+@dataclass(frozen=True)
+class Highlights:
+    """Rendered, escaped markup for one card: what `views.card_html` and try-it show."""
+    codes: tuple[int, ...]             # the categories explained, in chip (rank) order
+    title_html: str
+    description_html: str
+    summaries: tuple[str, ...]         # plain text, one per code
+    note: str = ""                     # why some or all could not be explained
+    ms: float = 0.0                    # compute time
+
+
+def display_texts(product: dict) -> tuple[str, str, bool]:
+    """(title, description, description was cut) exactly as the card shows them."""
+    title = views.plain(product.get("title"))
+    desc = views.plain(product.get("description"))
+    cut = len(desc) > views.MAX_DESCRIPTION
+    return title, (desc[:views.MAX_DESCRIPTION].rstrip() if cut else desc), cut
+
+
+def levels(contributions: np.ndarray) -> np.ndarray:
+    """Signed tint level per word: +1..+LEVELS toward, -1..-LEVELS against, 0 untinted."""
+    c = np.asarray(contributions, dtype=np.float64)
+    top = np.abs(c).max() if len(c) else 0.0
+    if top <= 0:
+        return np.zeros(len(c), dtype=np.int64)
+    share = np.abs(c) / top
+    lv = np.where(share < MIN_SHARE, 0, np.ceil(share * LEVELS)).astype(np.int64)
+    return np.sign(c).astype(np.int64) * np.minimum(lv, LEVELS)
+
+
+def summary_line(exp) -> str:
+    """'Piscine · 2583 (text model 87 %): title words +78 %, description +15 %, patterns +7 %'."""
+    return (f"{taxonomy.name(exp.category)} · {exp.category} (text model {views.pct(exp.probability)}): "
+            f"{exp.summary()}")
+
+
+def build_highlights(model, product: dict, codes: Sequence[int]) -> Highlights:
+    """Explain `product` for each code with the text model `model` (a fitted TextClassifier)."""
+    from models.text_explain import ExplainError, attribute
+    start = time.perf_counter()
+    title, desc, cut = display_texts(product)
+    att = attribute(model, product.get("title"), product.get("description"),
+                    display_title=title, display_description=desc)
+    marks: list[list[str]] = [[] for _ in att.words]
+    summaries, skipped = [], []
+    for rank, code in enumerate(codes, start=1):
+        try:
+            exp = att.explain(code)
+        except ExplainError as exc:
+            summaries.append(str(exc))
+            skipped.append(int(code))
+            continue
+        summaries.append(summary_line(exp))
+        for i, lv in enumerate(levels(exp.contributions)):
+            if lv:
+                marks[i].append(f"r{rank}{'p' if lv > 0 else 'n'}{abs(lv)}")
+    n_title = sum(1 for f, _, _ in att.words if f == "title")
+    spans = [(a, b, " ".join(m)) for (_, a, b), m in zip(att.words, marks)]
+    note = "" if att.has_text else "no title or description to explain"
+    return Highlights(tuple(int(c) for c in codes),
+                      views.highlighted_text_html(title, spans[:n_title]),
+                      views.highlighted_text_html(desc, spans[n_title:], cut=cut),
+                      tuple(summaries), note or (f"not explained: {skipped}" if skipped else ""),
+                      1000 * (time.perf_counter() - start))
+
+
+def text_model(bundle: object):
+    """The bundle's text model when it can be explained exactly (a fitted hashed TextClassifier)."""
+    model = getattr(bundle, "text", bundle)
+    return model if hasattr(model, "coef_") and hasattr(model, "word_") else None
+
+
+class HighlightCache:
+    """Highlights computed in one background thread, kept in a small LRU keyed by
+    (product, version, codes). `get` waits at most `wait` seconds; `warm` queues without waiting."""
+
+    def __init__(self, load_bundle: BundleLoader, *, max_items: int = 256):
+        self._load_bundle = load_bundle
+        self._max = max_items
+        self._cache: OrderedDict[tuple, Future] = OrderedDict()
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="text-highlights")
+
+    @staticmethod
+    def key(product: dict, version: str | None, codes: Sequence[int]) -> tuple:
+        return (str(product.get("id")), version, tuple(int(c) for c in codes))
+
+    def _compute(self, product: dict, version: str, codes: tuple[int, ...]) -> Highlights | None:
+        model = text_model(self._load_bundle(version))
+        if model is None:
+            return None
+        return build_highlights(model, product, codes)
+
+    def request(self, product: dict, version: str | None, codes: Sequence[int]) -> Future | None:
+        if version is None or not codes:
+            return None
+        key = self.key(product, version, codes)
+        with self._lock:
+            fut = self._cache.get(key)
+            if fut is not None:
+                self._cache.move_to_end(key)
+                return fut
+            fut = self._pool.submit(self._compute, dict(product), version, key[2])
+            self._cache[key] = fut
+            while len(self._cache) > self._max:
+                self._cache.popitem(last=False)[1].cancel()
+            return fut
+
+    def get(self, product: dict, version: str | None, codes: Sequence[int], *, wait: float = 0.0) -> Highlights | None:
+        """Ready highlights, or None (no model, not ready within `wait`, or failed: logged)."""
+        fut = self.request(product, version, codes)
+        if fut is None:
+            return None
+        try:
+            return fut.result(timeout=wait) if wait > 0 else (fut.result() if fut.done() else None)
+        except FutureTimeout:
+            return None
+        except Exception as exc:  # noqa: BLE001 - a failed explanation must not break reviewing
+            log.warning("text explanation failed for product %s: %s", product.get("id"), exc)
+            return None
+
+    def warm(self, product: dict, version: str | None, codes: Sequence[int]) -> None:
+        self.request(product, version, codes)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
