@@ -100,6 +100,7 @@ class ReviewUI:
         comes first). Returns the queue's thread."""
         self.warmed = version
         self.prefetch.preload(version)
+        self.highlights.preload(version)
 
         def build() -> None:
             try:

@@ -409,14 +409,19 @@ def export(workspace: Path, out: Path, reviewed_only: bool) -> None:
                        ("decisions", f"{(out / 'decisions.jsonl').resolve()} ({len(decisions)})")], indent=""))
 
 
-@main.command()
+@main.command("explain")
 @workspace_option
-@click.option("--product", "product_id", required=True, help="Product id whose image to explain.")
-@click.option("--category", type=int, default=None, help="Category code to explain (default: the image vote's top-1).")
-@click.option("--out", type=FOLDER, required=True, help="Folder for the PNG overlays (created if missing).")
+@click.option("--product", "product_id", required=True, help="Product id to explain.")
+@click.option("--category", default=None,
+              help="Category code to explain (default: the product's fused top-1, as on the review card).")
+@click.option("--out", type=FOLDER, required=True, help="Folder for the PNG overlays and the text CSV (created if missing).")
 @click.option("--model-version", default=None, help="Model version (default: the live one).")
-def heatmap(workspace: Path, product_id: str, category: int | None, out: Path, model_version: str | None) -> None:
-    """Write one Grad-CAM / Ablation-CAM overlay PNG per image voter for a product."""
+def explain(workspace: Path, product_id: str, category: str | None, out: Path, model_version: str | None) -> None:
+    """Explain a product: the text model's word contributions (CSV: field, span, start, end,
+    contribution; they sum to the model's score) and one Grad-CAM / Ablation-CAM overlay PNG per
+    image voter. `heatmap` is the same command."""
+    from labeler import taxonomy
+    from labeler.text_highlights import explain_product_text, text_model, write_text_csv
     from models.explain import write_heatmaps
     from models.features import ImageProblem
 
@@ -424,12 +429,48 @@ def heatmap(workspace: Path, product_id: str, category: int | None, out: Path, m
     product = ws.product(product_id)
     if product is None:
         raise click.ClickException(f"no product {product_id!r} in workspace {workspace}")
+    if category is not None and not taxonomy.is_known(category):
+        raise click.ClickException(f"unknown category {category!r}; expected one of the 27 prdtypecode values: "
+                                   + ", ".join(str(c) for c in taxonomy.codes()))
+    bundle = _bundle(ws, model_version)
+    code = int(category) if category is not None else _shown_top1(ws, bundle, product)
+    out.mkdir(parents=True, exist_ok=True)
+    model = text_model(bundle)
+    if model is None:
+        click.echo(f"no text explanation: model version {bundle.version} has no explainable text model")
+    else:
+        exp = explain_product_text(model, product, code)
+        if not exp.has_text:
+            click.echo(f"product {product_id} has no title or description text: no text explanation")
+        else:
+            path = out / f"product_{_safe(product_id)}_{code}_text.csv"
+            write_text_csv(exp, path)
+            click.echo(path.resolve())
+            click.echo(f"  {taxonomy.name(code)} · {code}: {exp.summary()}")
     try:
-        paths = write_heatmaps(_bundle(ws, model_version), product, out, category)
+        paths = write_heatmaps(bundle, product, out, code)
     except (ImageProblem, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
+        click.echo(f"no heatmaps: {exc}")
+        return
     for path in paths:
         click.echo(path.resolve())
+
+
+main.add_command(explain, "heatmap")      # the command's earlier name
+
+
+def _safe(text: str) -> str:
+    import re
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", str(text))
+
+
+def _shown_top1(ws: Workspace, bundle: Any, product: dict) -> int:
+    """The fused top-1 stored for this version (what the card shows), else the bundle's own."""
+    row = ws.prediction(product["id"], bundle.version)
+    if row is not None:
+        return int(row["top1"])
+    frame = pd.DataFrame([{k: product.get(k) for k in ("id", "title", "description", "image_path", "image_sha1")}])
+    return int(bundle.codes[int(np.argmax(bundle.predict(frame)["fused"][0]))])
 
 
 # retrain, versions, rollback, label-issues live in their own module (the model loop)

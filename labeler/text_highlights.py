@@ -155,5 +155,42 @@ class HighlightCache:
     def warm(self, product: dict, version: str | None, codes: Sequence[int]) -> None:
         self.request(product, version, codes)
 
+    def preload(self, version: str | None) -> None:
+        """Load the version's model in the worker now, so the first card is not explained late."""
+        if version is not None:
+            self._pool.submit(self._load_bundle, version)
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+# -- the CLI's file ----------------------------------------------------------------------------------
+CSV_COLUMNS = ("field", "span", "start", "end", "contribution")
+
+
+def explain_product_text(model, product: dict, category: int):
+    """The product's explanation for `category` over the texts the card shows."""
+    from models.text_explain import attribute
+    title, desc, _ = display_texts(product)
+    return attribute(model, product.get("title"), product.get("description"), display_title=title,
+                     display_description=desc).explain(category)
+
+
+def write_text_csv(exp, path) -> None:
+    """One row per displayed word (offsets into the displayed title / description), then the
+    patterns, the text the display cuts (if any) and the intercept: the contribution column sums
+    to the model's decision value for the category."""
+    import csv
+    from pathlib import Path
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        out = csv.writer(fh)
+        out.writerow(CSV_COLUMNS)
+        for s in exp.spans:
+            out.writerow([s.field, s.text, s.start, s.end, f"{s.contribution:.9g}"])
+        for p in exp.patterns:
+            out.writerow(["pattern", p.name, "", "", f"{p.contribution:.9g}"])
+        if exp.hidden:
+            out.writerow(["hidden", "text the card does not show", "", "", f"{exp.hidden:.9g}"])
+        out.writerow(["intercept", f"category bias of {exp.category}", "", "", f"{exp.intercept:.9g}"])

@@ -166,3 +166,170 @@ def test_tint_levels_are_signed_and_relative_to_the_strongest_word():
     lv = text_highlights.levels(np.array([1.0, -0.5, 0.3, -0.05, 0.0]))
     assert lv.tolist() == [4, -2, 2, 0, 0]
     assert text_highlights.levels(np.zeros(3)).tolist() == [0, 0, 0]
+
+
+# -- a real workspace with a text-only model version (no image: the heatmaps say so) ----------------
+NO_TEXT_ID = "no-text-1"
+
+
+@pytest.fixture(scope="module")
+def text_ws(sample_dir, tmp_path_factory):
+    from models.training import train_version
+    from review_workspace import insert_products, sample_products
+    from store.workspace import Workspace, now_iso
+    root = tmp_path_factory.mktemp("textexp") / "ws"
+    products = sample_products(sample_dir, 12)
+    products["image_path"] = None
+    ws = Workspace(root)
+    insert_products(ws, products)
+    ws.write(lambda c: c.execute(            # a title that is only markup: nothing to read
+        "INSERT INTO products (id, title, description, image_path, source_label, imported_at) "
+        "VALUES (?, '<br/>', '', NULL, NULL, ?)", (NO_TEXT_ID, now_iso())))
+    train_version(ws, evaluate=False, notes="text explanation tests")
+    ws.close()
+    return root
+
+
+def _cli(*args):
+    from click.testing import CliRunner
+    from labeler.cli import main
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_cli_explain_writes_the_text_contributions_and_heatmap_is_an_alias(text_ws, tmp_path):
+    import csv
+    from models.training import live_bundle
+    from store.workspace import Workspace
+    ws = Workspace(text_ws)
+    product = ws.conn.execute("SELECT * FROM products WHERE id != ? AND length(description) > 40 LIMIT 1",
+                              (NO_TEXT_ID,)).fetchone()
+    pid = product["id"] if hasattr(product, "keys") else product[0]
+    product = ws.product(pid)
+    bundle = live_bundle(ws)
+    top1 = int(ws.prediction(pid)["top1"])
+    ws.close()
+    out = tmp_path / "out"
+    result = _cli("explain", "--workspace", text_ws, "--product", pid, "--out", out)
+    assert result.exit_code == 0, result.output
+    path = out / f"product_{pid}_{top1}_text.csv"
+    assert str(path.resolve()) in result.output
+    assert "title words" in result.output and "no heatmaps" in result.output   # text-only version: said, not failed
+    with path.open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["field", "span", "start", "end", "contribution"]
+    shown = {"title": views.plain(product["title"]), "description": views.plain(product["description"])}
+    for r in rows:
+        if r["field"] in shown:
+            assert shown[r["field"]][int(r["start"]):int(r["end"])] == r["span"]
+    k = list(bundle.text.classes_).index(top1)
+    score = bundle.text.decision_function(pd.DataFrame([product]))[0, k]
+    assert sum(float(r["contribution"]) for r in rows) == pytest.approx(score, abs=1e-6)
+
+    # another category, by the old name
+    other = _cli("heatmap", "--workspace", text_ws, "--product", pid, "--category", "2583", "--out", out)
+    assert other.exit_code == 0, other.output
+    assert (out / f"product_{pid}_2583_text.csv").exists()
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--product", "nope-42"], "no product 'nope-42'"),
+    (["--product", NO_TEXT_ID, "--category", "9999"], "unknown category '9999'"),
+    (["--product", NO_TEXT_ID, "--category", "piscine"], "unknown category 'piscine'"),
+])
+def test_cli_explain_bad_input_is_one_line_naming_it(text_ws, tmp_path, args, named):
+    result = _cli("explain", "--workspace", text_ws, *args, "--out", tmp_path / "o")
+    assert result.exit_code != 0
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0] and "Traceback" not in result.output
+
+
+def test_cli_explain_product_without_text_says_so_and_still_tries_heatmaps(text_ws, tmp_path):
+    result = _cli("explain", "--workspace", text_ws, "--product", NO_TEXT_ID, "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    assert "has no title or description text: no text explanation" in result.output
+    assert "no heatmaps" in result.output            # the heatmap part ran and said why there are none
+    assert not list((tmp_path / "o").glob("*_text.csv"))
+
+
+# -- the review card and try-it in a real browser ---------------------------------------------------
+def _rects(page) -> list:
+    return page.evaluate("() => ['.product-title', '.product-desc', '.xsum', '.meta'].map(s => {"
+                         " const r = document.querySelector('#review-card ' + s).getBoundingClientRect();"
+                         " return [r.x, r.y, r.width, r.height]; })")
+
+
+def _tint(page, selector: str) -> str:
+    return page.evaluate("s => getComputedStyle(document.querySelector(s)).backgroundColor", selector)
+
+
+def test_review_card_tints_words_per_category_chip_and_T_shows_words_against(text_ws, tmp_path):
+    import shutil
+    from app_server import add_hostile_product, running_app
+    from test_browser_review import ARGS, CHROMIUM, TIMEOUT_MS, open_app, wait_for_new_card
+    from playwright.sync_api import sync_playwright
+    root = tmp_path / "ws"
+    shutil.copytree(text_ws, root)
+    from store.workspace import Workspace
+    ws = Workspace(root)
+    ws.write(lambda c: c.execute("UPDATE model_versions SET path = replace(path, ?, ?)", (str(text_ws), str(root))))
+    ws.close()
+    hostile = add_hostile_product(root, "alice")
+    with running_app(root, tmp_path) as (_, url), sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        page, errors = open_app(browser, url)
+        name = page.locator("#reviewer-name input, #reviewer-name textarea").first
+        name.fill("alice")
+        name.press("Enter")
+        assert wait_for_new_card(page, None) == hostile
+        page.wait_for_function("() => !document.activeElement.closest('#reviewer-name')", timeout=TIMEOUT_MS)
+
+        # hostile markup stays text, and the words are tinted inside it
+        assert page.evaluate("() => window.__xss") is None
+        assert page.locator("#review-card script, #review-card svg, #review-card img[src='x'], #review-card a").count() == 0
+        assert "Piscine hors-sol" in page.locator("#review-card .product-title").inner_text()
+        tinted = page.locator("#review-card .product-title .xw").all_inner_texts()
+        assert any("Piscine" in w for w in tinted), tinted
+        r1 = page.locator("#review-card .product-title .xw[class*='r1p']").first
+        assert _tint(page, "#review-card .product-title .xw[class*='r1p']") != "rgba(0, 0, 0, 0)"
+        assert r1.count() == 1
+        summary = page.locator("#review-card .xsum").inner_text()
+        top5 = page.locator("#top5 .t5-row .t5-name").all_inner_texts()
+        assert "title words" in summary and top5[0].split(" ")[0] in summary
+
+        # (a page scrollbar coming and going with the heatmap area would change every width)
+        page.add_style_tag(content="html { overflow-y: scroll !important; }")
+        before = _rects(page)
+        # T: the words that pushed against the category get their own tint; nothing moves
+        against = page.locator("#review-card .xw[class*='r1n']")
+        if against.count():
+            assert _tint(page, "#review-card .xw[class*='r1n']") == "rgba(0, 0, 0, 0)"
+        page.keyboard.press("t")
+        assert page.evaluate("() => document.documentElement.classList.contains('x-against')")
+        if against.count():
+            assert _tint(page, "#review-card .xw[class*='r1n']") != "rgba(0, 0, 0, 0)"
+        assert _rects(page) == before
+        # the second category's chip (the one that switches the heatmaps) switches the words too
+        page.locator("#heatmaps [data-heat]").nth(1).click()
+        page.wait_for_function("() => document.querySelector('#review-card .card').classList.contains('xr-2')",
+                               timeout=TIMEOUT_MS)
+        assert top5[1].split(" ")[0] in page.locator("#review-card .xsum").inner_text()
+        assert _rects(page) == before
+        page.keyboard.press("t")
+        assert not page.evaluate("() => document.documentElement.classList.contains('x-against')")
+
+        # the next card: same layout slots, explained too, back on its own top-1
+        page.keyboard.press("Enter")
+        wait_for_new_card(page, hostile)
+        assert page.locator("#review-card .card.xr-1").count() == 1
+        assert page.locator("#review-card .xsum").bounding_box()["height"] == pytest.approx(26, abs=1)
+
+        # try-it: the typed words, tinted the same way
+        page.get_by_role("tab", name="Try it").click()
+        page.get_by_label("Title").fill("Bâche d'hivernage pour piscine hors-sol 4x8 m")
+        page.get_by_role("button", name="Predict").click()
+        page.wait_for_selector("#try-words .xw", timeout=TIMEOUT_MS)
+        assert "piscine" in " ".join(page.locator("#try-words .xw").all_inner_texts()).lower()
+        page.locator("#try-words [data-xrank='3']").click()
+        assert page.locator("#try-words .xexp.xr-3").count() == 1
+        assert errors == []
+        browser.close()
