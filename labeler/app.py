@@ -20,7 +20,7 @@ from typing import Any
 
 import gradio as gr
 
-from labeler import retrain, review, stats, strategies, taxonomy, tryit, views
+from labeler import learned, retrain, review, stats, strategies, taxonomy, tryit, views
 from labeler.config import Settings
 from labeler.prefetch import Heatmaps, Prefetcher, default_explainer, render_heatmaps
 from labeler.text_highlights import HighlightCache, build_highlights, text_model
@@ -450,6 +450,18 @@ class ReviewUI:
         return (panel, views.versions_rows(table),
                 gr.update(choices=[v["id"] for v in reversed(table) if v["status"] == "ready"], value=None))
 
+    def learned(self):
+        """What the live text model learned (read once per version: about a second)."""
+        version = self.ws.live_version()
+        if version is None:
+            yield views.learned_html(None)
+            return
+        yield '<div class="muted">Reading what the model learned…</div>'
+        try:
+            yield views.learned_html(learned.learned(self.ws, version))
+        except (WorkspaceError, OSError) as exc:
+            yield f'<div class="muted">Could not read the model: {views.text(str(exc))}</div>'
+
     def retrain_now(self, progress: gr.Progress = gr.Progress()) -> tuple:
         """Start the background retrain (or follow the one running) and report it until it ends.
 
@@ -595,8 +607,8 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
                         metrics = _html()
 
             with gr.Tab("Try it", id="try"):
-                gr.Markdown("Type a product or upload its image: the live model's fused top-5, each voter's vote "
-                            "and the heatmaps. Nothing is saved.")
+                gr.Markdown("Type a product or upload its image: the live model's fused top-5, each voter's vote, "
+                            "the words the text model read and the heatmaps. Nothing is saved.")
                 with gr.Row():
                     with gr.Column(scale=1):
                         try_image = gr.Image(type="filepath", label="Product image", sources=["upload", "clipboard"],
@@ -626,6 +638,7 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
                 with gr.Row():
                     version_pick = gr.Dropdown([], value=None, label="Version", scale=2, elem_id="version-pick")
                     make_live_btn = gr.Button("Make this version live", scale=1, elem_id="btn-make-live")
+                learned_box = _html(elem_id="learned")
 
         outs = [session, current, card, top5, side, heat, heat_token, choose, comment]
         review_events = {"concurrency_id": "review", "concurrency_limit": 4, "show_progress": "hidden"}
@@ -661,6 +674,8 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
         retrain_btn.click(ui.retrain_now, None, models_outs, api_name="retrain", concurrency_id="retrain",
                           concurrency_limit=4)
         make_live_btn.click(ui.make_live, [version_pick], models_outs, api_name="make_live", **models_events)
+        for trigger, name in ((models_tab.select, "learned"), (models_refresh.click, "learned_refresh")):
+            trigger(ui.learned, None, [learned_box], api_name=name, concurrency_id="learned", concurrency_limit=1)
     demo.queue(default_concurrency_limit=2, max_size=512)
     demo.review_ui = ui          # for tests and launch.py: the handlers and the prefetch cache
     return demo

@@ -496,3 +496,25 @@ def text_explanation_html(highlights, choices: Sequence[tuple[int, str]] = ()) -
             f'<div class="product-title x-title">{highlights.title_html or "<em>(no title)</em>"}</div>'
             f'<div class="product-desc">{highlights.description_html}</div>'
             f'{text_summary_html(highlights.summaries, highlights.note)}</div>')
+
+
+def learned_html(result) -> str:
+    """Models tab: per category the n-grams with the largest weights; then what changed most."""
+    if result is None:
+        return '<div class="muted">No model trained yet.</div>'
+    rows = "".join(
+        f'<tr><td>{html.escape(category_label(code))}</td><td>'
+        + " ".join(f'<span class="ng" title="weight {w:.3f}">{html.escape(g)}</span>' for g, w in grams)
+        + "</td></tr>" for code, grams in sorted(result.top.items()))
+    table = (f'<table class="metrics learned"><tr><th>category</th><th>word n-grams with the largest weights'
+             f'</th></tr>{rows}</table>' if rows else "")
+    if result.changes:
+        moved = "".join(f"<tr><td>{html.escape(category_label(c.category))}</td><td>{html.escape(c.ngram)}</td>"
+                        f"<td>{c.before:+.3f} → {c.after:+.3f}</td></tr>" for c in result.changes)
+        changes = (f'<div class="heat-head">What changed most since {html.escape(str(result.parent))}</div>'
+                   f'<table class="metrics learned"><tr><th>category</th><th>n-gram</th><th>weight</th></tr>{moved}</table>')
+    else:
+        changes = "" if result.note else '<div class="muted">First version: nothing to compare with.</div>'
+    note = f'<div class="muted">{html.escape(result.note)}</div>' if result.note else ""
+    return (f'<div class="learned-box"><div class="heat-head">What version {html.escape(result.version)} learned '
+            f'(text model)</div>{table}{changes}{note}</div>')

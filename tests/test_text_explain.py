@@ -331,5 +331,45 @@ def test_review_card_tints_words_per_category_chip_and_T_shows_words_against(tex
         assert "piscine" in " ".join(page.locator("#try-words .xw").all_inner_texts()).lower()
         page.locator("#try-words [data-xrank='3']").click()
         assert page.locator("#try-words .xexp.xr-3").count() == 1
+
+        # Models tab: what the live version learned
+        page.get_by_role("tab", name="Models").click()
+        page.wait_for_selector("#learned >> text=word n-grams with the largest weights", timeout=TIMEOUT_MS)
+        assert "piscine" in page.locator("#learned").inner_text().lower()
         assert errors == []
         browser.close()
+
+
+def test_models_tab_learned_ngrams_and_what_changed_since_the_previous_version(text_ws, tmp_path):
+    import shutil
+    from labeler.learned import learned
+    from models.text_learned import ngram_names
+    from models.training import live_bundle, train_version
+    from store.workspace import Workspace
+    root = tmp_path / "ws"
+    shutil.copytree(text_ws, root)
+    ws = Workspace(root)
+    ws.write(lambda c: c.execute("UPDATE model_versions SET path = replace(path, ?, ?)", (str(text_ws), str(root))))
+    first = ws.live_version()
+    one = learned(ws, first)
+    assert one.parent is None and one.changes == []
+    assert "piscine" in " ".join(g for g, _ in one.top[2583])
+    assert all(w > 0 for grams in one.top.values() for _, w in grams)
+    assert "First version" in views.learned_html(one)
+
+    labels = ws.current_labels()
+    keep = dict(sorted(labels.items())[40:])          # a version that learned from fewer products
+    second = train_version(ws, evaluate=False, labels=keep, notes="fewer labels")["id"]
+    two = learned(ws, second)
+    assert two.parent == first and len(two.changes) == 12
+    deltas = [abs(c.delta) for c in two.changes]
+    assert deltas == sorted(deltas, reverse=True) and deltas[0] > 0
+    # the after / before weights are the two models' own weights for that n-gram's hash bucket
+    names = {g: b for b, g in ngram_names(((p["title"], p["description"]) for p in ws.products(sorted(labels)))).items()}
+    c = two.changes[0]
+    for model, expected in ((live_bundle(ws, second).text, c.after), (live_bundle(ws, first).text, c.before)):
+        col = model.word_._remap_table()[names[c.ngram]]
+        k = list(model.classes_).index(c.category)
+        assert (model.coef_[k, col] if col >= 0 else 0.0) == pytest.approx(expected)
+    assert "What changed most since" in views.learned_html(two)
+    ws.close()
