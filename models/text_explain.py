@@ -24,7 +24,6 @@ and `TextAttribution.explain(code)` is then one sparse product per category (the
 """
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -189,11 +188,30 @@ def _folded_display(display: str) -> tuple[str, np.ndarray]:
     return "".join(pieces), owner
 
 
-def _align(model: str, display: str) -> np.ndarray:
-    """Display index of each model character (-1 when the display is empty).
+def _common_prefix(a: str, i: int, b: str, j: int) -> int:
+    """Length of the common prefix of a[i:] and b[j:] (binary search on C-level slice compares)."""
+    lo, hi = 0, min(len(a) - i, len(b) - j)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[i:i + mid] == b[j:j + mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
-    Identical folded strings (the common case) map one to one; otherwise difflib's matching
-    blocks, and unmatched characters take their nearest matched neighbour."""
+
+PROBE, WINDOW = 6, 400     # resynchronisation: characters that must match, how far ahead to look
+
+
+def _align(model: str, display: str) -> np.ndarray:
+    """Display index of each model character; -1 for text past the end of the display.
+
+    Identical folded strings (the common case) map one to one. Otherwise runs of equal
+    characters are matched and, at a difference, the walk resynchronises on the next PROBE model
+    characters found within WINDOW display characters (display-only characters are skipped),
+    else skips a model-only character. Linear in practice, unlike a full diff (difflib took
+    0.5 s on a 2,000-character description). Unmatched characters inside the display take their
+    nearest matched neighbour, so nothing is lost."""
     n = len(model)
     if n == 0 or not display:
         return np.full(n, -1, dtype=np.int64)
@@ -201,16 +219,27 @@ def _align(model: str, display: str) -> np.ndarray:
     if folded == model:
         return owner.copy()
     at = np.full(n, -1, dtype=np.int64)
-    matcher = difflib.SequenceMatcher(None, model, folded, autojunk=False)
-    for a, b, size in matcher.get_matching_blocks():
-        if size:
-            at[a:a + size] = owner[b:b + size]
+    i = j = 0
+    while i < n and j < len(folded):
+        run = _common_prefix(model, i, folded, j)
+        if run:
+            at[i:i + run] = owner[j:j + run]
+            i, j = i + run, j + run
+            continue
+        found = folded.find(model[i:i + PROBE], j + 1, j + WINDOW + PROBE)
+        if found >= 0:
+            j = found                 # the display holds characters the model does not
+        else:
+            i += 1                    # the model holds a character the display does not
     known = np.flatnonzero(at >= 0)
     if len(known) == 0:
-        return np.full(n, owner[0] if len(owner) else -1, dtype=np.int64)
+        return at
     # the matched character before (or, at the start, the first one after)
     nearest = known[np.clip(np.searchsorted(known, np.arange(n), side="right") - 1, 0, None)]
-    return np.where(at >= 0, at, at[nearest])
+    filled = np.where(at >= 0, at, at[nearest])
+    if j >= len(folded) and i < n:    # the display ended first: the rest is not shown
+        filled[known[-1] + 1:] = -1
+    return filled
 
 
 def _runs(display: str) -> tuple[list[tuple[int, int]], np.ndarray]:
@@ -315,10 +344,10 @@ def attribute(model: TextClassifier, title: object, description: object, *,
     row = x[0]
     text_mask = row.indices < n_word + n_char
     columns, values = row.indices[text_mask].astype(np.int64), row.data[text_mask].astype(np.float64)
-    slot = np.full(n_word + n_char, -1, dtype=np.int64)
-    slot[columns] = np.arange(len(columns))
-    kept = cols >= 0
-    occ_slot = np.where(kept, slot[np.where(kept, cols, 0)], -1)
+    order = np.argsort(columns, kind="stable")
+    at = np.clip(np.searchsorted(columns[order], cols), 0, max(len(columns) - 1, 0))
+    hit = (cols >= 0) & (len(columns) > 0) & (columns[order][at] == cols if len(columns) else False)
+    occ_slot = np.where(hit, order[at] if len(columns) else -1, -1)
     n_occ = np.bincount(occ_slot[occ_slot >= 0], minlength=len(columns)).astype(np.float64)
 
     # model characters: title [0, len(ft)), description [len(ft), len(ft)+len(fd))

@@ -81,7 +81,7 @@ def test_every_event_has_a_name(server):
     named = Client(url, verbose=False).view_api(return_format="dict")["named_endpoints"]
     expected = {"/start", "/set_reviewer", "/set_queue", "/set_queue_category", "/accept", "/choose", "/skip",
                 "/undo", "/heatmaps", "/heatmaps_pending", "/stats", "/stats_on_open", "/try_it",
-                "/models", "/models_refresh", "/retrain", "/make_live"} | {f"/pick_{r}" for r in range(1, 6)}
+                "/models", "/models_refresh", "/retrain", "/make_live", "/learned", "/learned_refresh"} | {f"/pick_{r}" for r in range(1, 6)}
     assert expected <= set(named)
     unnamed = [d for d in demo.fns.values() if not d.api_name]
     assert unnamed == []
@@ -221,16 +221,17 @@ def test_stats_and_try_it_leave_the_workspace_untouched(server, app_ws):
                     for t in ("products", "decisions", "predictions", "reservations", "image_features")]
 
     before = snapshot()
-    top5, votes, heat = client.predict(None, "Piscine tubulaire ronde 3,66 m avec pompe de filtration",
-                                       "Bâche renforcée, échelle incluse", api_name="/try_it")
+    top5, votes, heat, words = client.predict(None, "Piscine tubulaire ronde 3,66 m avec pompe de filtration",
+                                              "Bâche renforcée, échelle incluse", api_name="/try_it")
     assert top5.count('class="t5-row') == 5 and "Piscine" in top5 and "Text model" in votes
+    assert 'class="xw' in words and "title words" in words
     assert snapshot() == before
 
     # an uploaded image: the image voters vote too, and each shows its heatmap
     with sqlite3.connect(app_ws / "workspace.db") as db:
         title, image = db.execute("SELECT title, image_path FROM products WHERE image_path IS NOT NULL "
                                   "ORDER BY id LIMIT 1").fetchone()
-    top5, votes, heat = client.predict(handle_file(image), title, "", api_name="/try_it")
+    top5, votes, heat, _ = client.predict(handle_file(image), title, "", api_name="/try_it")
     assert top5.count('class="t5-row') == 5 and "Image ensemble" in votes and "lite2+logistic" in votes
     assert heat.count("<figure>") == 3 and "Grad-CAM" in heat
     assert snapshot() == before

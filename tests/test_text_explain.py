@@ -373,3 +373,22 @@ def test_models_tab_learned_ngrams_and_what_changed_since_the_previous_version(t
         assert (model.coef_[k, col] if col >= 0 else 0.0) == pytest.approx(expected)
     assert "What changed most since" in views.learned_html(two)
     ws.close()
+
+
+def test_alignment_skips_what_one_side_lacks_and_reports_text_past_the_display():
+    from models.text_explain import _align
+    assert _align("abc def", "ABC DEF").tolist() == list(range(7))
+    assert _align("abcdef ghi", "abc\u200bdef ghi").tolist() == [0, 1, 2, 4, 5, 6, 7, 8, 9, 10]
+    assert _align("oeuvre x", "Œuvre x").tolist() == [0, 0, 1, 2, 3, 4, 5, 6]      # œ -> oe: both on Œ
+    assert _align("abc def ghi", "abc def").tolist() == [0, 1, 2, 3, 4, 5, 6, -1, -1, -1, -1]
+
+
+def test_text_the_display_cuts_is_reported_as_hidden_not_lost(model, split):
+    _, X_te, _, _ = split
+    row = next(r for r in X_te.itertuples() if len(views.plain(r.description)) > 300)
+    shown = views.plain(row.description)[:120]
+    exp = explain_text(model, row.title, row.description, display_title=views.plain(row.title),
+                       display_description=shown)
+    assert exp.hidden != 0.0
+    assert all(s.end <= len(shown) for s in exp.spans if s.field == "description")
+    assert abs(exp.total - exp.score) < 1e-6
