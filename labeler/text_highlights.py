@@ -160,6 +160,13 @@ class HighlightCache:
         if version is not None:
             self._pool.submit(self._load_bundle, version)
 
+    def compute_ms(self) -> list[float]:
+        """Background milliseconds of each explanation still cached (what the bench prints)."""
+        with self._lock:
+            futures = list(self._cache.values())
+        return [f.result().ms for f in futures if f.done() and not f.cancelled() and f.exception() is None
+                and f.result() is not None]
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 

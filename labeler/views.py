@@ -470,7 +470,7 @@ def text_summary_html(summaries: Sequence[str], note: str = "") -> str:
     lines = "".join(f'<span class="xs r{rank}">{html.escape(line)}</span>' for rank, line in enumerate(summaries, 1))
     if not lines:
         lines = f'<span class="xs muted">{html.escape(note or "no text explanation yet")}</span>'
-    toggle = '<button type="button" class="x-toggle" title="show the words that pushed against it (T)">T against</button>'
+    toggle = '<span class="x-toggle" role="button" title="show the words that pushed against it (T)">T against</span>'
     return f'<div class="xsum"><span class="xs-lead">Text model:</span>{lines}{toggle}</div>'
 
 
