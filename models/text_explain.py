@@ -312,6 +312,54 @@ class TextAttribution:
         return out
 
 
+def _slots(columns: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Position in `columns` (the product's present columns) of each occurrence's column; -1 for
+    an n-gram the vectorizer's filters dropped."""
+    if len(columns) == 0:
+        return np.full(len(cols), -1, dtype=np.int64)
+    order = np.argsort(columns, kind="stable")
+    ranked = columns[order]
+    at = np.clip(np.searchsorted(ranked, cols), 0, len(ranked) - 1)
+    return np.where((cols >= 0) & (ranked[at] == cols), order[at], -1)
+
+
+def _word_index(char_map: np.ndarray, owner: np.ndarray, offset: int, hidden: int) -> np.ndarray:
+    """Displayed-word row of each model character (`hidden` where it maps past the display)."""
+    out = np.full(len(char_map), hidden, dtype=np.int64)
+    ok = char_map >= 0
+    out[ok] = owner[char_map[ok]] + offset
+    return out
+
+
+def _characters(parts: list, occ_slot: np.ndarray, n_occ: np.ndarray,
+                in_joined: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every (model character, share of its column's value) of every kept occurrence.
+
+    Returns (position, weight, column slot, whether the position is in the joined title +
+    description string of the word n-grams rather than the title alone); per column the weights
+    sum to 1."""
+    starts, ends, shares, slots, joined = [], [], [], [], []
+    for i, ps in enumerate(parts):
+        s = occ_slot[i]
+        if s < 0:
+            continue
+        for a, b, share in ps:
+            starts.append(a)
+            ends.append(b)
+            shares.append(share / n_occ[s])
+            slots.append(s)
+            joined.append(in_joined[i])
+    if not starts:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, np.zeros(0), empty, np.zeros(0, dtype=bool)
+    starts_a = np.asarray(starts, dtype=np.int64)
+    lengths = np.maximum(np.asarray(ends, dtype=np.int64) - starts_a, 1)
+    first = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    pos = np.repeat(starts_a, lengths) + (np.arange(lengths.sum()) - first)
+    return (pos, np.repeat(np.asarray(shares) / lengths, lengths), np.repeat(np.asarray(slots, dtype=np.int64), lengths),
+            np.repeat(np.asarray(joined, dtype=bool), lengths))
+
+
 def attribute(model: TextClassifier, title: object, description: object, *,
               display_title: str | None = None, display_description: str | None = None) -> TextAttribution:
     """Build a product's attribution for `model` (a fitted `TextClassifier`).
@@ -344,54 +392,20 @@ def attribute(model: TextClassifier, title: object, description: object, *,
     row = x[0]
     text_mask = row.indices < n_word + n_char
     columns, values = row.indices[text_mask].astype(np.int64), row.data[text_mask].astype(np.float64)
-    order = np.argsort(columns, kind="stable")
-    at = np.clip(np.searchsorted(columns[order], cols), 0, max(len(columns) - 1, 0))
-    hit = (cols >= 0) & (len(columns) > 0) & (columns[order][at] == cols if len(columns) else False)
-    occ_slot = np.where(hit, order[at] if len(columns) else -1, -1)
+    occ_slot = _slots(columns, cols)
     n_occ = np.bincount(occ_slot[occ_slot >= 0], minlength=len(columns)).astype(np.float64)
 
-    # model characters: title [0, len(ft)), description [len(ft), len(ft)+len(fd))
-    t_map = _align(ft, display_title)
-    d_map = _align(fd, display_description)
+    # model characters -> displayed words (title words first, then the description's; last: hidden)
     t_runs, t_owner = _runs(display_title)
     d_runs, d_owner = _runs(display_description)
     hidden_row = len(t_runs) + len(d_runs)
-
-    def word_of(field_: str, pos: np.ndarray) -> np.ndarray:
-        mapped = (t_map if field_ == TITLE else d_map)[pos]
-        owner, offset = (t_owner, 0) if field_ == TITLE else (d_owner, len(t_runs))
-        out = np.full(len(pos), hidden_row, dtype=np.int64)
-        ok = mapped >= 0
-        out[ok] = owner[mapped[ok]] + offset
-        return out
-
-    rows_, cols_, vals_ = [], [], []
-    starts, ends, shares, slots, joined = [], [], [], [], []
-    for i, ps in enumerate(parts):
-        s = occ_slot[i]
-        if s < 0:
-            continue
-        for a, b, share in ps:
-            starts.append(a), ends.append(b), shares.append(share / n_occ[s]), slots.append(s)
-            joined.append(in_joined[i])
-    if starts:
-        starts_a, ends_a = np.asarray(starts), np.asarray(ends)
-        lengths = np.maximum(ends_a - starts_a, 1)
-        pos = np.repeat(starts_a, lengths) + (np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths))
-        weight = np.repeat(np.asarray(shares) / lengths, lengths)
-        slot_r = np.repeat(np.asarray(slots), lengths)
-        joined_r = np.repeat(np.asarray(joined), lengths)
-        # positions in the joined string past the title (and its separator) are the description's
-        in_desc = joined_r & (pos > len(ft))
-        target = np.empty(len(pos), dtype=np.int64)
-        title_pos = np.clip(pos[~in_desc], 0, max(len(ft) - 1, 0))
-        target[~in_desc] = word_of(TITLE, title_pos) if len(ft) else hidden_row
-        desc_pos = np.clip(pos[in_desc] - len(ft) - 1, 0, max(len(fd) - 1, 0))
-        target[in_desc] = word_of(DESCRIPTION, desc_pos) if len(fd) else hidden_row
-        rows_, cols_, vals_ = target, slot_r, weight
-    matrix = sp.csr_matrix((np.asarray(vals_, dtype=np.float64), (np.asarray(rows_, dtype=np.int64),
-                                                                  np.asarray(cols_, dtype=np.int64))),
-                           shape=(hidden_row + 1, len(columns)))
+    title_word = _word_index(_align(ft, display_title), t_owner, 0, hidden_row)
+    desc_word = _word_index(_align(fd, display_description), d_owner, len(t_runs), hidden_row)
+    pos, weight, slot, joined = _characters(parts, occ_slot, n_occ, in_joined)
+    in_desc = joined & (pos > len(ft))      # past the title and its separator in the joined string
+    target = np.where(in_desc, desc_word[np.clip(pos - len(ft) - 1, 0, len(desc_word) - 1)] if len(fd) else hidden_row,
+                      title_word[np.clip(pos, 0, len(title_word) - 1)] if len(ft) else hidden_row)
+    matrix = sp.csr_matrix((weight, (target, slot)), shape=(hidden_row + 1, len(columns)))
     # a present column no occurrence was found for (never expected): its value goes to `hidden`
     orphan = np.flatnonzero(n_occ == 0)
     if len(orphan):
