@@ -48,6 +48,7 @@ class Session:
     card: review.Card | None = None
     heat_category: int | None = None
     heat_shown: bool = False
+    words_shown: bool = True     # False: the card came before its text explanation (sent by the follow-up)
     ahead: list = field(default_factory=list)     # [(product, category)] whose heatmaps are warmed
     last: str = ""
     prefs: dict = field(default_factory=dict)
@@ -170,20 +171,23 @@ class ReviewUI:
                    "strategy": card.strategy, "model_version": version, "remaining": card.remaining,
                    "top5": [[v.code, v.prob] for v in pred.top5] if pred is not None else []}
         image_uri = views.image_src(card.product.get("image_path"))
-        body = views.card_html(card, image_uri, threshold=threshold, preload=upcoming,
-                               highlights=self._highlights(card.product, pred))
+        words = self._highlights(card.product, pred)
+        s.words_shown = words is not None or pred is None
+        body = views.card_html(card, image_uri, threshold=threshold, preload=upcoming, highlights=words)
         return (s, current, views.card_with_status(status, body),
                 views.top5_html(pred, threshold=threshold),
                 views.side_html(views.votes_html(pred, has_image=bool(card.product.get("image_path"))),
                                 self._history(s)),
-                self._heat_html(heat, top1, s), f"{card.key}:{top1}" if heat is None else gr.skip(),
+                self._heat_html(heat, top1, s),
+                f"{card.key}:{top1}" if heat is None or not s.words_shown else gr.skip(),
                 choice, comment)
 
-    def _highlights(self, product: dict, pred, wait: float = HIGHLIGHT_WAIT_S):
+    def _highlights(self, product: dict, pred, wait: float | None = None):
         """The text model's words for the top-5 (computed ahead in the background; None if not ready)."""
         if pred is None:
             return None
-        return self.highlights.get(product, pred.model_version, [v.code for v in pred.top5], wait=wait)
+        return self.highlights.get(product, pred.model_version, [v.code for v in pred.top5],
+                                   wait=HIGHLIGHT_WAIT_S if wait is None else wait)
 
     def _warm_highlights(self, product: dict, version: str) -> None:
         """Queue the next card's text explanation behind the current one."""
@@ -380,12 +384,38 @@ class ReviewUI:
         yield self._heat_html(None, s.heat_category, s)
         yield self._await_heat(s)
 
-    def heatmaps_pending(self, token: str, s: Session) -> str:
-        """Runs when a card was shown before its overlays were ready: fills them in."""
+    def heatmaps_pending(self, token: str, s: Session):
+        """Runs when a card was shown before its overlays (or its text explanation) were ready:
+        fills them in. The words ride in the heatmap output, keyed by the card, and the page's
+        script moves them into the card only if that card is still on screen."""
         card = s.card
-        if card is None or s.heat_shown or card.prediction is None or token != f"{card.key}:{s.heat_category}":
-            return gr.skip()
-        return self._await_heat(s)
+        if card is None or card.prediction is None or token != f"{card.key}:{s.heat_category}":
+            yield gr.skip()
+            return
+        late = self._await_words(s) if not s.words_shown else ""
+        if late:
+            category = s.heat_category
+            heat = self.prefetch.result(self._want(s, category), category) if s.heat_shown else None
+            yield self._heat_html(heat, category, s) + late
+        if not s.heat_shown:
+            yield self._await_heat(s)
+        elif not late:
+            yield gr.skip()
+
+    def _await_words(self, s: Session) -> str:
+        """The card's text explanation once computed (the model was still loading when it was
+        shown), as a hidden block for the page script; "" if the reviewer moved on."""
+        card = s.card
+        pred = card.prediction
+        deadline = time.monotonic() + HEAT_WAIT_S
+        while time.monotonic() < deadline:
+            words = self._highlights(card.product, pred, wait=0.5)
+            if s.card is None or s.card.key != card.key:
+                return ""
+            if words is not None:
+                s.words_shown = True
+                return views.late_words_html(card.key, words)
+        return ""
 
     def _await_heat(self, s: Session) -> str:
         """Wait for this card's overlays while it is on screen; give up when the reviewer moves on."""

@@ -518,3 +518,12 @@ def learned_html(result) -> str:
     note = f'<div class="muted">{html.escape(result.note)}</div>' if result.note else ""
     return (f'<div class="learned-box"><div class="heat-head">What version {html.escape(result.version)} learned '
             f'(text model)</div>{table}{changes}{note}</div>')
+
+
+def late_words_html(key: str, highlights) -> str:
+    """The text explanation of the card `key`, computed after the card was sent: a hidden block
+    the page script (shortcuts.js) copies into that card if it is still the one on screen."""
+    codes = " ".join(str(int(c)) for c in highlights.codes)
+    return (f'<div class="x-late" hidden data-key="{html.escape(key, quote=True)}" data-xcodes="{codes}">'
+            f'<div data-part="title">{highlights.title_html}</div><div data-part="desc">{highlights.description_html}</div>'
+            f'{text_summary_html(highlights.summaries, highlights.note)}</div>')

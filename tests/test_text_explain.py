@@ -262,7 +262,7 @@ def _tint(page, selector: str) -> str:
     return page.evaluate("s => getComputedStyle(document.querySelector(s)).backgroundColor", selector)
 
 
-def test_review_card_tints_words_per_category_chip_and_T_shows_words_against(text_ws, tmp_path):
+def test_review_card_tints_words_per_category_chip_and_T_shows_words_against(text_ws, tmp_path, monkeypatch):
     import shutil
     from app_server import add_hostile_product, running_app
     from test_browser_review import ARGS, CHROMIUM, TIMEOUT_MS, open_app, wait_for_new_card
@@ -274,6 +274,8 @@ def test_review_card_tints_words_per_category_chip_and_T_shows_words_against(tex
     ws.write(lambda c: c.execute("UPDATE model_versions SET path = replace(path, ?, ?)", (str(text_ws), str(root))))
     ws.close()
     hostile = add_hostile_product(root, "alice")
+    # the card never waits for its words: the first one (not computed ahead) gets them afterwards
+    monkeypatch.setattr("labeler.app.HIGHLIGHT_WAIT_S", 0.0)
     with running_app(root, tmp_path) as (_, url), sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         page, errors = open_app(browser, url)
@@ -287,6 +289,9 @@ def test_review_card_tints_words_per_category_chip_and_T_shows_words_against(tex
         assert page.evaluate("() => window.__xss") is None
         assert page.locator("#review-card script, #review-card svg, #review-card img[src='x'], #review-card a").count() == 0
         assert "Piscine hors-sol" in page.locator("#review-card .product-title").inner_text()
+        page.wait_for_selector("#review-card .product-title .xw", timeout=TIMEOUT_MS)
+        assert page.locator("#heatmaps .x-late[data-applied]").count() == 1      # sent after the card
+        assert page.evaluate("() => window.__xss") is None
         tinted = page.locator("#review-card .product-title .xw").all_inner_texts()
         assert any("Piscine" in w for w in tinted), tinted
         r1 = page.locator("#review-card .product-title .xw[class*='r1p']").first

@@ -52,6 +52,26 @@
     const id = /^[1-5]$/.test(e.key) ? "btn-pick-" + e.key : KEYS[e.key];
     if (id && press(id)) e.preventDefault();
   }, true);
+  // A card shown before its text explanation was computed gets it later, inside the heatmap
+  // output, keyed by the card: copied into the card only if that card is still on screen.
+  const applyLate = (late) => {
+    late.dataset.applied = "1";
+    const card = document.querySelector("#review-card .card.xexp");
+    if (!card || card.dataset.key !== late.dataset.key) return;
+    const copy = (target, source) => {
+      const el = card.querySelector(target);
+      const src = late.querySelector(source);
+      if (el && src && src.innerHTML) el.innerHTML = src.innerHTML;
+    };
+    copy(".product-title", '[data-part="title"]');
+    copy(".product-desc", '[data-part="desc"]');
+    copy(".xsum", ".xsum");
+    card.dataset.xcodes = late.dataset.xcodes;
+  };
+  new MutationObserver(() => {
+    const heat = document.getElementById("heatmaps");
+    if (heat) heat.querySelectorAll(".x-late:not([data-applied])").forEach(applyLate);
+  }).observe(document.documentElement, { childList: true, subtree: true });
   // A click on a top-5 row is the same as its digit key; a heatmap chip asks for that category.
   document.addEventListener("click", (e) => {
     if (!e.target.closest) return;
