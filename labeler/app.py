@@ -480,7 +480,7 @@ class ReviewUI:
         return (panel, views.versions_rows(table),
                 gr.update(choices=[v["id"] for v in reversed(table) if v["status"] == "ready"], value=None))
 
-    def learned(self):
+    def models_learned(self):
         """What the live text model learned (read once per version: about a second)."""
         version = self.ws.live_version()
         if version is None:
@@ -705,7 +705,7 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
                           concurrency_limit=4)
         make_live_btn.click(ui.make_live, [version_pick], models_outs, api_name="make_live", **models_events)
         for trigger, name in ((models_tab.select, "learned"), (models_refresh.click, "learned_refresh")):
-            trigger(ui.learned, None, [learned_box], api_name=name, concurrency_id="learned", concurrency_limit=1)
+            trigger(ui.models_learned, None, [learned_box], api_name=name, concurrency_id="learned", concurrency_limit=1)
     demo.queue(default_concurrency_limit=2, max_size=512)
     demo.review_ui = ui          # for tests and launch.py: the handlers and the prefetch cache
     return demo

@@ -38,6 +38,7 @@ class Highlights:
     title_html: str
     description_html: str
     summaries: tuple[str, ...]         # plain text, one per code
+    details: tuple[str, ...] = ()      # the non-text features behind each summary (a tooltip)
     note: str = ""                     # why some or all could not be explained
     ms: float = 0.0                    # compute time
 
@@ -68,6 +69,14 @@ def summary_line(exp) -> str:
             f"text model {views.pct(exp.probability)}")
 
 
+def detail_line(exp, k: int = 4) -> str:
+    """'patterns: size_axb +0.21, title_length -0.05; category bias -0.83; score +1.02'."""
+    top = sorted(exp.patterns, key=lambda p: -abs(p.contribution))[:k]
+    named = ", ".join(f"{p.name} {p.contribution:+.3f}" for p in top if p.contribution) or "none"
+    hidden = f"; text not shown {exp.hidden:+.3f}" if exp.hidden else ""
+    return f"patterns: {named}{hidden}; category bias {exp.intercept:+.3f}; score {exp.score:+.3f}"
+
+
 def build_highlights(model, product: dict, codes: Sequence[int]) -> Highlights:
     """Explain `product` for each code with the text model `model` (a fitted TextClassifier)."""
     from models.text_explain import ExplainError, attribute
@@ -76,15 +85,17 @@ def build_highlights(model, product: dict, codes: Sequence[int]) -> Highlights:
     att = attribute(model, product.get("title"), product.get("description"),
                     display_title=title, display_description=desc)
     marks: list[list[str]] = [[] for _ in att.words]
-    summaries, skipped = [], []
+    summaries, details, skipped = [], [], []
     for rank, code in enumerate(codes, start=1):
         try:
             exp = att.explain(code)
         except ExplainError as exc:
             summaries.append(str(exc))
+            details.append("")
             skipped.append(int(code))
             continue
         summaries.append(summary_line(exp))
+        details.append(detail_line(exp))
         for i, lv in enumerate(levels(exp.contributions)):
             if lv:
                 marks[i].append(f"r{rank}{'p' if lv > 0 else 'n'}{abs(lv)}")
@@ -94,7 +105,7 @@ def build_highlights(model, product: dict, codes: Sequence[int]) -> Highlights:
     return Highlights(tuple(int(c) for c in codes),
                       views.highlighted_text_html(title, spans[:n_title]),
                       views.highlighted_text_html(desc, spans[n_title:], cut=cut),
-                      tuple(summaries), note or (f"not explained: {skipped}" if skipped else ""),
+                      tuple(summaries), tuple(details), note or (f"not explained: {skipped}" if skipped else ""),
                       1000 * (time.perf_counter() - start))
 
 

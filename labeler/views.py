@@ -463,11 +463,14 @@ def highlighted_text_html(display: str, spans: Sequence[tuple[int, int, str]], *
     return "".join(out) + (" …" if cut else "")
 
 
-def text_summary_html(summaries: Sequence[str], note: str = "") -> str:
-    """One summary line per explained category (CSS shows the chosen rank's) and the T toggle.
+def text_summary_html(summaries: Sequence[str], note: str = "", details: Sequence[str] = ()) -> str:
+    """One summary line per explained category (CSS shows the chosen rank's) and the T toggle;
+    details: the non-text features behind each line, as its tooltip.
 
     Always one line high, whether explained or not, so cards do not jump."""
-    lines = "".join(f'<span class="xs r{rank}">{html.escape(line)}</span>' for rank, line in enumerate(summaries, 1))
+    tips = list(details) + [""] * (len(summaries) - len(details))
+    lines = "".join(f'<span class="xs r{rank}" title="{html.escape(tip, quote=True)}">{html.escape(line)}</span>'
+                    for rank, (line, tip) in enumerate(zip(summaries, tips), 1))
     if not lines:
         lines = f'<span class="xs muted">{html.escape(note or "no text explanation yet")}</span>'
     toggle = '<span class="x-toggle" role="button" title="show the words that pushed against it (T)">T against</span>'
@@ -481,7 +484,7 @@ def explained_texts(highlights, title: str, desc: str) -> tuple[str, str, str, s
         return title, desc, text_summary_html((), "text explanation not ready"), ""
     codes = " ".join(str(int(c)) for c in highlights.codes)
     return (highlights.title_html or title, highlights.description_html or desc,
-            text_summary_html(highlights.summaries, highlights.note), codes)
+            text_summary_html(highlights.summaries, highlights.note, highlights.details), codes)
 
 
 def text_explanation_html(highlights, choices: Sequence[tuple[int, str]] = ()) -> str:
@@ -495,7 +498,7 @@ def text_explanation_html(highlights, choices: Sequence[tuple[int, str]] = ()) -
             f'</div><div class="heat-chips">{chips}</div>'
             f'<div class="product-title x-title">{highlights.title_html or "<em>(no title)</em>"}</div>'
             f'<div class="product-desc">{highlights.description_html}</div>'
-            f'{text_summary_html(highlights.summaries, highlights.note)}</div>')
+            f'{text_summary_html(highlights.summaries, highlights.note, highlights.details)}</div>')
 
 
 def learned_html(result) -> str:
@@ -526,4 +529,4 @@ def late_words_html(key: str, highlights) -> str:
     codes = " ".join(str(int(c)) for c in highlights.codes)
     return (f'<div class="x-late" hidden data-key="{html.escape(key, quote=True)}" data-xcodes="{codes}">'
             f'<div data-part="title">{highlights.title_html}</div><div data-part="desc">{highlights.description_html}</div>'
-            f'{text_summary_html(highlights.summaries, highlights.note)}</div>')
+            f'{text_summary_html(highlights.summaries, highlights.note, highlights.details)}</div>')
