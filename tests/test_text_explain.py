@@ -154,6 +154,7 @@ def test_hostile_markup_renders_as_text_with_highlights_intact(model):
         assert page.xw_text and all(w and w in shown for w in page.xw_text)
     assert any("piscine" in w.lower() for w in _tinted(hl.title_html))
     assert len(hl.summaries) == 5 and "title words" in hl.summaries[0]
+    assert all(d.startswith("patterns: ") and "category bias" in d for d in hl.details)   # by name, in a tooltip
 
 
 def _tinted(markup: str) -> list[str]:
@@ -224,6 +225,9 @@ def test_cli_explain_writes_the_text_contributions_and_heatmap_is_an_alias(text_
     k = list(bundle.text.classes_).index(top1)
     score = bundle.text.decision_function(pd.DataFrame([product]))[0, k]
     assert sum(float(r["contribution"]) for r in rows) == pytest.approx(score, abs=1e-6)
+    from models.text_prior import PATTERN_NAMES
+    assert [r["span"] for r in rows if r["field"] == "pattern"] == list(PATTERN_NAMES)   # non-text, by name
+    assert [r["field"] for r in rows][-1] == "intercept"
 
     # another category, by the old name
     other = _cli("heatmap", "--workspace", text_ws, "--product", pid, "--category", "2583", "--out", out)
