@@ -14,13 +14,19 @@ row skipped, the rest imported): empty title, empty or duplicate product id with
 non-UTF-8 bytes in any field, unknown category code, an X row without a Y row (or a Y row
 without an X row, which is ignored), a row with the wrong number of fields.
 
+Long text is kept, capped: a field may be up to 16 MiB in the CSV; a title is stored up to
+TITLE_MAX_CHARS (1,000) characters and a description up to DESCRIPTION_MAX_CHARS (20,000), and
+each cut is reported (file, line, field, length; the product is imported).
+
 Images, a deliberate choice: in the challenge layout a product's image is looked up as
 `image_<imageid>_product_<productid>.jpg` in the folder given with `--images`. A product whose
 file is simply not in that folder is NOT a bad row: real catalogs (and the shared sample, where
 only 420 of 1,949 products have one) hold many products without images, so it is imported with
-`image_path` NULL and only counted in the summary ("no image file"). A file that IS there but is
-corrupt, truncated or not an image (PIL open+verify, then a full decode) is a reported problem;
-the product is still imported, without image, and the problem says so. The plain CSV names its
+`image_path` NULL and only counted in the summary ("no image file"). A file that IS there must
+pass the model loader's own rules (`models.imagecheck`: at most 50 MiB, a known format, 32 px to
+64 Mpx, read from the header, then a streamed decode that catches corrupt or truncated data,
+never the whole file in memory); one that does not is a reported problem and the product is
+still imported, without image. The plain CSV names its
 image explicitly, so there a named file that does not exist is a reported problem too (product
 imported without image); an empty `image` cell is simply a product without image.
 
@@ -38,13 +44,11 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from io import BytesIO
 from pathlib import Path
 from typing import Callable, Iterator
 
-from PIL import Image
-
 from labeler import taxonomy
+from models.imagecheck import ImageProblem, ImageRefused, check_image_file, file_sha1
 from store.workspace import Workspace, now_iso
 
 log = logging.getLogger(__name__)
@@ -57,6 +61,13 @@ PLAIN_OPTIONAL = ("description", "image", "label")
 IMAGE_NAME = re.compile(r"^image_(\d+)_product_(\d+)\.jpe?g$", re.IGNORECASE)
 SURROGATE = re.compile("[\udc80-\udcff]")
 INSERT_CHUNK = 1000
+# Stored text is capped (the Rakuten sample's longest title is 250 characters, its longest
+# description 9,709): a longer value is cut, and the cut reported with file, line and field.
+TITLE_MAX_CHARS = 1_000
+DESCRIPTION_MAX_CHARS = 20_000
+# One CSV field may hold up to 16 MiB (Python's default stops at 128 KiB and aborts the import);
+# past that it is most likely an unclosed quote swallowing the rest of the file.
+CSV_FIELD_LIMIT = 16 * 1024 * 1024
 
 # Problem kinds: what the summary counts ("skipped by reason").
 EMPTY_TITLE = "empty title"
@@ -67,7 +78,9 @@ UNKNOWN_CATEGORY = "unknown category code"
 NO_LABEL_ROW = "Y index not matching X"
 BAD_FIELD_COUNT = "wrong number of fields"
 CORRUPT_IMAGE = "corrupt image"
+IMAGE_REFUSED = "image outside the limits"
 MISSING_IMAGE = "missing image"
+TEXT_TRUNCATED = "text truncated"
 
 
 class CatalogError(Exception):
@@ -183,6 +196,8 @@ def _check_file(path: Path | str, what: str) -> Path:
 
 def _records(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
     """Header and (start line, fields) per record; undecodable bytes kept as surrogates."""
+    if csv.field_size_limit() < CSV_FIELD_LIMIT:
+        csv.field_size_limit(CSV_FIELD_LIMIT)
     fh = path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="")
     reader = csv.reader(fh)
     try:
@@ -202,6 +217,9 @@ def _records(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
                     yield start, fields
                 start = reader.line_num + 1
         except csv.Error as exc:
+            if "field larger than field limit" in str(exc):
+                raise CatalogError(f"{path} line {start}: a field is over {CSV_FIELD_LIMIT // 2**20} MiB, most "
+                                   "likely an unclosed quote; check the quoting from that line on") from None
             raise CatalogError(f"{path} line {start} is not valid CSV ({exc}); fix or remove that line") from None
         finally:
             fh.close()
@@ -255,6 +273,16 @@ def _rows(file: str, header: list[str], rows: Iterator[tuple[int, list[str]]], c
         yield line, value, bad is None
 
 
+def _capped(file: str, line: int, field_: str, pid: str, text: str, limit: int, problems: list[Problem]) -> str:
+    """`text`, cut to `limit` characters; a cut is reported (file, line, field, length)."""
+    if len(text) <= limit:
+        return text
+    problems.append(Problem(file, line, field_, TEXT_TRUNCATED,
+                            f"product {pid}: {field_} is {len(text):,} characters, stored the first {limit:,}",
+                            "imported, truncated"))
+    return text[:limit]
+
+
 def _parse_code(value: str) -> int | None:
     """A known category code; '2583.0' (a Y file saved from floats) is read as 2583."""
     value = re.sub(r"\.0+$", "", value.strip())
@@ -306,28 +334,27 @@ def _image_index(folder: Path) -> dict[tuple[str, str], Path]:
     return index
 
 
-def check_image(path: Path) -> tuple[str | None, str | None]:
-    """(sha1, None) for a decodable image, (None, reason) otherwise."""
+def check_image(path: Path) -> tuple[str | None, str | None, str | None]:
+    """(sha1, None, None) for an image the model's loader will use, else (None, kind, reason).
+
+    The loader's own rules (`models.imagecheck`: file size, format, dimensions from the header,
+    then a streamed decode); the hash reads 1 MiB blocks. Nothing is held whole in memory."""
     try:
-        data = path.read_bytes()
+        check_image_file(path, decode=True)
+        return file_sha1(path), None, None
+    except ImageRefused as exc:
+        return None, IMAGE_REFUSED, str(exc)
+    except ImageProblem as exc:
+        return None, CORRUPT_IMAGE, str(exc)
     except OSError as exc:
-        return None, f"cannot read {path.name} ({exc.strerror or exc})"
-    try:
-        with Image.open(BytesIO(data)) as im:
-            im.verify()
-        with Image.open(BytesIO(data)) as im:
-            im.draft("RGB", (64, 64))   # a scaled decode still reads every byte, several times faster
-            im.load()
-    except Exception as exc:  # PIL raises many types for bad files
-        reason = str(exc) or type(exc).__name__
-        return None, f"{path.name} is not a readable image ({reason})"
-    return hashlib.sha1(data).hexdigest(), None
+        return None, CORRUPT_IMAGE, f"cannot read {path} ({exc.strerror or exc})"
 
 
-def _check_images(paths: list[Path], progress: Progress, start: float, span: float) -> list[tuple[str | None, str | None]]:
+def _check_images(paths: list[Path], progress: Progress, start: float, span: float
+                  ) -> list[tuple[str | None, str | None, str | None]]:
     if not paths:
         return []
-    out: list[tuple[str | None, str | None]] = []
+    out: list[tuple[str | None, str | None, str | None]] = []
     step = max(1, len(paths) // 50)
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         for i, result in enumerate(pool.map(check_image, paths), 1):
@@ -350,9 +377,9 @@ def _attach_images(products: list[tuple[ProductRecord, int, Path | None]], file:
                 problems.append(Problem(file, line, "image", kind_missing, f"image file {path} not found",
                                         "imported without image"))
     checked = _check_images([p for _, _, p in present], progress, 0.3, 0.65)
-    for (rec, line, path), (sha1, reason) in zip(present, checked):
+    for (rec, line, path), (sha1, kind, reason) in zip(present, checked):
         if sha1 is None:
-            problems.append(Problem(file, line, "image", CORRUPT_IMAGE, reason or "unreadable image",
+            problems.append(Problem(file, line, "image", kind or CORRUPT_IMAGE, reason or "unreadable image",
                                     "imported without image"))
         else:
             rec.image_path, rec.image_sha1 = str(path), sha1
@@ -424,7 +451,9 @@ def read_challenge(texts: Path | str, labels: Path | str | None = None, images: 
         image = image_index.get((value["imageid"].strip(), pid)) if image_dir else None
         if image_dir and image is None:
             n_without_image += 1
-        rec = ProductRecord(pid, value["designation"].strip(), value["description"], None, None, label, index or None)
+        title = _capped(file, line, "designation", pid, value["designation"].strip(), TITLE_MAX_CHARS, problems)
+        description = _capped(file, line, "description", pid, value["description"], DESCRIPTION_MAX_CHARS, problems)
+        rec = ProductRecord(pid, title, description, None, None, label, index or None)
         found.append((rec, line, image))
         if n_rows % 5000 == 0:
             progress(0.02 + 0.28 * min(1.0, n_rows / 100_000), f"reading {x_path.name}: {n_rows} rows")
@@ -484,8 +513,10 @@ def read_plain_csv(path: Path | str, *, progress: Progress | None = None,
         image_path = (folder / image).resolve() if image else None
         if image_path is None:
             n_without_image += 1
-        found.append((ProductRecord(pid, value["title"].strip(), value.get("description", ""), None, None,
-                                    label, None), line, image_path))
+        title = _capped(file, line, "title", pid, value["title"].strip(), TITLE_MAX_CHARS, problems)
+        description = _capped(file, line, "description", pid, value.get("description", ""),
+                              DESCRIPTION_MAX_CHARS, problems)
+        found.append((ProductRecord(pid, title, description, None, None, label, None), line, image_path))
     progress(0.3, f"read {n_rows} rows")
     _attach_images(found, file, problems, progress, kind_missing=MISSING_IMAGE, skip=known_ids)
     progress(0.95, "validated")

@@ -10,7 +10,6 @@ into an `ImageProblem` with a message naming the file, and the product falls bac
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -22,17 +21,11 @@ import torch
 from PIL import Image
 
 from models.backbones import Backbone
+from models.imagecheck import (MAX_FILE_BYTES, MAX_PIXELS, MIN_SIDE, NO_IMAGE, ImageProblem,  # noqa: F401
+                               _text_or_none, existing_file as _existing, file_sha1, open_checked)
 
 log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
-
-NO_IMAGE = "product has no image file"
-MIN_SIDE = 32                # smaller images carry too little to classify: text only
-MAX_PIXELS = 64_000_000      # larger ones are refused before decoding (decompression bombs)
-
-
-class ImageProblem(Exception):
-    """An image that cannot be used; the message names the file and what to do."""
 
 
 @dataclass
@@ -44,54 +37,22 @@ class FeatureBatch:
     n_computed: int = 0              # how many came from the backbone (the rest from the cache)
 
 
-def file_sha1(path: Path | str, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _text_or_none(value: Any) -> str | None:
-    """pandas hands missing values over as None, NaN or pd.NA: all mean 'none'."""
-    if value is None or not isinstance(value, (str, Path)) or str(value).strip() == "":
-        return None
-    return str(value)
-
-
-def _existing(path: Path | str | None) -> Path:
-    if _text_or_none(path) is None:
-        raise ImageProblem(NO_IMAGE)
-    p = Path(path)
-    if not p.is_file():
-        raise ImageProblem(f"image {p} not found; re-import the catalog with the right --images folder")
-    return p
-
-
 def open_image(path: Path | str | None, *, draft_size: int | None = None) -> Image.Image:
     """An RGB image, fully decoded, or `ImageProblem` saying why not (never another exception).
 
+    The file must pass `models.imagecheck`'s rules first, the same ones the importer applied.
     Grayscale, palette, CMYK and alpha images are converted to RGB. `draft_size` lets the JPEG
     decoder downscale while decoding, which makes large photos cheap.
     """
-    p = _existing(path)
+    img, info = open_checked(path)
     try:
-        with Image.open(p) as img:
-            w, h = img.size
-            if w * h > MAX_PIXELS:
-                raise ImageProblem(f"image {p} is {w}x{h} pixels, over the {MAX_PIXELS:,}-pixel limit; "
-                                   "downscale it and re-import")
-            if min(w, h) < MIN_SIDE:
-                raise ImageProblem(f"image {p} is only {w}x{h} pixels (minimum side {MIN_SIDE}); "
-                                   "too small to classify, using text only")
+        with img:
             if draft_size and img.format == "JPEG":
                 img.draft("RGB", (draft_size, draft_size))
             img.load()   # PIL's own bomb check ran in Image.open, on more pixels than MAX_PIXELS
             return img.convert("RGB")
-    except ImageProblem:
-        raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageProblem(f"image {p} cannot be decoded ({type(exc).__name__}: {exc}); "
+        raise ImageProblem(f"image {info.path} cannot be decoded ({type(exc).__name__}: {exc}); "
                            "replace the file or use text only") from exc
 
 
@@ -135,7 +96,7 @@ class WorkspaceFeatures:
 
     def put(self, items: Iterable[tuple[str, np.ndarray]], key: str) -> None:
         values = [(s, key, int(v.shape[0]), np.ascontiguousarray(v, dtype=np.float32).tobytes()) for s, v in items]
-        if values:
+        if values and not getattr(self.ws, "read_only", False):   # a read-only workspace: computed, not kept
             self.ws.write(lambda c: c.executemany(
                 "INSERT OR REPLACE INTO image_features (sha1, backbone, dim, vector) VALUES (?,?,?,?)", values))
 
@@ -182,9 +143,9 @@ def _read_for_device(path: str, transform: Callable, draft_size: int) -> tuple[A
     one batched nvjpeg call); anything else decoded here by PIL, as on CPU."""
     from torchvision.io import read_file
     try:
-        with Image.open(_existing(path)) as img:
-            plain = img.format == "JPEG" and img.mode in ("RGB", "L") and \
-                min(img.size) >= MIN_SIDE and img.size[0] * img.size[1] <= MAX_PIXELS
+        img, _ = open_checked(path)     # the import's rules: size, format, dimensions
+        with img:
+            plain = img.format == "JPEG" and img.mode in ("RGB", "L")
         if plain:
             return read_file(str(path)), "jpeg"
     except Exception:
