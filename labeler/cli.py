@@ -25,6 +25,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from labeler.config import DEFAULT_WORKSPACE, Settings
+from labeler.csvsafe import neutralise_frame, restore
 from labeler.importer import CatalogError, ImportReport, ParsedCatalog
 from store.workspace import Workspace, WorkspaceError
 
@@ -52,8 +53,10 @@ def workspace_option(fn: Callable) -> Callable:
     )(user_errors(fn))
 
 
-def open_workspace(path: Path, *, create: bool = False) -> Workspace:
-    return Workspace(path, create=create)
+def open_workspace(path: Path, *, create: bool = False, read_only: bool = False) -> Workspace:
+    """read_only: the command only reads, so a workspace this process cannot write still opens
+    (with `mode=ro`); commands that write refuse such a workspace in one line before writing."""
+    return Workspace(path, create=create, read_only=read_only)
 
 
 class TqdmProgress:
@@ -126,9 +129,26 @@ def write_problems(report: ImportReport, ws: Workspace) -> Path | None:
         return None
     path = ws.root / "reports" / f"import_batch_{report.batch_id}_problems.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame([{"file": p.file, "line": p.line, "field": p.field, "reason": p.kind, "message": p.message,
-                   "action": p.action} for p in report.problems]).to_csv(path, index=False)
+    neutralise_frame(pd.DataFrame([{"file": p.file, "line": p.line, "field": p.field, "reason": p.kind,
+                                    "message": p.message, "action": p.action} for p in report.problems])
+                     ).to_csv(path, index=False)
     return path
+
+
+def keep_demo_apart(ws: Workspace, workspace: Path, replace_demo: bool) -> None:
+    """A real catalog never mixes into the demo's workspace: refuse, or remove the demo first."""
+    from labeler import demo
+    n_demo = len(demo.demo_product_ids(ws))
+    if not n_demo and not replace_demo:
+        return
+    if not replace_demo:
+        raise click.ClickException(
+            f"workspace {ws.root} holds the demo catalog ({n_demo} products); import your catalog into its "
+            f"own workspace with --workspace DIR (e.g. --workspace rakuten, then `python launch.py --workspace "
+            f"rakuten`), or pass --replace-demo to remove the demo from {workspace} first")
+    removed = demo.remove_demo(ws)
+    click.echo(f"Removed the demo catalog from {ws.root}: {removed['products']} products, "
+               f"{removed['model versions']} model versions.")
 
 
 @main.command("import")
@@ -139,8 +159,10 @@ def write_problems(report: ImportReport, ws: Workspace) -> Path | None:
 @click.option("--images", type=FOLDER, help="Folder of image_<imageid>_product_<productid>.jpg; optional.")
 @click.option("--csv", "plain_csv", type=FILE, help="Plain CSV instead: id, title[, description, image, label]; "
                                                   "image paths relative to the CSV's folder or absolute.")
+@click.option("--replace-demo", is_flag=True, help="The workspace holds the demo catalog: remove it first "
+                                                   "(only while nobody reviewed it). Default: refuse.")
 def import_(workspace: Path, texts: Path | None, labels: Path | None, images: Path | None,
-            plain_csv: Path | None) -> None:
+            plain_csv: Path | None, replace_demo: bool) -> None:
     """Import a catalog (Rakuten challenge layout or plain CSV) into the workspace.
 
     Re-importing the same files adds nothing. Bad rows are reported (file, line, field, reason),
@@ -156,6 +178,7 @@ def import_(workspace: Path, texts: Path | None, labels: Path | None, images: Pa
     if plain_csv is not None and (labels or images):
         raise click.UsageError("--labels and --images go with --texts; a plain CSV holds its own label and image")
     ws = open_workspace(workspace, create=True)
+    keep_demo_apart(ws, workspace, replace_demo)
     with TqdmProgress("import") as bar:
         if plain_csv is not None:
             report = importer.import_plain_csv(ws, plain_csv, progress=bar)
@@ -270,11 +293,11 @@ def predict(workspace: Path, texts: Path, images: Path | None, out: Path, model_
     text_prob, and with an image model image_pred, image_prob, one <voter>_pred/<voter>_prob pair
     per image voter and disagreement; the last column, row, is the X index (for evaluate).
     """
-    ws = open_workspace(workspace)
+    ws = open_workspace(workspace, read_only=True)
     bundle = _bundle(ws, model_version)
     frame = predict_catalog(ws, bundle, _parse_texts(texts, images), batch_size=batch_size)
     out.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out, index=False)
+    neutralise_frame(frame).to_csv(out, index=False)
     click.echo(f"Predicted {len(frame)} products with model version {bundle.version}: {out.resolve()}")
 
 
@@ -284,6 +307,9 @@ def read_predictions(path: Path) -> pd.DataFrame:
         raise CatalogError(f"predictions file {path} not found; write one with `python -m labeler predict`")
     try:
         frame = pd.read_csv(path, dtype={"row": str, "productid": str})
+        for col in ("row", "productid"):        # predict wrote them neutralised (labeler/csvsafe.py)
+            if col in frame.columns:
+                frame[col] = frame[col].map(restore)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise CatalogError(f"{path} is not a readable CSV ({' '.join(str(exc).split())})") from None
     needed = ["productid", "pred_1", "prob_1", "row"]
@@ -336,7 +362,7 @@ def evaluate(workspace: Path, labels: Path, predictions: Path | None, texts: Pat
     if predictions is not None:
         frame = read_predictions(predictions)
     else:
-        ws = open_workspace(workspace)
+        ws = open_workspace(workspace, read_only=True)
         frame = predict_catalog(ws, _bundle(ws, model_version), _parse_texts(texts, images))
     joined, notes = join_labels(frame, labels)
     top_cols = [c for c in (f"pred_{j}" for j in range(1, 6)) if c in joined.columns]
@@ -347,7 +373,11 @@ def evaluate(workspace: Path, labels: Path, predictions: Path | None, texts: Pat
     for note in notes:
         click.echo(f"Note: {note}", err=True)
     click.echo(evaluation.format_report(ev))
-    paths = evaluation.save_reports(ev, out_dir or workspace / "reports")
+    try:
+        paths = evaluation.save_reports(ev, out_dir or workspace / "reports")
+    except OSError as exc:
+        raise click.ClickException(f"cannot write the reports to {out_dir or workspace / 'reports'} "
+                                   f"({exc.strerror or exc}); pass --out-dir FOLDER") from None
     click.echo("")
     click.echo(_table([("confusion matrix", paths["confusion"].resolve()),
                        ("per category", paths["per_class"].resolve()),
@@ -381,12 +411,15 @@ def export_index(products: list[dict]) -> list[int]:
 def export(workspace: Path, out: Path, reviewed_only: bool) -> None:
     """Export current labels as a Rakuten Y file and every decision as JSONL.
 
+    Text cells of the CSV files that start with =, +, -, @, a tab or a carriage return get a
+    leading ' so no spreadsheet runs them as formulas (OWASP); decisions.jsonl is as stored.
+
     \b
     Y_labels.csv     unnamed index (the X index when known), prdtypecode
     products.csv     the id map: index, productid, prdtypecode, reviewed
     decisions.jsonl  every decision ever recorded (append-only log), one JSON object per line
     """
-    ws = open_workspace(workspace)
+    ws = open_workspace(workspace, read_only=True)
     ws.require_products()
     labels = ws.current_labels(reviewed_only=reviewed_only)
     reviewed = set(ws.current_labels(reviewed_only=True))
@@ -394,10 +427,11 @@ def export(workspace: Path, out: Path, reviewed_only: bool) -> None:
     index = export_index(products)
     out.mkdir(parents=True, exist_ok=True)
     y = pd.DataFrame({"prdtypecode": [labels[p["id"]] for p in products]}, index=pd.Index(index, name=None))
-    y.to_csv(out / "Y_labels.csv")
-    pd.DataFrame({"index": index, "productid": [p["id"] for p in products],
-                  "prdtypecode": [labels[p["id"]] for p in products],
-                  "reviewed": [p["id"] in reviewed for p in products]}).to_csv(out / "products.csv", index=False)
+    neutralise_frame(y).to_csv(out / "Y_labels.csv")
+    neutralise_frame(pd.DataFrame({"index": index, "productid": [p["id"] for p in products],
+                                   "prdtypecode": [labels[p["id"]] for p in products],
+                                   "reviewed": [p["id"] in reviewed for p in products]})
+                     ).to_csv(out / "products.csv", index=False)
     decisions = ws.decisions()
     with (out / "decisions.jsonl").open("w", encoding="utf-8") as fh:
         for d in decisions:
@@ -407,6 +441,37 @@ def export(workspace: Path, out: Path, reviewed_only: bool) -> None:
                                              f"{len(reviewed & set(labels))} reviewed)"),
                        ("id map", (out / "products.csv").resolve()),
                        ("decisions", f"{(out / 'decisions.jsonl').resolve()} ({len(decisions)})")], indent=""))
+
+
+@main.command()
+@workspace_option
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Backup file to write (or an existing folder: workspace-<UTC time>.db inside it).")
+@click.option("--force", is_flag=True, help="Overwrite --out if it already exists.")
+def backup(workspace: Path, out: Path, force: bool) -> None:
+    """Copy workspace.db to a single checked file, safe while the app runs (SQLite online backup).
+
+    \b
+    Restore: stop the app, copy the backup over WORKSPACE/workspace.db, and delete
+    WORKSPACE/workspace.db-wal and workspace.db-shm if they exist.
+    """
+    from datetime import datetime, timezone
+    ws = open_workspace(workspace, read_only=True)
+    if out.is_dir():
+        out = out / f"workspace-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.db"
+    live = {ws.db_path.resolve(), *(ws.db_path.with_name(ws.db_path.name + s).resolve() for s in ("-wal", "-shm"))}
+    if out.resolve() in live:
+        raise click.ClickException(f"--out {out} is the workspace's own database; pick a file outside it")
+    if out.exists() and not force:
+        raise click.ClickException(f"{out} already exists; pass --force to overwrite it, or choose another file")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with TqdmProgress("backup") as bar:
+        result = ws.backup(out, progress=bar)
+    click.echo(_table([("backup", f"{result.path.resolve()} ({result.size_bytes / 2**20:.1f} MiB, "
+                                  f"{result.products} products, {result.decisions} decisions)"),
+                       ("checked", "SQLite quick_check ok"),
+                       ("restore", f"stop the app, copy it over {ws.db_path.resolve()}, delete workspace.db-wal "
+                                   "and workspace.db-shm beside it")], indent=""))
 
 
 @main.command("explain")
@@ -425,7 +490,7 @@ def explain(workspace: Path, product_id: str, category: str | None, out: Path, m
     from models.explain import write_heatmaps
     from models.features import ImageProblem
 
-    ws = open_workspace(workspace)
+    ws = open_workspace(workspace, read_only=True)
     product = ws.product(product_id)
     if product is None:
         raise click.ClickException(f"no product {product_id!r} in workspace {workspace}")

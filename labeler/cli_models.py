@@ -56,7 +56,7 @@ def versions(workspace: Path, as_json: bool) -> None:
     failed or interrupted ones with their reason, follow the table.
     """
     from labeler.retrain import retrain_state, versions_table
-    ws = open_workspace(workspace)
+    ws = open_workspace(workspace, read_only=True)
     table = versions_table(ws)
     runs = retrain_state(ws)
     if as_json:

@@ -3,23 +3,102 @@
 Used when someone starts the labeler without importing a catalog, so the app always has
 products, predictions and images to show. The texts are original (never the Rakuten sample);
 the images come from `assets/demo/make_images.py`.
+
+A workspace remembers that it holds the demo (setting `demo_catalog_batch`, or for workspaces
+made before that setting, an import batch read from `assets/demo/catalog.csv`), so `import`
+can refuse to mix a real catalog into it. `remove_demo` empties a workspace that holds the demo
+and nothing else, while no reviewer decided on it: decisions are append-only and never deleted.
 """
 from __future__ import annotations
 
 import logging
+import shutil
+import sqlite3
 from pathlib import Path
 
 from labeler.importer import ImportReport, import_plain_csv
 from models.predictor import Progress
-from store.workspace import Workspace
+from store.workspace import Workspace, WorkspaceError
 
 log = logging.getLogger(__name__)
 DEMO_DIR = Path(__file__).resolve().parent.parent / "assets" / "demo"
 DEMO_CATALOG = DEMO_DIR / "catalog.csv"
+DEMO_MARK = "demo_catalog_batch"
 
 
 def import_demo(ws: Workspace, progress: Progress | None = None) -> ImportReport:
-    return import_plain_csv(ws, DEMO_CATALOG, progress=progress)
+    report = import_plain_csv(ws, DEMO_CATALOG, progress=progress)
+    ws.set_setting(DEMO_MARK, str(report.batch_id))
+    return report
+
+
+def demo_batches(ws: Workspace) -> list[int]:
+    """Import batches that brought in the demo catalog."""
+    found = {int(r["id"]) for r in ws.query("SELECT id, source FROM import_batches")
+             if str(r["source"]).replace("\\", "/").endswith("assets/demo/catalog.csv")}
+    mark = ws.get_setting(DEMO_MARK)
+    if mark and mark.isdigit():
+        found.add(int(mark))
+    return sorted(found)
+
+
+def demo_product_ids(ws: Workspace) -> list[str]:
+    batches = demo_batches(ws)
+    if not batches:
+        return []
+    return [r["id"] for r in ws.query(
+        f"SELECT id FROM products WHERE batch_id IN ({','.join('?' * len(batches))}) ORDER BY rowid", batches)]
+
+
+def _referencing(conn: sqlite3.Connection, parent: str) -> list[tuple[str, str]]:
+    """(table, column) pairs whose foreign key points at `parent`, from SQLite's own schema."""
+    tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    return [(t, fk[3]) for t in tables if t != parent
+            for fk in conn.execute(f"PRAGMA foreign_key_list('{t}')") if fk[2] == parent]
+
+
+def remove_demo(ws: Workspace) -> dict[str, int]:
+    """Remove the demo catalog and everything learnt from it, in one transaction.
+
+    Allowed only while the workspace holds the demo alone and no reviewer decided on any of it
+    (`WorkspaceError` otherwise, naming the way out: a separate workspace). Removes the demo
+    products and the rows that point at them (predictions, label issues, reservations...), its
+    import batches and problems, every model version (all were trained on the demo) with its
+    files, retrain runs and the live history. Cached image features stay (keyed by content)."""
+    ids = demo_product_ids(ws)
+    if not ids:
+        raise WorkspaceError(f"workspace {ws.root} holds no demo catalog; drop --replace-demo")
+    decided = int(ws.scalar(f"SELECT count(*) FROM decisions WHERE product_id IN ({','.join('?' * len(ids))})", ids))
+    if decided:
+        raise WorkspaceError(f"the demo catalog in {ws.root} has {decided} reviewer decisions, which are never "
+                             "deleted; import the real catalog into its own workspace with --workspace DIR")
+    others = ws.count_products() - len(ids)
+    if others:
+        raise WorkspaceError(f"workspace {ws.root} mixes the demo ({len(ids)} products) with {others} other "
+                             "products; --replace-demo only empties a workspace holding the demo alone: import "
+                             "the real catalog into a new workspace with --workspace DIR")
+    batches = demo_batches(ws)
+    paths = [Path(r["path"]) for r in ws.query("SELECT path FROM model_versions")]
+
+    def delete(conn: sqlite3.Connection) -> dict[str, int]:
+        counts = {"products": len(ids), "model versions": len(paths)}
+        for parent in ("products", "model_versions", "import_batches", "label_issue_runs", "retrain_runs"):
+            for table, column in _referencing(conn, parent):
+                if table != "decisions":
+                    conn.execute(f"DELETE FROM '{table}'")   # every row hangs off the demo: nothing else here
+        for table in ("label_issue_runs", "retrain_runs", "live_history", "model_versions", "products",
+                      "import_batches"):
+            conn.execute(f"DELETE FROM {table}")
+        conn.execute("DELETE FROM settings WHERE key IN ('live_model_version', ?)", (DEMO_MARK,))
+        return counts
+
+    counts = ws.write(delete)
+    for path in paths:
+        folder = path if path.is_dir() else path.parent
+        if folder.resolve().is_relative_to(ws.models_dir.resolve()) and folder.resolve() != ws.models_dir.resolve():
+            shutil.rmtree(folder, ignore_errors=True)
+    log.info("demo catalog removed from %s: %s (batches %s)", ws.root, counts, batches)
+    return counts
 
 
 def ensure_demo(ws: Workspace, progress: Progress | None = None) -> bool:

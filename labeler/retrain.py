@@ -243,6 +243,8 @@ def _run_is_alive(ws: Workspace, run: dict) -> bool:
 
 def _mark_interrupted(ws: Workspace) -> list[dict]:
     """Runs left 'running' by a dead process become 'interrupted'; their unfinished version 'failed'."""
+    if ws.read_only:       # only a writer repairs the record; a reader shows it as stored
+        return []
     stale = [r for r in ws.query("SELECT * FROM retrain_runs WHERE status = 'running'") if not _run_is_alive(ws, r)]
     for run in stale:
         reason = f"interrupted: process {run['pid']} ended during '{run['message'] or 'start'}'"

@@ -2,6 +2,11 @@
 
 Decisions are insert-only (triggers refuse UPDATE/DELETE); a product's label is derived from
 them. Connections are per thread so Gradio's worker threads never share one.
+
+Opening checks the file before anything touches it (store/health.py): `PRAGMA quick_check` on a
+read-only connection, so a damaged database raises `WorkspaceDamaged` with nothing written to it;
+a file or folder this process cannot write raises `WorkspaceReadOnly`, unless the caller only
+reads (`read_only=True`: versions, export, predict), which then opens it with `mode=ro`.
 """
 from __future__ import annotations
 
@@ -16,16 +21,13 @@ from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 import sqlite_utils
 
-from store import migrations
+from store import health, migrations
+from store.health import WorkspaceDamaged, WorkspaceError, WorkspaceReadOnly  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 DB_NAME = "workspace.db"
 ACTIONS = ("accept", "correct", "skip", "undo")
-
-
-class WorkspaceError(Exception):
-    """A user-facing problem with the workspace (missing, empty, unknown version...)."""
 
 
 def now_iso() -> str:
@@ -35,7 +37,9 @@ def now_iso() -> str:
 class Workspace:
     """A folder holding `workspace.db`, model versions under `models/` and caches."""
 
-    def __init__(self, root: Path | str, *, create: bool = True):
+    def __init__(self, root: Path | str, *, create: bool = True, read_only: bool = False):
+        """read_only: the caller only reads; a workspace this process cannot write is then opened
+        read-only instead of refused (writes raise `WorkspaceReadOnly`)."""
         self.root = Path(root)
         if not self.root.exists():
             if not create:
@@ -48,9 +52,27 @@ class Workspace:
         self.cache_dir = self.root / "cache"
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        self.read_only = False
+        self._ro_uri = ""
+        problem = health.write_problem(self.db_path)
+        if problem and not read_only:
+            raise WorkspaceReadOnly(health.read_only_message(self.db_path, problem))
+        if self.db_path.exists() and self.db_path.stat().st_size > 0:
+            self._ro_uri = health.check(self.db_path)       # WorkspaceDamaged; reads only
+        if problem:
+            if not self._ro_uri:
+                raise WorkspaceReadOnly(health.read_only_message(self.db_path, problem))
+            self.read_only = True
+            pending = health.pending_migrations(self.conn, [name for name, _ in migrations.MIGRATIONS])
+            if pending:
+                raise WorkspaceReadOnly(f"{self.db_path} is read-only ({problem}) and was written by an older "
+                                        f"version of the labeler: it needs upgrading ({', '.join(pending)}), "
+                                        "which writes to it; make it writable once and run any command")
+            return
         try:
             migrations.apply(self.conn)
         except sqlite3.DatabaseError as exc:
+            health.raise_as_workspace_error(exc, self.db_path)
             raise WorkspaceError(f"{self.db_path} is not a usable SQLite workspace ({exc}); "
                                  "point --workspace at another folder") from exc
 
@@ -58,7 +80,13 @@ class Workspace:
     @property
     def conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
-        if conn is None:
+        if conn is None and self.read_only:
+            conn = sqlite3.connect(self._ro_uri, uri=True, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA query_only=ON")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+        elif conn is None:
             conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None, check_same_thread=False)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
@@ -85,24 +113,54 @@ class Workspace:
             self._local.db = None
 
     def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """The one write path: `fn` runs in a BEGIN IMMEDIATE transaction, all or nothing."""
+        """The one write path: `fn` runs in a BEGIN IMMEDIATE transaction, all or nothing.
+
+        A read-only or damaged database raises `WorkspaceReadOnly` / `WorkspaceDamaged` (one line
+        for the user) instead of sqlite3's own errors."""
+        if self.read_only:
+            raise WorkspaceReadOnly(f"{self.db_path} was opened read-only (this process cannot write it); "
+                                    "make the file and its folder writable to change it")
         conn = self.conn
         with self._write_lock:
-            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.DatabaseError as exc:
+                health.raise_as_workspace_error(exc, self.db_path)
+                raise
             try:
                 out = fn(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
+                conn.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                health.raise_as_workspace_error(exc, self.db_path)
                 raise
-            conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
             return out
 
     def query(self, sql: str, params: Sequence[Any] | dict = ()) -> list[dict]:
-        return [dict(r) for r in self.conn.execute(sql, params)]
+        try:
+            return [dict(r) for r in self.conn.execute(sql, params)]
+        except sqlite3.DatabaseError as exc:
+            health.raise_as_workspace_error(exc, self.db_path)
+            raise
 
     def scalar(self, sql: str, params: Sequence[Any] | dict = ()) -> Any:
-        row = self.conn.execute(sql, params).fetchone()
+        try:
+            row = self.conn.execute(sql, params).fetchone()
+        except sqlite3.DatabaseError as exc:
+            health.raise_as_workspace_error(exc, self.db_path)
+            raise
         return None if row is None else row[0]
+
+    def backup(self, dest: Path | str, *, progress: Callable[[float, str], None] | None = None):
+        """A checked copy of the database at `dest`, made with SQLite's online backup API while
+        other connections keep writing (store/backup.py); returns a `BackupResult`."""
+        from store.backup import backup_database
+        return backup_database(self._ro_uri or health.read_only_uri(self.db_path), Path(dest), progress=progress)
 
     # -- settings ----------------------------------------------------------------------------
     def get_setting(self, key: str, default: str | None = None) -> str | None:
@@ -268,5 +326,5 @@ class Workspace:
         return row
 
 
-def open_workspace(root: Path | str, *, create: bool = True) -> Workspace:
-    return Workspace(root, create=create)
+def open_workspace(root: Path | str, *, create: bool = True, read_only: bool = False) -> Workspace:
+    return Workspace(root, create=create, read_only=read_only)
