@@ -242,3 +242,36 @@ def test_export_index_keeps_unique_numeric_rows():
     products = [{"source_row": "5"}, {"source_row": None}, {"source_row": "2"}, {"source_row": "5"},
                 {"source_row": "x"}]
     assert export_index(products) == [5, 6, 2, 7, 8]
+
+
+def test_export_neutralises_formula_cells_in_csv_and_keeps_jsonl_as_stored(tmp_path):
+    from labeler.importer import import_plain_csv
+    ids = ["=HYPERLINK(\"http://evil.example\",\"x\")", "@SUM(1+1)", "+33612345678", "-5", "1001"]
+    catalog = tmp_path / "catalog.csv"
+    pd.DataFrame({"id": ids, "title": [f"Produit {i}" for i in range(len(ids))], "label": 2583}).to_csv(
+        catalog, index=False)
+    ws = Workspace(tmp_path / "ws")
+    assert import_plain_csv(ws, catalog).imported == len(ids)
+    ws.record_decision(ids[0], "=cmd|' /C calc'!A0", "correct", category=10, comment="-2+3+cmd")
+    ws.close()
+    run("export", "--workspace", tmp_path / "ws", "--out", tmp_path / "out")
+    products = pd.read_csv(tmp_path / "out" / "products.csv", dtype=str, keep_default_na=False)
+    assert list(products["productid"]) == ["'" + i for i in ids[:-1]] + ["1001"]
+    assert list(products["prdtypecode"]) == ["10"] + ["2583"] * 4        # numbers stay numbers
+    raw = (tmp_path / "out" / "products.csv").read_text(encoding="utf-8")
+    assert not any(line.split(",")[1].startswith(("=", "+", "-", "@")) for line in raw.splitlines()[1:])
+    decision = json.loads((tmp_path / "out" / "decisions.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    assert decision["product_id"] == ids[0] and decision["reviewer"] == "=cmd|' /C calc'!A0"
+    assert decision["comment"] == "-2+3+cmd"
+
+
+def test_predictions_read_back_undo_the_formula_quote(tmp_path):
+    from labeler.cli import read_predictions
+    from labeler.csvsafe import neutralise, neutralise_frame
+    assert [neutralise(v) for v in ("\tcmd", "\rcmd", "a=b", "", 5, -5)] == ["'\tcmd", "'\rcmd", "a=b", "", 5, -5]
+    frame = pd.DataFrame({"productid": ["-7", "=1", "42"], "pred_1": [10, 10, 10], "prob_1": [0.5, 0.5, 0.5],
+                          "row": ["-1", "3", "4"]})
+    neutralise_frame(frame).to_csv(tmp_path / "p.csv", index=False)
+    assert (tmp_path / "p.csv").read_text().splitlines()[1].startswith("'-7,")
+    back = read_predictions(tmp_path / "p.csv")
+    assert list(back["productid"]) == ["-7", "=1", "42"] and list(back["row"]) == ["-1", "3", "4"]

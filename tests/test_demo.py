@@ -61,7 +61,7 @@ def test_demo_texts_are_not_copied_from_the_sample(sample_dir):
     assert not set(df["description"].str.strip().str.lower()) & sample_descriptions
 
 
-def test_ensure_demo_imports_and_trains_only_an_empty_workspace(workspace):
+def test_ensure_demo_imports_and_trains_only_an_empty_workspace(workspace, tmp_path):
     calls: list[float] = []
     assert ensure_demo(workspace, progress=lambda f, d: calls.append(f)) is True
     assert workspace.count_products() == 81
@@ -75,3 +75,74 @@ def test_ensure_demo_imports_and_trains_only_an_empty_workspace(workspace):
     version = workspace.live_version()
     assert ensure_demo(workspace) is False
     assert workspace.count_products() == 81 and workspace.live_version() == version
+    import_keeps_apart_from_the_demo(workspace, tmp_path)
+
+
+# -- a real catalog never lands in the demo's workspace ------------------------------------------
+def _import(ws_path: Path, catalog: Path, *extra: str):
+    from click.testing import CliRunner
+    from labeler.cli import main
+    return CliRunner().invoke(main, ["import", "--workspace", str(ws_path), "--csv", str(catalog), *extra])
+
+
+def _catalog(tmp_path: Path) -> Path:
+    path = tmp_path / "real.csv"
+    path.write_text("id,title,label\nr1,Tondeuse thermique,2583\nr2,Roman policier,10\n", encoding="utf-8")
+    return path
+
+
+def import_keeps_apart_from_the_demo(ws, tmp_path: Path) -> None:
+    """`import` refuses the demo's workspace; --replace-demo empties it. Run at the end of
+    test_ensure_demo_imports_and_trains_only_an_empty_workspace, on the demo it trained (one
+    training of the demo for both: it takes 1.5 to 10 minutes on a shared 2-core machine)."""
+    from labeler.demo import DEMO_MARK
+    from store import Workspace
+    version_dir = Path(ws.model_version(ws.live_version())["path"]).parent
+    assert version_dir.is_dir() and ws.get_setting(DEMO_MARK) == "1"
+    ws.close()
+
+    refused = _import(tmp_path / "ws", _catalog(tmp_path))
+    assert refused.exit_code == 1 and len(refused.stderr.strip().splitlines()) == 1
+    assert "holds the demo catalog (81 products)" in refused.stderr
+    assert "--workspace DIR" in refused.stderr and "--replace-demo" in refused.stderr
+    ws = Workspace(tmp_path / "ws")
+    assert ws.count_products() == 81
+    ws.close()
+
+    replaced = _import(tmp_path / "ws", _catalog(tmp_path), "--replace-demo")
+    assert replaced.exit_code == 0, replaced.output
+    assert "Removed the demo catalog" in replaced.stdout and "81 products, 1 model versions" in replaced.stdout
+    ws = Workspace(tmp_path / "ws")
+    assert [p["id"] for p in ws.products()] == ["r1", "r2"]
+    assert ws.live_version() is None and ws.model_versions() == []
+    assert ws.scalar("SELECT count(*) FROM predictions") == 0 and ws.get_setting(DEMO_MARK) is None
+    assert not version_dir.exists()
+    ws.close()
+    assert _import(tmp_path / "ws", _catalog(tmp_path)).exit_code == 0      # no demo any more: plain import
+
+
+def test_replace_demo_refuses_once_someone_reviewed_the_demo(tmp_path):
+    from labeler.importer import import_plain_csv
+    from store import Workspace
+    ws = Workspace(tmp_path / "ws")
+    import_plain_csv(ws, DEMO_CATALOG)        # as workspaces made before the marker: found by its source
+    ws.record_decision("demo-001", "alice", "accept", category=10)
+    ws.close()
+    refused = _import(tmp_path / "ws", _catalog(tmp_path), "--replace-demo")
+    assert refused.exit_code == 1 and "1 reviewer decisions, which are never deleted" in refused.stderr
+    assert "--workspace DIR" in refused.stderr
+    ws = Workspace(tmp_path / "ws")
+    assert ws.count_products() == 81 and len(ws.decisions()) == 1
+    ws.close()
+
+
+def test_replace_demo_refuses_a_workspace_mixing_the_demo_with_a_catalog(tmp_path):
+    from labeler.demo import import_demo
+    from labeler.importer import import_plain_csv
+    from store import Workspace
+    ws = Workspace(tmp_path / "ws")
+    import_demo(ws)
+    import_plain_csv(ws, _catalog(tmp_path))    # what main's README commands did
+    ws.close()
+    refused = _import(tmp_path / "ws", _catalog(tmp_path), "--replace-demo")
+    assert refused.exit_code == 1 and "mixes the demo (81 products) with 2 other products" in refused.stderr
