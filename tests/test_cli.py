@@ -275,3 +275,24 @@ def test_predictions_read_back_undo_the_formula_quote(tmp_path):
     assert (tmp_path / "p.csv").read_text().splitlines()[1].startswith("'-7,")
     back = read_predictions(tmp_path / "p.csv")
     assert list(back["productid"]) == ["-7", "=1", "42"] and list(back["row"]) == ["-1", "3", "4"]
+
+
+def test_predict_and_versions_work_on_a_read_only_workspace(trained, subset, tmp_path):
+    import hashlib
+    import shutil
+    from readonly_workspace import read_only
+    copy = tmp_path / "ws"
+    shutil.copytree(trained, copy)
+    db = copy / "workspace.db"
+    with read_only(copy, "file"):
+        before = hashlib.sha256(db.read_bytes()).hexdigest()
+        preds = tmp_path / "preds.csv"
+        result = run("predict", "--workspace", copy, "--texts", subset["x_test"], "--images", subset["images"],
+                     "--out", preds)
+        assert str(preds.resolve()) in result.output and len(pd.read_csv(preds)) == 60
+        with _ws(trained) as ws:
+            live = ws.live_version()
+        assert live in run("versions", "--workspace", copy).stdout
+        refused = run("retrain", "--workspace", copy, ok=False)
+        assert refused.exit_code == 1 and "read-only" in refused.stderr and str(db) in refused.stderr
+        assert hashlib.sha256(db.read_bytes()).hexdigest() == before

@@ -9,7 +9,6 @@ subprocesses, as a user runs them, and the file's bytes are compared before and 
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import socket
 import sqlite3
@@ -24,6 +23,7 @@ import pytest
 from click.testing import CliRunner
 
 from labeler.cli import main
+from readonly_workspace import read_only
 from store import Workspace
 from store.backup import backup_database
 from store.health import WorkspaceDamaged, WorkspaceReadOnly, read_only_uri
@@ -120,36 +120,11 @@ def test_a_damaged_workspace_is_refused_in_one_line_and_never_written(ws_copy: P
 
 
 # -- read-only workspaces ---------------------------------------------------------------------------
-def _sh(*cmd: str) -> bool:
-    return subprocess.run(cmd, capture_output=True).returncode == 0
-
-
 @pytest.fixture(params=["file", "folder"])
 def read_only_ws(request, ws_copy: Path):
-    """The workspace made read-only for this process, for real; undone after the test."""
-    db, folder = ws_copy / "workspace.db", ws_copy
-    if os.geteuid() != 0:
-        os.chmod(db, 0o444)
-        if request.param == "folder":
-            os.chmod(folder, 0o555)
-        yield ws_copy, "permission denied" if request.param == "file" else "not writable"
-        os.chmod(folder, 0o755)
-        os.chmod(db, 0o644)
-        return
-    if request.param == "file":
-        if not _sh("chattr", "+i", str(db)):
-            pytest.skip("root ignores chmod and chattr +i is not available here")
-        try:
-            yield ws_copy, "immutable"
-        finally:
-            _sh("chattr", "-i", str(db))
-    else:
-        if not _sh("mount", "--bind", "-o", "ro", str(folder), str(folder)):
-            pytest.skip("root ignores chmod and a read-only bind mount is not allowed here")
-        try:
-            yield ws_copy, "read-only file system"
-        finally:
-            _sh("umount", "-l", str(folder))
+    """The workspace made read-only for this process, for real (tests/readonly_workspace.py)."""
+    with read_only(ws_copy, request.param) as reason:
+        yield ws_copy, reason
 
 
 def test_a_read_only_workspace_serves_reads_and_refuses_writes_in_one_line(read_only_ws, tmp_path: Path):
