@@ -25,8 +25,6 @@ from click.testing import CliRunner
 from labeler.cli import main
 from readonly_workspace import read_only
 from store import Workspace
-from store.backup import backup_database
-from store.health import WorkspaceDamaged, WorkspaceReadOnly, read_only_uri
 
 ROOT = Path(__file__).resolve().parent.parent
 X_NAME, Y_NAME = "X_train_update.csv", "Y_train_CVw08PX.csv"
@@ -114,6 +112,7 @@ def test_a_damaged_workspace_is_refused_in_one_line_and_never_written(ws_copy: P
         assert "copy your latest backup over it" in line, line
     assert sha256(db) == before
     assert not (tmp_path / "b.db").exists()
+    from store.health import WorkspaceDamaged
     with pytest.raises(WorkspaceDamaged, match="nothing was written"):
         Workspace(ws_copy)
     assert sha256(db) == before
@@ -148,6 +147,7 @@ def test_a_read_only_workspace_serves_reads_and_refuses_writes_in_one_line(read_
         line = one_line_error(run)
         assert str(db) in line and "read-only" in line and reason in line and "chmod" in line, (name, line)
     assert sha256(db) == before
+    from store.health import WorkspaceReadOnly
     with pytest.raises(WorkspaceReadOnly, match=reason):
         Workspace(ws_path)
     ws = Workspace(ws_path, read_only=True)
@@ -177,6 +177,8 @@ print(n, flush=True)
 
 
 def test_backup_while_another_process_writes_is_one_consistent_snapshot(ws_copy: Path, tmp_path: Path):
+    from store.backup import backup_database
+    from store.health import read_only_uri
     stop = tmp_path / "stop"
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(ws_copy), str(stop)], cwd=ROOT,
                               stdout=subprocess.PIPE, text=True)
