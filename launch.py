@@ -6,16 +6,22 @@ An empty workspace gets the project's demo catalog (81 products, a first model t
 unless --no-demo is given. --share asks Gradio for a temporary public link; where that is not
 possible (no route to Gradio's relay) it says so in one line and the local URL keeps working.
 
---auth FILE turns on login; reviewers are then known by their login name. The file holds one
-reviewer per line as `name:password` (the first colon separates them, so passwords may contain
-colons; spaces around the name are ignored). Blank lines and lines starting with `#` are
-skipped. Example:
+--auth FILE turns on login; reviewers are then known by their login name. Make the file with
 
-    # reviewers of the spring campaign
-    alice:correct horse battery staple
-    bob:s3cret:with:colons
+    python -m labeler users add alice --role admin --auth reviewers.txt       # asks the password
+    python -m labeler users add bob --role annotator --auth reviewers.txt
 
-Keep the file private (chmod 600): passwords are stored as written.
+which stores salted scrypt hashes (file mode 600). Admins retrain and change the live version;
+annotators review. An older `name:password` file still loads, its reviewers as annotators, with
+a one-line warning (see `labeler.auth`). After 5 wrong passwords for a name or from an address
+within 5 minutes, logins are refused for 30 s, doubling at each new lock-out.
+
+Without --auth the app is for the one person at this machine (every right) on a loopback host.
+With --share or a non-loopback --host and no --auth it runs as a demo: review and try-it work,
+retraining and changing the live version are refused; one line at start says so. One line also
+warns when the auth file is readable by other users of the machine.
+
+Only each product's own image is served (by product id); no folder is ever shared.
 """
 from __future__ import annotations
 
@@ -28,50 +34,12 @@ from pathlib import Path
 
 import click
 
+from labeler.auth import Access, AuthFileError, file_warnings, read_auth_file  # noqa: F401 (re-exported)
 from labeler.cli import FILE, TqdmProgress, workspace_option
 from labeler.config import Settings
-from store.workspace import Workspace, WorkspaceError
+from store.workspace import Workspace
 
 log = logging.getLogger("launch")
-
-
-class AuthFileError(WorkspaceError):
-    """The --auth file cannot be used; the message names the file, the line and the fix."""
-
-
-def read_auth_file(path: Path | str) -> list[tuple[str, str]]:
-    """[(reviewer, password), ...] from a `name:password` per line file (see module docstring)."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise AuthFileError(f"auth file {path} not found; create it with one `name:password` per line") from None
-    except UnicodeDecodeError as exc:
-        raise AuthFileError(f"auth file {path} is not UTF-8 text ({exc.reason}); save it as UTF-8") from None
-    except OSError as exc:
-        raise AuthFileError(f"auth file {path} cannot be read: {exc.strerror}") from None
-    users: list[tuple[str, str]] = []
-    seen: dict[str, int] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        name, sep, password = line.partition(":")
-        name = name.strip()
-        where = f"auth file {path}, line {number}"
-        if not sep:
-            raise AuthFileError(f"{where}: expected `name:password`, found no colon")
-        if not name:
-            raise AuthFileError(f"{where}: the reviewer name before the colon is empty")
-        if not password:
-            raise AuthFileError(f"{where}: reviewer {name!r} has an empty password")
-        if name in seen:
-            raise AuthFileError(f"{where}: reviewer {name!r} is already defined on line {seen[name]}; "
-                                "keep one line per reviewer")
-        seen[name] = number
-        users.append((name, password))
-    if not users:
-        raise AuthFileError(f"auth file {path} lists no reviewer; add lines like `alice:her-password`")
-    return users
 
 
 def prepare_workspace(path: Path, *, demo: bool) -> Workspace:
@@ -117,13 +85,17 @@ def share_link(demo) -> None:
               help="Interface to listen on (0.0.0.0 for every interface).")
 @click.option("--port", default=Settings.port, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--share", is_flag=True, help="Also ask Gradio for a temporary public link.")
-@click.option("--auth", "auth_file", type=FILE, help="Reviewers and passwords, `name:password` per line.")
+@click.option("--auth", "auth_file", type=FILE,
+              help="Reviewers, roles and password hashes (`python -m labeler users add NAME --role ROLE`).")
 @click.option("--no-demo", is_flag=True, help="Do not load the demo catalog into an empty workspace.")
 def main(workspace: Path, host: str, port: int, share: bool, auth_file: Path | None, no_demo: bool) -> None:
     """Start the review app on WORKSPACE and print where it is served."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     auth = read_auth_file(auth_file) if auth_file else None
+    for line in file_warnings(auth_file, auth) if auth_file else ():
+        click.echo(f"Warning: {line}")
+    access = Access.for_launch(auth, host=host, share=share)
     ws = prepare_workspace(workspace, demo=not no_demo)   # a first demo training gets every core
     try:
         import torch
@@ -135,13 +107,17 @@ def main(workspace: Path, host: str, port: int, share: bool, auth_file: Path | N
     settings = Settings(workspace=workspace, host=host, port=port)
     demo = build_app(ws, settings)
     try:
-        serve(demo, server_name=host, server_port=port, auth=auth, prevent_thread_lock=True, quiet=True,
-              auth_message="Log in with your reviewer name and password." if auth else None)
+        serve(demo, access=access, server_name=host, server_port=port, auth=auth, prevent_thread_lock=True,
+              quiet=True, auth_message="Log in with your reviewer name and password." if auth else None)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port} ({exc}); pick another --port") from None
     live = ws.live_version() or "none"
     click.echo(f"Workspace: {ws.root.resolve()} ({ws.count_products():,} products, live model {live})")
-    click.echo(f"Review app: {demo.local_url}" + (f"  ({len(auth)} reviewers, login required)" if auth else ""))
+    admins = sum(u.role == "admin" for u in auth or ())
+    click.echo(f"Review app: {demo.local_url}" + (f"  ({len(auth)} reviewers, {admins} admin, login required)"
+                                                  if auth else ""))
+    if access.demo:
+        click.echo(access.demo_line())
     if share:
         share_link(demo)
     click.echo("Press Ctrl+C to stop.")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,7 +21,8 @@ from typing import Any
 
 import gradio as gr
 
-from labeler import learned, retrain, review, stats, strategies, taxonomy, tryit, views
+from labeler import learned, retrain, review, serving, stats, strategies, taxonomy, tryit, views
+from labeler.auth import Access, AccessDenied, Authenticator, User
 from labeler.config import Settings
 from labeler.prefetch import Heatmaps, Prefetcher, default_explainer, render_heatmaps
 from labeler.text_highlights import HighlightCache, build_highlights, text_model
@@ -91,6 +93,7 @@ class ReviewUI:
         self.settings = settings
         self.prefetch = prefetcher
         self.highlights = highlights or HighlightCache(lambda version: live_bundle(ws, version))
+        self.access = Access()       # every right (a local run); `serve` sets the launch's own
         self.warming: threading.Thread | None = None     # the latest queue warm-up
         self.warmed: str | None = None                     # ...and the version it was for
 
@@ -170,7 +173,7 @@ class ReviewUI:
         current = {"product_id": card.product_id, "key": card.key, "reviewer": s.reviewer,
                    "strategy": card.strategy, "model_version": version, "remaining": card.remaining,
                    "top5": [[v.code, v.prob] for v in pred.top5] if pred is not None else []}
-        image_uri = views.image_src(card.product.get("image_path"))
+        image_uri = views.image_src(card.product)
         words = self._highlights(card.product, pred)
         s.words_shown = words is not None or pred is None
         body = views.card_html(card, image_uri, threshold=threshold, preload=upcoming, highlights=words)
@@ -233,8 +236,8 @@ class ReviewUI:
         for n, product in enumerate(self.ws.products(ids)):
             if n == 0:
                 self._warm_highlights(product, version)
-            url = views.image_url(product.get("image_path")) if n < PRELOAD_IMAGES else None
-            if url:                # only images the browser can fetch by URL (no data: URIs)
+            url = views.image_url(product) if n < PRELOAD_IMAGES else None
+            if url:
                 images.append(url)
             pred = self.ws.prediction(product["id"], version) if product.get("image_path") else None
             if pred is not None and len(items) < PREFETCH_AHEAD:
@@ -469,13 +472,15 @@ class ReviewUI:
                                            [(v.code, v.name) for v in pred.top5])
 
     # -- models: retrain from decisions, versions, rollback -----------------------------------------
-    def models(self) -> tuple:
-        """Retrain panel, versions table (newest first) and the version picker's choices."""
+    def models(self, request: gr.Request = None) -> tuple:
+        """Retrain panel (with who moved the live version, and what this login may do), versions
+        table (newest first) and the version picker's choices."""
         handle = retrain.current_retrain(self.ws)
         runs = retrain.retrain_state(self.ws, limit=1)
         panel = views.retrain_status_html(handle.status() if handle else None,
                                           handle.result.lines() if handle and handle.result else (),
                                           runs[0] if runs else None)
+        panel += views.live_history_html(self.ws.live_history(limit=HISTORY_ROWS * 2), note=self._rights(request))
         table = retrain.versions_table(self.ws)
         return (panel, views.versions_rows(table),
                 gr.update(choices=[v["id"] for v in reversed(table) if v["status"] == "ready"], value=None))
@@ -492,12 +497,34 @@ class ReviewUI:
         except (WorkspaceError, OSError) as exc:
             yield f'<div class="muted">Could not read the model: {views.text(str(exc))}</div>'
 
-    def retrain_now(self, progress: gr.Progress = gr.Progress()) -> tuple:
+    def _rights(self, request: gr.Request | None) -> str:
+        """'' when this login may change the model, else why not (shown above the live history)."""
+        try:
+            self.access.require_admin(_login(request), "Retraining and making a version live")
+        except AccessDenied as exc:
+            return str(exc)
+        return ""
+
+    def _admin(self, request: gr.Request | None, action: str, s: Session | None) -> str:
+        """Who does `action` (recorded in live_history); gr.Error when this login may not.
+
+        Checked here, on the server, for every model-changing event: hiding a button would not
+        stop a call through the API."""
+        try:
+            return self.access.require_admin(_login(request), action, fallback=s.reviewer if s else "")
+        except AccessDenied as exc:
+            log.warning("refused: %s", exc)
+            raise gr.Error(str(exc)) from exc
+
+    def retrain_now(self, why: str = "", s: Session | None = None, request: gr.Request = None,
+                    progress: gr.Progress = gr.Progress()) -> tuple:
         """Start the background retrain (or follow the one running) and report it until it ends.
 
         The work runs in its own thread: closing the tab does not stop it, reviewers keep
-        deciding meanwhile, and the queue moves to the new version when it goes live."""
-        handle = retrain.start_background_retrain(self.ws)
+        deciding meanwhile, and the queue moves to the new version when it goes live. Admins
+        only; who started it and their note go to live_history with the version it made live."""
+        who = self._admin(request, "Retraining", s)
+        handle = retrain.start_background_retrain(self.ws, who=who, why=(why or "").strip())
         while not handle.done:
             st = handle.status()
             progress(st["fraction"], desc=st["message"])
@@ -507,22 +534,30 @@ class ReviewUI:
         elif handle.result is not None:
             self.warm(self.ws.live_version())
             gr.Info(f"{handle.result.version} {'is live' if handle.result.went_live else 'is ready, not live'}")
-        return self.models()
+        return self.models(request)
 
-    def make_live(self, version: str | None, progress: gr.Progress = gr.Progress()) -> tuple:
-        """Serve another ready version (roll back, or promote one a gate held back)."""
+    def make_live(self, version: str | None, why: str = "", s: Session | None = None, request: gr.Request = None,
+                  progress: gr.Progress = gr.Progress()) -> tuple:
+        """Serve another ready version (roll back, or promote one a gate held back). Admins only."""
+        who = self._admin(request, "Making a version live", s)
         if not version:
             raise gr.Error("Pick a version in the list first.")
         running = retrain.current_retrain(self.ws)
         if running is not None and not running.done:
             raise gr.Error("A retrain is running; switch versions once it has finished.")
         try:
-            out = retrain.rollback(self.ws, version, progress=lambda f, d: progress(f, desc=d))
+            out = retrain.rollback(self.ws, version, progress=lambda f, d: progress(f, desc=d), who=who,
+                                   why=(why or "").strip())
         except WorkspaceError as exc:
             raise gr.Error(str(exc)) from exc
         self.warm(out["version"])
         gr.Info(f"{out['version']} is live" + (f" ({out['rescored']} products scored)" if out["rescored"] else ""))
-        return self.models()
+        return self.models(request)
+
+
+def _login(request: gr.Request | None) -> str | None:
+    """The logged-in name of this request (None without --auth)."""
+    return getattr(request, "username", None) if request is not None else None
 
 
 def confusion_figure(matrix):
@@ -561,23 +596,16 @@ def confusion_figure(matrix):
 N_CARD_OUTPUTS = 9
 
 
-def image_folders(ws: Workspace) -> list[str]:
-    """The folders holding the workspace's product images."""
-    rows = ws.conn.execute("SELECT DISTINCT image_path FROM products "
-                           "WHERE image_path IS NOT NULL AND image_path != ''").fetchall()
-    return sorted({str(Path(p).resolve().parent) for (p,) in rows})
-
-
 def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Prefetcher | None = None) -> gr.Blocks:
-    """The review app over one workspace. Launch it with `serve()` (or `launch(**launch_options())`)."""
+    """The review app over one workspace. Launch it with `serve()`: it adds the product-image
+    route and the login checks."""
     from models.training import live_bundle
     prefetcher = prefetcher or Prefetcher(lambda version: live_bundle(ws, version), explain=default_explainer())
     ui = ReviewUI(ws, settings, prefetcher)
     ui.warm(ws.live_version())
     ui.watch_live()
-    # product images go to the browser by URL on Gradio's file route (behind --auth like every
-    # route), not inside the card HTML: the card update stays small and the browser caches images
-    gr.set_static_paths(views.serve_image_folders(image_folders(ws)))
+    # product images go to the browser by URL on the app's own route by product id (`serve` adds
+    # it; labeler.serving), never a folder on Gradio's file route
     secret = hashlib.sha256(f"labeler:{ws.root.resolve()}".encode()).hexdigest()[:24]
     strategy_choices = [(_pretty(n), n) for n in strategies.STRATEGIES]
     categories = views.category_choices()
@@ -668,6 +696,8 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
                 with gr.Row():
                     version_pick = gr.Dropdown([], value=None, label="Version", scale=2, elem_id="version-pick")
                     make_live_btn = gr.Button("Make this version live", scale=1, elem_id="btn-make-live")
+                change_why = gr.Textbox(label="Why (optional, recorded with a retrain or a change of live version)",
+                                        max_lines=1, elem_id="change-why")
                 learned_box = _html(elem_id="learned")
 
         outs = [session, current, card, top5, side, heat, heat_token, choose, comment]
@@ -701,9 +731,10 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
         models_tab.select(ui.models, None, models_outs, api_name="models", **models_events)
         models_refresh.click(ui.models, None, models_outs, api_name="models_refresh", **models_events)
         # its own queue: a retrain followed for minutes holds no slot that reviews or heatmaps need
-        retrain_btn.click(ui.retrain_now, None, models_outs, api_name="retrain", concurrency_id="retrain",
-                          concurrency_limit=4)
-        make_live_btn.click(ui.make_live, [version_pick], models_outs, api_name="make_live", **models_events)
+        retrain_btn.click(ui.retrain_now, [change_why, session], models_outs, api_name="retrain",
+                          concurrency_id="retrain", concurrency_limit=4)
+        make_live_btn.click(ui.make_live, [version_pick, change_why, session], models_outs, api_name="make_live",
+                            **models_events)
         for trigger, name in ((models_tab.select, "learned"), (models_refresh.click, "learned_refresh")):
             trigger(ui.models_learned, None, [learned_box], api_name=name, concurrency_id="learned", concurrency_limit=1)
     demo.queue(default_concurrency_limit=2, max_size=512)
@@ -711,6 +742,28 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
     return demo
 
 
-def serve(demo: gr.Blocks, **launch_kwargs: Any):
-    """`demo.launch` with the app's theme, CSS and keyboard shortcuts."""
-    return demo.launch(**{**launch_options(), **launch_kwargs})
+def serve(demo: gr.Blocks, *, access: Access | None = None, **launch_kwargs: Any):
+    """`demo.launch` with the app's theme, CSS and keyboard shortcuts, the product-image route,
+    and the logins.
+
+    auth: a list of `labeler.auth.User` (an auth file), or Gradio's (name, password) pairs (taken
+    as plain-text annotators); the login is checked by `labeler.auth.Authenticator`, throttled.
+    access: who may change the model (default `Access.for_launch`: with auth, admins only;
+    without, every right on a loopback host and a demo anywhere else)."""
+    ui: ReviewUI = demo.review_ui
+    users = _users(launch_kwargs.pop("auth", None))
+    host = launch_kwargs.get("server_name") or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1"
+    ui.access = access or Access.for_launch(users, host=host, share=bool(launch_kwargs.get("share")))
+    kwargs = {**launch_options(), **launch_kwargs, "app_kwargs": serving.app_kwargs(ui.ws)}
+    if users:
+        kwargs["auth"] = Authenticator(users).gradio_auth()
+    return demo.launch(**kwargs)
+
+
+def _users(auth: Any) -> list[User] | None:
+    if not auth:
+        return None
+    if callable(auth):
+        raise TypeError("serve() checks logins itself: pass the auth file's users, not a callable")
+    pairs = [auth] if isinstance(auth, tuple) else list(auth)
+    return [u if isinstance(u, User) else User(str(u[0]), "annotator", str(u[1]), plain=True) for u in pairs]

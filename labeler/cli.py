@@ -191,17 +191,20 @@ def import_(workspace: Path, texts: Path | None, labels: Path | None, images: Pa
 @main.command()
 @workspace_option
 @click.option("--no-cv", is_flag=True, help="Skip cross-validation (faster, but no quality estimate).")
-@click.option("--notes", default="", help="Free text stored with the model version.")
-def train(workspace: Path, no_cv: bool, notes: str) -> None:
+@click.option("--notes", default="", help="Free text stored with the model version (and as why it went live).")
+@click.option("--by", default=None, help="Who trains it, for the record (default: your OS user name).")
+def train(workspace: Path, no_cv: bool, notes: str, by: str | None) -> None:
     """Fit the models on the workspace's current labels and make the new version live.
 
     Labels are the imported ones, overridden by reviewers' decisions. Every product is re-scored
-    with the new version before it goes live.
+    with the new version before it goes live; who did it and why go to the live history.
     """
+    from labeler.cli_users import actor
     from models.training import train_version
     ws = open_workspace(workspace)
     with TqdmProgress("train") as bar:
-        version = train_version(ws, progress=bar, evaluate=not no_cv, notes=notes)
+        version = train_version(ws, progress=bar, evaluate=not no_cv, notes=notes, make_live=False)
+    ws.move_live(version["id"], reason="train", who=actor(by), why=notes)
     rows = [("version", f"{version['id']} (live)"), ("trained on", f"{version['n_train']} products "
                                                                    f"({version['n_decisions']} reviewed)"),
             ("time", f"{version['duration_s']} s")]
@@ -540,3 +543,4 @@ def _shown_top1(ws: Workspace, bundle: Any, product: dict) -> int:
 
 # retrain, versions, rollback, label-issues live in their own module (the model loop)
 from labeler import cli_models as _cli_models  # noqa: E402,F401  (registers its commands on `main`)
+from labeler import cli_users as _cli_users  # noqa: E402,F401  (users add/list)

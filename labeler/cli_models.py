@@ -14,6 +14,7 @@ import click
 
 from labeler import taxonomy
 from labeler.cli import FILE, TqdmProgress, _table, main, open_workspace, workspace_option
+from labeler.cli_users import actor, audit_options
 
 
 def _pct(m: dict | None, key: str = "weighted_f1") -> str:
@@ -28,7 +29,8 @@ def _pct(m: dict | None, key: str = "weighted_f1") -> str:
                    "live one's by more than this (default: it goes live anyway, with a warning).")
 @click.option("--cv", "cross_validate", is_flag=True,
               help="Also store a 5-fold cross-validation estimate on the training set (5 more fits).")
-def retrain(workspace: Path, min_delta: float | None, cross_validate: bool) -> None:
+@audit_options
+def retrain(workspace: Path, min_delta: float | None, cross_validate: bool, by: str | None, why: str) -> None:
     """Retrain on imported labels overridden by reviewer decisions; compare with the live version.
 
     The new version is evaluated against the live one on the workspace's fixed validation split
@@ -38,7 +40,8 @@ def retrain(workspace: Path, min_delta: float | None, cross_validate: bool) -> N
     from labeler.retrain import retrain as run_retrain
     ws = open_workspace(workspace)
     with TqdmProgress("retrain") as bar:
-        result = run_retrain(ws, progress=bar, min_delta=min_delta, cross_validate=cross_validate, trigger="cli")
+        result = run_retrain(ws, progress=bar, min_delta=min_delta, cross_validate=cross_validate, trigger="cli",
+                             who=actor(by), why=why)
     click.echo("Retrained:")
     click.echo(_table([*result.lines(), ("recorded in", f"{ws.db_path.resolve()} (model_versions, retrain_runs)")]))
 
@@ -107,7 +110,8 @@ def versions(workspace: Path, as_json: bool) -> None:
 @main.command()
 @workspace_option
 @click.argument("version", required=False)
-def rollback(workspace: Path, version: str | None) -> None:
+@audit_options
+def rollback(workspace: Path, version: str | None, by: str | None, why: str) -> None:
     """Make VERSION live again (default: the live version's parent).
 
     Any 'ready' version can be named, newer ones too. Products that version never scored
@@ -116,7 +120,7 @@ def rollback(workspace: Path, version: str | None) -> None:
     from labeler.retrain import rollback as run_rollback
     ws = open_workspace(workspace)
     with TqdmProgress("rollback") as bar:
-        out = run_rollback(ws, version, progress=bar)
+        out = run_rollback(ws, version, progress=bar, who=actor(by), why=why)
     if out["version"] == out["previous"]:
         click.echo(f"{out['version']} is already live; nothing changed.")
         return

@@ -315,23 +315,12 @@ def _run_progress(ws: Workspace, run_id: int, outer: Progress | None) -> Progres
     return report
 
 
-def _move_live(ws: Workspace, version: str, reason: str) -> str | None:
-    """Point the live pointer at `version` and log it, in one transaction; returns the previous one."""
-    def move(conn: sqlite3.Connection) -> str | None:
-        row = conn.execute("SELECT status FROM model_versions WHERE id = ?", (version,)).fetchone()
-        if row is None:
-            raise RetrainError(f"unknown model version {version!r}")
-        if row[0] != "ready":
-            raise RetrainError(f"model version {version} is {row[0]}; only a 'ready' version can serve")
-        prev = conn.execute("SELECT value FROM settings WHERE key = 'live_model_version'").fetchone()
-        prev = prev[0] if prev else None
-        conn.execute("INSERT INTO settings(key, value) VALUES ('live_model_version', ?) "
-                     "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (version,))
-        conn.execute("INSERT INTO live_history (at, version, previous, reason) VALUES (?, ?, ?, ?)",
-                     (now_iso(), version, prev, reason))
-        return prev
-
-    return ws.write(move)
+def _move_live(ws: Workspace, version: str, reason: str, who: str = "", why: str = "") -> str | None:
+    """Point the live pointer at `version` and log who/why, in one transaction; returns the previous one."""
+    try:
+        return ws.move_live(version, reason=reason, who=who, why=why)
+    except WorkspaceError as exc:
+        raise RetrainError(str(exc)) from None
 
 
 def _forget_bundles(ws: Workspace, keep: set[str]) -> None:
@@ -480,12 +469,14 @@ def _record(ws: Workspace, row: dict, run_id: int, ts: _TrainingSet, cmp: _Compa
 
 
 def retrain(ws: Workspace, *, progress: Progress | None = None, min_delta: float | None = None,
-            cross_validate: bool = False, trigger: str = "api", settings: Settings = Settings()) -> RetrainResult:
+            cross_validate: bool = False, trigger: str = "api", settings: Settings = Settings(),
+            who: str = "", why: str = "") -> RetrainResult:
     """Train a new version on the reviewer-resolved labels, compare it with the live one, switch.
 
     progress: `(fraction, message)` callback. min_delta: gate (see the module docstring); None
     (default) puts the new version live whatever its score. cross_validate: also store the
-    5-fold CV estimate on the training set (5 more fits). Raises RetrainBusy when another
+    5-fold CV estimate on the training set (5 more fits). who/why: recorded in `live_history` when
+    the new version goes live (the login name or `--by`, and their note). Raises RetrainBusy when another
     retrain of this workspace runs, RetrainFailed (live version unchanged) when anything fails.
     """
     started = time.perf_counter()
@@ -512,7 +503,7 @@ def retrain(ws: Workspace, *, progress: Progress | None = None, min_delta: float
         _record(ws, row, run_id, ts, cmp, changes, previous, min_delta, duration)
         if go_live:
             report(0.98, f"switching live version to {version}")
-            _move_live(ws, version, f"retrain run {run_id}")
+            _move_live(ws, version, f"retrain run {run_id}", who, why)
             _forget_bundles(ws, keep={version})
         state = "live" if go_live else "ready, not live"
         _end_run(ws, run_id, "succeeded", version=version, went_live=int(go_live), progress=1.0,
@@ -566,12 +557,14 @@ def _write_snapshot(directory: Path, train_labels: dict[str, int], val_ids: list
 
 
 # -- rollback -----------------------------------------------------------------------------------
-def rollback(ws: Workspace, version_id: str | None = None, *, progress: Progress | None = None) -> dict[str, Any]:
+def rollback(ws: Workspace, version_id: str | None = None, *, progress: Progress | None = None,
+             who: str = "", why: str = "") -> dict[str, Any]:
     """Make `version_id` (default: the live version's parent) live again.
 
     Any 'ready' version can be named, newer ones too (to promote a version a gate held back).
     Products without a prediction from that version (imported since) are scored first, so the
-    queue never falls back to unscored order. Returns {'version', 'previous', 'rescored'}.
+    queue never falls back to unscored order. who/why go to `live_history`. Returns
+    {'version', 'previous', 'rescored'}.
     """
     progress = progress or (lambda f, m: None)
     live = ws.live_version()
@@ -600,7 +593,7 @@ def rollback(ws: Workspace, version_id: str | None = None, *, progress: Progress
     if missing:
         progress(0.2, f"scoring {len(missing)} products {version_id} has not scored")
         rescored = training.score_products(ws, bundle, ids=missing)
-    _move_live(ws, version_id, f"rollback from {live}" if live else "rollback")
+    _move_live(ws, version_id, f"rollback from {live}" if live else "rollback", who, why)
     _forget_bundles(ws, keep={version_id})
     progress(1.0, f"{version_id} live")
     return {"version": version_id, "previous": live, "rescored": rescored}

@@ -55,35 +55,29 @@ def category_label(code: int) -> str:
 
 
 # -- images ---------------------------------------------------------------------------------------
-_SERVED: set[str] = set()     # folders the app lets the browser fetch by URL (see `serve_image_folders`)
+IMAGE_ROUTE = "product-image"   # the app's route serving one product's image by id (labeler.serving)
 
 
-def serve_image_folders(folders) -> list[str]:
-    """Remember folders whose images the browser may fetch by URL; returns every folder so far
-    (what the app hands to Gradio's static file route)."""
-    _SERVED.update(str(Path(f).resolve()) for f in folders)
-    return sorted(_SERVED)
+def image_url(product: dict | None) -> str | None:
+    """The product image's URL on the app's image route (relative to the page), None without one.
 
-
-def image_url(path: str | None) -> str | None:
-    """The image's URL on Gradio's file route, or None when its folder is not served."""
-    if not path:
+    By product id, never by file path: the server looks the id up and sends that one file. The
+    image's hash rides along (`?v=`) so a re-imported image is fetched anew while the browser
+    keeps caching the others."""
+    if not product or not product.get("image_path") or product.get("id") is None:
         return None
-    p = Path(path).resolve()
-    if str(p.parent) in _SERVED and p.is_file():
-        from urllib.parse import quote
-        return "gradio_api/file=" + quote(str(p))
-    return None
+    from urllib.parse import quote
+    version = str(product.get("image_sha1") or "")[:12]
+    return f"{IMAGE_ROUTE}/{quote(str(product['id']), safe='')}" + (f"?v={quote(version)}" if version else "")
 
 
-def image_src(path: str | None) -> str | None:
-    """Where the card's <img> loads the product image from.
+def image_src(product: dict | None) -> str | None:
+    """Where the card's <img> loads the product image from: the image route, by URL.
 
-    A URL on Gradio's file route for images in a served folder: the browser fetches and caches
-    it beside the card update (measured: the next card with its image shown at p50 41 ms instead
-    of 129 ms when a 44 KB image rode inside the card HTML as a data: URI). Other images (a folder
-    imported after the app started) still go inline as a data: URI."""
-    return image_url(path) or image_data_uri(path)
+    The browser fetches and caches it beside the card update (measured: the next card with its
+    image shown at p50 41 ms instead of 129 ms when a 44 KB image rode inside the card HTML as a
+    data: URI)."""
+    return image_url(product)
 
 
 @lru_cache(maxsize=512)
@@ -530,3 +524,20 @@ def late_words_html(key: str, highlights) -> str:
     return (f'<div class="x-late" hidden data-key="{html.escape(key, quote=True)}" data-xcodes="{codes}">'
             f'<div data-part="title">{highlights.title_html}</div><div data-part="desc">{highlights.description_html}</div>'
             f'{text_summary_html(highlights.summaries, highlights.note, highlights.details)}</div>')
+
+
+def live_history_html(rows: Sequence[dict], *, note: str = "") -> str:
+    """Who moved the live version, when, how and why (store `live_history`, newest first).
+
+    note: why this login may not change the model (shown above the table), '' when it may."""
+    warn = f'<div class="retrain muted rights">{text(note)}</div>' if note else ""
+    if not rows:
+        return f'{warn}<div class="muted live-history">The live version has not been changed from this app or ' \
+               'the CLI yet.</div>'
+    body = "".join(
+        f'<tr><td>{text(str(r.get("at") or "")[:19].replace("T", " "))}</td><td><code>{text(r.get("version"))}</code>'
+        f'</td><td>{text(r.get("previous") or "–")}</td><td>{text(r.get("who") or "unknown")}</td>'
+        f'<td>{text(r.get("reason"))}</td><td>{text(r.get("why") or "–")}</td></tr>' for r in rows)
+    return (f'{warn}<details class="live-history" open><summary>Changes of the live version (newest first)</summary>'
+            '<table class="metrics"><tr><th>when (UTC)</th><th>made live</th><th>was</th><th>by</th><th>how</th>'
+            f'<th>why</th></tr>{body}</table></details>')

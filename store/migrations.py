@@ -208,6 +208,19 @@ def m011_label_issues(conn: sqlite3.Connection) -> None:
         """
     )
 
+
+@migration
+def m012_live_history_who_why(conn: sqlite3.Connection) -> None:
+    # Who moved the live pointer (a login name, `--by`, or the OS user of a CLI run) and why (their
+    # note); `reason` keeps saying what moved it (train, retrain run N, rollback from X). Rows from
+    # before this migration keep '' (unknown).
+    conn.executescript(
+        """
+        ALTER TABLE live_history ADD COLUMN who TEXT NOT NULL DEFAULT '';
+        ALTER TABLE live_history ADD COLUMN why TEXT NOT NULL DEFAULT '';
+        """
+    )
+
 def apply(conn: sqlite3.Connection) -> list[str]:
     """Apply pending migrations; returns the names applied."""
     conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")

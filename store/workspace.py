@@ -295,6 +295,31 @@ class Workspace:
             raise WorkspaceError(f"model version {version_id} is {v['status']}, cannot serve it")
         self.set_setting("live_model_version", version_id)
 
+    def move_live(self, version_id: str, *, reason: str, who: str = "", why: str = "") -> str | None:
+        """Point the live pointer at a 'ready' version and append who/when/why to `live_history`,
+        in one transaction; returns the version live before. The audited path for every
+        model-changing action (train, retrain, rollback, the app's buttons)."""
+        def move(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute("SELECT status FROM model_versions WHERE id = ?", (version_id,)).fetchone()
+            if row is None:
+                raise WorkspaceError(f"unknown model version {version_id!r}")
+            if row[0] != "ready":
+                raise WorkspaceError(f"model version {version_id} is {row[0]}; only a 'ready' version can serve")
+            prev = conn.execute("SELECT value FROM settings WHERE key = 'live_model_version'").fetchone()
+            prev = prev[0] if prev else None
+            conn.execute("INSERT INTO settings(key, value) VALUES ('live_model_version', ?) "
+                         "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (version_id,))
+            conn.execute("INSERT INTO live_history (at, version, previous, reason, who, why) VALUES (?, ?, ?, ?, ?, ?)",
+                         (now_iso(), version_id, prev, reason, who or "", why or ""))
+            return prev
+
+        return self.write(move)
+
+    def live_history(self, limit: int = 20) -> list[dict]:
+        """The latest moves of the live pointer, newest first: at, version, previous, reason, who, why."""
+        return self.query("SELECT at, version, previous, reason, who, why FROM live_history "
+                          "ORDER BY id DESC LIMIT ?", (int(limit),))
+
     # -- predictions -------------------------------------------------------------------------
     def save_predictions(self, model_version: str, rows: Iterable[dict]) -> int:
         """rows: product_id, top5 [[code, p]...], probs [27 floats], voters {name: [[code, p]...]},
