@@ -1,7 +1,9 @@
 """The Gradio review app: layout and wiring over `labeler.review`, `labeler.stats` and the models.
 
 `build_app(ws, settings)` returns the Blocks; `launch_options()` holds what Gradio 6 takes at
-launch (theme, CSS, the keyboard-shortcut script), and `serve()` launches with both. Handlers
+launch (theme, CSS, the keyboard-shortcut script), and `serve()` launches with both, plus the
+product-image route (`labeler.serving`) and the throttled logins and roles (`labeler.auth`):
+model-changing handlers check the caller's role themselves. Handlers
 are methods of `ReviewUI`: each turns widget values into one call of the review API and the
 result into HTML from `labeler.views`; the workflow itself (queue, reservation, decision, undo)
 lives in `labeler.review`. Per-user state is a `Session` in `gr.State`; the only shared objects
@@ -500,7 +502,7 @@ class ReviewUI:
     def _rights(self, request: gr.Request | None) -> str:
         """'' when this login may change the model, else why not (shown above the live history)."""
         try:
-            self.access.require_admin(_login(request), "Retraining and making a version live")
+            self.access.require_admin(_login(request), "Changing the model (retrain, make a version live)")
         except AccessDenied as exc:
             return str(exc)
         return ""
@@ -516,7 +518,7 @@ class ReviewUI:
             log.warning("refused: %s", exc)
             raise gr.Error(str(exc)) from exc
 
-    def retrain_now(self, why: str = "", s: Session | None = None, request: gr.Request = None,
+    def retrain_now(self, why: str | None = None, s: Session | None = None, request: gr.Request = None,
                     progress: gr.Progress = gr.Progress()) -> tuple:
         """Start the background retrain (or follow the one running) and report it until it ends.
 
@@ -536,8 +538,8 @@ class ReviewUI:
             gr.Info(f"{handle.result.version} {'is live' if handle.result.went_live else 'is ready, not live'}")
         return self.models(request)
 
-    def make_live(self, version: str | None, why: str = "", s: Session | None = None, request: gr.Request = None,
-                  progress: gr.Progress = gr.Progress()) -> tuple:
+    def make_live(self, version: str | None, why: str | None = None, s: Session | None = None,
+                  request: gr.Request = None, progress: gr.Progress = gr.Progress()) -> tuple:
         """Serve another ready version (roll back, or promote one a gate held back). Admins only."""
         who = self._admin(request, "Making a version live", s)
         if not version:

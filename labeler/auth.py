@@ -270,7 +270,8 @@ class Access:
 # -- login and throttling -------------------------------------------------------------------------
 @dataclass
 class _Strikes:
-    failures: list[float] = field(default_factory=list)
+    failures: list[float] = field(default_factory=list)     # wrong passwords within the window
+    last: float = 0.0                                         # the latest wrong password
     locked_until: float = 0.0
     lockouts: int = 0
 
@@ -304,11 +305,15 @@ class LoginThrottle:
     def failed(self, name: str, address: str | None) -> None:
         now = self.clock()
         with self._lock:
+            if len(self._keys) > 10_000:       # many names or addresses tried: forget the quiet ones
+                self._keys = {k: s for k, s in self._keys.items()
+                              if s.locked_until > now or now - s.last < 12 * self.window_s}
             for key in self.keys(name, address):
                 s = self._keys.setdefault(key, _Strikes())
-                if s.failures and now - s.failures[-1] > 12 * self.window_s:
+                if s.lockouts and now - s.last > 12 * self.window_s:
                     s.lockouts = 0          # an hour without a wrong password: the delay starts over
                 s.failures = [t for t in s.failures if now - t < self.window_s] + [now]
+                s.last = now
                 if len(s.failures) >= self.max_failures:
                     delay = min(self.lock_max_s, self.lock_s * 2 ** s.lockouts)
                     s.lockouts += 1

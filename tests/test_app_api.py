@@ -70,7 +70,7 @@ def test_the_next_cards_images_are_preloaded(sample_dir, tmp_path):
         out = card(client.predict("paula", api_name="/set_reviewer"))
         for _ in range(4):
             preload = image_sources(out["card"], "preload")
-            assert len(preload) == 2 and all(src.startswith("gradio_api/file=") for src in preload)
+            assert len(preload) == 2 and all(src.startswith("product-image/") for src in preload)
             out = card(client.predict(out["current"], "", api_name="/accept"))
             (shown,) = image_sources(out["card"], "product-img")
             assert shown == preload[0]
@@ -189,7 +189,7 @@ def test_product_text_cannot_inject_markup(sample_dir, tmp_path):
     assert {t for t, _ in tags} <= {"div", "span", "h2", "b", "code", "em", "img"}
     assert not [a for _, attrs in tags for a in attrs if a.lower().startswith("on")]
     assert {attrs.get("class") for t, attrs in tags if t == "img"} <= {"product-img", "preload"}
-    assert all(attrs["src"].startswith("gradio_api/file=") for t, attrs in tags if t == "img")
+    assert all(attrs["src"].startswith("product-image/") for t, attrs in tags if t == "img")
     shown = _text_of(out["card"])            # the text model's tints wrap words in spans
     assert "Piscine hors-sol" in shown and "Bâche" in shown   # the words stay, as text
     assert XSS_TITLE not in out["card"]
@@ -274,6 +274,8 @@ def test_models_tab_retrains_from_decisions_and_switches_versions(server, app_ws
         assert live(db) == new
         run = db.execute("SELECT status, trigger, version FROM retrain_runs").fetchall()
     assert run == [("succeeded", "app", new)]
+    with sqlite3.connect(app_ws / "workspace.db") as db:      # who did it: no login, so the typed name
+        assert db.execute("SELECT version, who FROM live_history").fetchall() == [(new, "dora (no login, local)")]
     # the decided product is learned: the new version's top-1 for it is the reviewer's category
     with sqlite3.connect(app_ws / "workspace.db") as db:
         top1 = db.execute("SELECT top1 FROM predictions WHERE model_version = ? AND product_id = ?",
@@ -300,14 +302,16 @@ def test_auth_identifies_the_reviewer(sample_dir, tmp_path):
         client.predict(cur, "", api_name="/accept")
         with pytest.raises(Exception):
             Client(url, auth=("dana", "wrong"), verbose=False)
-        # product images are served by URL, and only to a logged-in reviewer
+        # product images are served by URL (by product id), and only to a logged-in reviewer
         import requests
 
         from labeler import views
         with sqlite3.connect(root / "workspace.db") as db:
-            image = db.execute("SELECT image_path FROM products WHERE image_path IS NOT NULL LIMIT 1").fetchone()[0]
-        src = views.image_src(image)
-        assert src.startswith("gradio_api/file=")
+            db.row_factory = sqlite3.Row
+            product = dict(db.execute("SELECT * FROM products WHERE image_path IS NOT NULL LIMIT 1").fetchone())
+        image = product["image_path"]
+        src = views.image_src(product)
+        assert src.startswith("product-image/")
         assert requests.get(url.rstrip("/") + "/" + src, timeout=10).status_code in (401, 403)
         with requests.Session() as browser:
             browser.post(url.rstrip("/") + "/login", data={"username": "dana", "password": "s3cret"}, timeout=10)

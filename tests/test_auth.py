@@ -135,6 +135,11 @@ def test_one_address_guessing_many_names_is_locked_and_the_delay_doubles():
         check.attempt(name, "guess", "203.0.113.9")
     with pytest.raises(auth.LoginLocked, match="try again in 60 s"):   # second lock-out: twice as long
         check.attempt("f", "f-pw", "203.0.113.9")
+    clock.t += 3600 + 60                # an hour without a wrong password: the delay starts over
+    for name in "abcde":
+        check.attempt(name, "guess", "203.0.113.9")
+    with pytest.raises(auth.LoginLocked, match="try again in 30 s"):
+        check.attempt("f", "f-pw", "203.0.113.9")
 
 
 # -- the real server --------------------------------------------------------------------------

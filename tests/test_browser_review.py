@@ -156,8 +156,8 @@ def test_review_screen_keyboard_undo_reload(browser, sample_dir, tmp_path):
         page.reload()
         assert wait_for_new_card(page, None) == with_image
         assert page.locator("#review-card img.product-img").count() == 1
-        # fetched by URL from Gradio's file route (not inlined in the card), and really shown
-        assert page.locator("#review-card img.product-img").get_attribute("src").startswith("gradio_api/file=")
+        # fetched by URL from the app's image route (not inlined in the card), and really shown
+        assert page.locator("#review-card img.product-img").get_attribute("src").startswith("product-image/")
         page.wait_for_function("() => { const i = document.querySelector('#review-card img.product-img');"
                                " return i.complete && i.naturalWidth === 500; }", timeout=10_000)
         # the next cards' images load unseen (they are there for the browser's cache only)

@@ -23,11 +23,13 @@ def test_auth_file_format(tmp_path):
     f = tmp_path / "reviewers.txt"
     f.write_text("# spring campaign\n\n alice :correct horse battery staple\nbob:s3cret:with:colons\n",
                  encoding="utf-8")
-    assert read_auth_file(f) == [("alice", "correct horse battery staple"), ("bob", "s3cret:with:colons")]
+    users = read_auth_file(f)          # plain `name:password` lines: annotators (labeler/auth.py)
+    assert [(u.name, u.role) for u in users] == [("alice", "annotator"), ("bob", "annotator")]
+    assert users[0].check("correct horse battery staple") and users[1].check("s3cret:with:colons")
 
 
 @pytest.mark.parametrize("content, message", [
-    ("alice\n", "line 1: expected `name:password`"),
+    ("alice\n", "line 1: expected `name:role:scrypt"),
     ("alice:pw\n:pw\n", "line 2: the reviewer name before the colon is empty"),
     ("alice:\n", "reviewer 'alice' has an empty password"),
     ("alice:a\nbob:b\nalice:c\n", "line 3: reviewer 'alice' is already defined on line 1"),
@@ -48,8 +50,8 @@ def test_bad_auth_file_is_one_line_and_nonzero_exit(tmp_path):
     run = subprocess.run([sys.executable, str(ROOT / "launch.py"), "--workspace", str(tmp_path / "ws"),
                           "--auth", str(f)], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert run.returncode != 0 and "Traceback" not in run.stderr
-    assert run.stderr.strip().splitlines() == [f"Error: auth file {f}, line 1: expected `name:password`, "
-                                               "found no colon"]
+    assert run.stderr.strip().splitlines() == [f"Error: auth file {f}, line 1: expected `name:role:scrypt$...` "
+                                               "(or `name:password`), found no colon"]
 
 
 def test_empty_workspace_gets_the_demo_catalog_and_a_model(tmp_path):
