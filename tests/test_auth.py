@@ -205,6 +205,10 @@ def test_cli_changes_record_who_and_why(shop, shop_ws):
     assert run.exit_code == 0, run.output
     assert live_history(shop_ws) == [(ready, "ops-bot", "night switch", f"rollback from {live}"),
                                      (live, auth.os_user(), "", f"rollback from {ready}")]
+    run = CliRunner().invoke(main, ["train", "-w", str(shop_ws), "--no-cv", "--by", "trainer", "--notes", "weekly"])
+    assert run.exit_code == 0, run.output
+    (trained,) = live_history(shop_ws)[2:]
+    assert trained[1:] == ("trainer", "weekly", "train")
 
 
 # -- launch.py: demo mode and warnings --------------------------------------------------------
