@@ -93,7 +93,8 @@ def main() -> None:
     """Human-in-the-loop labeling of Rakuten France product categories.
 
     Typical session: import a catalog, train, then review in the app (launch.py); evaluate and
-    export whenever needed. Every command takes --workspace DIR (default ./workspace).
+    export whenever needed. Every command takes --workspace DIR (default ./workspace), except
+    `users`, which edits the app's --auth file.
     """
 
 
