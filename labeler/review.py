@@ -14,7 +14,8 @@ Rules (the app and the tests rely on them):
 * **Skips** are per reviewer: a product the reviewer skipped (and did not undo) goes behind every
   other product of their queue; once only skipped products are left they come back, the one
   skipped longest ago first. Other reviewers' queues ignore the skip.
-* **Reservations.** Each reviewer holds at most one product, in the `reservations` table, for
+* **Reservations.** Each reviewer holds at most one product per browser tab (`tab`: a token
+  the tab keeps across reloads, '' without one), in the `reservations` table, for
   `settings.reservation_ttl_s` from the moment it is shown (resuming it renews the lease).
   Picking and reserving happen in one BEGIN IMMEDIATE transaction, so two reviewers never hold
   the same product; expired reservations are deleted by the next `next_card`. A reload or a
@@ -395,8 +396,13 @@ def _rank_catalog(cat: _Catalog, ws: Workspace, strat: strategies.Strategy, cate
 
 # -- the workflow ---------------------------------------------------------------------------------
 def next_card(ws: Workspace, reviewer: str, *, strategy: str = "least_confidence", category: int | None = None,
-              suspects: Iterable[str] | None = None, settings: Settings = Settings()) -> Card | None:
+              suspects: Iterable[str] | None = None, settings: Settings = Settings(), tab: str = "") -> Card | None:
     """The reviewer's held product if any, else the best free undecided one, reserved for them.
+
+    `tab`: which of the reviewer's browser tabs asks (a token the tab keeps across reloads; ''
+    for callers without tabs). Each tab holds its own product: a second tab of the same reviewer
+    gets the next free product, not the first tab's. A tab resumes its own reservation, else
+    one held without a tab (made by the CLI, the API or before tabs were told apart).
 
     `suspects`: product ids flagged by label-issue detection for the suspect_labels strategy;
     None reads the latest run stored in the `label_issues` table.
@@ -414,8 +420,8 @@ def next_card(ws: Workspace, reviewer: str, *, strategy: str = "least_confidence
         with st.lock:
             st.log.catch_up(conn)
             chosen, resumed = None, False
-            for (pid,) in conn.execute("SELECT product_id FROM reservations WHERE reviewer = ? "
-                                       "ORDER BY expires_at DESC", (reviewer,)).fetchall():
+            for (pid,) in conn.execute("SELECT product_id FROM reservations WHERE reviewer = ? AND tab IN (?, '') "
+                                       "ORDER BY tab = ? DESC, expires_at DESC", (reviewer, tab, tab)).fetchall():
                 if chosen is None and not st.log.closed_for(pid, reviewer, share, seed):
                     chosen, resumed = pid, True
                 else:
@@ -430,9 +436,9 @@ def next_card(ws: Workspace, reviewer: str, *, strategy: str = "least_confidence
             total = n_products - len(closed)
         if chosen is None:
             return None
-        conn.execute("INSERT INTO reservations (product_id, reviewer, expires_at) VALUES (?, ?, ?) "
-                     "ON CONFLICT (product_id, reviewer) DO UPDATE SET expires_at = excluded.expires_at",
-                     (chosen, reviewer, now + settings.reservation_ttl_s))
+        conn.execute("INSERT INTO reservations (product_id, reviewer, expires_at, tab) VALUES (?, ?, ?, ?) "
+                     "ON CONFLICT (product_id, reviewer) DO UPDATE SET expires_at = excluded.expires_at, "
+                     "tab = excluded.tab", (chosen, reviewer, now + settings.reservation_ttl_s, tab))
         return chosen, resumed, remaining, total
 
     picked = ws.write(pick)
@@ -568,8 +574,9 @@ def decide(ws: Workspace, reviewer: str, product_id: str, action: str, *, catego
 
 
 def undo(ws: Workspace, reviewer: str, *, idempotency_key: str | None = None,
-         settings: Settings = Settings()) -> dict | None:
-    """Undo the reviewer's latest decision not yet undone; that product is reserved for them again.
+         settings: Settings = Settings(), tab: str = "") -> dict | None:
+    """Undo the reviewer's latest decision not yet undone; that product is reserved for them again
+    (for this `tab`, whose previous product goes back to the queue; see `next_card`).
 
     Call it again to go further back. Returns the undo row with 'undone' (the decision taken
     back), or None when there is nothing left to undo. Refused (HeldByAnother, nothing written)
@@ -595,21 +602,26 @@ def undo(ws: Workspace, reviewer: str, *, idempotency_key: str | None = None,
         _check_not_held(conn, pid, reviewer)
         row = ws.record_decision(pid, reviewer, "undo", undoes=target["id"], model_version=target["model_version"],
                                  idempotency_key=key, conn=conn)
-        conn.execute("DELETE FROM reservations WHERE reviewer = ?", (reviewer,))
-        conn.execute("INSERT INTO reservations (product_id, reviewer, expires_at) VALUES (?, ?, ?)",
-                     (pid, reviewer, time.time() + settings.reservation_ttl_s))
+        conn.execute("DELETE FROM reservations WHERE reviewer = ? AND tab = ?", (reviewer, tab))
+        conn.execute("INSERT INTO reservations (product_id, reviewer, expires_at, tab) VALUES (?, ?, ?, ?) "
+                     "ON CONFLICT (product_id, reviewer) DO UPDATE SET expires_at = excluded.expires_at, "
+                     "tab = excluded.tab", (pid, reviewer, time.time() + settings.reservation_ttl_s, tab))
         return {**row, "replayed": False, "undone": target}
 
     return ws.write(tx)
 
 
-def release(ws: Workspace, reviewer: str, product_id: str | None = None) -> int:
-    """Give back the reviewer's reservation(s) (switching strategy, logging out); returns how many."""
+def release(ws: Workspace, reviewer: str, product_id: str | None = None, *, tab: str | None = None) -> int:
+    """Give back the reviewer's reservation(s) (switching strategy, logging out); returns how many.
+
+    `tab`: only that tab's (the reviewer's other tabs keep their products); None: all of them."""
     reviewer = _check_reviewer(reviewer)
-    if product_id is None:
-        return ws.write(lambda c: c.execute("DELETE FROM reservations WHERE reviewer = ?", (reviewer,)).rowcount)
-    return ws.write(lambda c: c.execute("DELETE FROM reservations WHERE reviewer = ? AND product_id = ?",
-                                        (reviewer, str(product_id))).rowcount)
+    where, args = "reviewer = ?", [reviewer]
+    if product_id is not None:
+        where, args = where + " AND product_id = ?", args + [str(product_id)]
+    if tab is not None:
+        where, args = where + " AND tab = ?", args + [tab]
+    return ws.write(lambda c: c.execute(f"DELETE FROM reservations WHERE {where}", args).rowcount)
 
 
 def holdings(ws: Workspace) -> dict[str, str]:

@@ -221,6 +221,18 @@ def m012_live_history_who_why(conn: sqlite3.Connection) -> None:
         """
     )
 
+
+@migration
+def m013_reservation_tabs(conn: sqlite3.Connection) -> None:
+    # A reviewer may work in several browser tabs: each tab holds its own product, so the
+    # reservation names the tab too ('' for callers without one: the CLI, the API, old rows).
+    conn.executescript(
+        """
+        ALTER TABLE reservations ADD COLUMN tab TEXT NOT NULL DEFAULT '';
+        """
+    )
+
+
 def apply(conn: sqlite3.Connection) -> list[str]:
     """Apply pending migrations; returns the names applied."""
     conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")

@@ -70,6 +70,39 @@ def test_two_reviewers_get_different_products_and_each_resumes_their_own(rws):
     assert review.holdings(rws) == {a.product_id: "ana", b.product_id: "ben"}
 
 
+def test_one_reviewer_in_two_tabs_gets_two_products_and_each_tab_resumes_its_own(rws):
+    first = review.next_card(rws, "ana", tab="tab-1")
+    second = review.next_card(rws, "ana", tab="tab-2")
+    assert first.product_id != second.product_id          # today both tabs got the same product
+    assert review.next_card(rws, "ana", tab="tab-1").product_id == first.product_id    # a reload resumes
+    assert review.next_card(rws, "ana", tab="tab-2").product_id == second.product_id
+    held = rws.query("SELECT product_id, reviewer, tab FROM reservations ORDER BY tab")
+    assert [(r["product_id"], r["tab"]) for r in held] == [(first.product_id, "tab-1"), (second.product_id, "tab-2")]
+
+    # each tab decides its own product: two decisions on two products, nothing decided twice
+    review.decide(rws, "ana", first.product_id, "accept", idempotency_key=first.key)
+    review.decide(rws, "ana", second.product_id, "skip", idempotency_key=second.key)
+    rows = _effective(rws)
+    assert sorted(r["product_id"] for r in rows) == sorted([first.product_id, second.product_id])
+    third = review.next_card(rws, "ana", tab="tab-1")
+    fourth = review.next_card(rws, "ana", tab="tab-2")
+    assert len({first.product_id, second.product_id, third.product_id, fourth.product_id}) == 4
+
+    # switching queue in one tab gives back that tab's product only; undo lands in the tab that asks
+    assert review.release(rws, "ana", tab="tab-1") == 1
+    assert rws.scalar("SELECT product_id FROM reservations WHERE reviewer = 'ana'") == fourth.product_id
+    review.undo(rws, "ana", tab="tab-1")
+    assert review.next_card(rws, "ana", tab="tab-1").product_id == second.product_id   # the latest decision
+    assert review.next_card(rws, "ana", tab="tab-2").product_id == fourth.product_id
+
+
+def test_a_tab_picks_up_a_product_held_without_a_tab(rws):
+    """A reservation made by the CLI, the API or before tabs were told apart is resumed by a tab."""
+    held = review.next_card(rws, "ana")
+    assert review.next_card(rws, "ana", tab="tab-1").product_id == held.product_id
+    assert review.next_card(rws, "ana", tab="tab-2").product_id != held.product_id
+
+
 def test_accept_stores_top1_version_and_shown_top5_and_product_leaves_the_queue(rws):
     card = review.next_card(rws, "ana")
     row = review.decide(rws, "ana", card.product_id, "accept", lead_time_ms=card.lead_time_ms(),
