@@ -3,6 +3,10 @@
 Only *effective* decisions count (not undone; see the `effective_decisions` view). The model's
 top-1 is the one the reviewer was shown (`decisions.shown_top5`), not today's prediction, so the
 acceptance rate measures the model version the reviewer actually judged.
+
+Every count the tab shows is defined once, in `COUNTS` (what `progress` returns), and the other
+tables agree with it: the per-reviewer `decisions` add up to `decisions`, the acceptance rate is
+over the `labels` made while a model top-1 was shown.
 """
 from __future__ import annotations
 
@@ -21,6 +25,19 @@ from store.workspace import Workspace
 log = logging.getLogger(__name__)
 IDLE_GAP_S = 300.0   # a pause longer than this between two decisions is a break, not work
 
+# What each number of `progress` means: the Stats tab's labels and their one definition.
+COUNTS = {
+    "products": "products in the workspace",
+    "reviewed": "products with a category from a reviewer (an accept or correct standing)",
+    "done": "reviewed products with every review they need (overlap products need two reviewers)",
+    "remaining": "products the queues still offer (products - done)",
+    "decisions": "decisions standing: accepts, corrections and skips not undone",
+    "labels": "decisions standing that give a category (accepts and corrections)",
+    "skips": "decisions standing that skip",
+    "undos": "decisions taken back with undo",
+    "reviewers": "reviewers with a decision standing",
+}
+
 
 def _labelled(ws: Workspace) -> pd.DataFrame:
     """Effective accept/correct decisions with the model top-1 that was shown."""
@@ -33,7 +50,7 @@ def _labelled(ws: Workspace) -> pd.DataFrame:
 
 
 def progress(ws: Workspace, settings: Settings = Settings()) -> dict:
-    """Reviewed / remaining counts (overlap products need two reviewers to leave the queue)."""
+    """The counts of `COUNTS`, each as defined there (overlap products need two reviewers)."""
     n_products = ws.count_products()
     deciders: dict[str, set[str]] = {}
     for r in ws.query("SELECT DISTINCT product_id, reviewer FROM effective_decisions "
@@ -41,15 +58,17 @@ def progress(ws: Workspace, settings: Settings = Settings()) -> dict:
         deciders.setdefault(r["product_id"], set()).add(r["reviewer"])
     done = sum(1 for pid, who in deciders.items()
                if len(who) >= needed_reviews(pid, settings.overlap_share, settings.seed))
-    counts = {r["action"]: r["n"] for r in ws.query("SELECT action, count(*) AS n FROM decisions GROUP BY action")}
+    standing = {r["action"]: r["n"] for r in ws.query("SELECT action, count(*) AS n FROM effective_decisions "
+                                                      "GROUP BY action")}
+    labels = standing.get("accept", 0) + standing.get("correct", 0)
     return {"products": n_products, "reviewed": len(deciders), "done": done, "remaining": n_products - done,
-            "decisions": sum(v for k, v in counts.items() if k != "undo"), "undos": counts.get("undo", 0),
-            "skips": counts.get("skip", 0),
-            "reviewers": int(ws.scalar("SELECT count(DISTINCT reviewer) FROM decisions") or 0)}
+            "decisions": labels + standing.get("skip", 0), "labels": labels, "skips": standing.get("skip", 0),
+            "undos": int(ws.scalar("SELECT count(*) FROM decisions WHERE action = 'undo'") or 0),
+            "reviewers": int(ws.scalar("SELECT count(DISTINCT reviewer) FROM effective_decisions") or 0)}
 
 
 def reviewer_rates(ws: Workspace, *, idle_gap_s: float = IDLE_GAP_S) -> pd.DataFrame:
-    """Decisions per hour per reviewer, over *active* time.
+    """Decisions per hour per reviewer, over *active* time (`decisions` as in COUNTS: standing).
 
     Active time adds the gaps between a reviewer's consecutive decisions, leaving out gaps longer
     than `idle_gap_s` (breaks); the first decision of each sitting adds its own lead time.
@@ -77,20 +96,25 @@ def reviewer_rates(ws: Workspace, *, idle_gap_s: float = IDLE_GAP_S) -> pd.DataF
 def acceptance(ws: Workspace) -> dict:
     """How often the shown model top-1 became the reviewer's label (precision as reviewers see it).
 
+    `n`: the `labels` (COUNTS) made while a model top-1 was shown; `without_prediction`: the rest.
+
     Per category: grouped by the model's top-1, i.e. "when the model says c, reviewers agree x%".
     Decisions made without a model prediction are left out.
     """
-    df = _labelled(ws).dropna(subset=["model_top1"])
+    labelled = _labelled(ws)
+    df = labelled.dropna(subset=["model_top1"])
     cols = ["code", "name", "shown", "accepted", "rate"]
+    without = int(len(labelled) - len(df))
     if df.empty:
-        return {"n": 0, "accepted": 0, "rate": None, "per_category": pd.DataFrame(columns=cols)}
+        return {"n": 0, "accepted": 0, "rate": None, "without_prediction": without,
+                "per_category": pd.DataFrame(columns=cols)}
     df["hit"] = df["category"].astype(int) == df["model_top1"].astype(int)
     per = (df.groupby(df["model_top1"].astype(int))["hit"].agg(["count", "sum"]).reset_index()
            .rename(columns={"model_top1": "code", "count": "shown", "sum": "accepted"}))
     per["name"] = per["code"].map(taxonomy.name)
     per["rate"] = (per["accepted"] / per["shown"]).round(3)
     return {"n": int(len(df)), "accepted": int(df["hit"].sum()), "rate": round(float(df["hit"].mean()), 4),
-            "per_category": per[cols].sort_values("code").reset_index(drop=True)}
+            "without_prediction": without, "per_category": per[cols].sort_values("code").reset_index(drop=True)}
 
 
 def confusion(ws: Workspace) -> pd.DataFrame:

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 
 import pytest
 
-from labeler import review, stats, taxonomy
+from labeler import review, stats, taxonomy, views
 from labeler.config import Settings
 from review_workspace import copy_workspace
 from store.workspace import Workspace
@@ -68,11 +69,49 @@ def test_acceptance_confusion_kappa_and_progress(rws):
     prog = stats.progress(rws, BOTH)
     assert prog["products"] == rws.count_products()
     assert prog["reviewed"] == 5 and prog["done"] == 4 and prog["remaining"] == rws.count_products() - 4
-    assert prog["decisions"] == 10 and prog["undos"] == 1 and prog["reviewers"] == 2
+    assert prog["decisions"] == 9 and prog["labels"] == 9 and prog["undos"] == 1 and prog["reviewers"] == 2
 
     model = stats.model_summary(rws)
     assert model["live"] == rws.live_version() and model["n_train"] == rws.count_products()
     assert set(stats.summary(rws, BOTH)) == {"progress", "rates", "acceptance", "confusion", "agreement", "model"}
+
+
+def test_stats_counts_are_defined_once_and_every_card_and_table_agrees(rws):
+    """One session of accepts, a correction, skips, an undo and a reviewer whose only decision was
+    undone: the cards, the per-reviewer table and the acceptance rate count the same things."""
+    for _ in range(5):
+        c = review.next_card(rws, "ana", settings=BOTH)
+        review.decide(rws, "ana", c.product_id, "accept")
+    c = review.next_card(rws, "ana", settings=BOTH)
+    review.decide(rws, "ana", c.product_id, "correct", category=_other(c.prediction.top1))
+    for _ in range(2):
+        c = review.next_card(rws, "ana", settings=BOTH)
+        review.decide(rws, "ana", c.product_id, "skip")
+    review.undo(rws, "ana")                               # takes back the last skip
+    c = review.next_card(rws, "ana", settings=BOTH)
+    review.decide(rws, "ana", c.product_id, "accept")
+    c = review.next_card(rws, "cid", settings=BOTH)         # cid's only decision is undone
+    review.decide(rws, "cid", c.product_id, "accept")
+    review.undo(rws, "cid")
+    review.release(rws, "cid")
+    c = review.next_card(rws, "ben", settings=BOTH)         # ben reviews one of ana's a second time
+    review.decide(rws, "ben", c.product_id, "accept")
+
+    prog = stats.progress(rws, BOTH)
+    assert set(stats.COUNTS) <= set(prog)
+    rates = stats.reviewer_rates(rws)
+    acc = stats.acceptance(rws)
+    assert prog["labels"] + prog["skips"] == prog["decisions"] == int(rates["decisions"].sum()) == 9
+    assert (prog["labels"], prog["skips"], prog["undos"]) == (8, 1, 2)
+    assert acc["n"] + acc["without_prediction"] == prog["labels"] and acc["n"] == int(acc["per_category"]["shown"].sum())
+    assert prog["reviewers"] == len(rates) == 2             # cid has no decision standing
+    assert prog["reviewed"] == 7 and prog["done"] == 1      # overlap: only ben's product has its two reviews
+
+    html = views.stats_cards_html(prog, acc, stats.agreement(rws), stats.model_summary(rws))
+    for label, value in (("products reviewed", "7"), ("decisions standing", "9"), ("reviewers", "2")):
+        assert re.search(rf'stat-label">{label}</div><div class="stat-value[^"]*">{value}</div>', html), label
+    assert "8 labels · 1 skips · 2 undone" in html and f"of {acc['n']} labels given with a model top-1 shown" in html
+    assert html.count('title="') == 7                       # every card says what it counts
 
 
 def test_decisions_per_hour_counts_active_time_only(rws):
