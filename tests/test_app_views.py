@@ -1,6 +1,7 @@
 """The app's HTML (labeler.views) and heatmap prefetch cache (labeler.prefetch), without Gradio."""
 from __future__ import annotations
 
+import re
 import threading
 import time
 from html.parser import HTMLParser
@@ -58,11 +59,62 @@ def test_card_shows_product_text_as_text_only():
                "image_path": None, "source_label": 2583}
     html = views.card_html(_card(product, _prediction(TOP5)), None, threshold=0.8)
     tags = tags_of(html)
-    assert {t for t, _ in tags} <= {"div", "span", "h2", "b", "code", "em"}
+    assert {t for t, _ in tags} <= {"div", "span", "h2", "b", "code", "em", "p", "br", "ul", "ol", "li", "strong", "i"}
     assert not [a for _, attrs in tags for a in attrs if a.startswith("on")]
     assert 'data-product-id="p&quot;1"' in html
     assert "Bâche 4x6" in html and "Robuste" in html and "auto-accept · 86.0%" in html
     assert "Piscine et accessoires · 2583" in html          # imported label by name
+
+
+def _desc_of(html: str) -> str:
+    start = html.index('<div class="product-desc"')
+    start = html.index(">", start) + 1
+    return html[start:html.index('</div>\n    <div class="meta">')]
+
+
+def test_description_keeps_paragraphs_and_lists_decodes_entities_and_drops_everything_else():
+    # shaped like the sample's descriptions (<b>, <br />, <ul><li>, &#39;, "&amp; nbsp;"), plus markup
+    # that must not survive: attributes, script, iframe, links, images, encoded tags
+    description = ('<b>Pot Marina</b><br /><br /><br /><ul><li><b>Marque</b> : Eda</li>'
+                   '<li style="color:red" onclick="steal()">Pays d&#39;origine : France</li></ul>'
+                   '<p class="x">TRX-4 &amp; nbsp; Vague &amp;amp; co</p><p>&nbsp;</p>'
+                   '<div>Bloc <em>un</em> <i>deux</i> <strong>trois</strong></div>'
+                   '<script>steal()</script><iframe src="//evil"></iframe><a href="javascript:steal()">lien</a>'
+                   '<img src=x onerror="steal()">&lt;u&gt;encoded&lt;/u&gt;<ol><li>un<li>deux</ol>')
+    product = {"id": "p1", "title": "Pot", "description": description, "image_path": None, "source_label": None}
+    html = views.card_html(_card(product, _prediction(TOP5)), None, threshold=0.8)
+    desc = _desc_of(html)
+    tags = tags_of(desc)
+    assert [t for t, _ in tags] == ["b", "br", "br", "ul", "li", "b", "li", "p", "p", "em", "i", "strong", "ol",
+                                    "li", "li"]
+    assert all(attrs == {} for _, attrs in tags)                 # no attribute ever passes
+    assert "<li>Pays d'origine : France</li>" in desc            # entities decoded
+    assert "TRX-4 Vague &amp; co" in desc and "nbsp" not in desc  # mangled "& nbsp;" is a space
+    assert "<p>\xa0</p>" not in desc and "<p> </p>" not in desc    # empty paragraphs dropped
+    assert "steal" not in desc and "evil" not in desc and "lien" in desc
+    assert "encoded" in desc and "&lt;" not in desc and "<u>" not in desc   # encoded tags: neither shown nor run
+    assert "<ol><li>un</li><li>deux</li></ol>" in desc           # unclosed items closed
+
+
+def test_description_box_scrolls_from_the_keyboard_and_long_text_is_cut_well_formed():
+    product = {"id": "p1", "title": "T", "description": "<ul>" + "<li>ligne assez longue</li>" * 400 + "</ul>",
+               "image_path": None, "source_label": None}
+    html = views.card_html(_card(product, _prediction(TOP5)), None, threshold=0.8)
+    box = next(attrs for t, attrs in tags_of(html) if attrs.get("class") == "product-desc")
+    assert box.get("tabindex") == "0" and box.get("role") == "region"
+    desc = _desc_of(html)
+    assert desc.endswith(" …</li></ul>") and desc.count("<li>") == desc.count("</li>")
+    assert views.MAX_DESCRIPTION - 20 <= len(re.sub(r"<[^>]*>", "", desc)) <= views.MAX_DESCRIPTION + 2
+    assert any(k == "D" for k, _ in views.SHORTCUTS)
+
+
+def test_a_100000_character_title_is_capped_on_the_card():
+    product = {"id": "p1", "title": "Piscine" + "x" * 100_000, "description": "", "image_path": None,
+               "source_label": None}
+    html = views.card_html(_card(product, _prediction(TOP5)), None, threshold=0.8)
+    assert len(html) < 10_000
+    shown = html[html.index('<h2 class="product-title"'):html.index("</h2>")]
+    assert shown.endswith(" …") and views.MAX_TITLE <= len(shown.split(">", 1)[1]) <= views.MAX_TITLE + 2
 
 
 def test_top5_rows_carry_keys_names_probabilities_and_backing_voters():
