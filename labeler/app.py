@@ -23,8 +23,9 @@ from typing import Any
 
 import gradio as gr
 
-from labeler import learned, retrain, review, serving, stats, strategies, taxonomy, tryit, views
+from labeler import learned, messages, retrain, review, serving, stats, strategies, taxonomy, tryit, views
 from labeler.auth import Access, AccessDenied, Authenticator, User
+from labeler.background import lower_priority
 from labeler.config import Settings
 from labeler.prefetch import Heatmaps, Prefetcher, default_explainer, render_heatmaps
 from labeler.text_highlights import HighlightCache, build_highlights, text_model
@@ -40,6 +41,8 @@ HIGHLIGHT_WAIT_S = 0.3  # the card's text explanation (usually computed ahead) i
 HISTORY_ROWS = 5
 RETRAIN_POLL_S = 0.5   # progress refresh of a running retrain
 LIVE_POLL_S = 5.0      # how often the app looks for a version made live by another process
+MAX_UPLOAD = "20mb"    # try-it uploads: a product photo is well under; Gradio answers 413 above
+UPLOAD_SWEEP = (600, 3600)   # Blocks(delete_cache=): every 10 min, uploads older than an hour go
 
 
 # -- per-session state ----------------------------------------------------------------------------
@@ -56,6 +59,12 @@ class Session:
     ahead: list = field(default_factory=list)     # [(product, category)] whose heatmaps are warmed
     last: str = ""
     prefs: dict = field(default_factory=dict)
+    tab: str = ""           # the browser tab's token (kept across reloads): each tab holds its own product
+
+    @property
+    def owner(self) -> str:
+        """Who the prefetcher works for: this reviewer in this tab."""
+        return f"{self.reviewer or ''}#{self.tab}" if self.tab else self.reviewer or ""
 
 
 def _html(value: str = "", **kw: Any) -> gr.HTML:
@@ -67,13 +76,13 @@ def _html(value: str = "", **kw: Any) -> gr.HTML:
 def launch_options() -> dict[str, Any]:
     """Theme, CSS and the shortcut script: Gradio 6 takes these at launch(), not in Blocks().
 
-    No run history: Gradio 6 otherwise stores every call's inputs and outputs (cards, heatmaps)
+    Uploads are limited to MAX_UPLOAD. No run history: Gradio 6 otherwise stores every call's inputs and outputs (cards, heatmaps)
     in the browser, which on a day of reviewing is thousands of product cards kept where nobody
     asked for them, and measured +50 ms on each Enter -> next card (bench/bench_app.py)."""
     return {"theme": gr.themes.Soft(primary_hue="indigo", neutral_hue="slate"),
             "css": (STATIC / "app.css").read_text(encoding="utf-8"),
             "head": f"<script>{(STATIC / 'shortcuts.js').read_text(encoding='utf-8')}</script>",
-            "run_history": False}
+            "run_history": False, "max_file_size": MAX_UPLOAD}
 
 
 def _pretty(name: str) -> str:
@@ -109,6 +118,7 @@ class ReviewUI:
         self.highlights.preload(version)
 
         def build() -> None:
+            lower_priority()      # the first reviewers' requests come first
             try:
                 review.warm(self.ws, DEFAULT_STRATEGY, settings=self.settings)
             except Exception as exc:  # noqa: BLE001 - the first card will report it properly
@@ -150,7 +160,7 @@ class ReviewUI:
         if s.reviewer is None or card is None:
             s.heat_category, s.heat_shown, s.ahead = None, True, []
             if s.reviewer:
-                self.prefetch.want(s.reviewer, None)
+                self.prefetch.want(s.owner, None)
             if s.reviewer is None:
                 body = views.empty_card_html("Who is reviewing?", "Type your name in the Reviewer box and press "
                                              "Enter: every decision carries it.")
@@ -161,9 +171,10 @@ class ReviewUI:
             else:
                 body = views.empty_card_html(
                     "Nothing left in this queue",
-                    f"The “{_pretty(s.strategy)}” queue has no product left for you. Pick another queue above.")
-            return (s, {}, views.card_with_status(status, body),
-                    views.top5_html(None, threshold=threshold) if s.reviewer else "",
+                    f"The “{_pretty(s.strategy)}” queue has no product left for you. Pick another queue above, "
+                    "or press U to bring back your last decision.")
+            # no card, nothing to decide: no top-5 either (the decision buttons hide with the empty card)
+            return (s, {}, views.card_with_status(status, body), "",
                     views.side_html("", self._history(s)), "", gr.skip(), choice, comment)
         pred = card.prediction
         top1 = pred.top1 if pred is not None else None
@@ -219,7 +230,7 @@ class ReviewUI:
         card = s.card
         pred = card.prediction if card is not None else None
         version = pred.model_version if pred is not None else None
-        return self.prefetch.want(s.reviewer or "", (card.product, version, category) if card else None,
+        return self.prefetch.want(s.owner, (card.product, version, category) if card else None,
                                   s.ahead, version)
 
     def _ahead(self, s: Session) -> tuple[list, list[str]]:
@@ -251,10 +262,10 @@ class ReviewUI:
     def _next(self, s: Session, **render_kw: bool) -> tuple:
         try:
             s.card = review.next_card(self.ws, s.reviewer, strategy=s.strategy, category=s.category,
-                                      settings=self.settings) if s.reviewer else None
+                                      settings=self.settings, tab=s.tab) if s.reviewer else None
         except (review.ReviewError, strategies.StrategyError, WorkspaceError) as exc:
             s.card = None
-            raise gr.Error(str(exc)) from exc
+            raise messages.error(str(exc)) from exc
         return self.render(s, **render_kw)
 
     @staticmethod
@@ -262,9 +273,13 @@ class ReviewUI:
         return tuple(gr.skip() for _ in range(n))
 
     # -- session start, reviewer, queue -----------------------------------------------------------
-    def start(self, name: str, prefs: dict | None, s: Session, request: gr.Request) -> tuple:
-        """Page load: who is reviewing (login, typed name or the one remembered by the browser)."""
+    def start(self, name: str, prefs: dict | None, tab: str | None, s: Session, request: gr.Request) -> tuple:
+        """Page load: who is reviewing (login, typed name or the one remembered by the browser).
+
+        `tab`: the tab's token from the browser's sessionStorage (TAB_TOKEN_JS), so a second tab
+        of the same reviewer is given another product while a reload resumes this tab's."""
         prefs = dict(prefs or {})
+        s.tab = str(tab or "")[:64]
         user = getattr(request, "username", None) if request is not None else None
         reviewer = (user or (name or "").strip() or str(prefs.get("reviewer") or "").strip()) or None
         s.reviewer, s.prefs = reviewer, prefs
@@ -285,9 +300,9 @@ class ReviewUI:
         user = getattr(request, "username", None) if request is not None else None
         name = user or (name or "").strip()
         if not name:
-            raise gr.Error("Type your name first: every decision carries the reviewer's name.")
+            raise messages.error("Type your name first: every decision carries the reviewer's name.")
         if s.reviewer and s.reviewer != name:
-            review.release(self.ws, s.reviewer)
+            review.release(self.ws, s.reviewer, tab=s.tab)
         s.reviewer, s.last = name, ""
         s.prefs = {**s.prefs, "reviewer": name}
         return self._next(s) + (s.prefs,)
@@ -297,16 +312,16 @@ class ReviewUI:
         try:
             strategies.get(strategy)
         except strategies.StrategyError as exc:
-            raise gr.Error(str(exc)) from exc
+            raise messages.error(str(exc)) from exc
         s.strategy, s.category = strategy, (int(category) if category is not None else None)
         s.prefs = {**s.prefs, "strategy": s.strategy, "category": s.category}
         chooser = gr.update(info=_describe(strategy))
         picker = gr.update(visible=strategy == "category")
         if strategy == "category" and s.category is None:
-            gr.Info("Choose the category of this queue in the box next to it.")
+            messages.info("Choose the category of this queue in the box next to it.")
             return self._same(N_CARD_OUTPUTS) + (chooser, picker, s.prefs)
         if s.reviewer:
-            review.release(self.ws, s.reviewer)
+            review.release(self.ws, s.reviewer, tab=s.tab)
         return self._next(s) + (chooser, picker, s.prefs)
 
     # -- decisions -------------------------------------------------------------------------------
@@ -314,7 +329,7 @@ class ReviewUI:
                 *, chosen: bool = False) -> tuple:
         card = s.card
         if s.reviewer is None:
-            raise gr.Error("Type your name in the Reviewer box first.")
+            raise messages.error("Type your name in the Reviewer box first.")
         if card is None:
             return self._next(s)
         if current and current.get("key") and current["key"] != card.key:
@@ -325,10 +340,10 @@ class ReviewUI:
                                 idempotency_key=card.key,
                                 shown_version=card.prediction.model_version if card.prediction else None)
         except review.HeldByAnother as exc:
-            gr.Warning(f"{exc} (your reservation had expired)")
+            messages.warning(f"{exc} (your reservation had expired)")
             return self._next(s)
         except (review.ReviewError, WorkspaceError) as exc:
-            raise gr.Error(str(exc)) from exc
+            raise messages.error(str(exc)) from exc
         s.last = views.describe_decision(row, card.product.get("title"))
         return self._next(s, clear_choice=chosen, clear_comment=bool(comment))
 
@@ -336,7 +351,7 @@ class ReviewUI:
         """Enter: the fused top-1 the reviewer was shown."""
         pred = s.card.prediction if s.card is not None else None
         if s.card is not None and pred is None:
-            gr.Warning("No model prediction to accept: choose the category with / or skip with S.")
+            messages.warning("No model prediction to accept: choose the category with / or skip with S.")
             return self._same(N_CARD_OUTPUTS)
         return self._decide(s, current, "accept", pred.top1 if pred else None, comment)
 
@@ -345,7 +360,7 @@ class ReviewUI:
         pred = s.card.prediction if s.card is not None else None
         if pred is None or not 1 <= rank <= len(pred.top5):
             if s.card is not None:
-                gr.Warning(f"There is no #{rank} in this product's top-5: choose with / instead.")
+                messages.warning(f"There is no #{rank} in this product's top-5: choose with / instead.")
             return self._same(N_CARD_OUTPUTS)
         code = pred.top5[rank - 1].code
         return self._decide(s, current, "accept" if rank == 1 else "correct", code, comment)
@@ -364,15 +379,15 @@ class ReviewUI:
     def undo(self, s: Session) -> tuple:
         """U: take back the latest decision still standing; its product comes back on screen."""
         if s.reviewer is None:
-            raise gr.Error("Type your name in the Reviewer box first.")
+            raise messages.error("Type your name in the Reviewer box first.")
         try:
-            row = review.undo(self.ws, s.reviewer, settings=self.settings)
+            row = review.undo(self.ws, s.reviewer, settings=self.settings, tab=s.tab)
         except review.HeldByAnother as exc:
-            raise gr.Error(f"{exc}; it cannot be undone while they hold it") from exc
+            raise messages.error(f"{exc}; it cannot be undone while they hold it") from exc
         except (review.ReviewError, WorkspaceError) as exc:
-            raise gr.Error(str(exc)) from exc
+            raise messages.error(str(exc)) from exc
         if row is None:
-            gr.Info("Nothing left to undo.")
+            messages.info("Nothing left to undo.")
             return self._same(N_CARD_OUTPUTS)
         undone = row["undone"]
         s.last = "undid: " + views.describe_decision(undone, (self.ws.product(undone["product_id"]) or {}).get("title"))
@@ -447,8 +462,20 @@ class ReviewUI:
 
     def try_it(self, image: str | None, title: str, description: str,
                progress: gr.Progress = gr.Progress()) -> tuple[str, str, str, str]:
-        """Predict a typed/uploaded product with the live model; the workspace is not touched."""
+        """Predict a typed/uploaded product with the live model; the workspace is not touched.
+
+        The uploaded file is deleted once predicted (`tryit.discard_upload`): nothing a visitor
+        uploads stays on the server (Blocks' delete_cache sweeps uploads never predicted)."""
+        try:
+            return self._try_it(image, title, description, progress)
+        finally:
+            tryit.discard_upload(image)
+
+    def _try_it(self, image: str | None, title: str, description: str, progress: gr.Progress) -> tuple[str, str, str, str]:
         from models.training import live_bundle
+        if image and not tryit.is_image(image):
+            raise messages.error(f"the uploaded file {Path(image).name} is not an image the model can read "
+                                 "(JPEG, PNG, WebP...); upload a product photo")
         try:
             progress(0.1, desc="loading the live model")
             bundle = live_bundle(self.ws)
@@ -456,7 +483,7 @@ class ReviewUI:
             pred, product = tryit.predict_one(bundle, title=title, description=description, image_path=image,
                                               settings=self.settings)
         except (WorkspaceError, review.ReviewError) as exc:
-            raise gr.Error(str(exc)) from exc
+            raise messages.error(str(exc)) from exc
         progress(0.6, desc="computing heatmaps")
         heat = render_heatmaps(bundle, product, pred.top1, self.prefetch.explainer)
         threshold = self.settings.auto_accept_threshold
@@ -515,8 +542,7 @@ class ReviewUI:
         try:
             return self.access.require_admin(_login(request), action, fallback=s.reviewer if s else "")
         except AccessDenied as exc:
-            log.warning("refused: %s", exc)
-            raise gr.Error(str(exc)) from exc
+            raise messages.error(f"refused: {exc}") from exc      # one line in the console, escaped
 
     def retrain_now(self, why: str | None = None, s: Session | None = None, request: gr.Request = None,
                     progress: gr.Progress = gr.Progress()) -> tuple:
@@ -532,10 +558,10 @@ class ReviewUI:
             progress(st["fraction"], desc=st["message"])
             time.sleep(RETRAIN_POLL_S)
         if handle.error:
-            gr.Warning(f"Retrain failed: {handle.error}")
+            messages.warning(f"Retrain failed: {handle.error}")
         elif handle.result is not None:
             self.warm(self.ws.live_version())
-            gr.Info(f"{handle.result.version} {'is live' if handle.result.went_live else 'is ready, not live'}")
+            messages.info(f"{handle.result.version} {'is live' if handle.result.went_live else 'is ready, not live'}")
         return self.models(request)
 
     def make_live(self, version: str | None, why: str | None = None, s: Session | None = None,
@@ -543,17 +569,17 @@ class ReviewUI:
         """Serve another ready version (roll back, or promote one a gate held back). Admins only."""
         who = self._admin(request, "Making a version live", s)
         if not version:
-            raise gr.Error("Pick a version in the list first.")
+            raise messages.error("Pick a version in the list first.")
         running = retrain.current_retrain(self.ws)
         if running is not None and not running.done:
-            raise gr.Error("A retrain is running; switch versions once it has finished.")
+            raise messages.error("A retrain is running; switch versions once it has finished.")
         try:
             out = retrain.rollback(self.ws, version, progress=lambda f, d: progress(f, desc=d), who=who,
                                    why=(why or "").strip())
         except WorkspaceError as exc:
-            raise gr.Error(str(exc)) from exc
+            raise messages.error(str(exc)) from exc
         self.warm(out["version"])
-        gr.Info(f"{out['version']} is live" + (f" ({out['rescored']} products scored)" if out["rescored"] else ""))
+        messages.info(f"{out['version']} is live" + (f" ({out['rescored']} products scored)" if out["rescored"] else ""))
         return self.models(request)
 
 
@@ -598,6 +624,19 @@ def confusion_figure(matrix):
 N_CARD_OUTPUTS = 9
 
 
+# The page load's inputs (name, prefs, tab token, session) with the tab token this tab keeps in
+# sessionStorage: it survives a reload (the tab resumes its product) and differs between tabs.
+TAB_TOKEN_JS = """(name, prefs, tab, session) => {
+  let t = null;
+  try { t = sessionStorage.getItem("labeler-tab"); } catch (e) {}
+  if (!t) {
+    t = Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 12);
+    try { sessionStorage.setItem("labeler-tab", t); } catch (e) {}
+  }
+  return [name, prefs, t, session];
+}"""
+
+
 def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Prefetcher | None = None) -> gr.Blocks:
     """The review app over one workspace. Launch it with `serve()`: it adds the product-image
     route and the login checks."""
@@ -612,12 +651,14 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
     strategy_choices = [(_pretty(n), n) for n in strategies.STRATEGIES]
     categories = views.category_choices()
 
-    with gr.Blocks(title="Rakuten category review", fill_width=True) as demo:
+    # uploads never predicted (a visitor who left) are swept: every 10 min, those older than 1 h
+    with gr.Blocks(title="Rakuten category review", fill_width=True, delete_cache=UPLOAD_SWEEP) as demo:
         session = gr.State(Session())
         prefs = gr.BrowserState({}, storage_key="rakuten-labeler-prefs", secret=secret)
         # not rendered (visible=False still holds the value and sends it back as an input): a
         # hidden JSON viewer was rebuilt in the browser on every decision for nobody
         current = gr.JSON(visible=False, elem_id="current-card")
+        tab_token = gr.Textbox("", visible=False, elem_id="tab-token")   # filled by TAB_TOKEN_JS
         with gr.Tabs():
             with gr.Tab("Review", id="review"):
                 with gr.Row(elem_id="review-bar", equal_height=True):
@@ -672,7 +713,7 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
                 with gr.Row():
                     with gr.Column(scale=1):
                         try_image = gr.Image(type="filepath", label="Product image", sources=["upload", "clipboard"],
-                                             height=300)
+                                             height=300, image_mode=None)   # the upload itself, no converted copy
                         try_title = gr.Textbox(label="Title", placeholder="e.g. Piscine tubulaire ronde 3,66 m")
                         try_desc = gr.Textbox(label="Description", lines=4)
                         try_btn = gr.Button("Predict", variant="primary")
@@ -706,8 +747,8 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
         review_events = {"concurrency_id": "review", "concurrency_limit": 4, "show_progress": "hidden"}
         heat_events = {"concurrency_limit": None, "show_progress": "hidden"}
 
-        demo.load(ui.start, [reviewer, prefs, session], outs + [reviewer, strategy, queue_category, prefs],
-                  api_name="start", **review_events)
+        demo.load(ui.start, [reviewer, prefs, tab_token, session], outs + [reviewer, strategy, queue_category, prefs],
+                  api_name="start", js=TAB_TOKEN_JS, **review_events)
         reviewer.submit(ui.set_reviewer, [reviewer, session], outs + [prefs], api_name="set_reviewer", **review_events)
         for trigger, name in ((strategy.input, "set_queue"), (queue_category.input, "set_queue_category")):
             trigger(ui.set_queue, [strategy, queue_category, session], outs + [strategy, queue_category, prefs],

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from labeler import views
+from labeler.background import lower_priority
 
 log = logging.getLogger(__name__)
 HEATMAP_PX = 300
@@ -228,6 +229,7 @@ class Prefetcher:
             self._cond.notify_all()
 
     def _work(self) -> None:
+        lower_priority()      # heatmaps and the model warm-up yield the CPU to reviewers' requests
         while True:
             with self._cond:
                 while not self._queue and not self._closed.is_set():

@@ -140,3 +140,62 @@ def rich_text(value: object, limit: int | None = None) -> str:
     builder = _Builder(limit)
     builder.feed(str(value))
     return builder.result()
+
+
+_TINT = re.compile(r'<span class="xw ([^"]*)">(.*?)</span>', re.S)
+_PIECES = re.compile(r"(<[^>]*>)")
+_RESYNC = 8            # characters looked up to find our place again after a difference
+_WINDOW = 200          # ...at most this far ahead
+
+
+def _tinted_chars(tinted: str) -> tuple[str, list[str]]:
+    """The text of a tinted description (`views.highlighted_text_html`) without spaces, and each
+    character's tint classes ('' untinted)."""
+    chars, classes, at = [], [], 0
+    for m in _TINT.finditer(tinted):
+        for piece, cls in ((tinted[at:m.start()], ""), (m.group(2), m.group(1))):
+            for ch in html.unescape(piece):
+                if not ch.isspace():
+                    chars.append(ch)
+                    classes.append(cls)
+        at = m.end()
+    for ch in html.unescape(tinted[at:]):
+        if not ch.isspace():
+            chars.append(ch)
+            classes.append("")
+    return "".join(chars), classes
+
+
+def overlay_tints(rich: str, tinted: str) -> str:
+    """The text model's word tints (`<span class="xw ...">` over the flat description) laid over
+    the rich description's paragraphs and lists: both show the same words in the same order, so
+    the characters are matched one by one, spaces aside (a stretch only one side has, e.g. a
+    script's text, is skipped and matching resumes after it). Each run of same-tint characters
+    inside a text piece becomes one span; tags are left as they are."""
+    ref, tints = _tinted_chars(tinted)
+    if not ref:
+        return rich
+    out, j = [], 0
+    for piece in _PIECES.split(rich):
+        if not piece or piece.startswith("<"):
+            out.append(piece)
+            continue
+        text_ = html.unescape(piece)
+        runs: list[tuple[str, str]] = []        # (text, classes)
+        for i, ch in enumerate(text_):
+            cls = ""
+            if not ch.isspace():
+                if j < len(ref) and ref[j] != ch:   # a difference: find our place again
+                    ahead = "".join(c for c in text_[i:i + 3 * _RESYNC] if not c.isspace())[:_RESYNC]
+                    k = ref.find(ahead, j, j + _WINDOW + len(ahead)) if ahead else -1
+                    j = k if k >= 0 else j
+                if j < len(ref) and ref[j] == ch:
+                    cls = tints[j]
+                    j += 1
+            if runs and runs[-1][1] == cls and not (cls and ch.isspace()):
+                runs[-1] = (runs[-1][0] + ch, cls)
+            else:
+                runs.append((ch, cls))
+        out.extend(f'<span class="xw {html.escape(c, quote=True)}">{html.escape(t, quote=False)}</span>' if c
+                   else html.escape(t, quote=False) for t, c in runs)
+    return "".join(out)

@@ -24,6 +24,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from labeler import taxonomy, views
+from labeler.background import lower_priority
 
 log = logging.getLogger(__name__)
 LEVELS = 4                 # tint strengths per direction
@@ -124,7 +125,8 @@ class HighlightCache:
         self._max = max_items
         self._cache: OrderedDict[tuple, Future] = OrderedDict()
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="text-highlights")
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="text-highlights",
+                                        initializer=lower_priority)   # requests first
 
     @staticmethod
     def key(product: dict, version: str | None, codes: Sequence[int]) -> tuple:

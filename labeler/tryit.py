@@ -1,6 +1,10 @@
 """Predict one ad-hoc product (the app's try-it tab) without touching the workspace."""
 from __future__ import annotations
 
+import logging
+import os
+from pathlib import Path
+
 import pandas as pd
 
 from labeler import taxonomy
@@ -9,6 +13,7 @@ from labeler.review import Prediction, ReviewError, Vote
 from models.predictor import prediction_rows
 
 TRY_ID = "try-it"
+log = logging.getLogger(__name__)
 
 
 class TryItError(ReviewError):
@@ -46,3 +51,41 @@ def predict_one(bundle, *, title: str = "", description: str = "", image_path: s
     out = bundle.predict(pd.DataFrame([product]))
     row = prediction_rows([TRY_ID], out, k=settings.top_k)[0]
     return prediction_from_row(row, bundle.version, settings), product
+
+
+def is_image(path: str) -> bool:
+    """Whether PIL recognises the file as an image (reads the header, not the whole file)."""
+    from PIL import Image
+    try:
+        with Image.open(path) as im:
+            im.verify()
+        return True
+    except Exception:   # noqa: BLE001 - any decoder error means "not an image we can use"
+        return False
+
+
+def upload_folder() -> Path:
+    """Where Gradio writes uploads (GRADIO_TEMP_DIR, else <tmp>/gradio)."""
+    from gradio.utils import get_upload_folder
+    return Path(get_upload_folder()).resolve()
+
+
+def discard_upload(path: str | None) -> bool:
+    """Delete an uploaded file (and its now empty per-upload folder) once it was used.
+
+    Only files inside Gradio's upload folder: a path named by an API caller elsewhere is never
+    touched. Returns whether a file was deleted."""
+    if not path:
+        return False
+    root = upload_folder()
+    p = Path(path).resolve()
+    if root not in p.parents or not p.is_file():
+        return False
+    try:
+        p.unlink()
+        if p.parent != root and not any(p.parent.iterdir()):
+            os.rmdir(p.parent)
+    except OSError as exc:
+        log.warning("could not delete the upload %s: %s", p, exc)
+        return False
+    return True

@@ -15,12 +15,16 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from labeler import taxonomy
+from labeler.richtext import overlay_tints, rich_text
 
 MAX_DESCRIPTION = 4000          # characters shown; the rest is cut with an ellipsis
+MAX_TITLE = 300                 # characters of a title on the card (CSS clamps it to 3 lines too)
+MAX_TITLE_HOVER = 1000          # ...and in its hover text
 DISPLAY_IMAGE_PX = 560          # longest side of the product image sent to the browser
 VOTER_LABELS = {"text": "Text model", "image": "Image ensemble"}
 SHORTCUTS = (("Enter", "accept top-1"), ("1–5", "pick from top-5"), ("/", "search all 27"),
-             ("S", "skip"), ("U", "undo"), ("T", "words against"), ("Esc", "leave a text field"))
+             ("S", "skip"), ("U", "undo"), ("T", "words against"), ("D", "description: ↑↓ scroll it"),
+             ("Esc", "leave a text field"))
 
 
 _TAG = re.compile(r"</?[a-zA-Z!?][^<>]*>")     # what a browser would parse as a tag
@@ -121,9 +125,15 @@ def card_html(card, image_uri: str | None, *, threshold: float, preload: Sequenc
     one, so the next card's image is shown from its cache. highlights: the text model's words
     tinted per top-5 category (`labeler.text_highlights.Highlights`), or None."""
     p = card.product
-    title = text(p.get("title")) or "<em>(no title)</em>"
-    desc = text(p.get("description"), MAX_DESCRIPTION)
-    title, desc, explained, codes = explained_texts(highlights, title, desc)
+    title = text(p.get("title"), MAX_TITLE) or "<em>(no title)</em>"
+    title_hover = text(p.get("title"), MAX_TITLE_HOVER)
+    # paragraphs and lists kept (a safe subset rebuilt by labeler.richtext), entities decoded
+    desc = rich_text(p.get("description"), MAX_DESCRIPTION)
+    explained_title, tinted_desc, explained, codes = explained_texts(highlights, title, desc)
+    if len(plain(p.get("title"))) <= MAX_TITLE:      # a longer title keeps its capped, untinted text
+        title = explained_title
+    if tinted_desc is not desc:                      # the text model's tints, laid over the paragraphs
+        desc = overlay_tints(desc, tinted_desc)
     img = (f'<img class="product-img" src="{html.escape(image_uri)}" alt="product image">' if image_uri else
            '<div class="no-img">no image for this product</div>')
     badges = []
@@ -146,8 +156,8 @@ def card_html(card, image_uri: str | None, *, threshold: float, preload: Sequenc
   <div class="card-img">{img}</div>
   <div class="card-body">
     <div class="badges">{''.join(badges)}</div>
-    <h2 class="product-title">{title}</h2>
-    <div class="product-desc">{desc or '<span class="muted">no description</span>'}</div>
+    <h2 class="product-title" title="{title_hover}">{title}</h2>
+    <div class="product-desc" tabindex="0" role="region" aria-label="Product description">{desc or '<span class="muted">no description</span>'}</div>
     {explained}
     <div class="meta">
       <div class="meta-row"><span>why this product</span><span><b>{strategy}</b>: {html.escape(card.reason)}{score}</span></div>
@@ -314,21 +324,35 @@ def history_html(rows: Sequence[dict]) -> str:
 
 
 def stats_cards_html(progress: dict, acceptance: dict, agreement: dict, model: dict) -> str:
-    """Big numbers at the top of the stats tab."""
+    """Big numbers at the top of the stats tab: each count named as `labeler.stats.COUNTS` defines
+    it (hover a card for the definition), so no two cards count the same thing differently."""
+    from labeler.stats import COUNTS
     rate = acceptance.get("rate")
     kappa = agreement.get("kappa")
+    done = progress.get("done", progress["reviewed"])
+    shown = acceptance.get("n", 0)
     cells = [
-        ("reviewed", f"{progress['reviewed']:,}", f"of {progress['products']:,} products"),
-        ("remaining", f"{progress['remaining']:,}", f"{progress['skips']:,} skips · {progress['undos']:,} undos"),
-        ("model top-1 accepted", "–" if rate is None else pct(rate), f"over {acceptance.get('n', 0):,} decisions"),
-        ("reviewers", f"{progress['reviewers']:,}", f"{progress['decisions']:,} decisions"),
+        ("products reviewed", f"{progress['reviewed']:,}",
+         f"of {progress['products']:,} products" + (f" · {done:,} with all their reviews" if done != progress["reviewed"] else ""),
+         COUNTS["reviewed"]),
+        ("products remaining", f"{progress['remaining']:,}", "still offered by the queues", COUNTS["remaining"]),
+        ("decisions standing", f"{progress['decisions']:,}",
+         f"{progress.get('labels', 0):,} labels · {progress['skips']:,} skips · {progress['undos']:,} undone",
+         COUNTS["decisions"]),
+        ("model top-1 accepted", "–" if rate is None else pct(rate),
+         f"of {shown:,} labels given with a model top-1 shown",
+         "share of the labels (accepts and corrections standing) made with a prediction on screen "
+         "that kept the model's top-1"),
+        ("reviewers", f"{progress['reviewers']:,}", "with a decision standing", COUNTS["reviewers"]),
         ("Cohen's kappa", "–" if kappa is None else f"{kappa:.2f}",
-         f"{agreement.get('n_products', 0):,} products seen by two"),
-        ("live model", html.escape(str(model.get("live") or "none")), f"{model.get('versions', 0)} versions"),
+         f"{agreement.get('n_products', 0):,} products seen by two", "agreement of the first two reviewers "
+         "of each product reviewed twice, beyond chance"),
+        ("live model", html.escape(str(model.get("live") or "none")), f"{model.get('versions', 0)} versions",
+         "the model version that ranks the queues and fills the cards"),
     ]
-    body = "".join(f'<div class="stat"><div class="stat-label">{a}</div>'
+    body = "".join(f'<div class="stat" title="{html.escape(d)}"><div class="stat-label">{a}</div>'
                    f'<div class="stat-value{" small" if len(b) > 12 else ""}">{b}</div>'
-                   f'<div class="stat-sub">{c}</div></div>' for a, b, c in cells)
+                   f'<div class="stat-sub">{c}</div></div>' for a, b, c, d in cells)
     return f'<div class="stats">{body}</div>'
 
 

@@ -199,3 +199,132 @@ def test_models_tab_retrain_button_shows_progress_then_the_new_live_version(brow
         assert table.index(live) < table.index("● live") < table.index(first)     # newest first, marked live
         page.screenshot(path=str(tmp_path / "models-tab.png"))
         assert errors == []
+
+
+def decide_everything(root: Path, reviewer: str) -> str:
+    """`reviewer` gives every product a category through the review API; returns the last one."""
+    from labeler import review
+    from store.workspace import Workspace
+    ws = Workspace(root)
+    last = None
+    while (c := review.next_card(ws, reviewer)) is not None:
+        review.decide(ws, reviewer, c.product_id, "correct", category=c.product.get("source_label") or 2583)
+        last = c.product_id
+    ws.close()
+    return last
+
+
+def decision_controls_shown(page) -> dict[str, bool]:
+    return page.evaluate("""() => Object.fromEntries(['#btn-accept', '#btn-skip', '#category-search', '#comment',
+        '#top5', '#btn-undo'].map(s => [s, !!document.querySelector(s) && document.querySelector(s).offsetParent !== null]))""")
+
+
+def test_empty_queue_screen_offers_no_decision_and_undo_brings_the_last_one_back(browser, sample_dir, tmp_path):
+    root = app_workspace(sample_dir, tmp_path / "ws")
+    last = decide_everything(root, "alice")
+    n = len(decisions(root))
+    with running_app(root, tmp_path) as (_, url):
+        page, errors = open_app(browser, url)
+        # before a name: nothing to decide either
+        assert not any(v for k, v in decision_controls_shown(page).items() if k != "#btn-undo")
+        name = page.locator("#reviewer-name input, #reviewer-name textarea").first
+        name.fill("alice")
+        name.press("Enter")
+        page.wait_for_selector("#review-card >> text=Nothing left in this queue", timeout=TIMEOUT_MS)
+        page.wait_for_function("() => !document.activeElement.closest('#reviewer-name')", timeout=TIMEOUT_MS)
+        shown = decision_controls_shown(page)
+        assert shown == {"#btn-accept": False, "#btn-skip": False, "#category-search": False, "#comment": False,
+                         "#top5": False, "#btn-undo": True}, shown
+        assert "Choose its category" not in page.locator("body").inner_text()     # nothing invites a decision
+        for key in ("Enter", "s", "1"):
+            page.keyboard.press(key)
+        page.wait_for_timeout(800)
+        assert len(decisions(root)) == n                                          # no key decided anything
+
+        # U brings the last decision back: a card, and the decision controls with it
+        page.keyboard.press("u")
+        assert wait_for_new_card(page, None) == last
+        page.wait_for_function("() => document.querySelector('#btn-accept').offsetParent !== null",
+                               timeout=TIMEOUT_MS)
+        assert page.locator("#top5 .t5-row").count() == 5
+        assert errors == []
+
+
+HOSTILE_NAME = '<img src=x onerror="window.__xss=1">eve'
+HOSTILE_ID = "<a href=javascript:alert(1)><img src=x onerror=window.__xss=2>42</a>"
+
+
+def hand_over(root: Path, product_id: str, reviewer: str) -> None:
+    """`reviewer` holds the product now (another reviewer was shown it after a reservation expired)."""
+    import time
+    from store.workspace import Workspace
+    ws = Workspace(root)
+    ws.write(lambda c: (c.execute("DELETE FROM reservations WHERE product_id = ?", (product_id,)),
+                        c.execute("INSERT INTO reservations (product_id, reviewer, expires_at) VALUES (?, ?, ?)",
+                                  (product_id, reviewer, time.time() + 600))))
+    ws.close()
+
+
+def toast_texts(page, expect: str) -> list[str]:
+    page.wait_for_selector(f"[data-testid='toast-body'] >> text={expect}", timeout=TIMEOUT_MS)
+    return page.locator("[data-testid='toast-body']").all_inner_texts()
+
+
+def test_markup_in_names_and_ids_shows_as_text_in_the_pop_ups(browser, sample_dir, tmp_path):
+    root = app_workspace(sample_dir, tmp_path / "ws")
+    pid = add_hostile_product(root, "alice", product_id=HOSTILE_ID)
+    with running_app(root, tmp_path) as (_, url):
+        page, errors = open_app(browser, url)
+        name = page.locator("#reviewer-name input, #reviewer-name textarea").first
+        name.fill("alice")
+        name.press("Enter")
+        assert wait_for_new_card(page, None) == pid
+        page.wait_for_function("() => !document.activeElement.closest('#reviewer-name')", timeout=TIMEOUT_MS)
+
+        # Enter on a product someone named in markup holds now: the warning shows both as text
+        hand_over(root, pid, HOSTILE_NAME)
+        page.keyboard.press("Enter")
+        texts = toast_texts(page, "is being reviewed by")
+        assert any(HOSTILE_ID in t and HOSTILE_NAME in t for t in texts), texts
+        assert page.locator("[data-testid='toast-body'] img, [data-testid='toast-body'] a").count() == 0
+        nxt = wait_for_new_card(page, pid)
+        assert [r["product_id"] for r in decisions(root)] == []
+
+        # decide the next one, then that reviewer holds it: U's error shows the name as text
+        page.keyboard.press("Enter")
+        wait_for_new_card(page, nxt)
+        hand_over(root, nxt, HOSTILE_NAME)
+        page.keyboard.press("u")
+        texts = toast_texts(page, "cannot be undone")
+        assert any(HOSTILE_NAME in t for t in texts), texts
+        assert page.locator("[data-testid='toast-body'] img, [data-testid='toast-body'] a").count() == 0
+        assert page.evaluate("() => window.__xss") is None
+        assert [r["action"] for r in decisions(root)] == ["accept"]
+        assert errors == []
+
+
+def test_first_minute_after_launch_reviews_while_the_warm_up_runs_behind(browser, sample_dir, tmp_path):
+    """The page is used at once after launch: cards come and decisions land while the model, its
+    backbones and the queue load in background threads that run at a lower priority than the
+    server's request threads (the latency itself is measured by bench/bench_app.py --first-minute)."""
+    import threading
+    from labeler.background import niceness
+    root = app_workspace(sample_dir, tmp_path / "ws")
+    with running_app(root, tmp_path) as (demo, url):
+        workers = {t.name: t for t in threading.enumerate() if t.name in ("heatmap-prefetch", "queue-warm")}
+        page, errors = open_app(browser, url)
+        name = page.locator("#reviewer-name input, #reviewer-name textarea").first
+        name.fill("alice")
+        name.press("Enter")
+        shown = wait_for_new_card(page, None)
+        page.wait_for_function("() => !document.activeElement.closest('#reviewer-name')", timeout=TIMEOUT_MS)
+        for _ in range(3):
+            page.keyboard.press("Enter")
+            shown = wait_for_new_card(page, shown)
+        assert [r["action"] for r in decisions(root)] == ["accept"] * 3
+        server = niceness(threading.main_thread())
+        assert "heatmap-prefetch" in workers
+        for t in workers.values():
+            if t.is_alive():
+                assert niceness(t) > server, (t.name, niceness(t), server)
+        assert errors == []

@@ -43,6 +43,10 @@
       return;
     }
     if (!visible(document.getElementById("review-card"))) return;   // another tab is open
+    // D: the description box takes the keys (arrows, Page Up/Down scroll it); Esc gives them back
+    const desc = document.querySelector("#review-card .product-desc");
+    if (e.key === "Escape" && e.target === desc) { desc.blur(); return; }
+    if ((e.key === "d" || e.key === "D") && desc) { e.preventDefault(); desc.focus(); return; }
     if (e.key === "/") {
       const search = document.querySelector("#category-search input");
       if (search) { e.preventDefault(); search.focus(); }
@@ -50,6 +54,8 @@
     }
     if (e.key === "t" || e.key === "T") { toggleAgainst(); e.preventDefault(); return; }
     const id = /^[1-5]$/.test(e.key) ? "btn-pick-" + e.key : KEYS[e.key];
+    // no product on screen: nothing to accept, pick or skip (U still brings the last one back)
+    if (id && id !== "btn-undo" && !document.querySelector("#review-card .card[data-product-id]")) return;
     if (id && press(id)) e.preventDefault();
   }, true);
   // A card shown before its text explanation was computed gets it later, inside the heatmap
