@@ -76,9 +76,10 @@ def _html(value: str = "", **kw: Any) -> gr.HTML:
 def launch_options() -> dict[str, Any]:
     """Theme, CSS and the shortcut script: Gradio 6 takes these at launch(), not in Blocks().
 
-    Uploads are limited to MAX_UPLOAD. No run history: Gradio 6 otherwise stores every call's inputs and outputs (cards, heatmaps)
+    No run history: Gradio 6 otherwise stores every call's inputs and outputs (cards, heatmaps)
     in the browser, which on a day of reviewing is thousands of product cards kept where nobody
-    asked for them, and measured +50 ms on each Enter -> next card (bench/bench_app.py)."""
+    asked for them, and measured +50 ms on each Enter -> next card (bench/bench_app.py).
+    Uploads (try-it) are refused above MAX_UPLOAD."""
     return {"theme": gr.themes.Soft(primary_hue="indigo", neutral_hue="slate"),
             "css": (STATIC / "app.css").read_text(encoding="utf-8"),
             "head": f"<script>{(STATIC / 'shortcuts.js').read_text(encoding='utf-8')}</script>",

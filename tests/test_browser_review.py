@@ -303,16 +303,22 @@ def test_markup_in_names_and_ids_shows_as_text_in_the_pop_ups(browser, sample_di
         assert errors == []
 
 
-def test_first_minute_after_launch_reviews_while_the_warm_up_runs_behind(browser, sample_dir, tmp_path):
+def test_first_minute_after_launch_then_a_second_tab_of_the_same_reviewer(browser, sample_dir, tmp_path):
     """The page is used at once after launch: cards come and decisions land while the model, its
     backbones and the queue load in background threads that run at a lower priority than the
-    server's request threads (the latency itself is measured by bench/bench_app.py --first-minute)."""
+    server's request threads (the latency itself is measured by bench/bench_app.py --first-minute).
+    Then a second tab of the same reviewer gets a product of its own."""
     import threading
     from labeler.background import niceness
     root = app_workspace(sample_dir, tmp_path / "ws")
     with running_app(root, tmp_path) as (demo, url):
         workers = {t.name: t for t in threading.enumerate() if t.name in ("heatmap-prefetch", "queue-warm")}
-        page, errors = open_app(browser, url)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})   # one browser, two tabs later
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url)
+        page.wait_for_selector("#review-card >> text=Who is reviewing?", timeout=TIMEOUT_MS)
         name = page.locator("#reviewer-name input, #reviewer-name textarea").first
         name.fill("alice")
         name.press("Enter")
@@ -327,4 +333,19 @@ def test_first_minute_after_launch_reviews_while_the_warm_up_runs_behind(browser
         for t in workers.values():
             if t.is_alive():
                 assert niceness(t) > server, (t.name, niceness(t), server)
+
+        # the same reviewer opens a second tab (same browser: the name is remembered): another
+        # product, not the one the first tab shows; each tab's reload keeps its own
+        second = context.new_page()
+        second.on("pageerror", lambda e: errors.append(str(e)))
+        second.goto(url)
+        other = wait_for_new_card(second, None)
+        assert other != shown
+        second.reload()
+        assert wait_for_new_card(second, None) == other
+        page.reload()
+        assert wait_for_new_card(page, None) == shown
+        second.keyboard.press("Enter")
+        wait_for_new_card(second, other)
+        assert [r["product_id"] for r in decisions(root)][-1] == other and len(decisions(root)) == 4
         assert errors == []
