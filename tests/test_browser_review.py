@@ -223,6 +223,11 @@ def test_empty_queue_screen_offers_no_decision_and_undo_brings_the_last_one_back
     root = app_workspace(sample_dir, tmp_path / "ws")
     last = decide_everything(root, "alice")
     n = len(decisions(root))
+    # the product U brings back has a 100,000-character title and a long description with lists
+    import sqlite3
+    with sqlite3.connect(root / "workspace.db") as db:
+        db.execute("UPDATE products SET title = ?, description = ? WHERE id = ?",
+                   ("Piscine" + "x" * 100_000, "<p>Intro &amp; nbsp;</p><ul>" + "<li>ligne</li>" * 120 + "</ul>", last))
     with running_app(root, tmp_path) as (_, url):
         page, errors = open_app(browser, url)
         # before a name: nothing to decide either
@@ -247,6 +252,23 @@ def test_empty_queue_screen_offers_no_decision_and_undo_brings_the_last_one_back
         page.wait_for_function("() => document.querySelector('#btn-accept').offsetParent !== null",
                                timeout=TIMEOUT_MS)
         assert page.locator("#top5 .t5-row").count() == 5
+
+        # the long title stays inside the card (three lines at most), over none of the buttons
+        box = page.evaluate("""() => { const q = e => document.querySelector(e);
+            const t = q('#review-card .product-title'), c = q('#review-card .card').getBoundingClientRect();
+            return {h: t.getBoundingClientRect().height, overflow: t.scrollWidth - t.clientWidth,
+                    cardRight: c.right, buttonsLeft: q('#btn-accept').getBoundingClientRect().left}; }""")
+        assert box["h"] < 120 and box["overflow"] <= 1 and box["cardRight"] <= box["buttonsLeft"], box
+        # the description keeps its list, and D then Page Down scrolls it from the keyboard
+        assert page.locator("#review-card .product-desc li").count() == 120
+        assert "nbsp" not in page.locator("#review-card .product-desc").inner_text()
+        page.keyboard.press("d")
+        assert page.evaluate("() => document.activeElement.classList.contains('product-desc')")
+        page.keyboard.press("PageDown")
+        page.wait_for_function("() => document.querySelector('#review-card .product-desc').scrollTop > 0",
+                               timeout=TIMEOUT_MS)
+        page.keyboard.press("Escape")
+        assert page.evaluate("() => !document.activeElement.classList.contains('product-desc')")
         assert errors == []
 
 
