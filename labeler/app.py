@@ -435,7 +435,7 @@ class ReviewUI:
                 return ""
             if words is not None:
                 s.words_shown = True
-                return views.late_words_html(card.key, words)
+                return views.late_words_html(card.key, words, product=card.product)
         return ""
 
     def _await_heat(self, s: Session) -> str:

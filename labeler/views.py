@@ -541,12 +541,20 @@ def learned_html(result) -> str:
             f'(text model)</div>{table}{changes}{note}</div>')
 
 
-def late_words_html(key: str, highlights) -> str:
+def late_words_html(key: str, highlights, product: dict | None = None) -> str:
     """The text explanation of the card `key`, computed after the card was sent: a hidden block
-    the page script (shortcuts.js) copies into that card if it is still the one on screen."""
+    the page script (shortcuts.js) copies into that card if it is still the one on screen.
+
+    product: the card's product, so the tints are laid over its paragraphs and lists as on a card
+    sent with them (`card_html`), and a title longer than the card shows keeps its capped text."""
     codes = " ".join(str(int(c)) for c in highlights.codes)
+    title, desc = highlights.title_html, highlights.description_html
+    if product is not None:
+        title = title if len(plain(product.get("title"))) <= MAX_TITLE else ""     # empty: not copied
+        rich = rich_text(product.get("description"), MAX_DESCRIPTION)
+        desc = overlay_tints(rich, desc) if desc else rich
     return (f'<div class="x-late" hidden data-key="{html.escape(key, quote=True)}" data-xcodes="{codes}">'
-            f'<div data-part="title">{highlights.title_html}</div><div data-part="desc">{highlights.description_html}</div>'
+            f'<div data-part="title">{title}</div><div data-part="desc">{desc}</div>'
             f'{text_summary_html(highlights.summaries, highlights.note, highlights.details)}</div>')
 
 

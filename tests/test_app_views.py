@@ -69,7 +69,7 @@ def test_card_shows_product_text_as_text_only():
 def _desc_of(html: str) -> str:
     start = html.index('<div class="product-desc"')
     start = html.index(">", start) + 1
-    return html[start:html.index('</div>\n    <div class="meta">')]
+    return html[start:html.index("</div>", start)]       # the rich description holds no <div>
 
 
 def test_description_keeps_paragraphs_and_lists_decodes_entities_and_drops_everything_else():
@@ -273,3 +273,19 @@ def test_model_metrics_are_named_and_nested_results_flattened():
     assert "{" not in page and "change in validation weighted F1" in page and 'class=sub' in page
     # a version trained before n_without_image counted products without a photo as problems
     assert ("labelled products without a usable image", "1529") in views.metric_rows({"n_image_problems": 1529})
+
+
+def test_the_text_models_tints_lie_over_the_description_paragraphs_and_lists():
+    from labeler.text_highlights import Highlights
+    description = "<p>Piscine <b>tubulaire</b> ronde</p><script>x()</script><ul><li>Bâche 3,66 m</li><li>pompe</li></ul>"
+    flat = views.plain(description)               # what the text model's explanation is computed on
+    spans = [(flat.index(w), flat.index(w) + len(w), c) for w, c in (("tubulaire", "r1p2"), ("3,66", "r1n1"),
+                                                                       ("pompe", "r1p4"))]
+    hl = Highlights(codes=(2583,), title_html="Piscine", description_html=views.highlighted_text_html(flat, spans),
+                    summaries=("title words +80 %",))
+    product = {"id": "p1", "title": "Piscine", "description": description, "image_path": None, "source_label": None}
+    desc = _desc_of(views.card_html(_card(product, _prediction(TOP5)), None, threshold=0.8, highlights=hl))
+    assert desc == ('<p>Piscine <b><span class="xw r1p2">tubulaire</span></b> ronde</p><ul><li>Bâche '
+                    '<span class="xw r1n1">3,66</span> m</li><li><span class="xw r1p4">pompe</span></li></ul>')
+    late = views.late_words_html("k1", hl, product=product)
+    assert '<li><span class="xw r1p4">pompe</span></li>' in late      # words computed after the card: same layout
