@@ -1,0 +1,261 @@
+"""The honest part of a training: folds that ignore labels, auto-accept with a guaranteed
+precision, and conformal prediction sets, all computed from out-of-fold predictions.
+
+Why these rules:
+
+* **Folds by product id** (`product_folds`): a product's fold is drawn from a hash of its id, not
+  from the labels, so flipping one product's label changes no fold. Its out-of-fold prediction
+  comes from models fitted on the other folds only: it cannot move when its own label does.
+* **Auto-accept threshold** (`guaranteed_threshold`): on the out-of-fold predictions of the
+  labelled products, the thresholds on the fused top-1 probability are tested from the highest
+  down; at each one the Clopper-Pearson upper bound (confidence 95 %) on the error rate of the
+  products at or above it must stay at or below ``1 - target``. The first threshold that fails
+  ends the walk (fixed-sequence testing, as in Learn-then-Test, Angelopoulos et al. 2021; the
+  bound is the one of selective classification with guaranteed risk, Geifman & El-Yaniv 2017),
+  so the family of tests keeps its 95 % level without a Bonferroni factor. With too few labels
+  no threshold passes: nothing is auto-accepted.
+* **Prediction sets** (`conformal_quantile`, `prediction_sets`): split-conformal APS (Romano et al.
+  2020, non-randomised): the score of a product is the probability mass of the categories at
+  least as probable as its label; the set of a new product holds the categories whose score is
+  within the calibrated quantile (the top-1 always). Nominal coverage 90 % by default.
+
+Out-of-fold predictions come from models fitted on 4/5 of the labels while the live model uses all
+of them: the guarantees hold for the slightly weaker fold models, so they are conservative for the
+live one.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from store.workspace import WorkspaceError
+
+TARGET_SETTING = "auto_accept_target"
+COVERAGE_SETTING = "conformal_coverage"
+DEFAULT_TARGET = 0.95
+DEFAULT_COVERAGE = 0.90
+CONFIDENCE = 0.95
+N_FOLDS = 5
+OUT_OF_FOLD_SOURCE = "out-of-fold"                   # predictions.source of a labelled product at training
+ALL_LABELS_SOURCE = "model trained on all labels"    # every other prediction
+
+
+class CalibrationError(WorkspaceError, ValueError):
+    """A target precision or coverage the user gave is out of range."""
+
+
+def check_fraction(value: Any, what: str) -> float:
+    """`value` as a float strictly between 0 and 1, else one line naming it and the range."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise CalibrationError(f"{what} {value!r} is not a number; give a value strictly between 0 and 1, "
+                               "e.g. 0.95") from None
+    if not 0.0 < x < 1.0:
+        raise CalibrationError(f"{what} {value} is outside the range (0, 1); give a value strictly between "
+                               "0 and 1, e.g. 0.95")
+    return x
+
+
+def workspace_targets(ws: Any) -> tuple[float, float]:
+    """(target precision, nominal coverage) from the workspace's settings (defaults 0.95, 0.90)."""
+    return (check_fraction(ws.get_setting(TARGET_SETTING, str(DEFAULT_TARGET)), "target precision"),
+            check_fraction(ws.get_setting(COVERAGE_SETTING, str(DEFAULT_COVERAGE)), "conformal coverage"))
+
+
+# -- folds ----------------------------------------------------------------------------------------
+def product_folds(ids: Sequence[str], n_folds: int = N_FOLDS, seed: int = 0) -> np.ndarray:
+    """(n,) fold index per product, from a seeded hash of its id only: products sorted by hash
+    are dealt round-robin, so folds have equal sizes and a label change moves nothing."""
+    keys = [hashlib.sha1(f"{seed}:{i}".encode()).digest()[:8] for i in ids]
+    order = sorted(range(len(keys)), key=lambda j: keys[j])
+    folds = np.zeros(len(keys), dtype=int)
+    folds[order] = np.arange(len(keys)) % max(2, n_folds)
+    return folds
+
+
+# -- auto-accept ----------------------------------------------------------------------------------
+def clopper_pearson_upper(errors: int, n: int, confidence: float = CONFIDENCE) -> float:
+    """One-sided upper confidence bound on an error rate after `errors` errors in `n` trials."""
+    from scipy.stats import beta
+    if n <= 0:
+        return 1.0
+    if errors >= n:
+        return 1.0
+    return float(beta.ppf(confidence, errors + 1, n - errors))
+
+
+@dataclass(frozen=True)
+class AutoAccept:
+    """The chosen threshold and what it was chosen on (out-of-fold predictions)."""
+
+    target: float                  # precision the auto-accepted products must reach
+    confidence: float
+    threshold: float | None        # lowest passing threshold on the fused top-1; None: nothing passes
+    error_bound: float | None      # upper bound on the error rate at that threshold
+    coverage: float                # share of the calibration products at or above it
+    precision: float | None        # observed precision on them
+    n_auto: int
+    n: int
+
+    def accepts(self, top1_prob: float) -> bool:
+        return self.threshold is not None and float(top1_prob) >= self.threshold
+
+    def describe(self) -> str:
+        if self.threshold is None:
+            return (f"nothing auto-accepted: {self.n} out-of-fold predictions cannot guarantee "
+                    f"{self.target:.0%} precision")
+        return (f"fused top-1 >= {self.threshold:.3f}: {self.coverage:.0%} of {self.n} labelled products, "
+                f"precision {self.precision:.1%} (>= {self.target:.0%} with {self.confidence:.0%} confidence)")
+
+
+def guaranteed_threshold(top1_prob: np.ndarray, correct: np.ndarray, target: float = DEFAULT_TARGET,
+                         confidence: float = CONFIDENCE) -> AutoAccept:
+    """Lowest threshold on `top1_prob` (n,) whose products reach `target` precision with
+    `confidence`, by fixed-sequence testing from the highest threshold down (module docstring).
+
+    correct: (n,) bool, the top-1 is the product's label (out-of-fold)."""
+    target = check_fraction(target, "target precision")
+    p = np.asarray(top1_prob, dtype=np.float64)
+    ok = np.asarray(correct, dtype=bool)
+    n = len(p)
+    order = np.argsort(-p, kind="stable")
+    p_sorted, errors = p[order], np.cumsum(~ok[order])
+    best: tuple[float, float, int, int] | None = None
+    i = 0
+    while i < n:
+        j = i
+        while j + 1 < n and p_sorted[j + 1] == p_sorted[i]:
+            j += 1           # a threshold takes every product at that probability
+        m, e = j + 1, int(errors[j])
+        bound = clopper_pearson_upper(e, m, confidence)
+        if bound > 1.0 - target:
+            break
+        best = (float(p_sorted[i]), bound, m, e)
+        i = j + 1
+    if best is None:
+        return AutoAccept(target, confidence, None, None, 0.0, None, 0, n)
+    t, bound, m, e = best
+    return AutoAccept(target, confidence, round(t, 6), round(bound, 4), round(m / n, 4), round(1 - e / m, 4), m, n)
+
+
+# -- conformal prediction sets ----------------------------------------------------------------------
+def aps_scores(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(n,) probability mass of the categories at least as probable as the label (column index)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    own = probs[np.arange(len(labels)), np.asarray(labels, dtype=int)]
+    return np.where(probs >= own[:, None], probs, 0.0).sum(axis=1)
+
+
+def conformal_quantile(scores: np.ndarray, coverage: float = DEFAULT_COVERAGE) -> float:
+    """The ceil((n+1)·coverage)/n empirical quantile of the calibration scores; 1.0 (every
+    category) when there are too few scores to reach the coverage."""
+    coverage = check_fraction(coverage, "conformal coverage")
+    s = np.sort(np.asarray(scores, dtype=np.float64))
+    n = len(s)
+    rank = int(np.ceil((n + 1) * coverage))
+    return 1.0 if rank > n or n == 0 else float(s[rank - 1])
+
+
+def prediction_sets(probs: np.ndarray, qhat: float) -> np.ndarray:
+    """(n, k) bool: category j is in the set when its APS score is <= qhat; the top-1 always is."""
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim == 1:
+        probs = probs[None, :]
+    # score of each category j = mass of the categories at least as probable as j
+    order = np.argsort(-probs, axis=1, kind="stable")
+    sorted_p = np.take_along_axis(probs, order, axis=1)
+    cum = np.cumsum(sorted_p, axis=1)
+    # ties share the mass of the whole tie group (as aps_scores counts them)
+    for col in range(sorted_p.shape[1] - 2, -1, -1):
+        tie = sorted_p[:, col] == sorted_p[:, col + 1]
+        cum[tie, col] = cum[tie, col + 1]
+    inside_sorted = cum <= qhat + 1e-12
+    inside_sorted[:, 0] = True
+    inside = np.zeros_like(inside_sorted)
+    np.put_along_axis(inside, order, inside_sorted, axis=1)
+    return inside
+
+
+@dataclass(frozen=True)
+class Conformal:
+    coverage: float           # nominal
+    qhat: float
+    n: int
+    empirical_coverage: float  # two-fold swap on the out-of-fold rows: calibrate on one half, test on the other
+    mean_set_size: float       # same protocol
+
+    def sets(self, probs: np.ndarray) -> np.ndarray:
+        return prediction_sets(probs, self.qhat)
+
+
+def fit_conformal(probs: np.ndarray, labels: np.ndarray, coverage: float = DEFAULT_COVERAGE,
+                  seed: int = 0) -> Conformal:
+    """qhat on every out-of-fold row; coverage and set size estimated on held-out halves."""
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels, dtype=int)
+    scores = aps_scores(probs, labels)
+    qhat = conformal_quantile(scores, coverage)
+    half = np.random.default_rng(seed).permutation(len(labels)) % 2 == 0
+    hits, sizes = [], []
+    for cal in (half, ~half):
+        if cal.sum() == 0 or (~cal).sum() == 0:
+            continue
+        q = conformal_quantile(scores[cal], coverage)
+        s = prediction_sets(probs[~cal], q)
+        hits.append(s[np.arange(len(s)), labels[~cal]])
+        sizes.append(s.sum(axis=1))
+    cov = float(np.concatenate(hits).mean()) if hits else float("nan")
+    size = float(np.concatenate(sizes).mean()) if sizes else float("nan")
+    return Conformal(coverage, round(qhat, 6), len(labels), round(cov, 4), round(size, 3))
+
+
+# -- what a version stores --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Calibration:
+    """Auto-accept and prediction-set rules of one model version (bundle.info['calibration'] and
+    the version's metrics)."""
+
+    auto_accept: AutoAccept
+    conformal: Conformal
+
+    def as_dict(self) -> dict:
+        return {"auto_accept": asdict(self.auto_accept), "conformal": asdict(self.conformal)}
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "Calibration | None":
+        if not d or "auto_accept" not in d or "conformal" not in d:
+            return None
+        return cls(AutoAccept(**d["auto_accept"]), Conformal(**d["conformal"]))
+
+
+def calibrate(probs: np.ndarray, labels: np.ndarray, *, target: float = DEFAULT_TARGET,
+              coverage: float = DEFAULT_COVERAGE) -> Calibration:
+    """Both rules from out-of-fold fused probabilities (n, k) and label column indices (n,)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels, dtype=int)
+    top1 = probs.argmax(axis=1) if len(probs) else np.zeros(0, int)
+    top1_p = probs.max(axis=1) if len(probs) else np.zeros(0)
+    return Calibration(guaranteed_threshold(top1_p, top1 == labels, target),
+                       fit_conformal(probs, labels, coverage))
+
+
+_VERSION_CACHE: dict[tuple[str, str], "Calibration | None"] = {}
+
+
+def version_calibration(ws: Any, version: str | None) -> "Calibration | None":
+    """The calibration stored with a model version (None for none, or a version trained before
+    this existed); read once per version, a version's metrics never change it afterwards."""
+    if version is None:
+        return None
+    key = (str(ws.db_path), version)
+    if key not in _VERSION_CACHE:
+        try:
+            metrics = ws.model_version(version)["metrics"]
+        except WorkspaceError:
+            return None
+        _VERSION_CACHE[key] = Calibration.from_dict(metrics)
+    return _VERSION_CACHE[key]
