@@ -589,8 +589,11 @@ def versions_table(ws: Workspace) -> list[dict[str, Any]]:
             "id": v["id"], "live": v["live"], "status": v["status"], "created_at": v["created_at"],
             "parent": v["parent"], "n_train": v["n_train"], "n_decisions": v["n_decisions"],
             "duration_s": v["duration_s"], "validation": val,
-            "cv": {k: v["metrics"][k] for k in ("text_weighted_f1", "text_macro_f1", "text_accuracy")
+            "cv": {k: v["metrics"][k] for k in ("text_weighted_f1", "text_macro_f1", "text_accuracy",
+                                                 "fused_cv_weighted_f1", "fused_cv_macro_f1", "fused_cv_accuracy")
                    if k in v["metrics"]},
+            "auto_accept": auto_accept_line(v["metrics"]["auto_accept"]) if "auto_accept" in v["metrics"] else None,
+            "conformal": v["metrics"].get("conformal"),
             "compared_to": comp, "changes": describe_changes(retrain_cfg.get("changes", {}))
             if retrain_cfg else ("trained by `train` on all labels" if v["parent"] is None else
                                  f"trained by `train` after {v['parent']}"),

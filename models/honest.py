@@ -7,13 +7,11 @@ Why these rules:
   from the labels, so flipping one product's label changes no fold. Its out-of-fold prediction
   comes from models fitted on the other folds only: it cannot move when its own label does.
 * **Auto-accept threshold** (`guaranteed_threshold`): on the out-of-fold predictions of the
-  labelled products, the thresholds on the fused top-1 probability are tested from the highest
-  down; at each one the Clopper-Pearson upper bound (confidence 95 %) on the error rate of the
-  products at or above it must stay at or below ``1 - target``. The first threshold that fails
-  ends the walk (fixed-sequence testing, as in Learn-then-Test, Angelopoulos et al. 2021; the
-  bound is the one of selective classification with guaranteed risk, Geifman & El-Yaniv 2017),
-  so the family of tests keeps its 95 % level without a Bonferroni factor. With too few labels
-  no threshold passes: nothing is auto-accepted.
+  labelled products, a binary search over thresholds on the fused top-1 probability keeps the
+  lowest one whose products' error rate has a Clopper-Pearson upper bound at or below
+  ``1 - target``; the ceil(log2 n) tests share the 5 % risk (Bonferroni), as in selective
+  classification with guaranteed risk (Geifman & El-Yaniv 2017), so the precision holds with
+  95 % confidence. With too few labels no threshold passes: nothing is auto-accepted.
 * **Prediction sets** (`conformal_quantile`, `prediction_sets`): split-conformal APS (Romano et al.
   2020, non-randomised): the score of a product is the probability mass of the categories at
   least as probable as its label; the set of a new product holds the categories whose score is
@@ -68,13 +66,11 @@ def workspace_targets(ws: Any) -> tuple[float, float]:
 
 # -- folds ----------------------------------------------------------------------------------------
 def product_folds(ids: Sequence[str], n_folds: int = N_FOLDS, seed: int = 0) -> np.ndarray:
-    """(n,) fold index per product, from a seeded hash of its id only: products sorted by hash
-    are dealt round-robin, so folds have equal sizes and a label change moves nothing."""
-    keys = [hashlib.sha1(f"{seed}:{i}".encode()).digest()[:8] for i in ids]
-    order = sorted(range(len(keys)), key=lambda j: keys[j])
-    folds = np.zeros(len(keys), dtype=int)
-    folds[order] = np.arange(len(keys)) % max(2, n_folds)
-    return folds
+    """(n,) fold index per product from a seeded hash of its id alone: a label change moves no
+    fold, and a product keeps its fold when others are labelled or imported later."""
+    k = max(2, int(n_folds))
+    return np.array([int.from_bytes(hashlib.sha1(f"{seed}:{i}".encode()).digest()[:8], "big") % k for i in ids],
+                    dtype=int)
 
 
 # -- auto-accept ----------------------------------------------------------------------------------
@@ -114,28 +110,35 @@ class AutoAccept:
 
 def guaranteed_threshold(top1_prob: np.ndarray, correct: np.ndarray, target: float = DEFAULT_TARGET,
                          confidence: float = CONFIDENCE) -> AutoAccept:
-    """Lowest threshold on `top1_prob` (n,) whose products reach `target` precision with
-    `confidence`, by fixed-sequence testing from the highest threshold down (module docstring).
+    """Lowest threshold on `top1_prob` (n,) found whose products reach `target` precision with
+    `confidence`: the binary search of selective classification with guaranteed risk (Geifman &
+    El-Yaniv 2017, Algorithm 1), each of its ceil(log2 n) Clopper-Pearson tests at level
+    (1 - confidence) / ceil(log2 n) (Bonferroni), so the threshold it returns holds at `confidence`.
 
     correct: (n,) bool, the top-1 is the product's label (out-of-fold)."""
     target = check_fraction(target, "target precision")
     p = np.asarray(top1_prob, dtype=np.float64)
     ok = np.asarray(correct, dtype=bool)
     n = len(p)
-    order = np.argsort(-p, kind="stable")
-    p_sorted, errors = p[order], np.cumsum(~ok[order])
+    if n < 2:
+        return AutoAccept(target, confidence, None, None, 0.0, None, 0, n)
+    steps = int(np.ceil(np.log2(n)))
+    level = 1.0 - (1.0 - confidence) / steps
+    ascending = np.sort(p)
+    lo, hi = 0, n - 1
     best: tuple[float, float, int, int] | None = None
-    i = 0
-    while i < n:
-        j = i
-        while j + 1 < n and p_sorted[j + 1] == p_sorted[i]:
-            j += 1           # a threshold takes every product at that probability
-        m, e = j + 1, int(errors[j])
-        bound = clopper_pearson_upper(e, m, confidence)
-        if bound > 1.0 - target:
-            break
-        best = (float(p_sorted[i]), bound, m, e)
-        i = j + 1
+    for _ in range(steps):
+        z = int(np.ceil((lo + hi) / 2))
+        t = float(ascending[z])
+        chosen = p >= t
+        m, e = int(chosen.sum()), int((~ok[chosen]).sum())
+        bound = clopper_pearson_upper(e, m, level)
+        if bound <= 1.0 - target:
+            if best is None or t < best[0]:
+                best = (t, bound, m, e)
+            hi = z            # passes: try a lower threshold (more products)
+        else:
+            lo = z            # fails: a higher one
     if best is None:
         return AutoAccept(target, confidence, None, None, 0.0, None, 0, n)
     t, bound, m, e = best
@@ -259,3 +262,15 @@ def version_calibration(ws: Any, version: str | None) -> "Calibration | None":
             return None
         _VERSION_CACHE[key] = Calibration.from_dict(metrics)
     return _VERSION_CACHE[key]
+
+
+def set_targets(ws: Any, *, target: Any = None, coverage: Any = None) -> tuple[float, float]:
+    """Store the workspace's target precision and/or nominal coverage (both checked before either
+    is written); returns the pair now in force."""
+    t = check_fraction(target, "target precision") if target is not None else None
+    c = check_fraction(coverage, "conformal coverage") if coverage is not None else None
+    if t is not None:
+        ws.set_setting(TARGET_SETTING, repr(t))
+    if c is not None:
+        ws.set_setting(COVERAGE_SETTING, repr(c))
+    return workspace_targets(ws)

@@ -128,7 +128,7 @@ def test_bad_shapes_are_named():
 
 def test_registry_has_every_app_strategy_with_a_description():
     expected = {"least_confidence", "margin", "entropy", "disagreement", "below_threshold", "random",
-                "category", "suspect_labels"}
+                "category", "suspect_labels", "largest_set"}
     assert set(S.STRATEGIES) == expected
     for name, strat in S.STRATEGIES.items():
         assert strat.name == name and strat.description and "\n" not in strat.description
