@@ -228,3 +228,23 @@ def test_too_few_labels_auto_accept_nothing_and_the_app_and_predict_say_so(train
     assert (sizes == preds["pred_set_size"]).all() and (preds["pred_set"].str.split("|").str[0] ==
                                                          preds["pred_1"].astype(str)).all()
     ws.close()
+
+
+def test_retrain_runs_on_the_demo_catalog_from_the_command_line(tmp_path):
+    """The 81-product demo catalog launch.py creates (3 per category, drawn images): `retrain`
+    failed there with sklearn's `test_size=13 ...` from the validation split. Now it trains on
+    every label and compares both versions out of fold."""
+    from labeler.demo import DEMO_CATALOG
+    ws_dir = tmp_path / "ws"
+    run("import", "-w", ws_dir, "--csv", DEMO_CATALOG)
+    run("train", "-w", ws_dir)
+    out = run("retrain", "-w", ws_dir).output
+    assert "Retrained:" in out and "(live)" in out and "test_size" not in out
+    assert "compared on" in out and "81 labelled products" in out
+    ws = Workspace(ws_dir, create=False)
+    first, second = [v["id"] for v in ws.model_versions()]
+    assert ws.live_version() == second and ws.model_version(second)["n_train"] == 81
+    sources = {r["source"] for r in ws.query("SELECT source FROM predictions WHERE model_version = ?", (second,))}
+    assert sources == {"out-of-fold"}                  # every demo product is labelled
+    assert "auto-accept" in run("versions", "-w", ws_dir).output
+    ws.close()
