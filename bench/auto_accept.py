@@ -46,10 +46,13 @@ def run_split(x: pd.DataFrame, y: pd.DataFrame, held: np.ndarray, text_only: boo
     codes = taxonomy.codes()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        x.to_csv(tmp / "X.csv")
-        y[~held].to_csv(tmp / "Y.csv")            # the held-out quarter's labels are never imported
+        x[~held].to_csv(tmp / "X.csv")
+        y[~held].to_csv(tmp / "Y.csv")
+        x[held].to_csv(tmp / "X_held.csv")        # the held-out quarter is imported without its labels
         ws = Workspace(tmp / "ws")
-        import_challenge(ws, tmp / "X.csv", tmp / "Y.csv", None if text_only else SAMPLE / "images")
+        images = None if text_only else SAMPLE / "images" / "image_train"
+        import_challenge(ws, tmp / "X.csv", tmp / "Y.csv", images)
+        import_challenge(ws, tmp / "X_held.csv", None, images)
         t = time.perf_counter()
         version = training.train_version(ws, notes=f"auto-accept bench {tag}")
         seconds = time.perf_counter() - t

@@ -63,7 +63,7 @@ def run_once(share: float, seed: int, text_only: bool) -> dict:
         tmp = Path(tmp)
         moved = noisy_sample(share, seed, tmp)
         ws = Workspace(tmp / "ws")
-        import_challenge(ws, tmp / "X.csv", tmp / "Y.csv", None if text_only else SAMPLE / "images")
+        import_challenge(ws, tmp / "X.csv", tmp / "Y.csv", None if text_only else SAMPLE / "images" / "image_train")
         moved &= set(ws.current_labels())          # rows the importer refused (e.g. empty title) are not walked
         t = time.perf_counter()
         version = training.train_version(ws, notes=f"label-noise bench seed {seed}")

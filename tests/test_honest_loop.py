@@ -227,6 +227,13 @@ def test_too_few_labels_auto_accept_nothing_and_the_app_and_predict_say_so(train
     sizes = preds["pred_set"].str.split("|").str.len()
     assert (sizes == preds["pred_set_size"]).all() and (preds["pred_set"].str.split("|").str[0] ==
                                                          preds["pred_1"].astype(str)).all()
+    # evaluate reads them back: share and precision of the auto-accepted, coverage and size of the sets
+    out = run("evaluate", "-w", ws.root, "--predictions", tmp_path / "p.csv",
+              "--labels", sample_dir / "Y_train_CVw08PX.csv", "--out-dir", tmp_path / "rep").output
+    assert "auto-accepted (threshold none (nothing guaranteed))  0.0% of products (0), precision n/a" in out
+    hit = np.mean([str(t) in s.split("|") for t, s in zip(
+        pd.read_csv(sample_dir / "Y_train_CVw08PX.csv", index_col=0).loc[x.index, "prdtypecode"], preds["pred_set"])])
+    assert f"prediction sets  coverage {hit:.1%}, mean size {preds['pred_set_size'].mean():.2f}" in out
     ws.close()
 
 
