@@ -65,11 +65,11 @@ def run_split(x: pd.DataFrame, y: pd.DataFrame, held: np.ndarray, text_only: boo
         oof_y = np.searchsorted(codes, [labels[i] for i in train_ids])
         test = _stored(ws, version["id"], test_ids)
         test_y = np.searchsorted(codes, [truth[i] for i in test_ids])
-        qhat = version["metrics"]["conformal"]["qhat"]
+        conformal = honest.Conformal(**version["metrics"]["conformal"])
         ws.close()
     out = []
     right = test.argmax(1) == test_y
-    sets = honest.prediction_sets(test, qhat)
+    sets = conformal.sets(test)
     for target in TARGETS:
         a = honest.guaranteed_threshold(oof.max(1), oof.argmax(1) == oof_y, target)
         auto = test.max(1) >= a.threshold if a.threshold is not None else np.zeros(len(test), bool)
@@ -112,7 +112,7 @@ def main() -> None:
               f"| {p.min():.1%}, {p.mean():.1%} | {ok} of {len(g)} |" if len(p) else
               f"| {target:.2f} | {th} | 0 % | - | {ok} of {len(g)} |")
     s = df.drop_duplicates("split")
-    print(f"\nconformal sets, nominal 90 %: coverage {s['set_coverage'].mean():.1%} "
+    print(f"\nconformal sets (RAPS), nominal 90 %: coverage {s['set_coverage'].mean():.1%} "
           f"({s['set_coverage'].min():.1%}-{s['set_coverage'].max():.1%}), mean set size "
           f"{s['set_size'].mean():.2f} ({s['set_size'].min():.2f}-{s['set_size'].max():.2f})")
 

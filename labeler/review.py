@@ -706,7 +706,7 @@ def prediction_view(row: dict, cal: "honest.Calibration | None", settings: Setti
     pred_set: tuple[int, ...] = ()
     note = f"fixed threshold {settings.auto_accept_threshold:.0%} (version trained before guarantees)"
     if cal is not None:
-        inside = honest.prediction_sets(np.asarray(row["probs"], dtype=np.float64), cal.conformal.qhat)[0]
+        inside = cal.conformal.sets(np.asarray(row["probs"], dtype=np.float64))[0]
         probs = np.asarray(row["probs"], dtype=np.float64)
         pred_set = tuple(int(codes[j]) for j in np.argsort(-probs, kind="stable") if inside[j])
         note = cal.auto_accept.describe()

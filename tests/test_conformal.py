@@ -54,16 +54,20 @@ def test_the_guarantee_holds_on_fresh_products_in_at_least_95_percent_of_seeded_
         assert np.mean(covered) > 0.1        # and it does accept something: not trivially safe
 
 
-def test_aps_scores_sets_and_quantile_by_hand():
-    probs = np.array([[0.6, 0.3, 0.1], [0.2, 0.5, 0.3]])
-    # score = mass of the categories at least as probable as the label
-    np.testing.assert_allclose(honest.aps_scores(probs, np.array([1, 0])), [0.9, 1.0])
-    sets = honest.prediction_sets(probs, 0.85)
-    assert sets.tolist() == [[True, False, False], [False, True, True]]    # 0.6 | 0.5, 0.8
-    assert honest.prediction_sets(probs, 0.1).sum(1).tolist() == [1, 1]     # the top-1 always
-    # quantile: ceil((n+1) * 0.9) / n-th smallest; too few scores -> every category
+def test_raps_scores_sets_and_quantile_by_hand():
+    probs = np.array([[0.6, 0.3, 0.1], [0.2, 0.5, 0.3], [0.4, 0.3, 0.3]])
+    # score = mass of the categories at least as probable as the label + 0.1 per rank past the first;
+    # the top-1 scores 0 (always in the set); a tie group counts whole and shares its rank
+    np.testing.assert_allclose(honest.aps_scores(probs, np.array([1, 0, 2])), [0.9 + 0.1, 1.0 + 0.2, 1.0 + 0.1])
+    np.testing.assert_allclose(honest.aps_scores(probs, np.array([0, 1, 0])), [0, 0, 0])
+    np.testing.assert_allclose(honest.aps_scores(probs, np.array([1, 0, 1]), lam=0.0), [0.9, 1.0, 1.0])   # APS
+    sets = honest.prediction_sets(probs, 0.95)
+    assert sets.tolist() == [[True, False, False], [False, True, True], [True, False, False]]
+    assert honest.prediction_sets(probs, 0.0).sum(1).tolist() == [1, 1, 1]   # the top-1 always
+    # quantile: the ceil((n+1) * 0.9)-th smallest; too few scores -> every category
     assert honest.conformal_quantile(np.arange(1, 20) / 20, 0.9) == pytest.approx(18 / 20)
-    assert honest.conformal_quantile(np.array([0.5, 0.6]), 0.9) == 1.0
+    assert honest.conformal_quantile(np.array([0.5, 0.6]), 0.9) == float("inf")
+    assert honest.fit_conformal(probs, np.array([1, 0, 2])).qhat == 1e9              # stored as 'every category'
 
 
 def test_conformal_coverage_on_exchangeable_draws_is_within_two_points_of_nominal():

@@ -83,13 +83,12 @@ def test_suspect_labels_rank_every_labelled_product_least_probable_label_first()
 
 
 def test_largest_set_ranks_by_prediction_set_size_then_least_confidence():
-    # APS scores with qhat 0.8 (a category's score: mass of the categories at least as probable, tie groups whole):
-    # row 0: 10 -> 0.90 > 0.8, the top-1 is always in: {10}; row 1: 10 -> 0.40, 40 -> 0.75: {10, 40};
-    # row 2: 10 and 40 tie -> 1.0 each: top-1 only; row 3: 10 -> 0.34, 40/50 tie -> 1.0: {10};
-    # row 4: 10 -> 0.60, 50 -> 0.90: {10}
-    s = S.largest_set(P, Context(codes=CODES, set_qhat=0.8))
-    np.testing.assert_allclose(s, [1 + 0.05, 2 + 0.30, 1 + 0.25, 1 + 0.33, 1 + 0.20])
-    assert S.rank(s).tolist() == [1, 3, 2, 4, 0]
+    # RAPS scores (mass of the categories at least as probable + 0.1 per rank past the first, the top-1 0),
+    # qhat 0.9: row 0 {10}; row 1 {10, 40} (40: 0.75 + 0.1); row 2: 10 and 40 tie for the top: both in;
+    # row 3: the 40/50 tie scores 1.0 + 0.1: {10}; row 4: 50 scores 0.9 + 0.1: {10}
+    s = S.largest_set(P, Context(codes=CODES, set_qhat=0.9))
+    np.testing.assert_allclose(s, [1 + 0.05, 2 + 0.30, 2 + 0.25, 1 + 0.33, 1 + 0.20])
+    assert S.rank(s).tolist() == [1, 2, 3, 4, 0]
     np.testing.assert_allclose(S.largest_set(P, Context()), S.least_confidence(P))   # no calibration yet
 
 
