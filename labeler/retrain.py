@@ -132,32 +132,7 @@ def _fmt_metrics(m: dict[str, Any]) -> str:
             f"accuracy {m['accuracy']:.4f} (n={m['n']})")
 
 
-# -- reviewed products ---------------------------------------------------------------------------
-def reviewed_products(ws: Workspace) -> set[str]:
-    return set(ws.current_labels(reviewed_only=True))
-
-
 # -- evaluation ---------------------------------------------------------------------------------
-def evaluate_version(ws: Workspace, version: str, labels: dict[str, int]) -> dict[str, Any]:
-    """Fused and text-only scores of `version` on `labels` (product -> category)."""
-    if not labels:
-        return {}
-    bundle = training.live_bundle(ws, version)
-    df = training.products_frame(ws, list(labels))
-    out = bundle.predict(df, feature_store=ws)
-    codes = np.asarray(bundle.codes)
-    y = np.array([labels[i] for i in df["id"]])
-    present = np.unique(y)
-    fused = codes[np.argmax(out["fused"], axis=1)]
-    text = codes[np.argmax(out["text"], axis=1)]
-    return {"weighted_f1": round(float(f1_score(y, fused, average="weighted", labels=present, zero_division=0)), 4),
-            "macro_f1": round(float(f1_score(y, fused, average="macro", labels=present, zero_division=0)), 4),
-            "accuracy": round(float(accuracy_score(y, fused)), 4),
-            "text_weighted_f1": round(float(f1_score(y, text, average="weighted", labels=present,
-                                                     zero_division=0)), 4),
-            "n": int(len(y))}
-
-
 def stored_metrics(ws: Workspace, version: str, labels: dict[str, int]) -> tuple[dict[str, Any], bool]:
     """Scores of the predictions `version` stored for the products of `labels`, and whether any of
     them is in-sample (stored before out-of-fold scoring). ({}, False) when it stored none."""

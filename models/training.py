@@ -69,20 +69,6 @@ def labelled_frame(ws: Workspace, labels: dict[str, int] | None = None) -> tuple
     return df, y, n_decided
 
 
-def cross_validated_metrics(df: pd.DataFrame, y: np.ndarray, make_text, folds: int = 5,
-                            seed: int = 0) -> dict[str, float]:
-    """Out-of-fold weighted/macro F1 of the text model, the version's honest quality estimate."""
-    counts = np.unique(y, return_counts=True)[1]
-    n_splits = int(min(folds, counts.min())) if len(counts) > 1 else 0
-    if n_splits < 2:
-        return {}
-    pred = np.empty_like(y)
-    for tr, te in StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(df, y):
-        model = make_text().fit(df.iloc[tr], y[tr])
-        pred[te] = model.predict(df.iloc[te])
-    return _text_metrics(y, pred, n_splits)
-
-
 def _text_metrics(y: np.ndarray, pred: np.ndarray, n_folds: int) -> dict[str, float]:
     return {"text_weighted_f1": round(float(f1_score(y, pred, average="weighted")), 4),
             "text_macro_f1": round(float(f1_score(y, pred, average="macro")), 4),
