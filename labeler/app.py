@@ -170,10 +170,11 @@ class ReviewUI:
                                              "Import a catalog (python -m labeler import …) or start launch.py "
                                              "without --no-demo to load the demo catalog.")
             else:
+                reason = getattr(strategies.STRATEGIES.get(s.strategy), "empty_reason", "")
                 body = views.empty_card_html(
                     "Nothing left in this queue",
-                    f"The “{_pretty(s.strategy)}” queue has no product left for you. Pick another queue above, "
-                    "or press U to bring back your last decision.")
+                    f"The “{_pretty(s.strategy)}” queue has no product left for you. "
+                    + (reason or "Pick another queue above.") + " Press U to bring back your last decision.")
             # no card, nothing to decide: no top-5 either (the decision buttons hide with the empty card)
             return (s, {}, views.card_with_status(status, body), "",
                     views.side_html("", self._history(s)), "", gr.skip(), choice, comment)
@@ -726,8 +727,8 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
 
             with gr.Tab("Models", id="models") as models_tab:
                 gr.Markdown("**Retrain** learns every decision made so far (text model, image voters and "
-                            "fusion), compares the new version with the live one on a fixed validation split "
-                            "and puts it live; the queue is then ranked by the new version. It runs in the "
+                            "fusion) on every label, compares the new version with the live one on the labelled "
+                            "products by their out-of-fold scores, and puts it live; the queue is then ranked by the new version. It runs in the "
                             "background: reviewing goes on meanwhile.")
                 with gr.Row():
                     retrain_btn = gr.Button("Retrain from decisions", variant="primary", scale=0, min_width=280,

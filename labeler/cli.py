@@ -189,34 +189,75 @@ def import_(workspace: Path, texts: Path | None, labels: Path | None, images: Pa
 
 
 # -- train ------------------------------------------------------------------------------------
+def target_options(fn: Callable) -> Callable:
+    """--target-precision and --coverage: checked, then stored as the workspace's settings."""
+    fn = click.option("--coverage", type=str, default=None,
+                      help="Nominal coverage of the prediction sets, strictly between 0 and 1 (workspace "
+                           "setting; default 0.90).")(fn)
+    return click.option("--target-precision", type=str, default=None,
+                        help="Precision the auto-accepted products must reach with 95 % confidence, strictly "
+                             "between 0 and 1 (workspace setting; default 0.95).")(fn)
+
+
+def apply_targets(ws: Workspace, target: str | None, coverage: str | None) -> None:
+    """Check both values before writing either (a bad one: one line, nothing written)."""
+    from models.honest import set_targets
+    set_targets(ws, target=target, coverage=coverage)
+
+
+def honest_rows(metrics: dict) -> list[tuple[str, Any]]:
+    """The version's metrics as rows: auto-accept and prediction sets in words, the rest as stored."""
+    from labeler.retrain import auto_accept_line
+    rows: list[tuple[str, Any]] = []
+    for k, v in metrics.items():
+        if k == "auto_accept":
+            rows.append(("auto-accept", auto_accept_line(v)))
+        elif k == "conformal":
+            rows.append(("prediction sets", f"nominal coverage {v['coverage']:.0%}: measured "
+                                            f"{v['empirical_coverage']:.1%} on held-out halves, mean size "
+                                            f"{v['mean_set_size']:.2f} categories"))
+        elif not isinstance(v, dict):
+            rows.append((k, v))
+    return rows
+
+
 @main.command()
 @workspace_option
-@click.option("--no-cv", is_flag=True, help="Skip cross-validation (faster, but no quality estimate).")
+@click.option("--no-cv", is_flag=True, help="Kept for scripts: the out-of-fold scores always run (every "
+                                            "labelled product's card shows them).")
 @click.option("--notes", default="", help="Free text stored with the model version (and as why it went live).")
 @click.option("--by", default=None, help="Who trains it, for the record (default: your OS user name).")
-def train(workspace: Path, no_cv: bool, notes: str, by: str | None) -> None:
+@target_options
+def train(workspace: Path, no_cv: bool, notes: str, by: str | None, target_precision: str | None,
+          coverage: str | None) -> None:
     """Fit the models on the workspace's current labels and make the new version live.
 
-    Labels are the imported ones, overridden by reviewers' decisions. Every product is re-scored
-    with the new version before it goes live; who did it and why go to the live history.
+    Labels: the imported ones, overridden by reviewers' decisions (majority of reviewers, a tie
+    to the latest). Labelled products are scored out of fold (5 folds, models that never saw
+    their label), the others by the model trained on all labels. From the out-of-fold scores:
+    the auto-accept threshold reaching --target-precision with 95 % confidence, the conformal
+    prediction sets (--coverage) and the suspect-label ranking. Who did it and why go to the
+    live history.
     """
     from labeler.cli_users import actor
     from models.training import train_version
     ws = open_workspace(workspace)
+    apply_targets(ws, target_precision, coverage)
     with TqdmProgress("train") as bar:
         version = train_version(ws, progress=bar, evaluate=not no_cv, notes=notes, make_live=False)
     ws.move_live(version["id"], reason="train", who=actor(by), why=notes)
     rows = [("version", f"{version['id']} (live)"), ("trained on", f"{version['n_train']} products "
                                                                    f"({version['n_decisions']} reviewed)"),
             ("time", f"{version['duration_s']} s")]
-    rows += [(k, v) for k, v in version["metrics"].items()] or [("metrics", "none (trained with --no-cv)")]
+    rows += honest_rows(version["metrics"]) or [("metrics", "none")]
     rows.append(("model saved to", version["path"]))
     click.echo("Trained:")
     click.echo(_table(rows))
 
 
 # -- predict ----------------------------------------------------------------------------------
-def prediction_frame(parsed_frame: pd.DataFrame, out: dict[str, Any], k: int = 5) -> pd.DataFrame:
+def prediction_frame(parsed_frame: pd.DataFrame, out: dict[str, Any], k: int = 5,
+                     calibration: dict | None = None) -> pd.DataFrame:
     """One row per product: fused top-k, each model's top-1, disagreement, and the X index `row`."""
     from labeler import taxonomy
     codes = np.asarray(taxonomy.codes())
@@ -241,8 +282,29 @@ def prediction_frame(parsed_frame: pd.DataFrame, out: dict[str, Any], k: int = 5
         table[f"{name}_pred"], table[f"{name}_prob"] = pred, prob
     if out.get("image") is not None:
         table["disagreement"] = (has_image & (np.argmax(out["text"], 1) != np.argmax(out["image"], 1))).astype(int)
+    table.update(honest_columns(fused, calibration))
     table["row"] = parsed_frame["row"].to_numpy()
     return pd.DataFrame(table)
+
+
+def honest_columns(fused: np.ndarray, calibration: dict | None) -> dict[str, Any]:
+    """auto_accept (0/1) and the threshold used, from the version's guarantee (a version trained
+    before it: the fixed 0.80); pred_set (codes joined by |) and pred_set_size when it has sets."""
+    from labeler import taxonomy
+    from models.honest import Calibration
+    cal = Calibration.from_dict(calibration)
+    top1 = fused.max(axis=1) if len(fused) else np.zeros(0)
+    threshold = Settings().auto_accept_threshold if cal is None else cal.auto_accept.threshold
+    cols: dict[str, Any] = {
+        "auto_accept": (top1 >= threshold).astype(int) if threshold is not None else np.zeros(len(fused), int),
+        "auto_accept_threshold": pd.array([threshold] * len(fused), dtype="Float64")}
+    if cal is not None:
+        codes = np.asarray(taxonomy.codes())
+        inside = cal.conformal.sets(fused)
+        order = np.argsort(-fused, axis=1, kind="stable")
+        cols["pred_set"] = ["|".join(str(codes[j]) for j in row if ins[j]) for row, ins in zip(order, inside)]
+        cols["pred_set_size"] = inside.sum(axis=1).astype(int)
+    return cols
 
 
 def predict_catalog(ws: Workspace, bundle: Any, parsed: ParsedCatalog, *, batch_size: int = 512) -> pd.DataFrame:
@@ -255,7 +317,8 @@ def predict_catalog(ws: Workspace, bundle: Any, parsed: ParsedCatalog, *, batch_
               leave=False) as bar:
         for start in range(0, len(frame), batch_size):
             part = frame.iloc[start:start + batch_size].reset_index(drop=True)
-            parts.append(prediction_frame(part, bundle.predict(part, feature_store=ws)))
+            parts.append(prediction_frame(part, bundle.predict(part, feature_store=ws),
+                                          calibration=(getattr(bundle, "info", None) or {}).get("calibration")))
             bar.update(len(part))
     return pd.concat(parts, ignore_index=True)
 
@@ -295,7 +358,10 @@ def predict(workspace: Path, texts: Path, images: Path | None, out: Path, model_
 
     Writes one row per product: productid, pred_1..pred_5, prob_1..prob_5 (fused top-5), text_pred,
     text_prob, and with an image model image_pred, image_prob, one <voter>_pred/<voter>_prob pair
-    per image voter and disagreement; the last column, row, is the X index (for evaluate).
+    per image voter and disagreement; auto_accept (0/1) with the auto_accept_threshold the version
+    guarantees (empty: too few labels to guarantee its target precision, nothing auto-accepted),
+    pred_set (category codes joined by |, the conformal prediction set) and pred_set_size; the
+    last column, row, is the X index (for evaluate).
     """
     ws = open_workspace(workspace, read_only=True)
     bundle = _bundle(ws, model_version)
@@ -377,6 +443,8 @@ def evaluate(workspace: Path, labels: Path, predictions: Path | None, texts: Pat
     for note in notes:
         click.echo(f"Note: {note}", err=True)
     click.echo(evaluation.format_report(ev))
+    for line in evaluation.honest_lines(joined):
+        click.echo(line)
     try:
         paths = evaluation.save_reports(ev, out_dir or workspace / "reports")
     except OSError as exc:

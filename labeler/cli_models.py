@@ -13,7 +13,8 @@ from typing import Any
 import click
 
 from labeler import taxonomy
-from labeler.cli import FILE, TqdmProgress, _table, main, open_workspace, workspace_option
+from labeler.cli import (FILE, TqdmProgress, _table, apply_targets, main, open_workspace, target_options,
+                         workspace_option)
 from labeler.cli_users import actor, audit_options
 
 
@@ -25,20 +26,24 @@ def _pct(m: dict | None, key: str = "weighted_f1") -> str:
 @main.command()
 @workspace_option
 @click.option("--min-delta", type=click.FloatRange(0, 1), default=None,
-              help="Gate: keep the new version NOT live when its validation weighted F1 is lower than the "
+              help="Gate: keep the new version NOT live when its out-of-fold weighted F1 is lower than the "
                    "live one's by more than this (default: it goes live anyway, with a warning).")
 @click.option("--cv", "cross_validate", is_flag=True,
-              help="Also store a 5-fold cross-validation estimate on the training set (5 more fits).")
+              help="Kept for scripts: the out-of-fold scores (5-fold) always run.")
 @audit_options
-def retrain(workspace: Path, min_delta: float | None, cross_validate: bool, by: str | None, why: str) -> None:
+@target_options
+def retrain(workspace: Path, min_delta: float | None, cross_validate: bool, by: str | None, why: str,
+            target_precision: str | None, coverage: str | None) -> None:
     """Retrain on imported labels overridden by reviewer decisions; compare with the live version.
 
-    The new version is evaluated against the live one on the workspace's fixed validation split
-    (weighted F1, macro F1, accuracy), re-scores every product, then goes live. If anything
-    fails, the live version keeps serving and the reason is printed and recorded (`versions`).
+    Every label is trained on. The new version and the live one are compared on the products
+    labelled now by their out-of-fold predictions (each from models that never saw that label);
+    then the new version re-scores every product and goes live. If anything fails, the live
+    version keeps serving and the reason is printed and recorded (`versions`).
     """
     from labeler.retrain import retrain as run_retrain
     ws = open_workspace(workspace)
+    apply_targets(ws, target_precision, coverage)
     with TqdmProgress("retrain") as bar:
         result = run_retrain(ws, progress=bar, min_delta=min_delta, cross_validate=cross_validate, trigger="cli",
                              who=actor(by), why=why)
@@ -53,9 +58,9 @@ def retrain(workspace: Path, min_delta: float | None, cross_validate: bool, by: 
 def versions(workspace: Path, as_json: bool) -> None:
     """List model versions: which is live, validation metrics of each, and what changed.
 
-    Metrics are on the workspace's fixed validation split (wF1 = weighted F1, mF1 = macro F1,
-    acc = accuracy); 'vs parent' is the weighted-F1 change against the version live before it
-    ('in-sample' when that version trained on the validation products). Recent retrain runs,
+    Metrics are out-of-fold on the labelled products (wF1 = weighted F1, mF1 = macro F1,
+    acc = accuracy); 'vs parent' is the weighted-F1 change against the version live before it on
+    the same products ('in-sample' when that version stored in-sample predictions). Recent retrain runs,
     failed or interrupted ones with their reason, follow the table.
     """
     from labeler.retrain import retrain_state, versions_table
@@ -80,8 +85,10 @@ def versions(workspace: Path, as_json: bool) -> None:
             vs = "-"
         val = v["validation"] or {}
         if not val and v["cv"]:      # versions from `train`: their cross-validation estimate
-            val = {"weighted_f1": v["cv"].get("text_weighted_f1"), "macro_f1": v["cv"].get("text_macro_f1"),
-                   "accuracy": v["cv"].get("text_accuracy")}
+            fused = "fused_cv_weighted_f1" in v["cv"]
+            val = {"weighted_f1": v["cv"].get("fused_cv_weighted_f1" if fused else "text_weighted_f1"),
+                   "macro_f1": v["cv"].get("fused_cv_macro_f1" if fused else "text_macro_f1"),
+                   "accuracy": v["cv"].get("fused_cv_accuracy" if fused else "text_accuracy")}
         rows.append(("*" if v["live"] else "", v["id"], v["status"], v["created_at"][:19].replace("T", " "),
                      str(v["n_train"] if v["n_train"] is not None else "-"),
                      str(v["n_decisions"] if v["n_decisions"] is not None else "-"),
@@ -90,7 +97,11 @@ def versions(workspace: Path, as_json: bool) -> None:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
         click.echo("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
-    click.echo("\n(* = live; wF1/mF1/acc on the validation split, or cross-validated for `train` versions)")
+    click.echo("\n(* = live; wF1/mF1/acc out-of-fold on the labelled products)")
+    click.echo("Auto-accept:")
+    for v in table:
+        if v.get("auto_accept"):
+            click.echo(f"  {v['id']}: {v['auto_accept']}")
     click.echo("What changed:")
     for v in table:
         click.echo(f"  {v['id']}: {v['changes']}" + (f" [{v['notes']}]" if v["status"] == "failed" else ""))
@@ -138,14 +149,16 @@ def rollback(workspace: Path, version: str | None, by: str | None, why: str) -> 
 @click.option("--folds", type=click.IntRange(2, 20), default=5, show_default=True,
               help="Cross-validation folds for the out-of-fold probabilities.")
 @click.option("--all", "include_reviewed", is_flag=True, help="Also list products a reviewer decided since.")
-@click.option("--out", type=FILE, help="Also write every flagged product to this CSV.")
+@click.option("--out", type=FILE, help="Also write the whole ranking (every labelled product) to this CSV.")
 def label_issues(workspace: Path, limit: int, refresh: bool, folds: int, include_reviewed: bool,
                  out: Path | None) -> None:
-    """List imported labels that are probably wrong (confident learning on out-of-fold probabilities).
+    """Rank every labelled product, the probably wrong labels first (confident learning on
+    out-of-fold probabilities).
 
-    A product is flagged when the out-of-fold probability of its label is below that category's
-    mean self-confidence while another category is above its own; most suspect (largest margin)
-    first. Detection runs when nothing is stored yet or with --refresh; results feed the app's
+    Every training stores this ranking from its out-of-fold fused scores: the products whose
+    label the models that never saw it believe least come first; those confident learning flags
+    (label below its category's mean self-confidence while another category is above its own)
+    are marked. --refresh recomputes it with the text model alone (--folds). Feeds the app's
     'suspect labels' queue.
     """
     from models import label_issues as li
@@ -157,12 +170,12 @@ def label_issues(workspace: Path, limit: int, refresh: bool, folds: int, include
         run = li.latest_run(ws)
     rows = li.label_issues(ws, include_reviewed=include_reviewed)
     click.echo(f"{run['n_flagged']} of {run['n_products']} labels flagged (run {run['id']}, {run['created_at'][:19]}, "
-               f"{run['folds']}-fold {run['method']}); {len(rows)} "
-               f"{'listed' if include_reviewed else 'not yet reviewed'}.")
+               f"{run['folds']}-fold {run['method']}); {len(rows)} labelled products "
+               f"{'listed' if include_reviewed else 'not yet reviewed'}, most suspect first.")
     if rows:
-        header = ("rank", "product", "label", "suggested", "p(label)", "p(sugg.)", "title")
-        table = [(str(r["rank"]), r["product_id"], _cat(r["given_label"]), _cat(r["suggested"]),
-                  f"{r['given_prob']:.2f}", f"{r['suggested_prob']:.2f}", _short(r["title"], 50))
+        header = ("rank", "flag", "product", "label", "suggested", "p(label)", "p(sugg.)", "title")
+        table = [(str(r["rank"]), "*" if r["flagged"] else "", r["product_id"], _cat(r["given_label"]),
+                  _cat(r["suggested"]), f"{r['given_prob']:.2f}", f"{r['suggested_prob']:.2f}", _short(r["title"], 50))
                  for r in rows[:limit]]
         widths = [max(len(x[i]) for x in [header, *table]) for i in range(len(header))]
         for r in [header, *table]:
@@ -173,12 +186,12 @@ def label_issues(workspace: Path, limit: int, refresh: bool, folds: int, include
         with out.open("w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             writer.writerow(["rank", "product_id", "given_label", "suggested", "given_prob", "suggested_prob",
-                             "margin", "reviewed", "title"])
+                             "margin", "flagged", "reviewed", "title"])
             for r in rows:
                 writer.writerow([r["rank"], r["product_id"], r["given_label"], r["suggested"],
                                  round(r["given_prob"], 4), round(r["suggested_prob"], 4), round(r["margin"], 4),
-                                 int(r["reviewed"]), r["title"]])
-        where.append(("CSV", f"{out.resolve()} ({len(rows)} rows)"))
+                                 int(r["flagged"]), int(r["reviewed"]), r["title"]])
+        where.append(("CSV", f"{out.resolve()} ({len(rows)} rows, every labelled product ranked)"))
     click.echo(_table(where, indent=""))
 
 

@@ -126,6 +126,27 @@ def format_report(ev: Evaluation) -> str:
     return "\n".join(lines)
 
 
+def honest_lines(joined: pd.DataFrame) -> list[str]:
+    """What `predict` wrote from the version's guarantees, checked against the true labels: the
+    precision on the auto-accepted products and their share; coverage and mean size of the sets."""
+    lines = []
+    y = joined["true"].astype(int).to_numpy()
+    if "auto_accept" in joined.columns:
+        auto = joined["auto_accept"].fillna(0).astype(int).to_numpy().astype(bool)
+        t = pd.to_numeric(joined.get("auto_accept_threshold"), errors="coerce")
+        used = "none (nothing guaranteed)" if t is None or t.isna().all() else f"{float(t.dropna().iloc[0]):.3f}"
+        right = joined["pred_1"].astype(int).to_numpy() == y
+        prec = f"{right[auto].mean():.4f}" if auto.any() else "n/a (none auto-accepted)"
+        lines.append(f"auto-accepted (threshold {used})  {auto.mean():.1%} of products ({int(auto.sum())}), "
+                     f"precision {prec}")
+    if "pred_set" in joined.columns:
+        sets = joined["pred_set"].fillna("").astype(str).str.split("|")
+        hit = np.array([str(t) in s for t, s in zip(y, sets)])
+        size = pd.to_numeric(joined["pred_set_size"], errors="coerce")
+        lines.append(f"prediction sets  coverage {hit.mean():.1%}, mean size {size.mean():.2f}")
+    return lines
+
+
 def save_confusion_png(ev: Evaluation, path: Path, title: str = "") -> Path:
     """Row-normalised confusion matrix (recall per true category) with counts in the cells."""
     import matplotlib

@@ -2,23 +2,19 @@
 
 Rules (the CLI, the app and the tests rely on them):
 
-* **Training set.** The imported labels overridden by reviewer decisions, resolved by
-  `labeler.review.resolved_labels`: each reviewer's latest accept/correct not undone is one vote,
-  the category with most votes wins, a tie goes to the most recent decision (for the usual
-  two-reviewer overlap that is "latest decision wins", the store's `current_labels` view).
-  Products of the validation split are left out of training.
-* **Validation split.** Fixed per workspace: created by the first retrain as a seeded
-  (`Settings.seed`), stratified sample of `VALIDATION_SHARE` (at most `VALIDATION_MAX`) of the
-  products that have an imported label and no reviewer decision yet, stored in the setting
-  `validation_split` (categories with fewer than 5 such products stay whole in training). A
-  validation product that a reviewer decides later leaves the split and is
-  trained on (reviewer decisions are always learned), so the split only shrinks. The new and
-  the live version are scored on the same products, with the same (current) labels. A version
-  not trained by `retrain` (e.g. `labeler train`) may have seen those products: its comparison
-  is marked `in_sample` (optimistic for it).
+* **Training set.** Every label, by the one rule (`store.labels`: each reviewer's latest
+  accept/correct not undone is one vote, the category with most votes wins, a tie goes to the
+  most recent decision; a product nobody decided keeps its imported label). Nothing is held out:
+  the shipped model learns from every label.
+* **Comparison.** Both versions are judged the same way, on the products labelled now, by the
+  predictions they stored: a labelled product's prediction is out-of-fold (from models that
+  never saw its label, `models.training`), an unlabelled product's comes from a model that never
+  saw a label for it either. So the new and the previous version are compared without a
+  validation split; a previous version trained before out-of-fold scoring stored in-sample
+  predictions for its labelled products: the comparison is then marked `in_sample` (no delta).
 * **Go-live policy.** A new version goes live once it is saved, has scored every product and
-  was evaluated, *even when its validation F1 is lower*: validation labels are imported ones,
-  and reviewer corrections that fix systematic errors in them can lower that score while making
+  was compared, *even when its out-of-fold F1 is lower*: most labels are imported ones, and
+  reviewer corrections that fix systematic errors in them can lower that score while making
   the model right. The comparison is stored on the version, printed, and a drop of more than
   `WORSE_BY` weighted F1 is called out as a warning; `rollback()` (CLI `rollback`) restores the
   previous version in one step. Pass `min_delta=` to gate instead: a version worse than the live
@@ -47,7 +43,6 @@ from typing import Any, Callable
 
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
-from sklearn.model_selection import train_test_split
 
 from labeler.config import Settings
 from models import training
@@ -56,11 +51,6 @@ from store.workspace import Workspace, WorkspaceError, now_iso
 
 log = logging.getLogger(__name__)
 
-VALIDATION_SETTING = "validation_split"
-VALIDATION_SHARE = 0.2
-VALIDATION_MAX = 5000
-VALIDATION_MIN = 20          # fewer candidate products: no split, no comparison
-VALIDATION_MIN_CATEGORY = 5  # categories with fewer candidates are not split
 WORSE_BY = 0.01              # weighted-F1 drop called out as a warning
 LABELS_FILE = "training_labels.json"
 
@@ -83,17 +73,18 @@ class RetrainFailed(RetrainError):
 
 @dataclass
 class RetrainResult:
-    """What a retrain did. Metrics are on the validation split: weighted_f1, macro_f1, accuracy."""
+    """What a retrain did. Metrics are out-of-fold on the products labelled now: weighted_f1,
+    macro_f1, accuracy (`n_validation` of them, the same products for both versions)."""
 
     run_id: int
     version: str
     previous: str | None
     went_live: bool
     live: str | None                      # the live version after the retrain
-    metrics: dict[str, Any]               # new version on the validation split
+    metrics: dict[str, Any]               # new version, out-of-fold on the labelled products
     previous_metrics: dict[str, Any]      # previous live version on the same split ({} if none)
     delta_weighted_f1: float | None
-    previous_in_sample: bool              # the previous version trained on validation products
+    previous_in_sample: bool              # the previous version stored in-sample predictions
     n_train: int
     n_validation: int
     n_decisions: int
@@ -102,6 +93,7 @@ class RetrainResult:
     duration_s: float
     path: str
     warning: str | None = None
+    auto_accept: dict[str, Any] = field(default_factory=dict)   # models.honest.AutoAccept as a dict
 
     def lines(self) -> list[tuple[str, Any]]:
         """(label, value) rows for the CLI and the app."""
@@ -110,7 +102,8 @@ class RetrainResult:
             ("previous", self.previous or "none"),
             ("trained on", f"{self.n_train} products ({self.n_decisions} reviewed, "
                            f"{self.n_conflicts} with disagreeing reviewers)"),
-            ("validation", f"{self.n_validation} products (fixed split)"),
+            ("compared on", f"{self.n_validation} labelled products, out-of-fold predictions of both "
+                            "versions (nothing held out of training)"),
         ]
         if self.metrics:
             rows.append(("new", _fmt_metrics(self.metrics)))
@@ -118,13 +111,15 @@ class RetrainResult:
             tag = ""
             if self.previous_in_sample:
                 cv = self.previous_metrics.get("cv_weighted_f1")
-                tag = (" (in-sample: it trained on these products, not comparable" +
+                tag = (" (in-sample: trained before out-of-fold scoring, not comparable" +
                        (f"; its cross-validated weighted F1 was {cv:.4f}" if cv is not None else "") +
-                       "; later retrains compare on held-out products)")
+                       "; later retrains compare out-of-fold)")
             rows.append((f"{self.previous}", _fmt_metrics(self.previous_metrics) + tag))
         if self.delta_weighted_f1 is not None:
             rows.append(("weighted F1 change", f"{self.delta_weighted_f1:+.4f}"))
         rows.append(("what changed", describe_changes(self.changes)))
+        if self.auto_accept:
+            rows.append(("auto-accept", auto_accept_line(self.auto_accept)))
         rows.append(("time", f"{self.duration_s:.1f} s"))
         rows.append(("model saved to", self.path))
         if self.warning:
@@ -137,74 +132,35 @@ def _fmt_metrics(m: dict[str, Any]) -> str:
             f"accuracy {m['accuracy']:.4f} (n={m['n']})")
 
 
-# -- validation split ---------------------------------------------------------------------------
-def reviewed_products(ws: Workspace) -> set[str]:
-    return set(ws.current_labels(reviewed_only=True))
-
-
-def validation_split(ws: Workspace, *, settings: Settings = Settings(), create: bool = True) -> set[str]:
-    """The workspace's fixed validation products, minus those a reviewer has decided since."""
-    raw = ws.get_setting(VALIDATION_SETTING)
-    if raw is None:
-        if not create:
-            return set()
-        raw = _create_split(ws, settings.seed)
-    ids = set(json.loads(raw)["ids"])
-    if not ids:
-        return set()
-    existing = {r["id"] for r in ws.query("SELECT id FROM products")}
-    return (ids & existing) - reviewed_products(ws)
-
-
-def _create_split(ws: Workspace, seed: int) -> str:
-    reviewed = reviewed_products(ws)
-    rows = [r for r in ws.query("SELECT id, source_label FROM products WHERE source_label IS NOT NULL "
-                                "ORDER BY id") if r["id"] not in reviewed]
-    ids = np.array([r["id"] for r in rows], dtype=object)
-    y = np.array([int(r["source_label"]) for r in rows])
-    n_val = min(int(round(VALIDATION_SHARE * len(ids))), VALIDATION_MAX)
-    chosen: list[str] = []
-    if len(ids) >= VALIDATION_MIN and n_val >= 1:
-        cats, counts = np.unique(y, return_counts=True)
-        # small categories stay whole in training: taking their few products away could leave the
-        # text model's calibration folds without a member of the category
-        keep = np.isin(y, cats[counts >= VALIDATION_MIN_CATEGORY])
-        pool, pool_y = ids[keep], y[keep]
-        stratify = pool_y if n_val >= len(np.unique(pool_y)) else None
-        _, val = train_test_split(pool, test_size=n_val, stratify=stratify, random_state=seed)
-        chosen = sorted(str(i) for i in val)
-    payload = json.dumps({"seed": seed, "share": VALIDATION_SHARE, "created_at": now_iso(),
-                          "n_candidates": int(len(ids)), "ids": chosen})
-
-    def insert_once(conn: sqlite3.Connection) -> str:
-        # two processes creating it at once: the first one wins, both use it
-        conn.execute("INSERT OR IGNORE INTO settings(key, value) VALUES (?, ?)", (VALIDATION_SETTING, payload))
-        return conn.execute("SELECT value FROM settings WHERE key = ?", (VALIDATION_SETTING,)).fetchone()[0]
-
-    stored = ws.write(insert_once)
-    log.info("validation split: %d of %d labelled, unreviewed products", len(chosen), len(ids))
-    return stored
-
-
 # -- evaluation ---------------------------------------------------------------------------------
-def evaluate_version(ws: Workspace, version: str, labels: dict[str, int]) -> dict[str, Any]:
-    """Fused and text-only scores of `version` on `labels` (product -> category)."""
-    if not labels:
-        return {}
-    bundle = training.live_bundle(ws, version)
-    df = training.products_frame(ws, list(labels))
-    out = bundle.predict(df, feature_store=ws)
-    codes = np.asarray(bundle.codes)
-    y = np.array([labels[i] for i in df["id"]])
+def stored_metrics(ws: Workspace, version: str, labels: dict[str, int]) -> tuple[dict[str, Any], bool]:
+    """Scores of the predictions `version` stored for the products of `labels`, and whether any of
+    them is in-sample (stored before out-of-fold scoring). ({}, False) when it stored none."""
+    from models.training import OUT_OF_FOLD
+    rows = ws.query("SELECT product_id, top1, voters, source FROM predictions WHERE model_version = ?", (version,))
+    rows = [r for r in rows if r["product_id"] in labels]
+    if not rows:
+        return {}, False
+    y = np.array([labels[r["product_id"]] for r in rows])
+    fused = np.array([int(r["top1"]) for r in rows])
+    text = np.array([int((json.loads(r["voters"]).get("text") or [[0]])[0][0]) for r in rows])
     present = np.unique(y)
-    fused = codes[np.argmax(out["fused"], axis=1)]
-    text = codes[np.argmax(out["text"], axis=1)]
-    return {"weighted_f1": round(float(f1_score(y, fused, average="weighted", labels=present, zero_division=0)), 4),
-            "macro_f1": round(float(f1_score(y, fused, average="macro", labels=present, zero_division=0)), 4),
-            "accuracy": round(float(accuracy_score(y, fused)), 4),
-            "text_weighted_f1": round(float(f1_score(y, text, average="weighted", labels=present,
-                                                     zero_division=0)), 4),
-            "n": int(len(y))}
+    in_sample = any(r["source"] is None for r in rows)
+    return ({"weighted_f1": round(float(f1_score(y, fused, average="weighted", labels=present, zero_division=0)), 4),
+             "macro_f1": round(float(f1_score(y, fused, average="macro", labels=present, zero_division=0)), 4),
+             "accuracy": round(float(accuracy_score(y, fused)), 4),
+             "text_weighted_f1": round(float(f1_score(y, text, average="weighted", labels=present,
+                                                      zero_division=0)), 4),
+             "n": int(len(y)), "out_of_fold": int(sum(r["source"] == OUT_OF_FOLD for r in rows))}, in_sample)
+
+
+def auto_accept_line(a: dict[str, Any]) -> str:
+    """One line for the retrain result and the Models tab."""
+    if a.get("threshold") is None:
+        return (f"nothing auto-accepted: {a.get('n', 0)} labelled products cannot guarantee "
+                f"{a.get('target', 0):.0%} precision (label more products)")
+    return (f"fused top-1 >= {a['threshold']:.3f} · {a['coverage']:.0%} of labelled products · precision "
+            f"{a['precision']:.1%} (>= {a['target']:.0%} guaranteed at {a['confidence']:.0%} confidence)")
 
 
 # -- run bookkeeping ------------------------------------------------------------------------------
@@ -385,24 +341,25 @@ def describe_changes(changes: dict[str, Any]) -> str:
 # -- retrain ------------------------------------------------------------------------------------
 @dataclass
 class _TrainingSet:
-    labels: dict[str, int]           # every resolved label
-    train: dict[str, int]            # minus the validation split
-    validation: dict[str, int]
+    labels: dict[str, int]           # every label by the one rule, all of them trained on
     n_conflicts: int
     last_decision: int               # decisions up to this id are in `labels`
 
+    @property
+    def train(self) -> dict[str, int]:
+        return self.labels
+
 
 def _training_set(ws: Workspace, settings: Settings) -> _TrainingSet:
-    from labeler.review import disagreements, resolved_labels
+    from labeler.review import disagreements
     last_decision = int(ws.scalar("SELECT coalesce(max(id), 0) FROM decisions"))
-    labels = resolved_labels(ws)
-    val_ids = validation_split(ws, settings=settings)
-    train = {k: v for k, v in labels.items() if k not in val_ids}
-    if len(set(train.values())) < 2:
-        raise RetrainError(f"need training labels of at least two categories, found {len(set(train.values()))} "
-                           f"over {len(train)} products (import labels or correct products into more categories)")
-    return _TrainingSet(labels=labels, train=train, validation={k: labels[k] for k in sorted(val_ids) if k in labels},
-                        n_conflicts=len(disagreements(ws)), last_decision=last_decision)
+    labels = ws.current_labels()
+    n_cats = len(set(labels.values()))
+    if n_cats < 2:
+        raise RetrainError(f"there is nothing to tell apart: the {len(labels)} labelled products are all in "
+                           f"{'one category' if n_cats else 'no category'}; label or correct products into at "
+                           "least two categories, then retrain")
+    return _TrainingSet(labels=labels, n_conflicts=len(disagreements(ws)), last_decision=last_decision)
 
 
 @dataclass
@@ -410,30 +367,30 @@ class _Comparison:
     metrics: dict[str, Any]
     previous_metrics: dict[str, Any]
     previous_in_sample: bool
-    delta: float | None              # only between versions that both held the split out
+    delta: float | None              # only when the previous version's predictions are honest too
+    n: int = 0
 
 
 def _compare(ws: Workspace, version: str, previous: str | None, parent_row: dict | None,
-             validation: dict[str, int], report: Progress) -> _Comparison:
-    report(0.86, f"evaluating {version} on {len(validation)} validation products")
-    metrics = evaluate_version(ws, version, validation)
+             labels: dict[str, int], report: Progress) -> _Comparison:
+    """Both versions' stored predictions on the products labelled now (module docstring)."""
+    report(0.86, f"comparing {version} with {previous or 'nothing'} on {len(labels)} labelled products")
+    common = labels
+    if previous:
+        scored = {r["product_id"] for r in ws.query("SELECT product_id FROM predictions WHERE model_version = ?",
+                                                      (previous,))}
+        common = {k: v for k, v in labels.items() if k in scored}
+    metrics, _ = stored_metrics(ws, version, common)
     prev_metrics: dict[str, Any] = {}
     in_sample = False
-    if previous and validation:
-        report(0.92, f"evaluating live version {previous} on the same products")
-        try:
-            prev_metrics = evaluate_version(ws, previous, validation)
-        except Exception as exc:  # a broken old bundle must not block the new version
-            log.warning("could not evaluate live version %s: %s", previous, exc)
-            prev_metrics = {"error": str(exc)}
-        parent_cfg = (parent_row or {}).get("config", {})
-        in_sample = parent_cfg.get("retrain", {}).get("validation_split") != _split_fingerprint(ws)
+    if previous and common:
+        prev_metrics, in_sample = stored_metrics(ws, previous, common)
         if in_sample and "text_weighted_f1" in (parent_row or {}).get("metrics", {}):
             prev_metrics["cv_weighted_f1"] = parent_row["metrics"]["text_weighted_f1"]
     delta = None   # an in-sample score flatters the old version: no delta, no gate
     if metrics and "weighted_f1" in prev_metrics and not in_sample:
         delta = round(metrics["weighted_f1"] - prev_metrics["weighted_f1"], 4)
-    return _Comparison(metrics, prev_metrics, in_sample, delta)
+    return _Comparison(metrics, prev_metrics, in_sample, delta, len(common))
 
 
 def _policy(delta: float | None, min_delta: float | None, previous: str | None, version: str) -> tuple[bool, str | None]:
@@ -442,7 +399,7 @@ def _policy(delta: float | None, min_delta: float | None, previous: str | None, 
         return False, (f"not put live: weighted F1 {delta:+.4f} vs {previous} (gate {-abs(min_delta):+.4f}); "
                        f"promote it with `rollback {version}` if wanted")
     if delta is not None and delta < -WORSE_BY:
-        return True, (f"weighted F1 dropped {delta:+.4f} vs {previous} on the validation split; "
+        return True, (f"out-of-fold weighted F1 dropped {delta:+.4f} vs {previous} on the labelled products; "
                       f"it is live, `rollback` restores {previous}")
     return True, None
 
@@ -450,17 +407,17 @@ def _policy(delta: float | None, min_delta: float | None, previous: str | None, 
 def _record(ws: Workspace, row: dict, run_id: int, ts: _TrainingSet, cmp: _Comparison, changes: dict,
             previous: str | None, min_delta: float | None, duration: float) -> None:
     """Store the comparison, sizes, what changed and the total duration on the version row."""
-    _write_snapshot(Path(row["path"]).parent, ts.train, sorted(ts.validation))
+    _write_snapshot(Path(row["path"]).parent, ts.train, [])
     config = {**row["config"], "retrain": {
-        "run_id": run_id, "last_decision_id": ts.last_decision, "validation_split": _split_fingerprint(ws),
-        "n_validation": len(ts.validation), "n_conflicts": ts.n_conflicts, "changes": changes,
+        "run_id": run_id, "last_decision_id": ts.last_decision, "comparison": "out-of-fold",
+        "n_validation": cmp.n, "n_conflicts": ts.n_conflicts, "changes": changes,
         "policy": "gate" if min_delta is not None else "always-live", "min_delta": min_delta,
         "train_seconds": row["duration_s"]}}
     metrics = {**row["metrics"], "validation": cmp.metrics,
                "compared_to": {"version": previous, "metrics": cmp.previous_metrics,
                                "in_sample": cmp.previous_in_sample, "delta_weighted_f1": cmp.delta}}
     summary = (f"retrain run {run_id}: {describe_changes(changes)}" +
-               (f"; validation weighted F1 {cmp.metrics['weighted_f1']:.4f}" if cmp.metrics else "") +
+               (f"; out-of-fold weighted F1 {cmp.metrics['weighted_f1']:.4f}" if cmp.metrics else "") +
                (f" ({previous}: {cmp.previous_metrics['weighted_f1']:.4f})"
                 if "weighted_f1" in cmp.previous_metrics else ""))
     ws.write(lambda c: c.execute(
@@ -496,7 +453,7 @@ def retrain(ws: Workspace, *, progress: Progress | None = None, min_delta: float
                                      notes=f"retrain run {run_id}", parent=previous, labels=ts.train,
                                      make_live=False, version=version)
         registered = True
-        cmp = _compare(ws, version, previous, parent_row, ts.validation, report)
+        cmp = _compare(ws, version, previous, parent_row, ts.labels, report)
         go_live, warning = _policy(cmp.delta, min_delta, previous, version)
         changes = _changes(ws, parent_row, ts.train, ts.last_decision)
         duration = round(time.perf_counter() - started, 2)
@@ -513,9 +470,10 @@ def retrain(ws: Workspace, *, progress: Progress | None = None, min_delta: float
         return RetrainResult(
             run_id=run_id, version=version, previous=previous, went_live=go_live, live=ws.live_version(),
             metrics=cmp.metrics, previous_metrics=cmp.previous_metrics, delta_weighted_f1=cmp.delta,
-            previous_in_sample=cmp.previous_in_sample, n_train=int(row["n_train"]), n_validation=len(ts.validation),
+            previous_in_sample=cmp.previous_in_sample, n_train=int(row["n_train"]), n_validation=cmp.n,
             n_decisions=int(row["n_decisions"] or 0), n_conflicts=ts.n_conflicts, changes=changes,
-            duration_s=duration, path=row["path"], warning=warning)
+            duration_s=duration, path=row["path"], warning=warning,
+            auto_accept=row["metrics"].get("auto_accept", {}))
     except BaseException as exc:
         reason = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else _reason(exc)
         _fail(ws, run_id, version if registered or _version_exists(ws, version) else None, reason)
@@ -543,11 +501,6 @@ def _fail(ws: Workspace, run_id: int, version: str | None, reason: str) -> None:
     finally:
         _end_run(ws, run_id, "failed", error=reason[:2000], message="failed")
     log.error("retrain run %s failed: %s", run_id, reason)
-
-
-def _split_fingerprint(ws: Workspace) -> str | None:
-    raw = ws.get_setting(VALIDATION_SETTING)
-    return None if raw is None else json.loads(raw)["created_at"]
 
 
 def _write_snapshot(directory: Path, train_labels: dict[str, int], val_ids: list[str]) -> None:
@@ -611,8 +564,11 @@ def versions_table(ws: Workspace) -> list[dict[str, Any]]:
             "id": v["id"], "live": v["live"], "status": v["status"], "created_at": v["created_at"],
             "parent": v["parent"], "n_train": v["n_train"], "n_decisions": v["n_decisions"],
             "duration_s": v["duration_s"], "validation": val,
-            "cv": {k: v["metrics"][k] for k in ("text_weighted_f1", "text_macro_f1", "text_accuracy")
+            "cv": {k: v["metrics"][k] for k in ("text_weighted_f1", "text_macro_f1", "text_accuracy",
+                                                 "fused_cv_weighted_f1", "fused_cv_macro_f1", "fused_cv_accuracy")
                    if k in v["metrics"]},
+            "auto_accept": auto_accept_line(v["metrics"]["auto_accept"]) if "auto_accept" in v["metrics"] else None,
+            "conformal": v["metrics"].get("conformal"),
             "compared_to": comp, "changes": describe_changes(retrain_cfg.get("changes", {}))
             if retrain_cfg else ("trained by `train` on all labels" if v["parent"] is None else
                                  f"trained by `train` after {v['parent']}"),

@@ -26,9 +26,10 @@ Rules (the app and the tests rely on them):
   decision not yet undone, and reserves that product for them again.
 * **Labels when overlapping reviewers disagree** (`resolved_labels`): each reviewer's latest
   effective accept/correct is one vote; the category with the most votes wins and a tie goes to
-  the most recent decision. For the usual two-reviewer overlap that is exactly what the store's
-  `current_labels` view gives (latest decision wins), so the view is unchanged; `disagreements`
-  lists those products for adjudication, and a third reviewer's decision settles them by majority.
+  the most recent decision (`store.labels`, the one rule that train, retrain, export, stats and
+  label issues read too). For the usual two-reviewer overlap that is "latest decision wins";
+  `disagreements` lists those products for adjudication, and a third reviewer's decision settles
+  them by majority.
 
 Performance: the live version's predictions are read into arrays once per (workspace object,
 version) and each strategy's ranked order is computed once from them (per category, suspects,
@@ -58,6 +59,8 @@ import numpy as np
 
 from labeler import strategies, taxonomy
 from labeler.config import Settings
+from models import honest
+from models.label_issues import FLAGGED_FIRST
 from store.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -111,7 +114,12 @@ class Prediction:
     margin: float
     entropy: float
     disagreement: bool                      # text top-1 != image top-1
-    auto_accept: bool                       # top1_prob >= settings.auto_accept_threshold
+    auto_accept: bool                       # top1_prob >= the version's guaranteed threshold
+    source: str | None = None               # 'out-of-fold' / 'model trained on all labels' (None: older version)
+    auto_accept_threshold: float | None = None   # the version's threshold; None: nothing auto-accepted
+    auto_accept_note: str = ""              # why, in words (target precision, or too few labels)
+    pred_set: tuple[int, ...] = ()          # conformal prediction set (codes), empty without calibration
+    set_coverage: float | None = None       # its nominal coverage
 
     def agreement(self) -> dict[str, bool]:
         """voter -> whether its own top-1 is the fused top-1 (agreement at a glance)."""
@@ -338,7 +346,8 @@ def stored_suspects(ws: Workspace) -> frozenset[str]:
     run = _issue_run(ws)
     if run is None:
         return frozenset()
-    return frozenset(r[0] for r in ws.conn.execute("SELECT product_id FROM label_issues WHERE run_id = ?", (run,)))
+    return frozenset(r[0] for r in ws.conn.execute("SELECT product_id FROM label_issues WHERE run_id = ? "
+                                                   "AND flagged = 1", (run,)))
 
 
 @dataclass(frozen=True)
@@ -376,11 +385,13 @@ def _rank_catalog(cat: _Catalog, ws: Workspace, strat: strategies.Strategy, cate
     ids: list[str] = []
     scores: dict[str, float] = {}
     if cat.ids:
+        cal = honest.version_calibration(ws, ws.live_version())
         ctx = strategies.Context(
             text_top1=cat.text_top1, image_top1=cat.image_top1, source_labels=cat.source_labels,
             flags=None if flags is None else np.array([pid in flags for pid in cat.ids]),
-            threshold=settings.auto_accept_threshold, category=category,
-            suspect_min_confidence=settings.auto_accept_threshold, seed=settings.seed)
+            threshold=_threshold(cal, settings), category=category,
+            suspect_min_confidence=settings.auto_accept_threshold, seed=settings.seed,
+            set_qhat=cal.conformal.qhat if cal is not None else None, suspects_flagged_first=FLAGGED_FIRST)
         s = strat(cat.probs, ctx)
         order = strategies.rank(s, seed=settings.seed)
         ids = [cat.ids[i] for i in order]
@@ -637,22 +648,10 @@ def recent_decisions(ws: Workspace, reviewer: str, limit: int = 10) -> list[dict
 
 
 def resolved_labels(ws: Workspace) -> dict[str, int]:
-    """product -> label by the documented overlap rule (majority of reviewers, tie -> latest).
-
-    Products without an effective accept/correct keep their imported label (if any).
-    """
-    votes: dict[str, dict[str, tuple[int, int]]] = {}
-    for r in ws.query("SELECT id, product_id, reviewer, category FROM effective_decisions "
-                      "WHERE action IN ('accept', 'correct') ORDER BY id"):
-        votes.setdefault(r["product_id"], {})[r["reviewer"]] = (int(r["category"]), r["id"])
-    labels = {r["id"]: int(r["source_label"]) for r in ws.query(
-        "SELECT id, source_label FROM products WHERE source_label IS NOT NULL")}
-    for pid, by_reviewer in votes.items():
-        tally: dict[int, list[int]] = {}
-        for cat, did in by_reviewer.values():
-            tally.setdefault(cat, []).append(did)
-        labels[pid] = max(tally, key=lambda c: (len(tally[c]), max(tally[c])))
-    return labels
+    """product -> label by the one rule (`store.labels`): majority of reviewers, tie -> latest,
+    else the imported label. The same as `Workspace.current_labels()`."""
+    from store.labels import resolve_labels
+    return resolve_labels(ws)
 
 
 def disagreements(ws: Workspace) -> list[dict]:
@@ -702,12 +701,38 @@ def _votes(pairs: list) -> tuple[Vote, ...]:
     return tuple(Vote(int(c), taxonomy.name(c), float(p)) for c, p in pairs)
 
 
+def _threshold(cal: "honest.Calibration | None", settings: Settings) -> float:
+    """The version's guaranteed auto-accept threshold; inf (nothing) when it could guarantee none;
+    the settings' fixed threshold for a version trained before calibration existed."""
+    if cal is None:
+        return settings.auto_accept_threshold
+    t = cal.auto_accept.threshold
+    return float("inf") if t is None else float(t)
+
+
+def prediction_view(row: dict, cal: "honest.Calibration | None", settings: Settings) -> Prediction:
+    """A stored (or try-it) prediction row with the version's auto-accept rule and prediction set."""
+    threshold = _threshold(cal, settings)
+    top1_prob = float(row["top1_prob"])
+    codes = taxonomy.codes()
+    pred_set: tuple[int, ...] = ()
+    note = f"fixed threshold {settings.auto_accept_threshold:.0%} (version trained before guarantees)"
+    if cal is not None:
+        inside = cal.conformal.sets(np.asarray(row["probs"], dtype=np.float64))[0]
+        probs = np.asarray(row["probs"], dtype=np.float64)
+        pred_set = tuple(int(codes[j]) for j in np.argsort(-probs, kind="stable") if inside[j])
+        note = cal.auto_accept.describe()
+    return Prediction(model_version=row["model_version"], top5=_votes(row["top5"]),
+                      voters={name: _votes(v) for name, v in row["voters"].items()}, top1=int(row["top1"]),
+                      top1_prob=top1_prob, margin=float(row["margin"]), entropy=float(row["entropy"]),
+                      disagreement=bool(row["disagreement"]), auto_accept=top1_prob >= threshold,
+                      source=row.get("source"), auto_accept_threshold=None if threshold == float("inf") else threshold,
+                      auto_accept_note=note, pred_set=pred_set,
+                      set_coverage=cal.conformal.coverage if cal is not None else None)
+
+
 def _prediction(ws: Workspace, product_id: str, settings: Settings) -> Prediction | None:
     row = ws.prediction(product_id)
     if row is None:
         return None
-    return Prediction(model_version=row["model_version"], top5=_votes(row["top5"]),
-                      voters={name: _votes(v) for name, v in row["voters"].items()}, top1=int(row["top1"]),
-                      top1_prob=float(row["top1_prob"]), margin=float(row["margin"]), entropy=float(row["entropy"]),
-                      disagreement=bool(row["disagreement"]),
-                      auto_accept=float(row["top1_prob"]) >= settings.auto_accept_threshold)
+    return prediction_view(row, honest.version_calibration(ws, row["model_version"]), settings)

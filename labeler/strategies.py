@@ -53,7 +53,9 @@ class Context:
     flags:          boolean mask of products flagged by label-issue detection (optional).
     threshold:      auto-accept threshold on the fused top-1 probability.
     category:       the category code for the ``category`` strategy.
-    suspect_min_confidence: how sure the model must be to contradict an imported label.
+    suspect_min_confidence: kept for callers; the suspect queue ranks every labelled product.
+    suspects_flagged_first: the suspect queue puts products flagged by confident learning first.
+    set_qhat:       the version's conformal quantile (`models.honest`) for ``largest_set``.
     seed:           seed for ``random``.
     """
 
@@ -65,6 +67,8 @@ class Context:
     threshold: float = 0.80
     category: int | None = None
     suspect_min_confidence: float = 0.80
+    suspects_flagged_first: bool = False
+    set_qhat: float | None = None
     seed: int = 0
 
     @classmethod
@@ -155,11 +159,12 @@ def category(probs: np.ndarray, context: Context | None = None) -> np.ndarray:
 
 
 def suspect_labels(probs: np.ndarray, context: Context | None = None) -> np.ndarray:
-    """Imported labels a confident prediction contradicts (and label-issue flags, ranked first).
+    """Every product with an imported label, the least probable label first.
 
-    A product is a suspect when it has an imported label, the fused top-1 is another category
-    with p >= ``suspect_min_confidence``, or when ``context.flags`` marks it. Score:
-    p(top-1) - p(imported label), plus 1 for flagged products so detection output leads.
+    Score: 1 - p(imported label) under the fused probabilities, which for a labelled product are
+    out-of-fold (from models that never saw its label, `models.training`); plus 1 for products
+    flagged by confident learning when ``context.suspects_flagged_first``. Ranking every labelled
+    product lets a reviewer keep walking past the flagged ones (bench/label_noise.py).
     """
     probs = _check(probs)
     ctx = context or Context()
@@ -171,15 +176,23 @@ def suspect_labels(probs: np.ndarray, context: Context | None = None) -> np.ndar
     label_idx = np.array([col.get(int(c), -1) for c in labels], dtype=int)
     has_label = label_idx >= 0
     n = len(probs)
-    top1_idx = np.argmax(probs, axis=1) if n else np.zeros(0, int)
-    top1_p = probs[np.arange(n), top1_idx] if n else np.zeros(0)
     label_p = np.where(has_label, probs[np.arange(n), np.clip(label_idx, 0, None)], 0.0) if n else np.zeros(0)
-    contradicted = has_label & (top1_idx != label_idx) & (top1_p >= ctx.suspect_min_confidence)
     flagged = np.zeros(n, bool) if ctx.flags is None else np.asarray(ctx.flags, bool)
     if flagged.shape != (n,):
         raise StrategyError(f"flags must be a boolean mask of shape ({n},), got shape {flagged.shape}")
-    score = (top1_p - label_p) + flagged.astype(float)
-    return np.where(contradicted | flagged, score, EXCLUDED)
+    score = (1.0 - label_p) + (flagged.astype(float) if ctx.suspects_flagged_first else 0.0)
+    return np.where(has_label, score, EXCLUDED)
+
+
+def largest_set(probs: np.ndarray, context: Context | None = None) -> np.ndarray:
+    """Largest conformal prediction set first (the model cannot narrow the product down), the
+    least confident first within a size. Without a version's quantile: least confidence."""
+    probs = _check(probs)
+    ctx = context or Context()
+    if ctx.set_qhat is None or not len(probs):
+        return least_confidence(probs)
+    from models.honest import prediction_sets
+    return prediction_sets(probs, ctx.set_qhat).sum(axis=1) + 0.5 * least_confidence(probs)
 
 
 @dataclass(frozen=True)
@@ -189,6 +202,7 @@ class Strategy:
     description: str           # one line, shown in the app's strategy picker
     filters: bool = False      # True: only some products are in its queue
     needs: tuple[str, ...] = ()  # Context fields it requires
+    empty_reason: str = ""     # why its queue can be empty and what to do (the app's empty screen)
 
     def __call__(self, probs: np.ndarray, context: Context | None = None) -> np.ndarray:
         return self.fn(probs, context)
@@ -199,15 +213,24 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     Strategy("margin", margin, "Smallest margin first: top-1 and top-2 categories almost tied."),
     Strategy("entropy", entropy, "Highest entropy first: probability spread over many categories."),
     Strategy("disagreement", disagreement, "Text and image models disagree on top-1, least confident first.",
-             filters=True, needs=("text_top1", "image_top1")),
+             filters=True, needs=("text_top1", "image_top1"),
+             empty_reason="Only products with an image have an image vote, and on every one of them left "
+                          "the text and image models agree (or the live version has no image model: fewer than "
+                          "30 labelled products with a photo). Import images or label more photographed "
+                          "products and retrain, or pick another queue."),
     Strategy("below_threshold", below_threshold,
              "Only products below the auto-accept threshold, least confident first.", filters=True),
     Strategy("random", random, "Random order (seeded): the unbiased baseline."),
     Strategy("category", category, "One category: predicted or imported as the chosen category.",
              filters=True, needs=("category",)),
     Strategy("suspect_labels", suspect_labels,
-             "Suspect labels: imported label contradicted by a confident prediction.",
-             filters=True, needs=("source_labels",)),
+             "Suspect labels: every imported label, the one the out-of-fold model believes least first.",
+             filters=True, needs=("source_labels",),
+             empty_reason="This queue ranks the products that have an imported label and no reviewer "
+                          "decision yet: every one of them has been reviewed, or the catalog was imported "
+                          "without labels. Import labels (--labels Y.csv) and train, or pick another queue."),
+    Strategy("largest_set", largest_set,
+             "Largest prediction set first: the categories the model cannot rule out (conformal, 90 %)."),
 )}
 
 
@@ -254,6 +277,7 @@ def describe_score(name: str, score: float | None) -> str:
         "below_threshold": f"below the auto-accept threshold; top-1 probability {1 - score:.0%}",
         "random": "picked at random",
         "category": f"in the chosen category; top-1 probability {1 - score:.0%}",
-        "suspect_labels": (f"flagged by label-issue detection (gap {score - 1:.2f})" if score >= 1 else
-                           f"imported label contradicted: model prefers another category by {score:.0%}"),
+        "suspect_labels": (f"flagged by confident learning; out-of-fold probability of its label {2 - score:.0%}"
+                           if score > 1 else f"out-of-fold probability of its imported label {1 - score:.0%}"),
+        "largest_set": f"{int(score)} categories in its prediction set",
     }.get(name, f"score {score:.3f}")

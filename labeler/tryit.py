@@ -24,13 +24,14 @@ def _votes(pairs: list) -> tuple[Vote, ...]:
     return tuple(Vote(int(c), taxonomy.name(c), float(p)) for c, p in pairs)
 
 
-def prediction_from_row(row: dict, version: str, settings: Settings = Settings()) -> Prediction:
-    """A `prediction_rows` row as the review card's `Prediction` (same shape as a stored one)."""
-    return Prediction(model_version=version, top5=_votes(row["top5"]),
-                      voters={name: _votes(v) for name, v in row["voters"].items()}, top1=int(row["top1"]),
-                      top1_prob=float(row["top1_prob"]), margin=float(row["margin"]), entropy=float(row["entropy"]),
-                      disagreement=bool(row["disagreement"]),
-                      auto_accept=float(row["top1_prob"]) >= settings.auto_accept_threshold)
+def prediction_from_row(row: dict, version: str, settings: Settings = Settings(),
+                        calibration: dict | None = None) -> Prediction:
+    """A `prediction_rows` row as the review card's `Prediction` (same shape as a stored one),
+    with the bundle's auto-accept threshold and prediction set (`bundle.info['calibration']`)."""
+    from labeler.review import prediction_view
+    from models.honest import ALL_LABELS_SOURCE, Calibration
+    return prediction_view({**row, "model_version": version, "source": ALL_LABELS_SOURCE},
+                           Calibration.from_dict(calibration), settings)
 
 
 def predict_one(bundle, *, title: str = "", description: str = "", image_path: str | None = None,
@@ -50,7 +51,8 @@ def predict_one(bundle, *, title: str = "", description: str = "", image_path: s
                "image_path": image_path if image_path and has_image_model else None, "image_sha1": None}
     out = bundle.predict(pd.DataFrame([product]))
     row = prediction_rows([TRY_ID], out, k=settings.top_k)[0]
-    return prediction_from_row(row, bundle.version, settings), product
+    return prediction_from_row(row, bundle.version, settings,
+                               (getattr(bundle, "info", None) or {}).get("calibration")), product
 
 
 def is_image(path: str) -> bool:

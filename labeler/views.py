@@ -139,7 +139,9 @@ def card_html(card, image_uri: str | None, *, threshold: float, preload: Sequenc
     badges = []
     pred = card.prediction
     if pred is not None and pred.auto_accept:
-        badges.append(f'<span class="badge ok" title="fused top-1 probability ≥ {pct(threshold)}">'
+        t = getattr(pred, "auto_accept_threshold", None) or threshold
+        badges.append(f'<span class="badge ok" title="fused top-1 probability ≥ {pct(t)}: '
+                      f'{html.escape(getattr(pred, "auto_accept_note", ""))}">'
                       f'auto-accept · {pct(pred.top1_prob)}</span>')
     if card.second_review:
         badges.append('<span class="badge info">second review (overlap)</span>')
@@ -163,9 +165,24 @@ def card_html(card, image_uri: str | None, *, threshold: float, preload: Sequenc
       <div class="meta-row"><span>why this product</span><span><b>{strategy}</b>: {html.escape(card.reason)}{score}</span></div>
       {imported}
       <div class="meta-row"><span>product id</span><span><code>{html.escape(card.product_id)}</code></span></div>
+      {score_source_html(pred)}
     </div>
   </div>{ahead}
 </div>"""
+
+
+SOURCE_NOTES = {"out-of-fold": "out-of-fold: from models that never saw this product's label",
+                "model trained on all labels": "model trained on all labels (this product had none)"}
+
+
+def score_source_html(pred) -> str:
+    """The card's line saying which model produced the scores shown (honest or in-sample)."""
+    source = getattr(pred, "source", None) if pred is not None else None
+    if pred is None:
+        return ""
+    note = SOURCE_NOTES.get(source or "", "in-sample: stored before out-of-fold scoring (retrain for honest scores)")
+    return (f'<div class="meta-row score-source" data-source="{html.escape(source or "in-sample")}"><span>model scores'
+            f'</span><span>{html.escape(note)}</span></div>')
 
 
 def empty_card_html(message: str, hint: str = "") -> str:
@@ -190,6 +207,7 @@ def top5_html(pred, *, threshold: float, clickable: bool = True) -> str:
                 '<br>Choose its category with <kbd>/</kbd> or skip with <kbd>S</kbd>.</div></div>')
     backing = _voter_top1(pred)
     short = voter_shorts(pred.voters)
+    in_set = set(getattr(pred, "pred_set", ()) or ())
     rows = []
     for rank, vote in enumerate(pred.top5, start=1):
         who = backing.get(vote.code, [])
@@ -204,11 +222,24 @@ def top5_html(pred, *, threshold: float, clickable: bool = True) -> str:
     <span class="t5-name">{html.escape(vote.name)} <span class="code">{vote.code}</span></span>
     <span class="t5-p">{pct(vote.prob)}</span>
     <span class="t5-bar"><span style="width:{width:.1f}%"></span></span>
-    <span class="t5-voters">{dots}</span>
+    <span class="t5-voters">{dots}{_set_mark(vote.code, in_set, pred)}</span>
   </{tag}>""")
+    t = getattr(pred, "auto_accept_threshold", None)
+    note = html.escape(getattr(pred, "auto_accept_note", "") or "")
+    rule = (f"auto-accept at {pct(t)}" if t is not None else note) if hasattr(pred, "auto_accept_note") \
+        else f"auto-accept at {pct(threshold)}"
     head = ('<div class="t5-head"><span>Model top-5 (fused)</span>'
-            f'<span class="muted">version {html.escape(pred.model_version)} · auto-accept at {pct(threshold)}</span></div>')
+            f'<span class="muted" title="{note}">version {html.escape(pred.model_version)} · {rule}</span></div>')
     return f'<div class="top5">{head}{"".join(rows)}</div>'
+
+
+def _set_mark(code: int, in_set: set[int], pred) -> str:
+    """A mark on the top-5 rows inside the conformal prediction set."""
+    if code not in in_set:
+        return ""
+    cov = getattr(pred, "set_coverage", None)
+    tip = f"in the prediction set ({pct(cov)} coverage)" if cov else "in the prediction set"
+    return f'<span class="in-set" title="{tip}">in set</span>'
 
 
 def voter_label(name: str) -> str:
@@ -358,12 +389,12 @@ def stats_cards_html(progress: dict, acceptance: dict, agreement: dict, model: d
 
 # What a version's metrics mean, in the order a reader wants them; keys not listed follow as stored.
 METRIC_LABELS = {
-    "validation.weighted_f1": "weighted F1 on the fixed validation split (fused)",
+    "validation.weighted_f1": "weighted F1 on the labelled products, out-of-fold (fused, vs previous version)",
     "validation.text_weighted_f1": "  the same, text model alone",
     "validation.accuracy": "  accuracy (fused)",
-    "validation.n": "  validation products",
+    "validation.n": "  labelled products compared",
     "compared_to.version": "compared with",
-    "compared_to.delta_weighted_f1": "  change in validation weighted F1",
+    "compared_to.delta_weighted_f1": "  change in out-of-fold weighted F1",
     "text_weighted_f1": "text model: weighted F1 (cross-validated)",
     "text_macro_f1": "  macro F1",
     "text_accuracy": "  accuracy",
@@ -376,6 +407,17 @@ METRIC_LABELS = {
     "n_images": "labelled products with a usable image",
     "n_without_image": "labelled products without an image",
     "n_image_problems": "image files that would not decode",
+    "fused_cv_weighted_f1": "fused: weighted F1 of every labelled product (out-of-fold, what the cards show)",
+    "fused_cv_accuracy": "  accuracy",
+    "fused_cv_n": "  labelled products",
+    "auto_accept.target": "auto-accept: target precision",
+    "auto_accept.threshold": "  threshold on the fused top-1 (none: nothing auto-accepted)",
+    "auto_accept.error_bound": "  error-rate upper bound (95 % confidence)",
+    "auto_accept.coverage": "  share of labelled products auto-accepted",
+    "auto_accept.precision": "  precision reached on them (out-of-fold)",
+    "conformal.coverage": "prediction sets: nominal coverage",
+    "conformal.empirical_coverage": "  coverage measured on held-out halves",
+    "conformal.mean_set_size": "  mean set size",
 }
 
 
@@ -423,7 +465,7 @@ def category_choices(codes: Iterable[int] | None = None) -> list[tuple[str, int]
 
 # -- models tab ---------------------------------------------------------------------------------
 VERSION_COLUMNS = ["version", "live", "status", "created", "trained on", "reviewed",
-                   "validation wF1", "vs previous", "what changed"]
+                   "out-of-fold wF1", "vs previous", "what changed", "auto-accept"]
 
 
 def versions_rows(versions: Sequence[dict]) -> list[list]:
@@ -431,11 +473,13 @@ def versions_rows(versions: Sequence[dict]) -> list[list]:
     rows = []
     for v in reversed(list(versions)):
         val = v.get("validation") or {}
+        wf1 = val.get("weighted_f1", (v.get("cv") or {}).get("fused_cv_weighted_f1"))
         delta = (v.get("compared_to") or {}).get("delta_weighted_f1")
         rows.append([v["id"], "● live" if v["live"] else "", v["status"], str(v["created_at"])[:19].replace("T", " "),
                      v["n_train"], v["n_decisions"],
-                     f"{val['weighted_f1']:.4f}" if "weighted_f1" in val else "–",
-                     f"{delta:+.4f}" if delta is not None else "–", plain(v["changes"])])
+                     f"{wf1:.4f}" if wf1 is not None else "–",
+                     f"{delta:+.4f}" if delta is not None else "–", plain(v["changes"]),
+                     plain(v.get("auto_accept") or "–")])
     return rows
 
 
@@ -460,7 +504,7 @@ def retrain_status_html(status: dict | None, result_lines: Sequence[tuple[str, o
                 f'{text(last_run.get("status"))}, started {text(str(last_run.get("started_at"))[:19])}'
                 f'{" · " + text(last_run.get("error")) if last_run.get("error") else ""}</div>')
     return ('<div class="retrain muted">No retrain yet. Retrain learns every decision made so far '
-            '(validation on a fixed split of imported labels) and re-scores the queue.</div>')
+            '(compared with the live one out-of-fold, on every labelled product) and re-scores the queue.</div>')
 
 
 # -- the text model's explanation (words tinted toward / against a category) ------------------------

@@ -177,28 +177,69 @@ def detect_label_issues(ws: Workspace, *, folds: int = 5, seed: int = 0, progres
     label_idx = np.array([col[int(c)] for c in y])
     issues = find_issues(label_idx, probs)
     method = f"confident-learning/oof-{type(make_model()).__name__}"
+    run_id = store_issue_run(ws, df["id"].tolist(), label_idx, probs, method=method, folds=folds,
+                             duration_s=round(time.perf_counter() - started, 2), issues=issues)
+    n_flagged = int(issues.flagged.sum())
+    progress(1.0, f"{n_flagged} of {len(y)} labels flagged")
+    return DetectionReport(run_id, len(y), n_flagged, folds, round(time.perf_counter() - started, 2), method,
+                           n_skipped=int((~scored).sum()))
+
+
+def suspect_order(labels: np.ndarray, probs: np.ndarray, issues: Issues | None = None,
+                  flagged_first: bool | None = None) -> np.ndarray:
+    """Every row, most suspect first: (flagged rows first, by margin, when `flagged_first`) then
+    the lowest out-of-fold probability of the row's own label first; ties by position.
+
+    A plain ranking by p(label) keeps going where confident learning stops flagging, so a reviewer
+    can walk past the flagged products (bench/label_noise.py measures both orders)."""
+    flagged_first = FLAGGED_FIRST if flagged_first is None else flagged_first
+    labels = np.asarray(labels, dtype=int)
+    n = len(labels)
+    own = probs[np.arange(n), labels] if n else np.zeros(0)
+    idx = np.arange(n)
+    if flagged_first:
+        issues = issues if issues is not None else find_issues(labels, probs)
+        flagged = issues.flagged
+        rest = idx[~flagged][np.lexsort((idx[~flagged], own[~flagged]))]
+        return np.r_[issues.order, rest].astype(int)
+    return idx[np.lexsort((idx, own))]
+
+
+FLAGGED_FIRST = False   # measured by bench/label_noise.py (README): the plain ranking finds more within 2x
+
+
+def store_issue_run(ws: Workspace, ids: list[str], labels: np.ndarray, probs: np.ndarray, *, method: str,
+                    folds: int, duration_s: float | None = None, issues: Issues | None = None) -> int:
+    """Confident learning on out-of-fold `probs` (n, 27) of the products `ids` labelled `labels`
+    (column indices); stores every product ranked by `suspect_order` as the latest run."""
+    codes = taxonomy.codes()
+    labels = np.asarray(labels, dtype=int)
+    probs = np.asarray(probs, dtype=np.float64)
+    issues = issues if issues is not None else find_issues(labels, probs)
+    n = len(labels)
+    others = probs.copy()
+    others[np.arange(n), labels] = -np.inf
+    best_other = np.argmax(others, axis=1) if n else np.zeros(0, int)
+    suggested = np.where(issues.flagged, issues.suggested, best_other)
     thresholds = {str(codes[j]): round(float(t), 4) for j, t in enumerate(issues.thresholds) if np.isfinite(t)}
-    ids = df["id"].tolist()
-    rows = [(ids[i], rank, int(codes[label_idx[i]]), int(codes[issues.suggested[i]]),
-             float(probs[i, label_idx[i]]), float(probs[i, issues.suggested[i]]), float(issues.margin[i]))
-            for rank, i in enumerate(issues.order, start=1)]
-    duration = round(time.perf_counter() - started, 2)
+    rows = [(ids[i], rank, int(codes[labels[i]]), int(codes[suggested[i]]), float(probs[i, labels[i]]),
+             float(probs[i, suggested[i]]), float(probs[i, suggested[i]] - probs[i, labels[i]]),
+             int(issues.flagged[i]))
+            for rank, i in enumerate(suspect_order(labels, probs, issues), start=1)]
 
     def store(conn) -> int:
         cur = conn.execute("INSERT INTO label_issue_runs (created_at, method, folds, n_products, n_flagged, "
                            "thresholds, duration_s) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                           (now_iso(), method, folds, len(y), len(rows),
-                            json.dumps(thresholds), duration))
+                           (now_iso(), method, folds, n, int(issues.flagged.sum()),
+                            json.dumps(thresholds), duration_s))
         run = int(cur.lastrowid)
         conn.execute("DELETE FROM label_issues")
         conn.executemany("INSERT INTO label_issues (run_id, product_id, rank, given_label, suggested, given_prob, "
-                         "suggested_prob, margin) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         "suggested_prob, margin, flagged) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                          [(run, *r) for r in rows])
         return run
 
-    run_id = ws.write(store)
-    progress(1.0, f"{len(rows)} of {len(y)} labels flagged")
-    return DetectionReport(run_id, len(y), len(rows), folds, duration, method, n_skipped=int((~scored).sum()))
+    return ws.write(store)
 
 
 def latest_run(ws: Workspace) -> dict | None:
@@ -220,6 +261,7 @@ def label_issues(ws: Workspace, *, limit: int | None = None, include_reviewed: b
     return rows if limit is None else rows[:limit]
 
 
-def suspect_ids(ws: Workspace) -> list[str]:
-    """Flagged products no reviewer has decided yet, most suspect first (the app's suspect queue)."""
-    return [r["product_id"] for r in label_issues(ws)]
+def suspect_ids(ws: Workspace, *, flagged_only: bool = True) -> list[str]:
+    """Products no reviewer has decided yet, most suspect first: the flagged ones (default), or
+    every ranked labelled product."""
+    return [r["product_id"] for r in label_issues(ws) if r["flagged"] or not flagged_only]

@@ -18,6 +18,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from labeler import taxonomy
 from models.predictor import ModelBundle, Progress, align, load_bundle, prediction_rows, scaled
+from models import honest
 from models.text import TextClassifier
 from store.workspace import Workspace, WorkspaceError
 
@@ -66,20 +67,6 @@ def labelled_frame(ws: Workspace, labels: dict[str, int] | None = None) -> tuple
     y = np.array([labels[i] for i in df["id"]])
     n_decided = len(ws.current_labels(reviewed_only=True))
     return df, y, n_decided
-
-
-def cross_validated_metrics(df: pd.DataFrame, y: np.ndarray, make_text, folds: int = 5,
-                            seed: int = 0) -> dict[str, float]:
-    """Out-of-fold weighted/macro F1 of the text model, the version's honest quality estimate."""
-    counts = np.unique(y, return_counts=True)[1]
-    n_splits = int(min(folds, counts.min())) if len(counts) > 1 else 0
-    if n_splits < 2:
-        return {}
-    pred = np.empty_like(y)
-    for tr, te in StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(df, y):
-        model = make_text().fit(df.iloc[tr], y[tr])
-        pred[te] = model.predict(df.iloc[te])
-    return _text_metrics(y, pred, n_splits)
 
 
 def _text_metrics(y: np.ndarray, pred: np.ndarray, n_folds: int) -> dict[str, float]:
@@ -135,9 +122,19 @@ def out_of_fold_rows(ensemble: Any, feats: dict[str, np.ndarray], ok: np.ndarray
                      progress: Progress | None = None) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, dict]:
     """(text, {voter: probs}, category index) out of fold for the labelled products with an image,
     the rows the fusion is fitted on (same folds for text and image), and the text's CV metrics."""
+    folds = honest.product_folds(df["id"].astype(str).tolist())
+    text_oof, voters_oof, metrics = _out_of_fold(ensemble, feats, ok, df, y, folds, text_factory=text_factory,
+                                                 unlabelled=unlabelled, progress=progress)
+    return text_oof[ok], voters_oof, np.searchsorted(taxonomy.codes(), y[ok]), metrics
+
+
+def _out_of_fold(ensemble: Any, feats: dict[str, np.ndarray], ok: np.ndarray, df: pd.DataFrame, y: np.ndarray,
+                 folds: np.ndarray, *, text_factory=TextClassifier, unlabelled: pd.DataFrame | None = None,
+                 progress: Progress | None = None) -> tuple[np.ndarray, dict[str, np.ndarray], dict]:
+    """Text probabilities (n, 27) of every labelled product and each voter's (n_ok, 27) for those
+    with an image, each row from models fitted on the other folds; the text's CV metrics."""
     progress = progress or _noop
     codes = taxonomy.codes()
-    folds = _folds(y, ok)
     progress(0.0, f"out-of-fold text probabilities ({len(np.unique(folds))} folds)")
     text_oof = oof_text_proba(df, y, text_factory, folds, unlabelled)
     metrics = _text_metrics(y, np.asarray(codes)[text_oof.argmax(1)], len(np.unique(folds)))
@@ -152,7 +149,37 @@ def out_of_fold_rows(ensemble: Any, feats: dict[str, np.ndarray], ok: np.ndarray
         part = type(ensemble)(voters=ensemble.voters).fit({n: f[tr] for n, f in fo.items()}, yi[tr])
         for name, p in part.voter_proba({n: f[te] for n, f in fo.items()}).items():
             voters_oof[name][te] = p
-    return text_oof[ok], voters_oof, np.searchsorted(codes, yi), metrics
+    return text_oof, voters_oof, metrics
+
+
+def _cross_fitted_fusion(text_oof: np.ndarray, voters_oof: dict[str, np.ndarray], ok: np.ndarray, y: np.ndarray,
+                         folds: np.ndarray, voter_names: list[str]) -> dict[str, Any]:
+    """Out-of-fold predictions of every labelled product in `bundle.predict`'s layout: the fusion
+    that fuses a product of fold k is itself fitted on the other folds' rows (its prior too), so
+    nothing a product shows was fitted on its own label."""
+    from models.fusion import Fusion
+    codes = taxonomy.codes()
+    n = len(y)
+    fused = text_oof.copy()
+    image = np.zeros_like(text_oof)
+    voters = {name: np.zeros_like(text_oof) for name in voter_names}
+    y_index = np.searchsorted(codes, y)
+    rows = np.flatnonzero(ok)
+    fi = folds[ok]
+    for k in np.unique(fi):
+        tr, te = fi != k, fi == k
+        if not te.any():
+            continue
+        fusion = Fusion(voter_names=voter_names, text_prior=category_prior(y[folds != k]))
+        fusion.fit(text_oof[rows[tr]], {v: p[tr] for v, p in voters_oof.items()}, y_index[rows[tr]])
+        part = {v: p[te] for v, p in voters_oof.items()}
+        vote = fusion.image_vote(part)
+        fused[rows[te]] = fusion.fuse(text_oof[rows[te]], vote, np.ones(int(te.sum()), bool), voters=part)
+        image[rows[te]] = vote
+        for v in voter_names:
+            voters[v][rows[te]] = part[v]
+    return {"text": text_oof, "image": image, "voters": voters, "has_image": ok.copy(), "fused": fused,
+            "n": n}
 
 
 def _image_ensemble(ws: Workspace, voters=None) -> Any:
@@ -172,6 +199,18 @@ def fit_image_and_fusion(ws: Workspace, df: pd.DataFrame, y: np.ndarray, *, text
     on a first training, next to nothing once the features are cached).
     Returns (ensemble, fusion, metrics), or (None, None, metrics) when too few images decode.
     """
+    ensemble, fusion, metrics, _ = _fit_image_and_fusion(
+        ws, df, y, honest.product_folds(df["id"].astype(str).tolist()), text_factory=text_factory,
+        progress=progress, voters=voters, unlabelled=unlabelled, features_share=features_share)
+    return ensemble, fusion, metrics
+
+
+def _fit_image_and_fusion(ws: Workspace, df: pd.DataFrame, y: np.ndarray, folds: np.ndarray, *,
+                          text_factory=TextClassifier, progress: Progress | None = None, voters=None,
+                          unlabelled: pd.DataFrame | None = None, features_share: float = 0.4
+                          ) -> tuple[Any, Any, dict, dict | None]:
+    """`fit_image_and_fusion` plus the labelled products' out-of-fold predictions (None when the
+    version stays text only)."""
     from models.features import NO_IMAGE
     from models.fusion import Fusion
     progress = progress or _noop
@@ -185,19 +224,31 @@ def fit_image_and_fusion(ws: Workspace, df: pd.DataFrame, y: np.ndarray, *, text
                                "n_without_image": len(problems) - broken}
     if ok.sum() < MIN_LABELLED_IMAGES or len(np.unique(y[ok])) < 2:
         log.warning("only %d labelled products have a usable image: version stays text only", ok.sum())
-        return None, None, metrics
-    text_oof, voters_oof, y_index, text_metrics = out_of_fold_rows(
-        ensemble, feats, ok, df, y, text_factory=text_factory, unlabelled=unlabelled,
-        progress=scaled(progress, fs, fs + 0.85 * (1 - fs)))
+        return None, None, metrics, None
+    text_oof, voters_oof, text_metrics = _out_of_fold(
+        ensemble, feats, ok, df, y, folds, text_factory=text_factory, unlabelled=unlabelled,
+        progress=scaled(progress, fs, fs + 0.75 * (1 - fs)))
     metrics.update(text_metrics)
-    progress(fs + 0.85 * (1 - fs), "fitting fusion on out-of-fold predictions")
-    fusion = Fusion(voter_names=[s.label for s in ensemble.voters], text_prior=category_prior(y))
-    fusion.fit(text_oof, voters_oof, y_index)
+    progress(fs + 0.75 * (1 - fs), "fitting fusion on out-of-fold predictions")
+    names = [s.label for s in ensemble.voters]
+    fusion = Fusion(voter_names=names, text_prior=category_prior(y))
+    fusion.fit(text_oof[ok], voters_oof, np.searchsorted(taxonomy.codes(), y[ok]))
+    progress(fs + 0.8 * (1 - fs), "cross-fitting the fusion for out-of-fold scores")
+    oof = _cross_fitted_fusion(text_oof, voters_oof, ok, y, folds, names)
     ensemble.fit({k: v[ok] for k, v in feats.items()}, y[ok])
     ensemble.set_vote(fusion.params.vote_weights, fusion.params.sharpen_k)
     metrics.update(fusion.metrics)
     progress(1.0, "image ensemble and fusion fitted")
-    return ensemble, fusion, metrics
+    return ensemble, fusion, metrics, oof
+
+
+def text_only_oof(df: pd.DataFrame, y: np.ndarray, folds: np.ndarray, *, text_factory=TextClassifier,
+                  unlabelled: pd.DataFrame | None = None) -> tuple[dict[str, Any], dict]:
+    """Out-of-fold predictions of a text-only version (`bundle.predict`'s layout) and its metrics."""
+    text_oof = oof_text_proba(df, y, text_factory, folds, unlabelled)
+    metrics = _text_metrics(y, np.asarray(taxonomy.codes())[text_oof.argmax(1)], len(np.unique(folds)))
+    return ({"text": text_oof, "image": None, "voters": {}, "has_image": np.zeros(len(y), bool),
+             "fused": text_oof}, metrics)
 
 
 def train_version(ws: Workspace, *, progress: Progress | None = None, evaluate: bool = True,
@@ -205,17 +256,27 @@ def train_version(ws: Workspace, *, progress: Progress | None = None, evaluate: 
                   make_live: bool = True, version: str | None = None) -> dict:
     """Fit every model on the workspace's current labels, save, score all products, go live.
 
-    labels: train on exactly these product -> category pairs (labeler/retrain.py passes the
-    reviewer-resolved labels minus its validation split). make_live=False leaves the pointer
-    where it is (the caller compares first). version: a pre-chosen id (so a caller can record
-    which version an interrupted run was building).
+    Labelled products are scored out of fold (`models.honest`: K-fold cross-fitting on folds
+    drawn from product ids, the fusion cross-fitted too), every other product by the models fitted
+    on all labels, which also make the saved bundle (try-it, `predict`). From the same
+    out-of-fold predictions: the cross-validated metrics, the auto-accept threshold with its
+    guaranteed precision, the conformal prediction sets and the label-issue ranking.
+
+    labels: train on exactly these product -> category pairs (default: the workspace's labels by
+    the one rule, `store.labels`). make_live=False leaves the pointer where it is (the caller
+    compares first). version: a pre-chosen id (so a caller can record which version an
+    interrupted run was building). evaluate: kept for callers; the out-of-fold scores always run.
     """
     progress = progress or _noop
     started = time.perf_counter()
     ws.require_products()
+    target, coverage = honest.workspace_targets(ws)     # a bad setting stops here, nothing written
     df, y, n_decided = labelled_frame(ws, labels)
-    if len(np.unique(y)) < 2:
-        raise WorkspaceError("need labelled products of at least two categories to train")
+    present = np.unique(y)
+    if len(present) < 2:
+        raise WorkspaceError(f"need labelled products of at least two categories to train; all {len(y)} "
+                             f"labelled products are in category {present[0] if len(present) else '-'} "
+                             "(import or review products of other categories)")
     parent = parent if parent is not None else ws.live_version()
     version = version or ws.new_version_id()
     # every workspace product's text (never its label) enters the vocabulary and IDF
@@ -224,11 +285,12 @@ def train_version(ws: Workspace, *, progress: Progress | None = None, evaluate: 
     if ensemble is not None:
         progress(0.0, "loading image backbones")
     n = len(df)
+    folds = honest.product_folds(df["id"].astype(str).tolist())
     seconds = {"text": STAGE_SECONDS["text"] * n,
                "features": sum(ensemble.pending_feature_seconds(df, feature_store=ws).values()) if ensemble else 0.0,
                "out-of-fold": STAGE_SECONDS["out-of-fold"] * n if ensemble else 0.0,
-               "fusion": STAGE_SECONDS["fusion"] * n if ensemble else 0.0,
-               "cross-validation": STAGE_SECONDS["cross-validation"] * n if evaluate and not ensemble else 0.0,
+               "fusion": STAGE_SECONDS["fusion"] * n * 2 if ensemble else 0.0,
+               "cross-validation": STAGE_SECONDS["cross-validation"] * n if not ensemble else 0.0,
                "scoring": STAGE_SECONDS["scoring"] * len(unlabelled)}
     if ensemble is not None:   # images of products without a label are featurised when they are scored
         rest = unlabelled[~unlabelled["id"].isin(set(df["id"]))]
@@ -238,20 +300,25 @@ def train_version(ws: Workspace, *, progress: Progress | None = None, evaluate: 
     text = TextClassifier().fit(df, y, X_unlabeled=unlabelled)
     metrics: dict[str, Any] = {}
     config: dict[str, Any] = {"text": text.describe()}
-    image = fusion = None
+    image = fusion = oof = None
     if ensemble is not None:
         start, end = spans["features"][0], spans["fusion"][1]
-        image, fusion, image_metrics = fit_image_and_fusion(
-            ws, df, y, text_factory=TextClassifier, progress=scaled(progress, start, end), voters=ensemble.voters,
-            unlabelled=unlabelled, features_share=seconds["features"] / max(1e-9, sum(
+        image, fusion, image_metrics, oof = _fit_image_and_fusion(
+            ws, df, y, folds, text_factory=TextClassifier, progress=scaled(progress, start, end),
+            voters=ensemble.voters, unlabelled=unlabelled, features_share=seconds["features"] / max(1e-9, sum(
                 seconds[k] for k in ("features", "out-of-fold", "fusion"))))
         metrics.update(image_metrics)
         if image is not None:
             config["image"], config["fusion"] = image.describe(), fusion.describe()
-    if evaluate and "text_weighted_f1" not in metrics:
-        progress(spans["cross-validation"][0], "cross-validating text model")
-        metrics.update(cross_validated_metrics(df, y, TextClassifier))
-    bundle = ModelBundle(version=version, text=text, image=image, fusion=fusion, info={"n_train": n})
+    if oof is None:
+        progress(spans["cross-validation"][0], "out-of-fold text model (scores of the labelled products)")
+        oof, text_metrics = text_only_oof(df, y, folds, unlabelled=unlabelled)
+        metrics.update(text_metrics)
+    label_idx = np.searchsorted(taxonomy.codes(), y)
+    calibration = honest.calibrate(oof["fused"], label_idx, target=target, coverage=coverage)
+    metrics.update(_oof_metrics(y, oof["fused"], len(np.unique(folds))), **calibration.as_dict())
+    bundle = ModelBundle(version=version, text=text, image=image, fusion=fusion,
+                         info={"n_train": n, "calibration": calibration.as_dict()})
     progress(spans["scoring"][0], "saving model version")
     path = bundle.save(ws.models_dir / version)
     duration = time.perf_counter() - started
@@ -259,17 +326,38 @@ def train_version(ws: Workspace, *, progress: Progress | None = None, evaluate: 
                               n_train=n, n_decisions=n_decided, duration_s=round(duration, 2),
                               parent=parent, notes=notes, make_live=False)
     progress(spans["scoring"][0], "scoring products")
-    scored = score_products(ws, bundle, progress=scaled(progress, *spans["scoring"]))
+    labelled_ids = df["id"].astype(str).tolist()
+    ws.save_predictions(version, prediction_rows(labelled_ids, oof), source=OUT_OF_FOLD)
+    known = set(labelled_ids)
+    rest_ids = [i for i in unlabelled["id"].astype(str) if i not in known]
+    scored = len(labelled_ids) + (score_products(ws, bundle, ids=rest_ids, progress=scaled(progress, *spans["scoring"]))
+                                  if rest_ids else 0)
+    from models.label_issues import store_issue_run
+    store_issue_run(ws, labelled_ids, label_idx, oof["fused"], method=f"confident-learning/oof-fused {version}",
+                    folds=int(len(np.unique(folds))), duration_s=round(time.perf_counter() - started, 2))
     if make_live:
         ws.set_live_version(version)
     progress(1.0, f"version {version} {'live' if make_live else 'ready'}, {scored} products scored")
     return ws.model_version(version)
 
 
+OUT_OF_FOLD = honest.OUT_OF_FOLD_SOURCE
+ALL_LABELS = honest.ALL_LABELS_SOURCE
+
+
+def _oof_metrics(y: np.ndarray, fused: np.ndarray, n_folds: int) -> dict[str, Any]:
+    """Fused out-of-fold quality of the version: what every labelled product's card shows."""
+    pred = np.asarray(taxonomy.codes())[fused.argmax(1)]
+    return {"fused_cv_weighted_f1": round(float(f1_score(y, pred, average="weighted")), 4),
+            "fused_cv_macro_f1": round(float(f1_score(y, pred, average="macro")), 4),
+            "fused_cv_accuracy": round(float(accuracy_score(y, pred)), 4), "fused_cv_n": int(len(y)),
+            "cv_folds": int(n_folds)}
+
+
 def score_products(ws: Workspace, bundle: ModelBundle, ids: list[str] | None = None,
                    batch_size: int = 2048, progress: Progress | None = None) -> int:
-    """Predict and store every (or each listed) product; images not seen in training are
-    featurised here, so the batches report their progress."""
+    """Predict and store every (or each listed) product with the bundle (fitted on all labels);
+    images not seen in training are featurised here, so the batches report their progress."""
     progress = progress or (lambda f, d: None)
     df = products_frame(ws, ids)
     n = 0
@@ -278,7 +366,7 @@ def score_products(ws: Workspace, bundle: ModelBundle, ids: list[str] | None = N
         share = (start / len(df), min(len(df), start + batch_size) / len(df))
         out = bundle.predict(part, feature_store=ws, progress=lambda f, d: progress(
             share[0] + (share[1] - share[0]) * f, f"scoring products {start + 1}-{start + len(part)}: {d}"))
-        n += ws.save_predictions(bundle.version, prediction_rows(part["id"].tolist(), out))
+        n += ws.save_predictions(bundle.version, prediction_rows(part["id"].tolist(), out), source=ALL_LABELS)
     return n
 
 

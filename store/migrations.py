@@ -233,6 +233,19 @@ def m013_reservation_tabs(conn: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m040_honest_loop(conn: sqlite3.Connection) -> None:
+    # predictions.source: which model produced the row ('out-of-fold' for a labelled product at
+    # training time, 'model trained on all labels' otherwise; NULL = stored before this existed).
+    # label_issues.flagged: every labelled product is ranked now; 1 where confident learning flags it.
+    conn.executescript(
+        """
+        ALTER TABLE predictions ADD COLUMN source TEXT;
+        ALTER TABLE label_issues ADD COLUMN flagged INTEGER NOT NULL DEFAULT 1 CHECK (flagged IN (0, 1));
+        """
+    )
+
+
 def apply(conn: sqlite3.Connection) -> list[str]:
     """Apply pending migrations; returns the names applied."""
     conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")

@@ -236,11 +236,10 @@ class Workspace:
         return self.query(sql, params)
 
     def current_labels(self, *, reviewed_only: bool = False) -> dict[str, int]:
-        """product id -> label (latest accept/correct not undone, else the imported label)."""
-        sql = "SELECT product_id, category FROM current_labels WHERE category IS NOT NULL"
-        if reviewed_only:
-            sql += " AND reviewed"
-        return {r["product_id"]: int(r["category"]) for r in self.query(sql)}
+        """product id -> label by the one rule (`store.labels.resolve_labels`): majority of the
+        reviewers' latest effective decisions, a tie to the latest, else the imported label."""
+        from store.labels import resolve_labels
+        return resolve_labels(self, reviewed_only=reviewed_only)
 
     # -- model versions ----------------------------------------------------------------------
     def new_version_id(self) -> str:
@@ -321,18 +320,20 @@ class Workspace:
                           "ORDER BY id DESC LIMIT ?", (int(limit),))
 
     # -- predictions -------------------------------------------------------------------------
-    def save_predictions(self, model_version: str, rows: Iterable[dict]) -> int:
+    def save_predictions(self, model_version: str, rows: Iterable[dict], *, source: str | None = None) -> int:
         """rows: product_id, top5 [[code, p]...], probs [27 floats], voters {name: [[code, p]...]},
-        top1, top1_prob, margin, entropy, disagreement."""
+        top1, top1_prob, margin, entropy, disagreement. source: which model made them
+        ('out-of-fold' or 'model trained on all labels'), shown on the card."""
         created = now_iso()
         values = [(str(r["product_id"]), model_version, json.dumps(r["top5"]), json.dumps(r["probs"]),
                    json.dumps(r.get("voters", {})), int(r["top1"]), float(r["top1_prob"]), float(r["margin"]),
-                   float(r["entropy"]), int(r.get("disagreement", 0)), created) for r in rows]
+                   float(r["entropy"]), int(r.get("disagreement", 0)), created, source) for r in rows]
 
         def insert(conn: sqlite3.Connection) -> int:
             conn.executemany(
                 "INSERT OR REPLACE INTO predictions (product_id, model_version, top5, probs, voters, top1, "
-                "top1_prob, margin, entropy, disagreement, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)", values)
+                "top1_prob, margin, entropy, disagreement, created_at, source) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                values)
             return len(values)
 
         return self.write(insert)

@@ -265,12 +265,12 @@ def test_model_metrics_are_named_and_nested_results_flattened():
                "compared_to": {"version": "v001", "metrics": {"weighted_f1": 0.79}, "delta_weighted_f1": 0.02},
                "something_new": 3}
     rows = views.metric_rows(metrics)
-    assert rows[0] == ("weighted F1 on the fixed validation split (fused)", "0.8100")
+    assert rows[0] == ("weighted F1 on the labelled products, out-of-fold (fused, vs previous version)", "0.8100")
     labels = [label.strip() for label, _ in rows]
     assert labels.index("compared with") < labels.index("text model: weighted F1 (cross-validated)")
     assert ("image files that would not decode", "0") in rows and ("something_new", "3") in rows
     page = views.metrics_html({"live": "v002", "metrics": metrics})
-    assert "{" not in page and "change in validation weighted F1" in page and 'class=sub' in page
+    assert "{" not in page and "change in out-of-fold weighted F1" in page and 'class=sub' in page
     # a version trained before n_without_image counted products without a photo as problems
     assert ("labelled products without a usable image", "1529") in views.metric_rows({"n_image_problems": 1529})
 

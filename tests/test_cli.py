@@ -108,7 +108,9 @@ def test_predict_evaluate_export(trained, subset, tmp_path):
     text_columns = (["productid"] + [f"pred_{i}" for i in range(1, 6)] + [f"prob_{i}" for i in range(1, 6)]
                     + ["text_pred", "text_prob"])
     assert list(frame.columns[:13]) == text_columns and frame.columns[-1] == "row"
-    image_columns = list(frame.columns[13:-1])
+    honest = ["auto_accept", "auto_accept_threshold", "pred_set", "pred_set_size"]   # from the version's guarantees
+    assert list(frame.columns[-5:-1]) == honest
+    image_columns = list(frame.columns[13:-5])
     if has_image_model:   # the subset has enough labelled images: the ensemble's columns follow
         assert image_columns[:2] == ["image_pred", "image_prob"] and image_columns[-1] == "disagreement"
         assert len(image_columns) == 2 + 2 * 3 + 1          # image vote, three voters, disagreement
@@ -234,12 +236,15 @@ def test_prediction_frame_with_image_outputs():
     frame = prediction_frame(products, out)
     assert list(frame.columns) == (["productid"] + [f"pred_{i}" for i in range(1, 6)] + [f"prob_{i}" for i in range(1, 6)]
                                    + ["text_pred", "text_prob", "image_pred", "image_prob", "effnet_b0_pred",
-                                      "effnet_b0_prob", "disagreement", "row"])
+                                      "effnet_b0_prob", "disagreement", "auto_accept", "auto_accept_threshold",
+                                      "row"])
     assert list(frame["pred_1"]) == [codes[0]] * 3 and list(frame["pred_2"]) == [codes[1]] * 3
     assert frame["prob_1"].iloc[0] == pytest.approx(0.38)
     assert frame["image_pred"].isna().tolist() == [False, True, False]
     assert frame["effnet_b0_pred"].iloc[2] == codes[2] and pd.isna(frame["effnet_b0_prob"].iloc[1])
     assert list(frame["disagreement"]) == [1, 0, 1]
+    # no calibration in the output (a version trained before guarantees): the fixed 0.80, nothing reaches it
+    assert list(frame["auto_accept"]) == [0, 0, 0] and list(frame["auto_accept_threshold"]) == [0.8] * 3
 
 
 def test_export_index_keeps_unique_numeric_rows():

@@ -38,14 +38,15 @@ def ws_dir(sample_dir: Path, tmp_path_factory) -> Path:
 def test_retrain_versions_and_rollback_from_the_command_line(ws_dir, tmp_path):
     out = run("retrain", "-w", ws_dir).output
     assert "Retrained:" in out and "(live)" in out and "model saved to" in out
-    assert "validation" in out and "in-sample" in out and str((ws_dir / "workspace.db").resolve()) in out
+    assert "compared on" in out and "out-of-fold" in out and "in-sample" not in out
+    assert str((ws_dir / "workspace.db").resolve()) in out
     ws = Workspace(ws_dir, create=False)
     first, second = [v["id"] for v in ws.model_versions()]
     assert ws.live_version() == second
 
     table = run("versions", "-w", ws_dir).output
     live_rows = [line for line in table.splitlines() if line.startswith("*")]
-    assert len(live_rows) == 1 and second in live_rows[0] and "in-sample" in live_rows[0]
+    assert len(live_rows) == 1 and second in live_rows[0] and "in-sample" not in live_rows[0]
     assert f"{second}: 0 decisions since {first}" in table and "run 1 succeeded (cli" in table
     as_json = json.loads(run("versions", "-w", ws_dir, "--json").output)
     assert [v["id"] for v in as_json["versions"]] == [first, second]
@@ -67,19 +68,23 @@ def test_retrain_versions_and_rollback_from_the_command_line(ws_dir, tmp_path):
 
 
 def test_label_issues_lists_stores_and_exports_flags(ws_dir, tmp_path):
-    out = run("label-issues", "-w", ws_dir, "--folds", "2", "--limit", "4", "--out", tmp_path / "issues.csv").stdout
+    # `train` already stored the ranking (out-of-fold fused scores): listed without recomputing
+    out = run("label-issues", "-w", ws_dir, "--limit", "4", "--out", tmp_path / "issues.csv").stdout
     head = out.splitlines()[0]
-    assert "labels flagged" in head and "2-fold" in head
+    assert "labels flagged" in head and "5-fold confident-learning/oof-fused" in head
     lines = out.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("rank"))
     ranks = [line.split()[0] for line in lines[start + 1:start + 5]]
     assert ranks == ["1", "2", "3", "4"]
     with (tmp_path / "issues.csv").open() as fh:
         rows = list(csv.DictReader(fh))
-    margins = [float(r["margin"]) for r in rows]
-    assert rows and margins == sorted(margins, reverse=True)
+    labelled = len(Workspace(ws_dir, create=False).current_labels())
+    assert len(rows) == labelled                      # every labelled product is ranked, not only flagged ones
+    own = [float(r["given_prob"]) for r in rows]
+    assert own == sorted(own)                         # least probable own label first
+    assert 0 < sum(r["flagged"] == "1" for r in rows) < labelled
     assert all(r["given_label"] != r["suggested"] for r in rows)
     assert "table label_issues" in out and str((tmp_path / "issues.csv").resolve()) in out
-    # listing again reads the stored run instead of recomputing
-    again = run("label-issues", "-w", ws_dir, "--limit", "1").stdout
-    assert again.splitlines()[0] == head
+    # --refresh recomputes with the text model alone
+    again = run("label-issues", "-w", ws_dir, "--limit", "1", "--refresh", "--folds", "2").stdout
+    assert "2-fold" in again.splitlines()[0]

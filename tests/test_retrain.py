@@ -24,7 +24,7 @@ from labeler import review
 from labeler.config import Settings
 from labeler.importer import import_challenge
 from labeler.retrain import (RetrainBusy, RetrainFailed, current_retrain, retrain, retrain_state, rollback,
-                             start_background_retrain, validation_split, versions_table)
+                             start_background_retrain, versions_table)
 from models import training
 from store.workspace import Workspace, WorkspaceError
 
@@ -75,17 +75,14 @@ def corrected(base, tmp_path_factory) -> dict:
     """Pool products corrected to garden furniture through the review workflow, then a background
     retrain (the app's Retrain button path). Observations are returned for the tests to check."""
     ws = _copy(base["path"], tmp_path_factory.mktemp("retrain-corrected") / "ws")
-    val = validation_split(ws)
-    pool_train = [r["id"] for r in ws.query("SELECT id FROM products WHERE source_label = ? ORDER BY id", (POOL,))
-                  if r["id"] not in val]
+    pool_train = [r["id"] for r in ws.query("SELECT id FROM products WHERE source_label = ? ORDER BY id", (POOL,))]
     pool_unlabelled = [p for p, c in base["truth"].items() if c == POOL]
     before = _predictions(ws, base["first"])
     queue_before = review.ranking(ws, "least_confidence").ids
     for pid in pool_train:
         review.decide(ws, "ana", pid, "correct", category=GARDEN)
     # overlapping reviewers disagree on a book: two say video game, the latest says accessory
-    disputed = next(r["id"] for r in ws.query("SELECT id FROM products WHERE source_label = 10 ORDER BY id")
-                    if r["id"] not in val)
+    disputed = next(r["id"] for r in ws.query("SELECT id FROM products WHERE source_label = 10 ORDER BY id"))
     for reviewer, category in (("bob", 40), ("cid", 40), ("ana", 50)):
         review.decide(ws, reviewer, disputed, "correct", category=category)
     handle = start_background_retrain(ws)
@@ -102,7 +99,7 @@ def corrected(base, tmp_path_factory) -> dict:
     assert handle.error is None, handle.error
     return {**obs, "ws": ws, "result": handle.result, "status": handle.status(), "pool_train": pool_train,
             "pool_unlabelled": pool_unlabelled, "before": before, "queue_before": queue_before,
-            "first": base["first"], "val": val, "disputed": disputed}
+            "first": base["first"], "disputed": disputed}
 
 
 def test_reviewer_corrections_are_learned_by_the_next_version(corrected):
@@ -110,7 +107,7 @@ def test_reviewer_corrections_are_learned_by_the_next_version(corrected):
     assert result.went_live and ws.live_version() == result.version
     assert result.previous == corrected["first"]
     assert result.n_decisions == len(corrected["pool_train"]) + 1 and len(corrected["pool_train"]) >= 5
-    assert result.n_train == len(ws.current_labels()) - result.n_validation
+    assert result.n_train == len(ws.current_labels())          # nothing held out: every label is learned
     after = _predictions(ws, result.version)
     # the corrected products themselves now come out as garden furniture...
     learned = np.mean([after[p][0] == GARDEN for p in corrected["pool_train"]])
@@ -153,22 +150,23 @@ def test_background_retrain_runs_one_at_a_time_and_reports_progress(corrected):
     assert runs[0]["status"] == "succeeded" and runs[0]["trigger"] == "app" and runs[0]["went_live"] == 1
 
 
-def test_versions_record_validation_metrics_sizes_and_what_changed(corrected):
+def test_versions_record_out_of_fold_comparison_sizes_and_what_changed(corrected):
     ws, result = corrected["ws"], corrected["result"]
     table = {v["id"]: v for v in versions_table(ws)}
     new = table[result.version]
     assert new["live"] and not table[corrected["first"]]["live"]
     for m in (new["validation"], new["compared_to"]["metrics"]):
         assert set(m) >= {"weighted_f1", "macro_f1", "accuracy", "n"}
-        assert 0 <= m["weighted_f1"] <= 1 and m["n"] == len(corrected["val"])
-    # the first version was trained on every label, validation products included: flagged, no delta
-    assert new["compared_to"]["in_sample"] is True and new["compared_to"]["delta_weighted_f1"] is None
+        assert 0 <= m["weighted_f1"] <= 1 and m["n"] == len(ws.current_labels())
+    assert new["validation"]["out_of_fold"] == len(ws.current_labels())
+    # the first version (train) scored its labelled products out of fold too: a fair comparison, with a delta
+    assert new["compared_to"]["in_sample"] is False and new["compared_to"]["delta_weighted_f1"] is not None
     assert f"{len(corrected['pool_train']) + 3} decisions since {corrected['first']}" in new["changes"]
     assert new["n_train"] == result.n_train and new["n_decisions"] == result.n_decisions
     assert new["duration_s"] > 0
     snapshot = json.loads((Path(ws.model_version(result.version)["path"]).parent / "training_labels.json").read_text())
     assert {snapshot["train"][p] for p in corrected["pool_train"]} == {GARDEN}
-    assert set(snapshot["validation"]) == corrected["val"] and not set(snapshot["train"]) & corrected["val"]
+    assert snapshot["validation"] == [] and set(snapshot["train"]) == set(ws.current_labels())
 
 
 def test_rollback_restores_the_parent_and_scores_products_it_never_saw(corrected, sample_dir, tmp_path):
@@ -228,12 +226,11 @@ def test_the_app_warms_a_version_made_live_by_another_process(corrected, tmp_pat
 def test_a_gated_retrain_keeps_a_worse_version_ready_but_not_live(corrected, tmp_path):
     ws = _copy(_freeze(corrected["ws"]), tmp_path / "ws")
     live = corrected["result"].version          # trained by retrain: a fair comparison this time
-    val = validation_split(ws)
     rng = np.random.default_rng(0)
     codes = sorted({c for c in ws.current_labels().values()})
     # a careless reviewer scrambles most training labels
     for r in ws.query("SELECT id FROM products WHERE source_label IS NOT NULL ORDER BY id"):
-        if r["id"] not in val and rng.random() < 0.7:
+        if rng.random() < 0.7:
             ws.record_decision(r["id"], "zed", "correct", category=int(rng.choice(codes)))
     result = retrain(ws, min_delta=0.02)
     assert not result.previous_in_sample and result.delta_weighted_f1 < -0.02
@@ -303,17 +300,16 @@ def test_a_retrain_killed_midway_leaves_the_previous_version_serving(base, tmp_p
 
 def test_a_retrain_that_cannot_train_keeps_the_live_version_and_says_why(base, tmp_path):
     ws = _copy(base["path"], tmp_path / "ws")
-    val = validation_split(ws)
-    # a reviewer folds every training product into one category: nothing left to tell apart
+    # a reviewer folds every labelled product into one category: nothing left to tell apart
     for r in ws.query("SELECT id FROM products WHERE source_label IS NOT NULL"):
-        if r["id"] not in val:
-            ws.record_decision(r["id"], "eve", "correct", category=GARDEN)
-    with pytest.raises(RetrainFailed, match=rf"need training labels of at least two categories.*"
-                                            rf"{base['first']} is still live") as info:
+        ws.record_decision(r["id"], "eve", "correct", category=GARDEN)
+    with pytest.raises(RetrainFailed, match=rf"nothing to tell apart: the 270 labelled products are all in one "
+                                            rf"category.*{base['first']} is still live") as info:
         retrain(ws)
     assert ws.live_version() == base["first"]
     run = retrain_state(ws)[0]
     assert run["status"] == "failed" and "two categories" in run["error"] and run["id"] == info.value.run_id
+    assert "Traceback" not in str(info.value) and "ValueError" not in str(info.value)
     assert [v["id"] for v in ws.model_versions()] == [base["first"]]   # nothing half-registered
     ws.close()
 
@@ -339,25 +335,20 @@ def test_a_failure_while_scoring_marks_the_version_failed_and_keeps_the_live_one
     ws.close()
 
 
-def test_validation_split_is_fixed_stratified_and_gives_way_to_reviewer_decisions(base, tmp_path):
+def test_retrain_learns_every_label_and_keeps_no_validation_split(base, tmp_path):
     ws = _copy(base["path"], tmp_path / "ws")
-    val = validation_split(ws)
-    labels = ws.current_labels()
-    assert len(val) == round(0.2 * len(labels))
-    per_category = pd.Series([labels[p] for p in val]).value_counts()
-    assert per_category.min() >= 1 and per_category.max() <= 3       # 10 per category -> 2 each, stratified
-    assert validation_split(ws) == val                                 # stored, not re-drawn
-    decided = sorted(val)[0]
-    ws.record_decision(decided, "gus", "accept", category=labels[decided])
-    assert validation_split(ws) == val - {decided}                    # reviewed products are trained on
-    stored = json.loads(ws.get_setting("validation_split"))
-    assert stored["seed"] == 0 and set(stored["ids"]) == val
+    result = retrain(ws)
+    assert result.n_train == len(ws.current_labels()) == 270
+    assert ws.get_setting("validation_split") is None
+    sources = {r["source"]: r["n"] for r in ws.query(
+        "SELECT source, count(*) AS n FROM predictions WHERE model_version = ? GROUP BY source", (result.version,))}
+    assert sources == {"out-of-fold": 270, "model trained on all labels": 300}
     ws.close()
 
 
 def test_disagreeing_reviewers_are_resolved_by_majority_not_by_the_latest_decision(corrected):
     ws, result = corrected["ws"], corrected["result"]
     snapshot = json.loads((Path(ws.model_version(result.version)["path"]).parent / "training_labels.json").read_text())
-    assert ws.current_labels()[corrected["disputed"]] == 50          # the store's view: latest wins
+    assert ws.current_labels()[corrected["disputed"]] == 40          # the store: the same one rule
     assert snapshot["train"][corrected["disputed"]] == 40            # training: 2 votes beat 1
     assert result.n_conflicts == 1

@@ -47,17 +47,24 @@ def test_first_card_is_the_least_confident_product_with_its_prediction(rws):
     assert [v.code for v in p.top5] == [c for c, _ in pred["top5"]]
     assert p.top5[0].name == taxonomy.name(p.top1) and p.top5[0].prob == pytest.approx(p.top1_prob, abs=1e-6)
     assert list(p.voters) == ["text"] and p.agreement() == {"text": True}
-    assert p.auto_accept is (p.top1_prob >= SETTINGS.auto_accept_threshold)
+    assert p.auto_accept is (p.auto_accept_threshold is not None and p.top1_prob >= p.auto_accept_threshold)
+    assert p.source == "out-of-fold"                  # a labelled product: scored by models that never saw its label
     assert card.remaining == card.total_remaining == rws.count_products()
     assert review.holdings(rws) == {card.product_id: "ana"}
 
 
-def test_auto_accept_flag_follows_the_threshold(rws):
-    card = review.next_card(rws, "ana", settings=replace(SETTINGS, auto_accept_threshold=0.0))
-    assert card.prediction.auto_accept is True
+def test_auto_accept_flag_follows_the_versions_guaranteed_threshold(rws):
+    cal = review.honest.version_calibration(rws, rws.live_version())
+    assert cal is not None
+    card = review.next_card(rws, "ana", strategy="random")
+    t = cal.auto_accept.threshold
+    assert card.prediction.auto_accept_threshold == t
+    assert card.prediction.auto_accept is (t is not None and card.prediction.top1_prob >= t)
     review.release(rws, "ana")
-    card = review.next_card(rws, "ana", settings=replace(SETTINGS, auto_accept_threshold=1.0))
-    assert card.prediction.auto_accept is False
+    # a version trained before guarantees existed keeps the settings' fixed threshold
+    row = rws.prediction(card.product_id)
+    assert review.prediction_view(row, None, replace(SETTINGS, auto_accept_threshold=0.0)).auto_accept is True
+    assert review.prediction_view(row, None, replace(SETTINGS, auto_accept_threshold=1.01)).auto_accept is False
 
 
 def test_two_reviewers_get_different_products_and_each_resumes_their_own(rws):
@@ -319,12 +326,13 @@ def test_overlap_product_needs_two_different_reviewers(rws):
     assert review.next_card(rws, "ana", settings=both).product_id != a.product_id
     b = review.next_card(rws, "ben", settings=both)
     assert b.product_id == a.product_id and b.second_review
-    review.decide(rws, "ben", b.product_id, "correct", category=1160)
+    other = 1160 if a.prediction.top1 != 1160 else 1140       # ben disagrees with ana's accept
+    review.decide(rws, "ben", b.product_id, "correct", category=other)
     c = review.next_card(rws, "cleo", settings=both)
     assert c.product_id != a.product_id
-    # disagreement: latest wins (the view), majority rule agrees for two reviewers
-    assert rws.current_labels(reviewed_only=True)[a.product_id] == 1160
-    assert review.resolved_labels(rws)[a.product_id] == 1160
+    # disagreement of two reviewers: the latest wins (one rule for the store and the queue)
+    assert rws.current_labels(reviewed_only=True)[a.product_id] == other
+    assert review.resolved_labels(rws)[a.product_id] == other
     assert review.disagreements(rws)[0]["product_id"] == a.product_id
     review.release(rws, "cleo")
     review.decide(rws, "cleo", a.product_id, "accept", category=a.prediction.top1)   # a third opinion
@@ -341,19 +349,14 @@ def test_overlap_share_is_a_stable_fraction():
 
 
 def test_filtering_strategies_and_unknown_names(rws):
-    # the fixture's products are scored in-sample, so most are confident: a high threshold keeps some below
-    strict = replace(SETTINGS, auto_accept_threshold=0.99)
-    below = review.next_card(rws, "ana", strategy="below_threshold", settings=strict)
-    assert below is not None and below.prediction.top1_prob < strict.auto_accept_threshold
+    threshold = review.honest.version_calibration(rws, rws.live_version()).auto_accept.threshold
+    below = review.next_card(rws, "ana", strategy="below_threshold")
+    assert below is not None and (threshold is None or below.prediction.top1_prob < threshold)
     review.release(rws, "ana")
-    assert review.next_card(rws, "ana", strategy="disagreement") is None   # text-only model: no image vote
     with pytest.raises(review.strategies.StrategyError, match="unknown strategy 'entropie'"):
         review.next_card(rws, "ana", strategy="entropie")
     with pytest.raises(InvalidCategory, match="category strategy"):
         review.next_card(rws, "ana", strategy="category", category=7)
-    sus = review.next_card(rws, "ana", strategy="suspect_labels",
-                           suspects=[below.product_id], settings=replace(SETTINGS, auto_accept_threshold=0.99))
-    assert sus.product_id == below.product_id and "label-issue" in sus.reason
 
 
 def test_queue_order_follows_new_predictions_and_new_products(rws):
@@ -397,21 +400,17 @@ def test_recent_decisions_lists_what_undo_would_take_back(rws):
     assert len(recent) == 2 and recent[0]["id"] > recent[1]["id"] and recent[0]["title"]
 
 
-def test_suspect_queue_reads_the_latest_label_issue_run(rws):
-    strict = replace(SETTINGS, auto_accept_threshold=0.999)   # the simple contradiction rule finds nothing
-    assert review.next_card(rws, "ana", strategy="suspect_labels", settings=strict) is None
-    pid = _least_confident(rws, 7)[6]
-    product = rws.product(pid)
-
-    def flag(c):
-        run = c.execute("INSERT INTO label_issue_runs (created_at, method, folds, n_products, n_flagged) "
-                        "VALUES ('2024-01-01', 'confident_learning', 3, 324, 1)").lastrowid
-        c.execute("INSERT INTO label_issues VALUES (?, ?, 1, ?, 10, 0.1, 0.8, 0.7)",
-                  (run, pid, product["source_label"]))
-    rws.write(flag)
-    card = review.next_card(rws, "ana", strategy="suspect_labels", settings=strict)
-    assert card.product_id == pid and "label-issue detection" in card.reason
-    assert review.stored_suspects(rws) == {pid}
+def test_suspect_queue_is_full_after_training_and_reads_the_latest_label_issue_run(rws):
+    # training ranked every labelled product; the flagged ones are the stored suspects
+    flagged = {r["product_id"] for r in rws.query("SELECT product_id FROM label_issues WHERE flagged = 1")}
+    assert flagged and review.stored_suspects(rws) == flagged
+    probs = {r["product_id"]: (json.loads(r["probs"]), r["source_label"]) for r in rws.query(
+        "SELECT pr.product_id, pr.probs, p.source_label FROM predictions pr JOIN products p ON p.id = pr.product_id "
+        "WHERE pr.model_version = ?", (rws.live_version(),))}
+    own = {pid: p[taxonomy.codes().index(label)] for pid, (p, label) in probs.items()}
+    card = review.next_card(rws, "ana", strategy="suspect_labels")
+    assert own[card.product_id] == min(own.values()) and "out-of-fold probability" in card.reason
+    assert len(review.ranking(rws, "suspect_labels").ids) == rws.count_products()   # every labelled product
 
 
 def test_accept_stores_what_the_card_showed_even_after_a_model_switch(rws):

@@ -69,18 +69,27 @@ def test_category_unknown_code_lists_the_known_ones():
         S.category(P, Context(codes=CODES, category=99))
 
 
-def test_suspect_labels_confident_contradiction_and_flags_first():
+def test_suspect_labels_rank_every_labelled_product_least_probable_label_first():
     labels = np.array([40, 10, 0, 10, 50])
-    ctx = Context(codes=CODES, source_labels=labels, suspect_min_confidence=0.6)
-    s = S.suspect_labels(P, ctx)
-    # row 0: model 0.90 on 10, label 40 (p=0.05) -> suspect, score 0.85
-    # row 4: model 0.60 on 10, label 50 (p=0.30) -> suspect, score 0.30
-    # row 1: model agrees with label; row 2: no label; row 3: label agrees
-    np.testing.assert_allclose(s[[0, 4]], [0.85, 0.30])
-    assert S.rank(s).tolist() == [0, 4]
-    flagged = S.suspect_labels(P, Context(codes=CODES, source_labels=labels, suspect_min_confidence=0.6,
-                                          flags=np.array([False, True, False, False, False])))
-    assert S.rank(flagged).tolist() == [1, 0, 4]   # the detector's flag outranks the simple rule
+    s = S.suspect_labels(P, Context(codes=CODES, source_labels=labels))
+    # 1 - p(label): row 0 p(40)=0.05, row 1 p(10)=0.40, row 3 p(10)=0.34, row 4 p(50)=0.30; row 2 unlabelled
+    np.testing.assert_allclose(s[[0, 1, 3, 4]], [0.95, 0.60, 0.66, 0.70])
+    assert S.rank(s).tolist() == [0, 4, 3, 1]          # every labelled product, not only contradicted ones
+    flags = np.array([False, True, False, False, False])
+    plain = S.suspect_labels(P, Context(codes=CODES, source_labels=labels, flags=flags))
+    assert S.rank(plain).tolist() == [0, 4, 3, 1]      # flags alone do not reorder the plain ranking
+    first = S.suspect_labels(P, Context(codes=CODES, source_labels=labels, flags=flags, suspects_flagged_first=True))
+    assert S.rank(first).tolist() == [1, 0, 4, 3]      # ... unless flagged products are asked first
+
+
+def test_largest_set_ranks_by_prediction_set_size_then_least_confidence():
+    # RAPS scores (mass of the categories at least as probable + 0.1 per rank past the first, the top-1 0),
+    # qhat 0.9: row 0 {10}; row 1 {10, 40} (40: 0.75 + 0.1); row 2: 10 and 40 tie for the top: both in;
+    # row 3: the 40/50 tie scores 1.0 + 0.1: {10}; row 4: 50 scores 0.9 + 0.1: {10}
+    s = S.largest_set(P, Context(codes=CODES, set_qhat=0.9))
+    np.testing.assert_allclose(s, [1 + 0.05, 2 + 0.30, 2 + 0.25, 1 + 0.33, 1 + 0.20])
+    assert S.rank(s).tolist() == [1, 2, 3, 4, 0]
+    np.testing.assert_allclose(S.largest_set(P, Context()), S.least_confidence(P))   # no calibration yet
 
 
 def test_random_is_seeded():
@@ -118,7 +127,7 @@ def test_bad_shapes_are_named():
 
 def test_registry_has_every_app_strategy_with_a_description():
     expected = {"least_confidence", "margin", "entropy", "disagreement", "below_threshold", "random",
-                "category", "suspect_labels"}
+                "category", "suspect_labels", "largest_set"}
     assert set(S.STRATEGIES) == expected
     for name, strat in S.STRATEGIES.items():
         assert strat.name == name and strat.description and "\n" not in strat.description
