@@ -702,6 +702,8 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
                                         max_lines=1, elem_id="change-why")
                 learned_box = _html(elem_id="learned")
 
+            browse_tab(ws)
+
         outs = [session, current, card, top5, side, heat, heat_token, choose, comment]
         review_events = {"concurrency_id": "review", "concurrency_limit": 4, "show_progress": "hidden"}
         heat_events = {"concurrency_limit": None, "show_progress": "hidden"}
@@ -742,6 +744,59 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
     demo.queue(default_concurrency_limit=2, max_size=512)
     demo.review_ui = ui          # for tests and launch.py: the handlers and the prefetch cache
     return demo
+
+
+def browse_tab(ws: Workspace) -> None:
+    """The Browse tab (inside `gr.Tabs`): search, filters, sort and pages over `labeler.browse`."""
+    from labeler import browse
+
+    categories = views.category_choices()
+
+    def run(text: str, imported: int | None, predicted: int | None, decided: int | None, status: str,
+            reviewer: str, lo: float, hi: float, sort: str, page: float) -> tuple:
+        try:
+            result = browse.browse(ws, browse.BrowseQuery(
+                text=text or "", imported=imported, predicted=predicted, decided=decided, status=status,
+                reviewer=(reviewer or "").strip() or None, min_confidence=lo if lo > 0 else None,
+                max_confidence=hi if hi < 1 else None, sort=sort, page=max(1, int(page or 1))))
+        except browse.BrowseError as exc:
+            raise gr.Error(str(exc)) from None
+        return browse.table_rows(result), browse.summary(result), result.page
+
+    with gr.Tab("Browse", id="browse"):
+        with gr.Row(equal_height=True):
+            text = gr.Textbox(label="Search title, description or product id", max_lines=1, scale=3,
+                              elem_id="browse-text")
+            status = gr.Radio(list(browse.STATUSES), value="any", label="Decided", scale=2)
+            sort = gr.Dropdown([("import order", "imported"), ("product id", "id"), ("title", "title"),
+                                ("least sure first", "confidence"), ("surest first", "-confidence"),
+                                ("latest decided first", "decided_at")], value="imported", label="Sort", scale=1)
+        with gr.Row(equal_height=True):
+            imported = gr.Dropdown(categories, value=None, label="Imported category", filterable=True)
+            predicted = gr.Dropdown(categories, value=None, label="Predicted category", filterable=True)
+            decided = gr.Dropdown(categories, value=None, label="Decided category", filterable=True)
+            reviewer = gr.Textbox(label="Decided by (reviewer)", max_lines=1)
+        with gr.Row(equal_height=True):
+            lo = gr.Slider(0, 1, value=0, step=0.01, label="Confidence from")
+            hi = gr.Slider(0, 1, value=1, step=0.01, label="Confidence to")
+            page = gr.Number(value=1, label="Page", precision=0, minimum=1)
+            go = gr.Button("Search", variant="primary", elem_id="browse-go")
+        info = gr.Markdown(elem_id="browse-info")
+        table = gr.Dataframe(headers=browse.TABLE_COLUMNS, interactive=False, wrap=True, elem_id="browse-table")
+    inputs = [text, imported, predicted, decided, status, reviewer, lo, hi, sort, page]
+    outputs = [table, info, page]
+    events = {"concurrency_id": "browse", "concurrency_limit": 2}
+    go.click(run, inputs, outputs, api_name="browse", **events)
+    text.submit(run, inputs, outputs, api_name="browse_text", **events)
+    for widget, name in ((imported, "imported"), (predicted, "predicted"), (decided, "decided"),
+                         (status, "status"), (sort, "sort")):
+        widget.input(functools.partial(_first_page, run), inputs, outputs, api_name=f"browse_by_{name}",
+                     api_visibility="undocumented", **events)
+
+
+def _first_page(run: Any, *values: Any) -> tuple:
+    """A filter changed: back to page 1 of the new result."""
+    return run(*values[:-1], 1)
 
 
 def serve(demo: gr.Blocks, *, access: Access | None = None, **launch_kwargs: Any):

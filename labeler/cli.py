@@ -162,8 +162,10 @@ def keep_demo_apart(ws: Workspace, workspace: Path, replace_demo: bool) -> None:
                                                   "image paths relative to the CSV's folder or absolute.")
 @click.option("--replace-demo", is_flag=True, help="The workspace holds the demo catalog: remove it first "
                                                    "(only while nobody reviewed it). Default: refuse.")
+@click.option("--labelstudio", type=FILE, help="Label Studio JSON export: its choices annotations become "
+                                               "decisions by their annotators (products must be imported).")
 def import_(workspace: Path, texts: Path | None, labels: Path | None, images: Path | None,
-            plain_csv: Path | None, replace_demo: bool) -> None:
+            plain_csv: Path | None, replace_demo: bool, labelstudio: Path | None) -> None:
     """Import a catalog (Rakuten challenge layout or plain CSV) into the workspace.
 
     Re-importing the same files adds nothing. Bad rows are reported (file, line, field, reason),
@@ -172,8 +174,13 @@ def import_(workspace: Path, texts: Path | None, labels: Path | None, images: Pa
     \b
     python -m labeler import --texts X_train.csv --labels Y_train.csv --images images/image_train
     python -m labeler import --csv catalog.csv
+    python -m labeler import --labelstudio project-1-export.json
     """
     from labeler import importer
+    if labelstudio is not None:
+        if texts or labels or images or plain_csv:
+            raise click.UsageError("--labelstudio imports annotations only; import the catalog in its own run")
+        return import_labelstudio_cmd(workspace, labelstudio)
     if (texts is None) == (plain_csv is None):
         raise click.UsageError("give either --texts X.csv (challenge layout) or --csv FILE (plain CSV)")
     if plain_csv is not None and (labels or images):
@@ -412,7 +419,10 @@ def export_index(products: list[dict]) -> list[int]:
 @workspace_option
 @click.option("--out", type=FOLDER, required=True, help="Folder to write the export into.")
 @click.option("--reviewed-only", is_flag=True, help="Only products a reviewer accepted or corrected.")
-def export(workspace: Path, out: Path, reviewed_only: bool) -> None:
+@click.option("--format", "fmt", type=click.Choice(["csv", "labelstudio", "parquet"]), default="csv",
+              show_default=True, help="labelstudio: JSON tasks with predictions and annotations plus a "
+                                      "labeling config; parquet: one row per product (labeler/interop.py).")
+def export(workspace: Path, out: Path, reviewed_only: bool, fmt: str) -> None:
     """Export current labels as a Rakuten Y file and every decision as JSONL.
 
     Text cells of the CSV files that start with =, +, -, @, a tab or a carriage return get a
@@ -424,6 +434,8 @@ def export(workspace: Path, out: Path, reviewed_only: bool) -> None:
     decisions.jsonl  every decision ever recorded (append-only log), one JSON object per line
     """
     ws = open_workspace(workspace, read_only=True)
+    if fmt != "csv":
+        return export_other_format(ws, out, fmt, reviewed_only)
     ws.require_products()
     labels = ws.current_labels(reviewed_only=reviewed_only)
     reviewed = set(ws.current_labels(reviewed_only=True))
@@ -447,35 +459,9 @@ def export(workspace: Path, out: Path, reviewed_only: bool) -> None:
                        ("decisions", f"{(out / 'decisions.jsonl').resolve()} ({len(decisions)})")], indent=""))
 
 
-@main.command()
-@workspace_option
-@click.option("--out", type=click.Path(path_type=Path), required=True,
-              help="Backup file to write (or an existing folder: workspace-<UTC time>.db inside it).")
-@click.option("--force", is_flag=True, help="Overwrite --out if it already exists.")
-def backup(workspace: Path, out: Path, force: bool) -> None:
-    """Copy workspace.db to a single checked file, safe while the app runs (SQLite online backup).
-
-    \b
-    Restore: stop the app, copy the backup over WORKSPACE/workspace.db, and delete
-    WORKSPACE/workspace.db-wal and workspace.db-shm if they exist.
-    """
-    from datetime import datetime, timezone
     ws = open_workspace(workspace, read_only=True)
-    if out.is_dir():
-        out = out / f"workspace-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.db"
-    live = {ws.db_path.resolve(), *(ws.db_path.with_name(ws.db_path.name + s).resolve() for s in ("-wal", "-shm"))}
-    if out.resolve() in live:
-        raise click.ClickException(f"--out {out} is the workspace's own database; pick a file outside it")
-    if out.exists() and not force:
-        raise click.ClickException(f"{out} already exists; pass --force to overwrite it, or choose another file")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with TqdmProgress("backup") as bar:
-        result = ws.backup(out, progress=bar)
-    click.echo(_table([("backup", f"{result.path.resolve()} ({result.size_bytes / 2**20:.1f} MiB, "
-                                  f"{result.products} products, {result.decisions} decisions)"),
-                       ("checked", "SQLite quick_check ok"),
-                       ("restore", f"stop the app, copy it over {ws.db_path.resolve()}, delete workspace.db-wal "
-                                   "and workspace.db-shm beside it")], indent=""))
+    if fmt != "csv":
+        return export_other_format(ws, out, fmt, reviewed_only)
 
 
 @main.command("explain")
@@ -545,3 +531,4 @@ def _shown_top1(ws: Workspace, bundle: Any, product: dict) -> int:
 # retrain, versions, rollback, label-issues live in their own module (the model loop)
 from labeler import cli_models as _cli_models  # noqa: E402,F401  (registers its commands on `main`)
 from labeler import cli_users as _cli_users  # noqa: E402,F401  (users add/list)
+from labeler import cli_bulk as _cli_bulk  # noqa: E402,F401  (auto-accept, undo-batch, batches)

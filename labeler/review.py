@@ -585,7 +585,7 @@ def undo(ws: Workspace, reviewer: str, *, idempotency_key: str | None = None,
                                                  (stored["undoes"],)).fetchone())
             return stored
         target = conn.execute(
-            "SELECT d.* FROM decisions d WHERE d.reviewer = ? AND d.action != 'undo' "
+            "SELECT d.* FROM decisions d WHERE d.reviewer = ? AND d.action NOT IN ('undo', 'auto_accept') "
             "AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id) ORDER BY d.id DESC LIMIT 1",
             (reviewer,)).fetchone()
         if target is None:
@@ -631,7 +631,7 @@ def resolved_labels(ws: Workspace) -> dict[str, int]:
     """
     votes: dict[str, dict[str, tuple[int, int]]] = {}
     for r in ws.query("SELECT id, product_id, reviewer, category FROM effective_decisions "
-                      "WHERE action IN ('accept', 'correct') ORDER BY id"):
+                      "WHERE action IN ('accept', 'correct', 'auto_accept') ORDER BY id"):
         votes.setdefault(r["product_id"], {})[r["reviewer"]] = (int(r["category"]), r["id"])
     labels = {r["id"]: int(r["source_label"]) for r in ws.query(
         "SELECT id, source_label FROM products WHERE source_label IS NOT NULL")}
