@@ -703,6 +703,7 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
                 learned_box = _html(elem_id="learned")
 
             browse_tab(ws)
+            grid_tab(ws, settings)
 
         outs = [session, current, card, top5, side, heat, heat_token, choose, comment]
         review_events = {"concurrency_id": "review", "concurrency_limit": 4, "show_progress": "hidden"}
@@ -792,6 +793,82 @@ def browse_tab(ws: Workspace) -> None:
                          (status, "status"), (sort, "sort")):
         widget.input(functools.partial(_first_page, run), inputs, outputs, api_name=f"browse_by_{name}",
                      api_visibility="undocumented", **events)
+
+
+def grid_tab(ws: Workspace, settings: Settings) -> None:
+    """The Grid tab (inside `gr.Tabs`): a page of one predicted category over `labeler.grid`."""
+    from labeler import grid
+
+    thumbs = ws.cache_dir / "thumbs"
+    thumbs.mkdir(parents=True, exist_ok=True)
+    gr.set_static_paths(views.serve_image_folders([thumbs]))
+
+    def who(name: str, request: gr.Request | None) -> str:
+        user = getattr(request, "username", None) if request is not None else None
+        return user or (name or "").strip()
+
+    def show(page: "grid.GridPage | None", note: str) -> tuple:
+        if page is None:
+            return (views.grid_html(None, []), gr.update(choices=[], value=[]), note, None)
+        tiles = [(i + 1, item, views.image_url(grid.thumbnail(ws, item.image_path)))
+                 for i, item in enumerate(page.items)]
+        marks = [(f"{n} · {item.title[:60]}", item.product_id) for n, item, _ in tiles]
+        return views.grid_html(page, tiles), gr.update(choices=marks, value=[]), note, page
+
+    def open_page(name: str, category: int | None, order: str, request: gr.Request) -> tuple:
+        if category is None:
+            raise gr.Error("choose a category first")
+        try:
+            page = grid.open_page(ws, who(name, request), int(category), order=order, settings=settings)
+        except review.ReviewError as exc:
+            raise gr.Error(str(exc)) from None
+        return show(page, "" if page else "Nothing left to validate in this category.") + (None,)
+
+    def accept(name: str, marked: list[str], page: "grid.GridPage | None", order: str,
+               request: gr.Request) -> tuple:
+        if page is None:
+            raise gr.Error("open a page first")
+        try:
+            res = grid.accept_page(ws, who(name, request), page, marked or [])
+            nxt = grid.open_page(ws, who(name, request), page.category, order=order, settings=settings)
+        except review.ReviewError as exc:
+            raise gr.Error(str(exc)) from None
+        note = [f"Accepted {len(res.accepted)}; {len(res.marked)} marked went back to the queue."]
+        note += res.problems()
+        return show(nxt, "  \n".join(note)) + (res.batch_id,)
+
+    def undo(name: str, batch: str | None, page: "grid.GridPage | None", request: gr.Request) -> tuple:
+        if not batch:
+            raise gr.Error("no accepted page to undo")
+        try:
+            out = grid.undo_page(ws, who(name, request), batch)
+            again = grid.open_page(ws, who(name, request), page.category, settings=settings) if page else None
+        except review.ReviewError as exc:
+            raise gr.Error(str(exc)) from None
+        return show(again, f"Undid {out.undone} decisions of the last page.") + (None,)
+
+    with gr.Tab("Grid", id="grid"):
+        with gr.Row(equal_height=True):
+            name = gr.Textbox(label="Reviewer", max_lines=1, scale=1, elem_id="grid-reviewer")
+            category = gr.Dropdown(views.category_choices(), value=None, label="Predicted category", scale=2,
+                                   filterable=True, elem_id="grid-category")
+            order = gr.Radio([("surest first", "surest"), ("least sure first", "least_sure")], value="surest",
+                             label="Order", scale=1)
+            open_btn = gr.Button("Open page", variant="primary", scale=0, min_width=120, elem_id="grid-open")
+        tiles = _html(views.grid_html(None, []), elem_id="grid-page")
+        marked = gr.CheckboxGroup([], label="Wrong ones (they go back to the one-at-a-time queue)",
+                                  elem_id="grid-marked")
+        with gr.Row():
+            accept_btn = gr.Button("Accept the page except the marked", variant="primary", elem_id="grid-accept")
+            undo_btn = gr.Button("Undo the last page", elem_id="grid-undo")
+        note = gr.Markdown(elem_id="grid-note")
+        page = gr.State(None)
+        last = gr.State(None)
+    outs = [tiles, marked, note, page, last]
+    events = {"concurrency_id": "grid", "concurrency_limit": 4}
+    open_btn.click(open_page, [name, category, order], outs, api_name="grid_open", **events)
+    accept_btn.click(accept, [name, marked, page, order], outs, api_name="grid_accept", **events)
+    undo_btn.click(undo, [name, last, page], outs, api_name="grid_undo", **events)
 
 
 def _first_page(run: Any, *values: Any) -> tuple:

@@ -71,7 +71,7 @@ class BrowsePage:
 
 def fts_expression(text: str) -> str | None:
     """An FTS5 MATCH expression: every word as a quoted prefix, all required (None: no word)."""
-    words = re.findall(r"\w+", text or "", flags=re.UNICODE)
+    words = re.findall(r"[^\W_]+", text or "")      # FTS5's unicode61 splits on '_' too
     return " ".join(f'"{w}"*' for w in words) or None
 
 

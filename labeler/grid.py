@@ -182,3 +182,33 @@ def undo_page(ws: Workspace, reviewer: str, batch_id: str) -> bulk.UndoBatchResu
     if owner != reviewer:
         raise review.ReviewError(f"grid page {batch_id} was accepted by {owner!r}; only they can undo it")
     return bulk.undo_batch(ws, batch_id, reviewer)
+
+
+def thumbnail(ws: Workspace, image_path: str | None, size: int = 192) -> str | None:
+    """A small JPEG of the product image, made once per image and cached in the workspace
+    (cache/thumbs, named by the source path's hash and modification time)."""
+    import hashlib
+    from pathlib import Path
+
+    from PIL import Image, UnidentifiedImageError
+
+    if not image_path:
+        return None
+    src = Path(image_path)
+    try:
+        stamp = src.stat().st_mtime_ns
+    except OSError:
+        return None
+    out = ws.cache_dir / "thumbs" / f"{hashlib.sha1(f'{src.resolve()}:{stamp}:{size}'.encode()).hexdigest()}.jpg"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with Image.open(src) as im:
+                im = im.convert("RGB")
+                im.thumbnail((size, size))
+                tmp = out.with_suffix(f".{uuid.uuid4().hex[:6]}.tmp")
+                im.save(tmp, "JPEG", quality=85)
+                tmp.replace(out)
+        except (OSError, UnidentifiedImageError):
+            return None
+    return str(out)

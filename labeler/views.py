@@ -541,3 +541,22 @@ def live_history_html(rows: Sequence[dict], *, note: str = "") -> str:
     return (f'{warn}<details class="live-history" open><summary>Changes of the live version (newest first)</summary>'
             '<table class="metrics"><tr><th>when (UTC)</th><th>made live</th><th>was</th><th>by</th><th>how</th>'
             f'<th>why</th></tr>{body}</table></details>')
+
+
+# -- grid tab -------------------------------------------------------------------------------------
+def grid_html(page, tiles: list) -> str:
+    """The grid page: the category's name large on top, then one tile per product (number,
+    thumbnail or 'no image', title, the model's probability). `tiles`: (n, GridItem, image url)."""
+    if page is None:
+        return '<div class="grid-empty">Choose a predicted category and open a page.</div>'
+    head = (f'<div class="grid-head"><span class="grid-cat">{html.escape(category_label(page.category))}</span>'
+            f' <span class="grid-count">{len(tiles)} on this page · {page.remaining} undecided in it</span></div>')
+    cells = []
+    for n, item, url in tiles:
+        img = (f'<img src="{html.escape(url)}" alt="" loading="lazy">' if url
+               else '<div class="grid-noimg">no image</div>')
+        cells.append(f'<div class="grid-tile" data-product="{html.escape(item.product_id)}"><b>{n}</b>{img}'
+                     f'<div class="grid-title">{html.escape(item.title[:120])}</div>'
+                     f'<div class="grid-prob">{item.prob:.0%}</div></div>')
+    return (head + '<div class="grid-tiles" style="display:grid;grid-template-columns:repeat(auto-fill,'
+            'minmax(170px,1fr));gap:8px">' + "".join(cells) + "</div>")

@@ -40,7 +40,7 @@ def fold(text: str) -> str:
 
 def words(text: str) -> list[str]:
     import re
-    return re.findall(r"\w+", fold(text))
+    return re.findall(r"[^\W_]+", fold(text))
 
 
 def test_search_finds_every_product_with_all_the_words_as_prefixes_accents_folded(rws):
