@@ -572,7 +572,8 @@ def undo(ws: Workspace, reviewer: str, *, idempotency_key: str | None = None,
     """Undo the reviewer's latest decision not yet undone; that product is reserved for them again.
 
     Call it again to go further back. Returns the undo row with 'undone' (the decision taken
-    back), or None when there is nothing left to undo. Refused (HeldByAnother, nothing written)
+    back), or None when there is nothing left to undo. An admin's auto-accepts are not taken
+    back one by one here: `labeler.bulk.undo_batch` undoes their batch. Refused (HeldByAnother, nothing written)
     while another reviewer holds that product, e.g. the second reviewer of an overlap product.
     """
     reviewer = _check_reviewer(reviewer)

@@ -143,3 +143,26 @@ def test_bad_queries_say_what_to_fix(rws, query, message):
 def test_fts_expression_quotes_every_word():
     assert fts_expression('pisc "gonfl" OR -x') == '"pisc"* "gonfl"* "OR"* "x"*'
     assert fts_expression("  ") is None
+
+
+def test_browse_tab_through_the_api(sample_dir, tmp_path):
+    from gradio_client import Client
+
+    from app_server import running_app
+    root = copy_workspace(sample_dir, tmp_path / "app-ws")
+    ws = Workspace(root)
+    pid = ws.products()[3]["id"]
+    cat = ws.products()[0]["source_label"]
+    n_cat = ws.scalar("SELECT count(*) FROM products WHERE source_label = ?", (cat,))
+    ws.close()
+    with running_app(root, tmp_path) as (_, url):
+        client = Client(url, verbose=False)
+        table, info, page = client.predict(pid, None, None, None, "any", "", 0, 1, "imported", 1,
+                                           api_name="/browse")
+        assert [row[0] for row in table["data"]] == [pid] and "of 1 " in info and page == 1
+        table, info, _ = client.predict("", cat, None, None, "undecided", "", 0, 1, "-confidence", 1,
+                                        api_name="/browse")
+        assert len(table["data"]) == min(50, n_cat) and f"of {n_cat} " in info
+        assert all(row[2].startswith(f"{cat} · ") for row in table["data"])
+        with pytest.raises(Exception, match="page"):
+            client.predict("", None, None, None, "any", "", 0, 1, "imported", 0, api_name="/browse")

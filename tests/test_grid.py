@@ -1,6 +1,7 @@
 """Grid validation workflow (labeler/grid.py) on a real workspace: pages, reservations, accept, undo."""
 from __future__ import annotations
 
+import re
 import sys
 import threading
 from collections import Counter
@@ -121,3 +122,27 @@ def test_bad_page_requests_say_what_to_fix(rws):
         grid.accept_page(rws, "alice", page, ["nope"])
     with pytest.raises(review.ReviewError, match="opened by 'alice'"):
         grid.accept_page(rws, "bob", page)
+
+
+def test_grid_tab_through_the_api(sample_dir, tmp_path):
+    from gradio_client import Client
+
+    from app_server import decisions, running_app
+    root = copy_workspace(sample_dir, tmp_path / "app-ws")
+    ws = Workspace(root)
+    cat = biggest_category(ws)
+    n = min(24, ws.scalar("SELECT count(*) FROM predictions WHERE top1 = ?", (cat,)))
+    ws.close()
+    with running_app(root, tmp_path) as (_, url):
+        client = Client(url, verbose=False)
+        tiles, marked, note = client.predict("alice", cat, "surest", api_name="/grid_open")
+        assert tiles.count('class="grid-tile"') == n and f"{n} on this page" in tiles and marked == []
+        ids = re.findall(r'data-product="([^"]+)"', tiles)
+        _, _, note = client.predict("alice", ids[:2], "surest", api_name="/grid_accept")
+        assert f"Accepted {n - 2}; 2 marked" in note
+        rows = decisions(root)
+        assert sorted(r["product_id"] for r in rows) == sorted(ids[2:])
+        assert {(r["via"], r["category"], r["reviewer"]) for r in rows} == {("grid", cat, "alice")}
+        _, _, note = client.predict("alice", api_name="/grid_undo")
+        assert f"Undid {n - 2}" in note
+        assert len(decisions(root)) == 2 * (n - 2)
