@@ -40,8 +40,8 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
 
 
-def template(rebuild: bool) -> Path:
-    path = CACHE / "browse-ws"
+def template(rebuild: bool, per_category: int | None = None) -> Path:
+    path = CACHE / ("browse-ws" if per_category is None else f"browse-ws-{per_category}")
     if rebuild and path.exists():
         shutil.rmtree(path)
     if not (path / "workspace.db").exists():
@@ -49,17 +49,18 @@ def template(rebuild: bool) -> Path:
         tmp = path.with_name("browse-ws.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.parent.mkdir(parents=True, exist_ok=True)
-        build_workspace(tmp, SAMPLE, per_category=None)
+        build_workspace(tmp, SAMPLE, per_category=per_category)
         tmp.rename(path)
     return path
 
 
-def grown(n_products: int, n_decided: int, rebuild: bool) -> Path:
-    dest = CACHE / f"browse-{n_products}-{n_decided}"
+def grown(n_products: int, n_decided: int, rebuild: bool, per_category: int | None = None,
+          source: Path | None = None) -> Path:
+    dest = CACHE / f"browse-{n_products}-{n_decided}-{source.name if source else per_category or 'all'}"
     if dest.exists() and not rebuild:
         return dest
     shutil.rmtree(dest, ignore_errors=True)
-    shutil.copytree(template(rebuild), dest)
+    shutil.copytree(source or template(rebuild, per_category), dest)
     ws = Workspace(dest)
     real = ws.count_products()
     product_cols = "title, description, image_path, image_sha1, source_label, batch_id, source_row, imported_at"
@@ -131,8 +132,12 @@ def main() -> None:
     ap.add_argument("--decided", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=20, help="queries of each kind")
     ap.add_argument("--rebuild", action="store_true")
+    ap.add_argument("--per-category", type=int, default=None,
+                    help="build the template from this many products per category (default: the whole sample)")
+    ap.add_argument("--template", type=Path, default=None,
+                    help="a trained workspace to grow instead of building one (it is copied, not changed)")
     args = ap.parse_args()
-    root = grown(args.products, args.decided, args.rebuild)
+    root = grown(args.products, args.decided, args.rebuild, args.per_category, args.template)
     ws = Workspace(root)
     rng = random.Random(1)
     kinds = queries(ws, rng)
