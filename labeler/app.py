@@ -799,10 +799,6 @@ def grid_tab(ws: Workspace, settings: Settings) -> None:
     """The Grid tab (inside `gr.Tabs`): a page of one predicted category over `labeler.grid`."""
     from labeler import grid
 
-    thumbs = ws.cache_dir / "thumbs"
-    thumbs.mkdir(parents=True, exist_ok=True)
-    gr.set_static_paths(views.serve_image_folders([thumbs]))
-
     def who(name: str, request: gr.Request | None) -> str:
         user = getattr(request, "username", None) if request is not None else None
         return user or (name or "").strip()
@@ -810,7 +806,7 @@ def grid_tab(ws: Workspace, settings: Settings) -> None:
     def show(page: "grid.GridPage | None", note: str) -> tuple:
         if page is None:
             return (views.grid_html(None, []), gr.update(choices=[], value=[]), note, None)
-        tiles = [(i + 1, item, views.image_url(grid.thumbnail(ws, item.image_path)))
+        tiles = [(i + 1, item, grid.thumbnail_uri(ws, item.image_path))
                  for i, item in enumerate(page.items)]
         marks = [(f"{n} · {item.title[:60]}", item.product_id) for n, item, _ in tiles]
         return views.grid_html(page, tiles), gr.update(choices=marks, value=[]), note, page

@@ -12,8 +12,9 @@ Left out on purpose, and counted in the result: products another reviewer holds 
 reservation: they are looking at it), and products whose imported label differs from the
 model's top-1 (accepting would overwrite a human label without anyone looking).
 
-The threshold: the live version's own `auto_accept_threshold` metric when it stores one (a
-threshold validated with that version), else `Settings.auto_accept_threshold`; `threshold=`
+The threshold: the live version's own when it stores one (the guaranteed threshold of the
+honest validation loop, metrics["auto_accept"]["threshold"], or a plain
+metrics["auto_accept_threshold"]), else `Settings.auto_accept_threshold`; `threshold=`
 overrides both. No Gradio here; the CLI (`auto-accept`, `undo-batch`) and the app call these.
 """
 from __future__ import annotations
@@ -70,10 +71,25 @@ class UndoBatchResult:
 
 def threshold_for(ws: Workspace, version: str, given: float | None = None,
                   settings: Settings = Settings()) -> Threshold:
-    """The threshold to use: given > the version's stored metric > the setting."""
+    """The threshold to use: given > the version's own > the setting.
+
+    The version's own: its guaranteed threshold (metrics["auto_accept"]["threshold"], stored by
+    the honest validation loop with its precision guarantee), or a plain
+    metrics["auto_accept_threshold"]. A version whose calibration could guarantee no threshold
+    auto-accepts nothing unless an admin gives one explicitly.
+    """
     if given is not None:
         return Threshold(_check_threshold(given, "--threshold"), "given")
-    metric = ws.model_version(version)["metrics"].get(VERSION_METRIC)
+    metrics = ws.model_version(version)["metrics"]
+    calibration = metrics.get("auto_accept")
+    if isinstance(calibration, dict) and "threshold" in calibration:
+        value = calibration["threshold"]
+        if value is None:
+            raise BulkError(f"version {version} guarantees no auto-accept threshold (its out-of-fold predictions "
+                            f"cannot reach {calibration.get('target', 'the target')} precision); review by hand, "
+                            "or give --threshold explicitly")
+        return Threshold(_check_threshold(value, "stored threshold"), f"version {version}, guaranteed")
+    metric = metrics.get(VERSION_METRIC)
     if isinstance(metric, (int, float)) and not isinstance(metric, bool) and 0 < float(metric) <= 1:
         return Threshold(float(metric), f"version {version}")
     return Threshold(float(settings.auto_accept_threshold), "settings")

@@ -212,3 +212,15 @@ def thumbnail(ws: Workspace, image_path: str | None, size: int = 192) -> str | N
         except (OSError, UnidentifiedImageError):
             return None
     return str(out)
+
+
+def thumbnail_uri(ws: Workspace, image_path: str | None, size: int = 192) -> str | None:
+    """The cached thumbnail as a data: URI (a few KB): the page carries its own pictures, so no
+    file route or served folder is involved."""
+    import base64
+    from pathlib import Path
+
+    path = thumbnail(ws, image_path, size)
+    if path is None:
+        return None
+    return "data:image/jpeg;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")

@@ -156,6 +156,15 @@ def test_threshold_comes_from_the_version_when_it_stores_one(rws):
     rws.write(lambda c: c.execute("UPDATE model_versions SET metrics = ? WHERE id = ?", (json.dumps(metrics), live)))
     assert bulk.threshold_for(rws, live) == bulk.Threshold(0.93, f"version {live}")
     assert bulk.threshold_for(rws, live, 0.7).source == "given"
+    guaranteed = metrics | {"auto_accept": {"target": 0.95, "threshold": 0.88}}
+    rws.write(lambda c: c.execute("UPDATE model_versions SET metrics = ? WHERE id = ?", (json.dumps(guaranteed), live)))
+    assert bulk.threshold_for(rws, live) == bulk.Threshold(0.88, f"version {live}, guaranteed")
+    none = metrics | {"auto_accept": {"target": 0.95, "threshold": None}}
+    rws.write(lambda c: c.execute("UPDATE model_versions SET metrics = ? WHERE id = ?", (json.dumps(none), live)))
+    with pytest.raises(bulk.BulkError, match="guarantees no auto-accept threshold"):
+        bulk.threshold_for(rws, live)
+    assert bulk.threshold_for(rws, live, 0.9).value == 0.9
+    rws.write(lambda c: c.execute("UPDATE model_versions SET metrics = ? WHERE id = ?", (json.dumps(metrics), live)))
     out = cli("auto-accept", "-w", rws.root, "--dry-run")
     assert out.exit_code == 0, out.output
     assert f"0.93 (from version {live})" in out.output and "nothing written" in out.output

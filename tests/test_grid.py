@@ -146,3 +146,16 @@ def test_grid_tab_through_the_api(sample_dir, tmp_path):
         _, _, note = client.predict("alice", api_name="/grid_undo")
         assert f"Undid {n - 2}" in note
         assert len(decisions(root)) == 2 * (n - 2)
+
+
+def test_thumbnails_are_made_once_per_image_and_cached_in_the_workspace(rws):
+    from PIL import Image
+    path = next(p["image_path"] for p in rws.products() if p["image_path"])
+    first = grid.thumbnail(rws, path)
+    assert first is not None and Path(first).parent == rws.cache_dir / "thumbs"
+    with Image.open(first) as im:
+        assert max(im.size) <= 192
+    stamp = Path(first).stat().st_mtime_ns
+    assert grid.thumbnail(rws, path) == first and Path(first).stat().st_mtime_ns == stamp
+    assert grid.thumbnail_uri(rws, path).startswith("data:image/jpeg;base64,")
+    assert grid.thumbnail(rws, None) is None and grid.thumbnail(rws, "/nope/missing.jpg") is None
