@@ -9,7 +9,9 @@ imported label) with 500 of those undone. The template is built once under
     python bench/bench_browse.py                 # 100k products, 20 queries of each kind
     python bench/bench_browse.py --products 200000 --repeat 10 --rebuild
 
-Target (issue 18): p95 <= 200 ms on the 2-core machine.
+Target (issue 18): p95 <= 200 ms on the 2-core machine. The first query after start, an import
+or a retrain builds the in-memory columns (printed separately). Each run works on a fresh copy
+of the cached grown workspace.
 """
 from __future__ import annotations
 
@@ -137,11 +139,16 @@ def main() -> None:
     ap.add_argument("--template", type=Path, default=None,
                     help="a trained workspace to grow instead of building one (it is copied, not changed)")
     args = ap.parse_args()
-    root = grown(args.products, args.decided, args.rebuild, args.per_category, args.template)
+    cached = grown(args.products, args.decided, args.rebuild, args.per_category, args.template)
+    scratch = Path(tempfile.mkdtemp(prefix="bench-browse-"))
+    root = scratch / "ws"
+    shutil.copytree(cached, root)          # this run's decisions stay out of the cached copy
     ws = Workspace(root)
     rng = random.Random(1)
     kinds = queries(ws, rng)
-    browse(ws, BrowseQuery())      # first query opens the connection and warms the page cache
+    t = time.perf_counter()
+    browse(ws, BrowseQuery())      # the first query builds the in-memory columns
+    build_ms = (time.perf_counter() - t) * 1000
     every: list[float] = []
     print(f"{'query':45} {'p50 ms':>8} {'p95 ms':>8} {'matches (median)':>17}")
     for name, make in kinds.items():
@@ -155,9 +162,19 @@ def main() -> None:
         every += times
         print(f"{name:45} {statistics.median(times):8.1f} {pct(times, 95):8.1f} {statistics.median(totals):17.0f}")
     print(f"{'all ' + str(len(every)) + ' queries':45} {statistics.median(every):8.1f} {pct(every, 95):8.1f}")
+    after = []
+    undecided = browse(ws, BrowseQuery(status="undecided", page_size=args.repeat)).rows
+    for row in undecided:      # a reviewer decides, then someone browses: the log is replayed incrementally
+        ws.record_decision(row["product_id"], "bench", "accept", category=row["predicted"] or row["imported"])
+        t = time.perf_counter()
+        browse(ws, BrowseQuery(status="decided", sort="decided_at"))
+        after.append((time.perf_counter() - t) * 1000)
+    print(f"{'right after a new decision':45} {statistics.median(after):8.1f} {pct(after, 95):8.1f}")
+    print(f"first query (builds the columns): {build_ms:.0f} ms")
     print(f"workspace: {ws.count_products()} products, "
           f"{ws.scalar('SELECT count(*) FROM decisions')} decisions; target p95 <= 200 ms")
     ws.close()
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

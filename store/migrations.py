@@ -276,13 +276,14 @@ def m030_bulk_auto_accept_batches(conn: sqlite3.Connection) -> None:
 @migration
 def m031_browse_search(conn: sqlite3.Connection) -> None:
     # Browse (labeler/browse.py) at catalog scale: full-text search over title and description
-    # (FTS5, diacritics folded, kept in step with products by triggers) and the indexes its
-    # filters use: imported category, and the live version's predicted category by confidence.
+    # (FTS5, diacritics folded, 2- and 3-letter prefixes indexed so a short prefix stays fast,
+    # kept in step with products by triggers) and the index the grid's pages use: the live
+    # version's predicted category by confidence.
     conn.executescript(
         """
         CREATE VIRTUAL TABLE products_fts USING fts5(
             title, description, content='products', content_rowid='rowid',
-            tokenize='unicode61 remove_diacritics 2');
+            tokenize='unicode61 remove_diacritics 2', prefix='2 3');
         INSERT INTO products_fts(products_fts) VALUES ('rebuild');
         CREATE TRIGGER products_fts_insert AFTER INSERT ON products BEGIN
             INSERT INTO products_fts(rowid, title, description) VALUES (new.rowid, new.title, new.description);
@@ -296,7 +297,6 @@ def m031_browse_search(conn: sqlite3.Connection) -> None:
                 VALUES ('delete', old.rowid, old.title, old.description);
             INSERT INTO products_fts(rowid, title, description) VALUES (new.rowid, new.title, new.description);
         END;
-        CREATE INDEX products_source_label ON products(source_label);
         CREATE INDEX predictions_version_top1 ON predictions(model_version, top1, top1_prob);
         """
     )
