@@ -25,6 +25,7 @@ import sqlite3
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Callable
 from datetime import datetime, timezone
 
 from labeler.config import Settings
@@ -32,6 +33,7 @@ from store.workspace import Workspace, WorkspaceError, now_iso
 
 log = logging.getLogger(__name__)
 VERSION_METRIC = "auto_accept_threshold"
+CHUNK = 2000          # products per write transaction (~1-2 s of holding the write lock)
 
 
 class BulkError(WorkspaceError):
@@ -50,6 +52,7 @@ class AutoAcceptResult:
     threshold: Threshold
     accepted: list[tuple[str, int, float]] = field(default_factory=list)   # (product, category, top-1 prob)
     held: list[str] = field(default_factory=list)         # reserved by a reviewer right now: left alone
+    decided_meanwhile: list[str] = field(default_factory=list)   # a reviewer decided it while the batch ran
     conflicts: list[str] = field(default_factory=list)    # imported label != model top-1: left for review
     batch_id: str | None = None                           # None for a dry run or when nothing qualified
     dry_run: bool = False
@@ -99,8 +102,10 @@ def auto_accept(ws: Workspace, by: str, *, threshold: float | None = None, dry_r
                 settings: Settings = Settings()) -> AutoAcceptResult:
     """Accept every undecided product at or above the threshold, as one batch (see the module doc).
 
-    The selection and the writes happen in one BEGIN IMMEDIATE transaction, so a reviewer's
-    decision that lands meanwhile is seen and that product left out. A dry run writes nothing.
+    Written in transactions of CHUNK products (one batch id for all): one transaction for 88k
+    products held the write lock for over a minute, longer than a reviewer's submit waits. Each
+    chunk re-checks its products inside its own transaction, so a product a reviewer decided or
+    reserved meanwhile is left out (`decided_meanwhile`, `held`). A dry run writes nothing.
     """
     by = (by or "").strip()
     if not by:
@@ -136,26 +141,47 @@ def auto_accept(ws: Workspace, by: str, *, threshold: float | None = None, dry_r
     if dry_run:
         return select(ws.conn)[0]
 
-    def tx(conn: sqlite3.Connection) -> AutoAcceptResult:
-        result, chosen = select(conn)
-        if not chosen:
-            return result
-        batch = _new_batch_id("aa")
-        conn.execute("INSERT INTO decision_batches (id, kind, reviewer, model_version, threshold, n_decisions, "
-                     "note, created_at) VALUES (?, 'auto_accept', ?, ?, ?, ?, ?, ?)",
-                     (batch, by, version, thr.value, len(chosen), f"threshold from {thr.source}", now_iso()))
-        comment = f"auto-accept: fused top-1 >= {thr.value:g} ({thr.source})"
-        for r in chosen:
-            ws.record_decision(r["product_id"], by, "auto_accept", category=int(r["top1"]), model_version=version,
-                               shown_top5=json.loads(r["top5"]), comment=comment,
-                               idempotency_key=f"{batch}:{r['product_id']}", conn=conn, batch_id=batch,
-                               via="auto_accept")
-        result.batch_id = batch
+    result, chosen = select(ws.conn)
+    if not chosen:
         return result
+    batch = _new_batch_id("aa")
+    comment = f"auto-accept: fused top-1 >= {thr.value:g} ({thr.source})"
+    accepted = {pid for pid, _, _ in result.accepted}
 
-    result = ws.write(tx)
-    log.info("auto-accept batch %s: %d products at >= %.3f", result.batch_id, len(result.accepted),
-             thr.value)
+    def chunk_tx(rows: list[dict], first: bool) -> Callable[[sqlite3.Connection], None]:
+        def tx(conn: sqlite3.Connection) -> None:
+            # what changed since the selection: decided or reserved by a reviewer meanwhile
+            ids = [r["product_id"] for r in rows]
+            marks = ",".join("?" * len(ids))
+            taken = {r[0] for r in conn.execute(
+                f"SELECT product_id FROM effective_decisions WHERE product_id IN ({marks}) "
+                "AND action IN ('accept', 'correct', 'auto_accept')", ids)}
+            held = {r[0] for r in conn.execute(
+                f"SELECT product_id FROM reservations WHERE product_id IN ({marks}) AND expires_at > ?",
+                [*ids, time.time()])}
+            if first:
+                conn.execute("INSERT INTO decision_batches (id, kind, reviewer, model_version, threshold, "
+                             "n_decisions, note, created_at) VALUES (?, 'auto_accept', ?, ?, ?, 0, ?, ?)",
+                             (batch, by, version, thr.value, f"threshold from {thr.source}", now_iso()))
+            written = 0
+            for r in rows:
+                pid = r["product_id"]
+                if pid in taken or pid in held:
+                    (result.decided_meanwhile if pid in taken else result.held).append(pid)
+                    accepted.discard(pid)
+                    continue
+                ws.record_decision(pid, by, "auto_accept", category=int(r["top1"]), model_version=version,
+                                   shown_top5=json.loads(r["top5"]), comment=comment,
+                                   idempotency_key=f"{batch}:{pid}", conn=conn, batch_id=batch, via="auto_accept")
+                written += 1
+            conn.execute("UPDATE decision_batches SET n_decisions = n_decisions + ? WHERE id = ?", (written, batch))
+        return tx
+
+    for start in range(0, len(chosen), CHUNK):
+        ws.write(chunk_tx(chosen[start:start + CHUNK], start == 0))
+    result.accepted = [a for a in result.accepted if a[0] in accepted]
+    result.batch_id = batch
+    log.info("auto-accept batch %s: %d products at >= %.3f", batch, len(result.accepted), thr.value)
     return result
 
 

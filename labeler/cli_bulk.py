@@ -40,6 +40,7 @@ def auto_accept_cmd(workspace: Path, threshold: float | None, dry_run: bool, by:
             ("threshold", f"{res.threshold.value:g} (from {res.threshold.source})"),
             ("would accept" if dry_run else "accepted", len(res.accepted)),
             ("left: held by a reviewer", len(res.held)),
+            ("left: decided meanwhile", len(res.decided_meanwhile)),
             ("left: imported label differs", len(res.conflicts))]
     rows += [(f"  {code} {taxonomy.name(code)}", n) for code, n in list(res.by_category().items())[:10]]
     if not dry_run:

@@ -183,3 +183,27 @@ def test_auto_accept_cli_and_its_errors(rws, tmp_path):
     bare.write(lambda c: c.execute("INSERT INTO products (id, title, imported_at) VALUES ('p', 't', 'now')"))
     none = cli("auto-accept", "-w", bare.root)
     assert none.exit_code == 1 and "no live model version" in none.output
+
+
+def test_a_large_batch_is_written_in_chunks_and_a_product_decided_meanwhile_is_left_alone(rws, monkeypatch):
+    monkeypatch.setattr(bulk, "CHUNK", 5)
+    plan = bulk.auto_accept(rws, "root", threshold=0.5, dry_run=True)
+    late = plan.accepted[7][0]           # in the second chunk
+    writes = []
+    real_write = rws.write
+
+    def write(fn):
+        writes.append(fn)
+        if len(writes) == 2:             # between the first and the second chunk, a reviewer decides
+            real_write(lambda c: rws.record_decision(late, "zoe", "correct", category=10, conn=c))
+        return real_write(fn)
+
+    monkeypatch.setattr(rws, "write", write)
+    res = bulk.auto_accept(rws, "root", threshold=0.5)
+    assert len(writes) >= len(plan.accepted) // 5 + 1
+    assert res.decided_meanwhile == [late] and late not in {p for p, _, _ in res.accepted}
+    assert len(res.accepted) == len(plan.accepted) - 1
+    batch = rws.query("SELECT n_decisions FROM decision_batches WHERE id = ?", (res.batch_id,))[0]
+    assert batch["n_decisions"] == len(res.accepted) == rws.scalar(
+        "SELECT count(*) FROM decisions WHERE batch_id = ?", (res.batch_id,))
+    assert rws.current_labels(reviewed_only=True)[late] == 10
