@@ -186,40 +186,53 @@ def auto_accept(ws: Workspace, by: str, *, threshold: float | None = None, dry_r
 
 
 def undo_batch(ws: Workspace, batch_id: str, by: str) -> UndoBatchResult:
-    """Append an undo row for every decision of the batch still in effect, as one new batch."""
+    """Append an undo row for every decision of the batch still in effect, as one new batch.
+
+    Written in transactions of CHUNK undo rows, as `auto_accept` writes: each chunk skips what
+    was undone meanwhile, so running it twice at once still undoes each decision once."""
     by = (by or "").strip()
     if not by:
         raise BulkError("undo-batch needs the admin's name (--by NAME): it is stored as the undo's reviewer")
     batch_id = (batch_id or "").strip()
+    conn = ws.conn
+    batch = conn.execute("SELECT * FROM decision_batches WHERE id = ?", (batch_id,)).fetchone()
+    if batch is None:
+        recent = [r[0] for r in conn.execute(
+            "SELECT id FROM decision_batches WHERE kind != 'undo' ORDER BY created_at DESC LIMIT 5")]
+        raise BulkError(f"unknown batch {batch_id!r}; recent batches: {', '.join(recent) or 'none'} "
+                        "(`python -m labeler batches` lists them)")
+    if batch["kind"] == "undo":
+        raise BulkError(f"batch {batch_id} is itself an undo (of {batch['undoes_batch']}); "
+                        "re-run the original bulk action instead of undoing an undo")
+    ids = [r[0] for r in conn.execute("SELECT id FROM decisions WHERE batch_id = ? AND action != 'undo' ORDER BY id",
+                                      (batch_id,))]
+    undo_id = _new_batch_id("undo")
+    done = {"undone": 0, "created": False}
 
-    def tx(conn: sqlite3.Connection) -> UndoBatchResult:
-        batch = conn.execute("SELECT * FROM decision_batches WHERE id = ?", (batch_id,)).fetchone()
-        if batch is None:
-            recent = [r[0] for r in conn.execute(
-                "SELECT id FROM decision_batches WHERE kind != 'undo' ORDER BY created_at DESC LIMIT 5")]
-            raise BulkError(f"unknown batch {batch_id!r}; recent batches: {', '.join(recent) or 'none'} "
-                            "(`python -m labeler batches` lists them)")
-        if batch["kind"] == "undo":
-            raise BulkError(f"batch {batch_id} is itself an undo (of {batch['undoes_batch']}); "
-                            "re-run the original bulk action instead of undoing an undo")
-        rows = conn.execute(
-            "SELECT d.id, d.product_id, d.model_version, EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id) "
-            "AS undone FROM decisions d WHERE d.batch_id = ? AND d.action != 'undo' ORDER BY d.id",
-            (batch_id,)).fetchall()
-        live = [r for r in rows if not r["undone"]]
-        if not live:
-            return UndoBatchResult(batch_id, None, 0, len(rows))
-        undo_id = _new_batch_id("undo")
-        conn.execute("INSERT INTO decision_batches (id, kind, reviewer, model_version, undoes_batch, n_decisions, "
-                     "created_at) VALUES (?, 'undo', ?, ?, ?, ?, ?)",
-                     (undo_id, by, batch["model_version"], batch_id, len(live), now_iso()))
-        for r in live:
-            ws.record_decision(r["product_id"], by, "undo", undoes=int(r["id"]), model_version=r["model_version"],
-                               idempotency_key=f"{undo_id}:{r['id']}", conn=conn, batch_id=undo_id,
-                               via="undo_batch")
-        return UndoBatchResult(batch_id, undo_id, len(live), len(rows) - len(live))
+    def chunk_tx(chunk: list[int]) -> Callable[[sqlite3.Connection], None]:
+        def tx(c: sqlite3.Connection) -> None:
+            marks = ",".join("?" * len(chunk))
+            live = c.execute(f"SELECT d.id, d.product_id, d.model_version FROM decisions d WHERE d.id IN ({marks}) "
+                             "AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id) ORDER BY d.id",
+                             chunk).fetchall()
+            if not live:
+                return
+            if not done["created"]:
+                c.execute("INSERT INTO decision_batches (id, kind, reviewer, model_version, undoes_batch, n_decisions, "
+                          "created_at) VALUES (?, 'undo', ?, ?, ?, 0, ?)",
+                          (undo_id, by, batch["model_version"], batch_id, now_iso()))
+            for r in live:
+                ws.record_decision(r["product_id"], by, "undo", undoes=int(r["id"]), model_version=r["model_version"],
+                                   idempotency_key=f"{undo_id}:{r['id']}", conn=c, batch_id=undo_id, via="undo_batch")
+            c.execute("UPDATE decision_batches SET n_decisions = n_decisions + ? WHERE id = ?", (len(live), undo_id))
+            done["created"] = True
+            done["undone"] += len(live)
+        return tx
 
-    return ws.write(tx)
+    for start in range(0, len(ids), CHUNK):
+        ws.write(chunk_tx(ids[start:start + CHUNK]))
+    n = done["undone"]
+    return UndoBatchResult(batch_id, undo_id if done["created"] else None, n, len(ids) - n)
 
 
 def batches(ws: Workspace, limit: int = 20) -> list[dict]:
