@@ -81,5 +81,6 @@ def batches_cmd(workspace: Path, limit: int) -> None:
     for r in rows:
         extra = f" of {r['undoes_batch']}" if r["undoes_batch"] else ""
         thr = f" at >= {r['threshold']:g}" if r["threshold"] is not None else ""
-        click.echo(f"{r['id']}  {r['kind']}{extra}{thr}  by {r['reviewer']}  {r['n_decisions']} decisions, "
-                   f"{r['in_effect']} in effect  ({r['created_at']})")
+        state = "" if r["kind"] == "undo" else f", {r['in_effect']} in effect"
+        click.echo(f"{r['id']}  {r['kind']}{extra}{thr}  by {r['reviewer']}  {r['n_decisions']} decisions"
+                   f"{state}  ({r['created_at']})")
