@@ -72,7 +72,8 @@ def launch_options() -> dict[str, Any]:
     asked for them, and measured +50 ms on each Enter -> next card (bench/bench_app.py)."""
     return {"theme": gr.themes.Soft(primary_hue="indigo", neutral_hue="slate"),
             "css": (STATIC / "app.css").read_text(encoding="utf-8"),
-            "head": f"<script>{(STATIC / 'shortcuts.js').read_text(encoding='utf-8')}</script>",
+            "head": "".join(f"<script>{(STATIC / name).read_text(encoding='utf-8')}</script>"
+                            for name in ("shortcuts.js", "grid.js")),
             "run_history": False}
 
 
@@ -803,7 +804,7 @@ def grid_tab(ws: Workspace, settings: Settings) -> None:
         user = getattr(request, "username", None) if request is not None else None
         return user or (name or "").strip()
 
-    def show(page: "grid.GridPage | None", note: str) -> tuple:
+    def show(page: Any, note: str) -> tuple:
         if page is None:
             return (views.grid_html(None, []), gr.update(choices=[], value=[]), note, None)
         tiles = [(i + 1, item, grid.thumbnail_uri(ws, item.image_path))
@@ -820,7 +821,7 @@ def grid_tab(ws: Workspace, settings: Settings) -> None:
             raise gr.Error(str(exc)) from None
         return show(page, "" if page else "Nothing left to validate in this category.") + (None,)
 
-    def accept(name: str, marked: list[str], page: "grid.GridPage | None", order: str,
+    def accept(name: str, marked: list[str], page: Any, order: str,
                request: gr.Request) -> tuple:
         if page is None:
             raise gr.Error("open a page first")
@@ -833,7 +834,7 @@ def grid_tab(ws: Workspace, settings: Settings) -> None:
         note += res.problems()
         return show(nxt, "  \n".join(note)) + (res.batch_id,)
 
-    def undo(name: str, batch: str | None, page: "grid.GridPage | None", request: gr.Request) -> tuple:
+    def undo(name: str, batch: str | None, page: Any, request: gr.Request) -> tuple:
         if not batch:
             raise gr.Error("no accepted page to undo")
         try:
