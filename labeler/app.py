@@ -785,6 +785,40 @@ def browse_tab(ws: Workspace) -> None:
             go = gr.Button("Search", variant="primary", elem_id="browse-go")
         info = gr.Markdown(elem_id="browse-info")
         table = gr.Dataframe(headers=browse.TABLE_COLUMNS, interactive=False, wrap=True, elem_id="browse-table")
+        with gr.Row(equal_height=True):
+            product = gr.Textbox(label="Product id (or pick a row)", max_lines=1, scale=2, elem_id="browse-product")
+            open_btn = gr.Button("Open", scale=0, min_width=100, elem_id="browse-open")
+            who = gr.Textbox(label="Reviewer", max_lines=1, scale=1, elem_id="browse-reviewer")
+            new_cat = gr.Dropdown(categories, value=None, label="Change its category to", filterable=True, scale=2,
+                                  elem_id="browse-category")
+            set_btn = gr.Button("Record this decision", scale=0, min_width=180, elem_id="browse-set")
+        detail = _html(views.browse_detail_html(None), elem_id="browse-detail")
+
+    def open_product(pid: str) -> str:
+        try:
+            return views.browse_detail_html(browse.product_detail(ws, pid))
+        except browse.BrowseError as exc:
+            raise gr.Error(str(exc)) from None
+
+    def pick_row(evt: gr.SelectData) -> tuple:
+        row = evt.row_value or []
+        pid = str(row[0]) if row else ""
+        return pid, open_product(pid) if pid else views.browse_detail_html(None)
+
+    def set_category(name: str, pid: str, category: int | None, request: gr.Request) -> str:
+        reviewer = getattr(request, "username", None) or (name or "").strip()
+        if category is None:
+            raise gr.Error("choose the category to record")
+        try:
+            browse.change_decision(ws, reviewer, (pid or "").strip(), int(category))
+        except (review.ReviewError, browse.BrowseError) as exc:
+            raise gr.Error(str(exc)) from None
+        return open_product(pid)
+
+    open_btn.click(open_product, [product], [detail], api_name="browse_open", concurrency_id="browse")
+    product.submit(open_product, [product], [detail], api_name="browse_open_id", concurrency_id="browse")
+    table.select(pick_row, None, [product, detail], api_name="browse_pick", concurrency_id="browse")
+    set_btn.click(set_category, [who, product, new_cat], [detail], api_name="browse_set", concurrency_id="browse")
     inputs = [text, imported, predicted, decided, status, reviewer, lo, hi, sort, page]
     outputs = [table, info, page]
     events = {"concurrency_id": "browse", "concurrency_limit": 2}

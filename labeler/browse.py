@@ -347,3 +347,33 @@ def summary(page: BrowsePage) -> str:
     first = (page.page - 1) * page.query.page_size + 1
     return (f"Products {first:,}–{first + len(page.rows) - 1:,} of {page.total:,} · page {page.page} of "
             f"{page.pages:,} · {page.elapsed_ms:.0f} ms")
+
+
+# -- one product from the table: what is known about it, and a new decision on it -----------------
+def product_detail(ws: Workspace, product_id: str) -> dict:
+    """The product, the live model's top-5 and every decision on it (oldest first, undone flagged)."""
+    pid = (product_id or "").strip()
+    product = ws.product(pid)
+    if product is None:
+        raise BrowseError(f"unknown product {pid!r}: pick a row of the table or type an id from it")
+    pred = ws.prediction(pid)
+    undone = {r[0] for r in ws.conn.execute(
+        "SELECT undoes FROM decisions WHERE product_id = ? AND action = 'undo'", (pid,))}
+    history = [{**d, "undone": d["id"] in undone} for d in ws.query(
+        "SELECT id, reviewer, action, category, comment, created_at, via FROM decisions "
+        "WHERE product_id = ? AND action != 'undo' ORDER BY id", (pid,))]
+    label = ws.scalar("SELECT category FROM current_labels WHERE product_id = ?", (pid,))
+    return {"product": product, "top5": pred["top5"] if pred else [], "model_version": pred and pred["model_version"],
+            "history": history, "label": label}
+
+
+def change_decision(ws: Workspace, reviewer: str, product_id: str, category: int, comment: str = "") -> dict:
+    """A new decision on a product found in the table (an old decision is never edited): accept
+    when the category is the live model's top-1, else correct. Refused while another reviewer
+    holds the product (review.HeldByAnother)."""
+    from labeler import review
+    pred = ws.prediction(product_id)
+    action = "accept" if pred is not None and int(pred["top1"]) == int(category) else "correct"
+    row = review.decide(ws, reviewer, product_id, action, category=int(category),
+                        comment=comment or "changed from Browse")
+    return row

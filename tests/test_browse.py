@@ -168,3 +168,30 @@ def test_browse_tab_through_the_api(sample_dir, tmp_path):
         assert all(row[2].startswith(f"{cat} · ") for row in table["data"])
         with pytest.raises(Exception, match="minimum value 1"):
             client.predict("", None, None, None, "any", "", 0, 1, "imported", 0, api_name="/browse")
+
+
+def test_browse_opens_a_product_and_records_a_new_decision_on_it(sample_dir, tmp_path):
+    from gradio_client import Client
+
+    from app_server import decisions, running_app
+    root = copy_workspace(sample_dir, tmp_path / "app-ws")
+    ws = Workspace(root)
+    pid = ws.products()[5]["id"]
+    top1 = ws.prediction(pid)["top1"]
+    other = next(c for c in (10, 40, 50) if c != top1)
+    review.decide(ws, "alice", pid, "accept")
+    ws.close()
+    with running_app(root, tmp_path) as (_, url):
+        client = Client(url, verbose=False)
+        html = client.predict(pid, api_name="/browse_open")
+        assert f'data-product="{pid}"' in html and "alice" in html and "accept" in html
+        html = client.predict("bob", pid, other, api_name="/browse_set")
+        assert "bob" in html and "correct" in html
+        rows = decisions(root)
+        assert [(r["reviewer"], r["action"], r["category"]) for r in rows] == [
+            ("alice", "accept", top1), ("bob", "correct", other)]          # a new row; alice's stays
+        with pytest.raises(Exception, match="unknown product 'nope'"):
+            client.predict("nope", api_name="/browse_open")
+    ws = Workspace(root)
+    assert ws.current_labels()[pid] == other
+    ws.close()
