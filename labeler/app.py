@@ -755,12 +755,13 @@ def browse_tab(ws: Workspace) -> None:
     categories = views.category_choices()
 
     def run(text: str, imported: int | None, predicted: int | None, decided: int | None, status: str,
-            reviewer: str, lo: float, hi: float, sort: str, page: float) -> tuple:
+            reviewer: str, lo: float, hi: float, sort: str, flags: list[str], page: float) -> tuple:
         try:
             result = browse.browse(ws, browse.BrowseQuery(
                 text=text or "", imported=imported, predicted=predicted, decided=decided, status=status,
                 reviewer=(reviewer or "").strip() or None, min_confidence=lo if lo > 0 else None,
-                max_confidence=hi if hi < 1 else None, sort=sort, page=max(1, int(page or 1))))
+                max_confidence=hi if hi < 1 else None, sort=sort, disagreement="disagreement" in (flags or []),
+                suspect="suspect" in (flags or []), page=max(1, int(page or 1))))
         except browse.BrowseError as exc:
             raise gr.Error(str(exc)) from None
         return browse.table_rows(result), browse.summary(result), result.page
@@ -781,6 +782,8 @@ def browse_tab(ws: Workspace) -> None:
         with gr.Row(equal_height=True):
             lo = gr.Slider(0, 1, value=0, step=0.01, label="Confidence from")
             hi = gr.Slider(0, 1, value=1, step=0.01, label="Confidence to")
+            flags = gr.CheckboxGroup([("text and image disagree", "disagreement"), ("suspect label", "suspect")],
+                                     value=[], label="Only")
             page = gr.Number(value=1, label="Page", precision=0, minimum=1)
             go = gr.Button("Search", variant="primary", elem_id="browse-go")
         info = gr.Markdown(elem_id="browse-info")
@@ -819,13 +822,13 @@ def browse_tab(ws: Workspace) -> None:
     product.submit(open_product, [product], [detail], api_name="browse_open_id", concurrency_id="browse")
     table.select(pick_row, None, [product, detail], api_name="browse_pick", concurrency_id="browse")
     set_btn.click(set_category, [who, product, new_cat], [detail], api_name="browse_set", concurrency_id="browse")
-    inputs = [text, imported, predicted, decided, status, reviewer, lo, hi, sort, page]
+    inputs = [text, imported, predicted, decided, status, reviewer, lo, hi, sort, flags, page]
     outputs = [table, info, page]
     events = {"concurrency_id": "browse", "concurrency_limit": 2}
     go.click(run, inputs, outputs, api_name="browse", **events)
     text.submit(run, inputs, outputs, api_name="browse_text", **events)
     for widget, name in ((imported, "imported"), (predicted, "predicted"), (decided, "decided"),
-                         (status, "status"), (sort, "sort")):
+                         (status, "status"), (sort, "sort"), (flags, "flags")):
         widget.input(functools.partial(_first_page, run), inputs, outputs, api_name=f"browse_by_{name}",
                      api_visibility="undocumented", **events)
 

@@ -4,7 +4,8 @@ Words are looked up in the `products_fts` full-text index (title and description
 folded, each word a prefix: "pisc gonfl" finds "Piscine gonflable"; 2- and 3-letter prefixes are
 indexed too), and a text that is a product id also matches that product. Filters: imported,
 predicted (live version's fused top-1) and decided category; decided or not; a reviewer who
-decided it; a confidence range on the fused top-1. Decided means a label decision in effect
+decided it; a confidence range on the fused top-1; text and image disagree; flagged as a suspect
+label by the latest label-issue run. Decided means a label decision in effect
 (accept / correct / auto-accept not undone); its category and reviewer are the latest such.
 
 Why not one SQL query: counting and sorting 100k rows joined with their predictions and the
@@ -48,6 +49,8 @@ class BrowseQuery:
     reviewer: str | None = None     # decided by this reviewer (their decision in effect)
     min_confidence: float | None = None
     max_confidence: float | None = None
+    disagreement: bool = False      # only products whose text and image top-1 differ
+    suspect: bool = False           # only products the latest label-issue run flags
     sort: str = "imported"          # one of SORTS
     page: int = 1                   # 1-based
     page_size: int = 50
@@ -105,6 +108,8 @@ class _Columns:
     confidence: np.ndarray        # (n,) float64, nan = not scored
     by_id: np.ndarray             # positions sorted by product id
     by_title: np.ndarray          # positions sorted by title (case-folded)
+    disagreement: np.ndarray      # (n,) bool: the live version's text and image top-1 differ
+    suspect: np.ndarray           # (n,) bool: flagged by the latest label-issue run
 
 
 @dataclass
@@ -134,15 +139,19 @@ class CatalogIndex:
         version = self.ws.live_version()
         last_pred = c.execute("SELECT rowid, created_at FROM predictions ORDER BY rowid DESC LIMIT 1").fetchone()
         products = c.execute("SELECT max(rowid), count(*) FROM products").fetchone()
-        return (version, tuple(last_pred) if last_pred else None, tuple(products))
+        from labeler.review import _issue_run
+        return (version, tuple(last_pred) if last_pred else None, tuple(products), _issue_run(self.ws))
 
     def _load(self, key: tuple) -> _Columns:
         rows = self.ws.conn.execute(
-            "SELECT p.rowid, p.id, p.title, coalesce(p.source_label, 0), coalesce(pr.top1, 0), pr.top1_prob "
+            "SELECT p.rowid, p.id, p.title, coalesce(p.source_label, 0), coalesce(pr.top1, 0), pr.top1_prob, "
+            "coalesce(pr.disagreement, 0) "
             "FROM products p LEFT JOIN predictions pr ON pr.product_id = p.id AND pr.model_version = ? "
             "ORDER BY p.rowid", (key[0],)).fetchall()
+        from labeler.review import stored_suspects
         ids = [r[1] for r in rows]
         titles = [r[2].casefold() for r in rows]
+        flagged = stored_suspects(self.ws)
         return _Columns(
             key=key, rowids=np.fromiter((r[0] for r in rows), np.int64, len(rows)), ids=ids,
             pos={pid: i for i, pid in enumerate(ids)},
@@ -150,7 +159,9 @@ class CatalogIndex:
             predicted=np.fromiter((r[4] for r in rows), np.int64, len(rows)),
             confidence=np.fromiter((np.nan if r[5] is None else r[5] for r in rows), np.float64, len(rows)),
             by_id=np.array(sorted(range(len(ids)), key=ids.__getitem__), dtype=np.int64),
-            by_title=np.array(sorted(range(len(ids)), key=lambda i: (titles[i], i)), dtype=np.int64))
+            by_title=np.array(sorted(range(len(ids)), key=lambda i: (titles[i], i)), dtype=np.int64),
+            disagreement=np.fromiter((bool(r[6]) for r in rows), bool, len(rows)),
+            suspect=np.fromiter((pid in flagged for pid in ids), bool, len(rows)))
 
     def _refresh(self) -> _Columns:
         key = self._key()
@@ -219,6 +230,10 @@ class CatalogIndex:
                 mask &= cols.confidence >= float(q.min_confidence)     # nan compares False: unscored out
             if q.max_confidence is not None:
                 mask &= cols.confidence <= float(q.max_confidence)
+            if q.disagreement:
+                mask &= cols.disagreement
+            if q.suspect:
+                mask &= cols.suspect
             if q.decided is not None:
                 mask &= self._decided_cat == int(q.decided)
             if q.status == "decided":

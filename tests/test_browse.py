@@ -159,15 +159,15 @@ def test_browse_tab_through_the_api(sample_dir, tmp_path):
     ws.close()
     with running_app(root, tmp_path) as (_, url):
         client = Client(url, verbose=False)
-        table, info, page = client.predict(pid, None, None, None, "any", "", 0, 1, "imported", 1,
+        table, info, page = client.predict(pid, None, None, None, "any", "", 0, 1, "imported", [], 1,
                                            api_name="/browse")
         assert [row[0] for row in table["data"]] == [pid] and "of 1 " in info and page == 1
-        table, info, _ = client.predict("", cat, None, None, "undecided", "", 0, 1, "-confidence", 1,
+        table, info, _ = client.predict("", cat, None, None, "undecided", "", 0, 1, "-confidence", [], 1,
                                         api_name="/browse")
         assert len(table["data"]) == min(50, n_cat) and f"of {n_cat} " in info
         assert all(row[2].startswith(f"{cat} · ") for row in table["data"])
         with pytest.raises(Exception, match="minimum value 1"):
-            client.predict("", None, None, None, "any", "", 0, 1, "imported", 0, api_name="/browse")
+            client.predict("", None, None, None, "any", "", 0, 1, "imported", [], 0, api_name="/browse")
 
 
 def test_browse_opens_a_product_and_records_a_new_decision_on_it(sample_dir, tmp_path):
@@ -195,3 +195,21 @@ def test_browse_opens_a_product_and_records_a_new_decision_on_it(sample_dir, tmp
     ws = Workspace(root)
     assert ws.current_labels()[pid] == other
     ws.close()
+
+
+def test_disagreement_and_suspect_filters(rws):
+    live = rws.live_version()
+    split = {r["product_id"] for r in rws.query(
+        "SELECT product_id FROM predictions WHERE model_version = ? AND disagreement = 1", (live,))}
+    assert {r["product_id"] for r in every(rws, disagreement=True)} == split
+    assert every(rws, suspect=True) == []
+    flagged = [p["id"] for p in rws.products()[:4]]
+
+    def store(conn):
+        run = conn.execute("INSERT INTO label_issue_runs (created_at, method, folds, n_products, n_flagged) "
+                           "VALUES ('now', 'test', 2, 4, 4)").lastrowid
+        conn.executemany("INSERT INTO label_issues (run_id, product_id, rank, given_label, suggested, given_prob, "
+                         "suggested_prob, margin) VALUES (?, ?, ?, 10, 40, 0.1, 0.9, 0.8)",
+                         [(run, pid, i + 1) for i, pid in enumerate(flagged)])
+    rws.write(store)
+    assert {r["product_id"] for r in every(rws, suspect=True)} == set(flagged)
