@@ -459,9 +459,69 @@ def export(workspace: Path, out: Path, reviewed_only: bool, fmt: str) -> None:
                        ("decisions", f"{(out / 'decisions.jsonl').resolve()} ({len(decisions)})")], indent=""))
 
 
+@main.command()
+@workspace_option
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Backup file to write (or an existing folder: workspace-<UTC time>.db inside it).")
+@click.option("--force", is_flag=True, help="Overwrite --out if it already exists.")
+def backup(workspace: Path, out: Path, force: bool) -> None:
+    """Copy workspace.db to a single checked file, safe while the app runs (SQLite online backup).
+
+    \b
+    Restore: stop the app, copy the backup over WORKSPACE/workspace.db, and delete
+    WORKSPACE/workspace.db-wal and workspace.db-shm if they exist.
+    """
+    from datetime import datetime, timezone
     ws = open_workspace(workspace, read_only=True)
-    if fmt != "csv":
-        return export_other_format(ws, out, fmt, reviewed_only)
+    if out.is_dir():
+        out = out / f"workspace-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.db"
+    live = {ws.db_path.resolve(), *(ws.db_path.with_name(ws.db_path.name + s).resolve() for s in ("-wal", "-shm"))}
+    if out.resolve() in live:
+        raise click.ClickException(f"--out {out} is the workspace's own database; pick a file outside it")
+    if out.exists() and not force:
+        raise click.ClickException(f"{out} already exists; pass --force to overwrite it, or choose another file")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with TqdmProgress("backup") as bar:
+        result = ws.backup(out, progress=bar)
+    click.echo(_table([("backup", f"{result.path.resolve()} ({result.size_bytes / 2**20:.1f} MiB, "
+                                  f"{result.products} products, {result.decisions} decisions)"),
+                       ("checked", "SQLite quick_check ok"),
+                       ("restore", f"stop the app, copy it over {ws.db_path.resolve()}, delete workspace.db-wal "
+                                   "and workspace.db-shm beside it")], indent=""))
+
+
+def export_other_format(ws: Workspace, out: Path, fmt: str, reviewed_only: bool) -> None:
+    """`export --format labelstudio|parquet` (labeler/interop.py): every product, whatever its review."""
+    from labeler import interop
+    if reviewed_only:
+        raise click.UsageError(f"--reviewed-only goes with --format csv; {fmt} exports every product "
+                               "with its review state")
+    ws.require_products()
+    if fmt == "labelstudio":
+        res = interop.export_labelstudio(ws, out)
+        click.echo(_table([("tasks", f"{res['tasks'].resolve()} ({res['n_tasks']} tasks, "
+                                     f"{res['n_annotations']} annotations, {res['n_with_predictions']} with "
+                                     "predictions)"), ("labeling config", res["config"].resolve())], indent=""))
+    else:
+        res = interop.export_parquet(ws, out)
+        click.echo(f"parquet  {res['path'].resolve()} ({res['n_rows']} products, {res['n_decisions']} decisions)")
+
+
+def import_labelstudio_cmd(workspace: Path, path: Path) -> None:
+    """`import --labelstudio FILE`: a summary, then one line per bad task; the good ones imported."""
+    from labeler import interop
+    ws = open_workspace(workspace)
+    ws.require_products()
+    rep = interop.import_labelstudio(ws, path)
+    click.echo(f"Label Studio import of {path.name}:")
+    click.echo(_table([("tasks", rep.n_tasks), ("decisions imported", rep.imported),
+                       ("already present", rep.already_present), ("tasks without annotations", rep.without_annotations),
+                       ("cancelled annotations", rep.cancelled), ("problems", len(rep.problems)),
+                       ("batch", rep.batch_id or "none")]))
+    for line in rep.problems:
+        click.echo(line, err=True)
+    if rep.batch_id:
+        click.echo(f"Take it back with: python -m labeler undo-batch {rep.batch_id}")
 
 
 @main.command("explain")

@@ -73,7 +73,7 @@ def undo_batch_cmd(workspace: Path, batch: str, by: str) -> None:
 def batches_cmd(workspace: Path, limit: int) -> None:
     """List recent decision batches (newest first) and how many of their decisions are in effect."""
     from labeler import bulk
-    ws = open_workspace(workspace)
+    ws = open_workspace(workspace, read_only=True)
     rows = bulk.batches(ws, limit)
     if not rows:
         click.echo("No batches yet.")
