@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from labeler import taxonomy  # noqa: E402
-from labeler.browse import BrowseQuery, browse  # noqa: E402
+from labeler.browse import BrowseQuery, browse, index_for  # noqa: E402
 from review_workspace import build_workspace  # noqa: E402
 from store.workspace import Workspace  # noqa: E402
 
@@ -116,7 +116,10 @@ def queries(ws: Workspace, rng: random.Random) -> dict[str, callable]:
         "deep page": lambda: BrowseQuery(page=rng.randint(1, total // 50)),
         "one word": lambda: BrowseQuery(text=rng.choice(words)),
         "two words, sorted by confidence": lambda: BrowseQuery(text=" ".join(rng.choice(pairs)), sort="confidence"),
-        "common prefix": lambda: BrowseQuery(text=rng.choice(["jeu", "lot", "pour", "de"])),
+        "common prefix, paging (its matches cached)": lambda: BrowseQuery(
+            text=rng.choice(["jeu", "lot", "pour", "de"]), page=rng.randint(1, 20)),
+        "common prefix, first time (cache cleared)": lambda: _uncached(
+            ws, BrowseQuery(text=rng.choice(["jeu", "lot", "pour", "de"]))),
         "product id": lambda: BrowseQuery(text=rng.choice(ids)),
         "imported category": lambda: BrowseQuery(imported=rng.choice(codes)),
         "predicted + confidence, least sure first": lambda: BrowseQuery(
@@ -128,6 +131,11 @@ def queries(ws: Workspace, rng: random.Random) -> dict[str, callable]:
         "everything at once": lambda: BrowseQuery(text=rng.choice(words), imported=None, status="undecided",
                                                   min_confidence=0.2, sort="-confidence"),
     }
+
+
+def _uncached(ws: Workspace, q: BrowseQuery) -> BrowseQuery:
+    index_for(ws)._text_hits.clear()      # the search's first page: its FTS query runs
+    return q
 
 
 def main() -> None:
