@@ -82,7 +82,8 @@ def launch_options() -> dict[str, Any]:
     Uploads (try-it) are refused above MAX_UPLOAD."""
     return {"theme": gr.themes.Soft(primary_hue="indigo", neutral_hue="slate"),
             "css": (STATIC / "app.css").read_text(encoding="utf-8"),
-            "head": f"<script>{(STATIC / 'shortcuts.js').read_text(encoding='utf-8')}</script>",
+            "head": "".join(f"<script>{(STATIC / name).read_text(encoding='utf-8')}</script>"
+                            for name in ("shortcuts.js", "grid.js")),
             "run_history": False, "max_file_size": MAX_UPLOAD}
 
 
@@ -745,6 +746,9 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
                                         max_lines=1, elem_id="change-why")
                 learned_box = _html(elem_id="learned")
 
+            browse_tab(ws)
+            grid_tab(ws, settings)
+
         outs = [session, current, card, top5, side, heat, heat_token, choose, comment]
         review_events = {"concurrency_id": "review", "concurrency_limit": 4, "show_progress": "hidden"}
         heat_events = {"concurrency_limit": None, "show_progress": "hidden"}
@@ -785,6 +789,168 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
     demo.queue(default_concurrency_limit=2, max_size=512)
     demo.review_ui = ui          # for tests and launch.py: the handlers and the prefetch cache
     return demo
+
+
+def browse_tab(ws: Workspace) -> None:
+    """The Browse tab (inside `gr.Tabs`): search, filters, sort and pages over `labeler.browse`."""
+    from labeler import browse
+
+    categories = views.category_choices()
+
+    def run(text: str, imported: int | None, predicted: int | None, decided: int | None, status: str,
+            reviewer: str, lo: float, hi: float, sort: str, flags: list[str], page: float) -> tuple:
+        try:
+            result = browse.browse(ws, browse.BrowseQuery(
+                text=text or "", imported=imported, predicted=predicted, decided=decided, status=status,
+                reviewer=(reviewer or "").strip() or None, min_confidence=lo if lo > 0 else None,
+                max_confidence=hi if hi < 1 else None, sort=sort, disagreement="disagreement" in (flags or []),
+                suspect="suspect" in (flags or []), page=max(1, int(page or 1))))
+        except browse.BrowseError as exc:
+            raise gr.Error(str(exc)) from None
+        return browse.table_rows(result), browse.summary(result), result.page
+
+    with gr.Tab("Browse", id="browse"):
+        with gr.Row(equal_height=True):
+            text = gr.Textbox(label="Search title, description or product id", max_lines=1, scale=3,
+                              elem_id="browse-text")
+            status = gr.Radio(list(browse.STATUSES), value="any", label="Decided", scale=2)
+            sort = gr.Dropdown([("import order", "imported"), ("product id", "id"), ("title", "title"),
+                                ("least sure first", "confidence"), ("surest first", "-confidence"),
+                                ("latest decided first", "decided_at")], value="imported", label="Sort", scale=1)
+        with gr.Row(equal_height=True):
+            imported = gr.Dropdown(categories, value=None, label="Imported category", filterable=True)
+            predicted = gr.Dropdown(categories, value=None, label="Predicted category", filterable=True)
+            decided = gr.Dropdown(categories, value=None, label="Decided category", filterable=True)
+            reviewer = gr.Textbox(label="Decided by (reviewer)", max_lines=1)
+        with gr.Row(equal_height=True):
+            lo = gr.Slider(0, 1, value=0, step=0.01, label="Confidence from")
+            hi = gr.Slider(0, 1, value=1, step=0.01, label="Confidence to")
+            flags = gr.CheckboxGroup([("text and image disagree", "disagreement"), ("suspect label", "suspect")],
+                                     value=[], label="Only")
+            page = gr.Number(value=1, label="Page", precision=0, minimum=1)
+            go = gr.Button("Search", variant="primary", elem_id="browse-go")
+        info = gr.Markdown(elem_id="browse-info")
+        table = gr.Dataframe(headers=browse.TABLE_COLUMNS, interactive=False, wrap=True, elem_id="browse-table")
+        with gr.Row(equal_height=True):
+            product = gr.Textbox(label="Product id (or pick a row)", max_lines=1, scale=2, elem_id="browse-product")
+            open_btn = gr.Button("Open", scale=0, min_width=100, elem_id="browse-open")
+            who = gr.Textbox(label="Reviewer", max_lines=1, scale=1, elem_id="browse-reviewer")
+            new_cat = gr.Dropdown(categories, value=None, label="Change its category to", filterable=True, scale=2,
+                                  elem_id="browse-category")
+            set_btn = gr.Button("Record this decision", scale=0, min_width=180, elem_id="browse-set")
+        detail = _html(views.browse_detail_html(None), elem_id="browse-detail")
+
+    def open_product(pid: str) -> str:
+        try:
+            return views.browse_detail_html(browse.product_detail(ws, pid))
+        except browse.BrowseError as exc:
+            raise gr.Error(str(exc)) from None
+
+    def pick_row(evt: gr.SelectData) -> tuple:
+        row = evt.row_value or []
+        pid = str(row[0]) if row else ""
+        return pid, open_product(pid) if pid else views.browse_detail_html(None)
+
+    def set_category(name: str, pid: str, category: int | None, request: gr.Request) -> str:
+        reviewer = getattr(request, "username", None) or (name or "").strip()
+        if category is None:
+            raise gr.Error("choose the category to record")
+        try:
+            browse.change_decision(ws, reviewer, (pid or "").strip(), int(category))
+        except (review.ReviewError, browse.BrowseError) as exc:
+            raise gr.Error(str(exc)) from None
+        return open_product(pid)
+
+    open_btn.click(open_product, [product], [detail], api_name="browse_open", concurrency_id="browse")
+    product.submit(open_product, [product], [detail], api_name="browse_open_id", concurrency_id="browse")
+    table.select(pick_row, None, [product, detail], api_name="browse_pick", concurrency_id="browse")
+    set_btn.click(set_category, [who, product, new_cat], [detail], api_name="browse_set", concurrency_id="browse")
+    inputs = [text, imported, predicted, decided, status, reviewer, lo, hi, sort, flags, page]
+    outputs = [table, info, page]
+    events = {"concurrency_id": "browse", "concurrency_limit": 2}
+    go.click(run, inputs, outputs, api_name="browse", **events)
+    text.submit(run, inputs, outputs, api_name="browse_text", **events)
+    for widget, name in ((imported, "imported"), (predicted, "predicted"), (decided, "decided"),
+                         (status, "status"), (sort, "sort"), (flags, "flags")):
+        widget.input(functools.partial(_first_page, run), inputs, outputs, api_name=f"browse_by_{name}",
+                     api_visibility="undocumented", **events)
+
+
+def grid_tab(ws: Workspace, settings: Settings) -> None:
+    """The Grid tab (inside `gr.Tabs`): a page of one predicted category over `labeler.grid`."""
+    from labeler import grid
+
+    def who(name: str, request: gr.Request | None) -> str:
+        user = getattr(request, "username", None) if request is not None else None
+        return user or (name or "").strip()
+
+    def show(page: Any, note: str) -> tuple:
+        if page is None:
+            return (views.grid_html(None, []), gr.update(choices=[], value=[]), note, None)
+        tiles = [(i + 1, item, grid.thumbnail_uri(ws, item.image_path))
+                 for i, item in enumerate(page.items)]
+        marks = [(f"{n} · {item.title[:60]}", item.product_id) for n, item, _ in tiles]
+        return views.grid_html(page, tiles), gr.update(choices=marks, value=[]), note, page
+
+    def open_page(name: str, category: int | None, order: str, request: gr.Request) -> tuple:
+        if category is None:
+            raise gr.Error("choose a category first")
+        try:
+            page = grid.open_page(ws, who(name, request), int(category), order=order, settings=settings)
+        except review.ReviewError as exc:
+            raise gr.Error(str(exc)) from None
+        return show(page, "" if page else "Nothing left to validate in this category.") + (None,)
+
+    def accept(name: str, marked: list[str], page: Any, order: str,
+               request: gr.Request) -> tuple:
+        if page is None:
+            raise gr.Error("open a page first")
+        try:
+            res = grid.accept_page(ws, who(name, request), page, marked or [])
+            nxt = grid.open_page(ws, who(name, request), page.category, order=order, settings=settings)
+        except review.ReviewError as exc:
+            raise gr.Error(str(exc)) from None
+        note = [f"Accepted {len(res.accepted)}; {len(res.marked)} marked went back to the queue."]
+        note += res.problems()
+        return show(nxt, "  \n".join(note)) + (res.batch_id,)
+
+    def undo(name: str, batch: str | None, page: Any, request: gr.Request) -> tuple:
+        if not batch:
+            raise gr.Error("no accepted page to undo")
+        try:
+            out = grid.undo_page(ws, who(name, request), batch)
+            again = grid.open_page(ws, who(name, request), page.category, settings=settings) if page else None
+        except review.ReviewError as exc:
+            raise gr.Error(str(exc)) from None
+        return show(again, f"Undid {out.undone} decisions of the last page.") + (None,)
+
+    with gr.Tab("Grid", id="grid"):
+        with gr.Row(equal_height=True):
+            name = gr.Textbox(label="Reviewer", max_lines=1, scale=1, elem_id="grid-reviewer")
+            category = gr.Dropdown(views.category_choices(), value=None, label="Predicted category", scale=2,
+                                   filterable=True, elem_id="grid-category")
+            order = gr.Radio([("surest first", "surest"), ("least sure first", "least_sure")], value="surest",
+                             label="Order", scale=1)
+            open_btn = gr.Button("Open page", variant="primary", scale=0, min_width=120, elem_id="grid-open")
+        tiles = _html(views.grid_html(None, []), elem_id="grid-page")
+        marked = gr.CheckboxGroup([], label="Wrong ones (they go back to the one-at-a-time queue)",
+                                  elem_id="grid-marked")
+        with gr.Row():
+            accept_btn = gr.Button("Accept the page except the marked", variant="primary", elem_id="grid-accept")
+            undo_btn = gr.Button("Undo the last page", elem_id="grid-undo")
+        note = gr.Markdown(elem_id="grid-note")
+        page = gr.State(None)
+        last = gr.State(None)
+    outs = [tiles, marked, note, page, last]
+    events = {"concurrency_id": "grid", "concurrency_limit": 4}
+    open_btn.click(open_page, [name, category, order], outs, api_name="grid_open", **events)
+    accept_btn.click(accept, [name, marked, page, order], outs, api_name="grid_accept", **events)
+    undo_btn.click(undo, [name, last, page], outs, api_name="grid_undo", **events)
+
+
+def _first_page(run: Any, *values: Any) -> tuple:
+    """A filter changed: back to page 1 of the new result."""
+    return run(*values[:-1], 1)
 
 
 def serve(demo: gr.Blocks, *, access: Access | None = None, **launch_kwargs: Any):

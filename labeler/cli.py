@@ -162,8 +162,10 @@ def keep_demo_apart(ws: Workspace, workspace: Path, replace_demo: bool) -> None:
                                                   "image paths relative to the CSV's folder or absolute.")
 @click.option("--replace-demo", is_flag=True, help="The workspace holds the demo catalog: remove it first "
                                                    "(only while nobody reviewed it). Default: refuse.")
+@click.option("--labelstudio", type=FILE, help="Label Studio JSON export: its choices annotations become "
+                                               "decisions by their annotators (products must be imported).")
 def import_(workspace: Path, texts: Path | None, labels: Path | None, images: Path | None,
-            plain_csv: Path | None, replace_demo: bool) -> None:
+            plain_csv: Path | None, replace_demo: bool, labelstudio: Path | None) -> None:
     """Import a catalog (Rakuten challenge layout or plain CSV) into the workspace.
 
     Re-importing the same files adds nothing. Bad rows are reported (file, line, field, reason),
@@ -172,8 +174,13 @@ def import_(workspace: Path, texts: Path | None, labels: Path | None, images: Pa
     \b
     python -m labeler import --texts X_train.csv --labels Y_train.csv --images images/image_train
     python -m labeler import --csv catalog.csv
+    python -m labeler import --labelstudio project-1-export.json
     """
     from labeler import importer
+    if labelstudio is not None:
+        if texts or labels or images or plain_csv:
+            raise click.UsageError("--labelstudio imports annotations only; import the catalog in its own run")
+        return import_labelstudio_cmd(workspace, labelstudio)
     if (texts is None) == (plain_csv is None):
         raise click.UsageError("give either --texts X.csv (challenge layout) or --csv FILE (plain CSV)")
     if plain_csv is not None and (labels or images):
@@ -480,7 +487,10 @@ def export_index(products: list[dict]) -> list[int]:
 @workspace_option
 @click.option("--out", type=FOLDER, required=True, help="Folder to write the export into.")
 @click.option("--reviewed-only", is_flag=True, help="Only products a reviewer accepted or corrected.")
-def export(workspace: Path, out: Path, reviewed_only: bool) -> None:
+@click.option("--format", "fmt", type=click.Choice(["csv", "labelstudio", "parquet"]), default="csv",
+              show_default=True, help="labelstudio: JSON tasks with predictions and annotations plus a "
+                                      "labeling config; parquet: one row per product (labeler/interop.py).")
+def export(workspace: Path, out: Path, reviewed_only: bool, fmt: str) -> None:
     """Export current labels as a Rakuten Y file and every decision as JSONL.
 
     Text cells of the CSV files that start with =, +, -, @, a tab or a carriage return get a
@@ -492,6 +502,8 @@ def export(workspace: Path, out: Path, reviewed_only: bool) -> None:
     decisions.jsonl  every decision ever recorded (append-only log), one JSON object per line
     """
     ws = open_workspace(workspace, read_only=True)
+    if fmt != "csv":
+        return export_other_format(ws, out, fmt, reviewed_only)
     ws.require_products()
     labels = ws.current_labels(reviewed_only=reviewed_only)
     reviewed = set(ws.current_labels(reviewed_only=True))
@@ -544,6 +556,40 @@ def backup(workspace: Path, out: Path, force: bool) -> None:
                        ("checked", "SQLite quick_check ok"),
                        ("restore", f"stop the app, copy it over {ws.db_path.resolve()}, delete workspace.db-wal "
                                    "and workspace.db-shm beside it")], indent=""))
+
+
+def export_other_format(ws: Workspace, out: Path, fmt: str, reviewed_only: bool) -> None:
+    """`export --format labelstudio|parquet` (labeler/interop.py): every product, whatever its review."""
+    from labeler import interop
+    if reviewed_only:
+        raise click.UsageError(f"--reviewed-only goes with --format csv; {fmt} exports every product "
+                               "with its review state")
+    ws.require_products()
+    if fmt == "labelstudio":
+        res = interop.export_labelstudio(ws, out)
+        click.echo(_table([("tasks", f"{res['tasks'].resolve()} ({res['n_tasks']} tasks, "
+                                     f"{res['n_annotations']} annotations, {res['n_with_predictions']} with "
+                                     "predictions)"), ("labeling config", res["config"].resolve())], indent=""))
+    else:
+        res = interop.export_parquet(ws, out)
+        click.echo(f"parquet  {res['path'].resolve()} ({res['n_rows']} products, {res['n_decisions']} decisions)")
+
+
+def import_labelstudio_cmd(workspace: Path, path: Path) -> None:
+    """`import --labelstudio FILE`: a summary, then one line per bad task; the good ones imported."""
+    from labeler import interop
+    ws = open_workspace(workspace)
+    ws.require_products()
+    rep = interop.import_labelstudio(ws, path)
+    click.echo(f"Label Studio import of {path.name}:")
+    click.echo(_table([("tasks", rep.n_tasks), ("decisions imported", rep.imported),
+                       ("already present", rep.already_present), ("tasks without annotations", rep.without_annotations),
+                       ("cancelled annotations", rep.cancelled), ("problems", len(rep.problems)),
+                       ("batch", rep.batch_id or "none")]))
+    for line in rep.problems:
+        click.echo(line, err=True)
+    if rep.batch_id:
+        click.echo(f"Take it back with: python -m labeler undo-batch {rep.batch_id}")
 
 
 @main.command("explain")
@@ -613,3 +659,4 @@ def _shown_top1(ws: Workspace, bundle: Any, product: dict) -> int:
 # retrain, versions, rollback, label-issues live in their own module (the model loop)
 from labeler import cli_models as _cli_models  # noqa: E402,F401  (registers its commands on `main`)
 from labeler import cli_users as _cli_users  # noqa: E402,F401  (users add/list)
+from labeler import cli_bulk as _cli_bulk  # noqa: E402,F401  (auto-accept, undo-batch, batches)

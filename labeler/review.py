@@ -590,7 +590,8 @@ def undo(ws: Workspace, reviewer: str, *, idempotency_key: str | None = None,
     (for this `tab`, whose previous product goes back to the queue; see `next_card`).
 
     Call it again to go further back. Returns the undo row with 'undone' (the decision taken
-    back), or None when there is nothing left to undo. Refused (HeldByAnother, nothing written)
+    back), or None when there is nothing left to undo. An admin's auto-accepts are not taken
+    back one by one here: `labeler.bulk.undo_batch` undoes their batch. Refused (HeldByAnother, nothing written)
     while another reviewer holds that product, e.g. the second reviewer of an overlap product.
     """
     reviewer = _check_reviewer(reviewer)
@@ -603,7 +604,7 @@ def undo(ws: Workspace, reviewer: str, *, idempotency_key: str | None = None,
                                                  (stored["undoes"],)).fetchone())
             return stored
         target = conn.execute(
-            "SELECT d.* FROM decisions d WHERE d.reviewer = ? AND d.action != 'undo' "
+            "SELECT d.* FROM decisions d WHERE d.reviewer = ? AND d.action NOT IN ('undo', 'auto_accept') "
             "AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id) ORDER BY d.id DESC LIMIT 1",
             (reviewer,)).fetchone()
         if target is None:

@@ -54,7 +54,7 @@ def progress(ws: Workspace, settings: Settings = Settings()) -> dict:
     n_products = ws.count_products()
     deciders: dict[str, set[str]] = {}
     for r in ws.query("SELECT DISTINCT product_id, reviewer FROM effective_decisions "
-                      "WHERE action IN ('accept', 'correct')"):
+                      "WHERE action IN ('accept', 'correct', 'auto_accept')"):
         deciders.setdefault(r["product_id"], set()).add(r["reviewer"])
     done = sum(1 for pid, who in deciders.items()
                if len(who) >= needed_reviews(pid, settings.overlap_share, settings.seed))

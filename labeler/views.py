@@ -617,3 +617,47 @@ def live_history_html(rows: Sequence[dict], *, note: str = "") -> str:
     return (f'{warn}<details class="live-history" open><summary>Changes of the live version (newest first)</summary>'
             '<table class="metrics"><tr><th>when (UTC)</th><th>made live</th><th>was</th><th>by</th><th>how</th>'
             f'<th>why</th></tr>{body}</table></details>')
+
+
+# -- grid tab -------------------------------------------------------------------------------------
+def grid_html(page, tiles: list) -> str:
+    """The grid page: the category's name large on top, then one tile per product (number,
+    thumbnail or 'no image', title, the model's probability). `tiles`: (n, GridItem, image url)."""
+    if page is None:
+        return '<div class="grid-empty">Choose a predicted category and open a page.</div>'
+    head = (f'<div class="grid-head"><span class="grid-cat">{html.escape(category_label(page.category))}</span>'
+            f' <span class="grid-count">{len(tiles)} on this page · {page.remaining} undecided in it</span></div>')
+    cells = []
+    for n, item, url in tiles:
+        img = (f'<img src="{html.escape(url)}" alt="" loading="lazy">' if url
+               else '<div class="grid-noimg">no image</div>')
+        cells.append(f'<div class="grid-tile" data-product="{html.escape(item.product_id)}"><b>{n}</b>{img}'
+                     f'<div class="grid-title">{html.escape(item.title[:120])}</div>'
+                     f'<div class="grid-prob">{item.prob:.0%}</div></div>')
+    return (head + '<div class="grid-tiles" style="display:grid;grid-template-columns:repeat(auto-fill,'
+            'minmax(170px,1fr));gap:8px">' + "".join(cells) + "</div>")
+
+
+# -- browse: one product ------------------------------------------------------------------------------
+UNDONE_ROW = ' class="muted"'
+
+
+def browse_detail_html(detail: dict | None) -> str:
+    """A product opened from the Browse table: texts, label, model top-5 and its decision history."""
+    if not detail:
+        return '<div class="muted">Pick a row (or type a product id) to see the product and its decisions.</div>'
+    p = detail["product"]
+    top5 = "".join(f"<li>{html.escape(category_label(c))} <span class='muted'>{float(pr):.0%}</span></li>"
+                   for c, pr in detail["top5"]) or "<li class='muted'>not scored by the live version</li>"
+    rows = "".join(
+        f"<tr{UNDONE_ROW if d['undone'] else ''}><td>{html.escape(str(d['created_at'])[:16].replace('T', ' '))}</td>"
+        f"<td>{html.escape(d['reviewer'])}</td><td>{html.escape(d['action'])}{' (undone)' if d['undone'] else ''}</td>"
+        f"<td>{html.escape(category_label(d['category'])) if d['category'] is not None else ''}</td>"
+        f"<td>{html.escape(d['comment'] or '')}</td></tr>" for d in detail["history"])
+    label = html.escape(category_label(detail["label"])) if detail["label"] is not None else "none"
+    return (f'<div class="browse-detail" data-product="{html.escape(str(p["id"]))}">'
+            f'<h3>{html.escape(p["title"])}</h3><div class="muted">product {html.escape(str(p["id"]))} · '
+            f'label now: <b>{label}</b></div><p>{html.escape((p["description"] or "")[:600])}</p>'
+            f'<b>Model top-5</b><ol>{top5}</ol><b>Decisions</b>'
+            + (f'<table class="metrics"><tr><th>when (UTC)</th><th>who</th><th>action</th><th>category</th>'
+               f'<th>comment</th></tr>{rows}</table>' if rows else '<div class="muted">none yet</div>') + "</div>")

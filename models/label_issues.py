@@ -254,7 +254,7 @@ def label_issues(ws: Workspace, *, limit: int | None = None, include_reviewed: b
     """Stored issues, most suspect first, with title and whether a reviewer decided it since."""
     rows = ws.query(
         "SELECT li.*, p.title, EXISTS (SELECT 1 FROM effective_decisions e WHERE e.product_id = li.product_id "
-        "AND e.action IN ('accept', 'correct')) AS reviewed FROM label_issues li "
+        "AND e.action IN ('accept', 'correct', 'auto_accept')) AS reviewed FROM label_issues li "
         "JOIN products p ON p.id = li.product_id ORDER BY li.rank")
     if not include_reviewed:
         rows = [r for r in rows if not r["reviewed"]]

@@ -1,6 +1,6 @@
 """The one rule for a product's label, used by train, retrain, export, stats, label issues and the queue.
 
-Each reviewer's latest effective accept/correct (not undone) is one vote; the category with most
+Each reviewer's latest effective accept/correct/auto_accept (not undone) is one vote; the category with most
 votes wins; a tie goes to the category of the most recent of the tied votes. A product no
 reviewer decided keeps its imported label (if any). With one or two reviewers this is "latest
 decision wins"; a third reviewer settles a disagreement by majority.
@@ -15,7 +15,7 @@ def resolve_labels(ws: Any, *, reviewed_only: bool = False) -> dict[str, int]:
     votes: dict[str, dict[str, tuple[int, int]]] = {}
     for pid, reviewer, category, did in ws.conn.execute(
             "SELECT product_id, reviewer, category, id FROM effective_decisions "
-            "WHERE action IN ('accept', 'correct') ORDER BY id"):
+            "WHERE action IN ('accept', 'correct', 'auto_accept') ORDER BY id"):
         votes.setdefault(pid, {})[reviewer] = (int(category), int(did))   # a reviewer's latest replaces theirs
     labels: dict[str, int] = {}
     for pid, source in ws.conn.execute("SELECT id, source_label FROM products ORDER BY rowid"):

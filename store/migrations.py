@@ -234,6 +234,92 @@ def m013_reservation_tabs(conn: sqlite3.Connection) -> None:
 
 
 @migration
+def m030_bulk_auto_accept_batches(conn: sqlite3.Connection) -> None:
+    # Bulk work (labeler/bulk.py, labeler/interop.py): a decision may belong to a batch that is
+    # undone as one (`decision_batches`), and an admin's bulk accept of confident predictions is
+    # its own action, 'auto_accept', counted as an accept by the label rule and the queue.
+    # SQLite cannot ALTER a CHECK constraint, and rebuilding `decisions` would trip the foreign
+    # keys (undo rows point at decisions; PRAGMA foreign_keys cannot be turned off inside this
+    # transaction). Widening a CHECK leaves every stored row valid, so the table's stored SQL is
+    # edited in place, SQLite's documented procedure for constraint changes that touch no row
+    # (sqlite.org/lang_altertable.html, "other kinds of table schema changes"); columns other
+    # migrations added are kept. The views that name the accepting actions are recreated with
+    # 'auto_accept' among them.
+    c = getattr(conn, "conn", conn)
+    table_sql = c.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'decisions'").fetchone()[0]
+    new_sql = table_sql
+    for old, new in (("'skip', 'undo')", "'skip', 'undo', 'auto_accept')"),
+                     ("(action IN ('accept', 'correct')) = (category IS NOT NULL)",
+                      "(action IN ('accept', 'correct', 'auto_accept')) = (category IS NOT NULL)")):
+        if old not in new_sql:
+            raise RuntimeError(f"m030: decisions table no longer holds {old!r}; update this migration")
+        new_sql = new_sql.replace(old, new)
+    version = c.execute("PRAGMA schema_version").fetchone()[0]
+    c.execute("PRAGMA writable_schema = ON")
+    try:
+        c.execute("UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = 'decisions'", (new_sql,))
+        c.execute(f"PRAGMA schema_version = {int(version) + 1}")
+    finally:
+        c.execute("PRAGMA writable_schema = OFF")
+    views = c.execute("SELECT name, sql FROM sqlite_master WHERE type = 'view' AND sql LIKE '%''accept''%' "
+                      "ORDER BY rowid").fetchall()
+    for name, _ in reversed(views):
+        c.execute(f"DROP VIEW {name}")
+    for _, sql in views:
+        c.execute(_with_auto_accept(sql))
+    c.execute("""
+        CREATE TABLE decision_batches (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('auto_accept', 'grid', 'labelstudio', 'undo')),
+            reviewer TEXT NOT NULL,
+            model_version TEXT,
+            threshold REAL,
+            undoes_batch TEXT REFERENCES decision_batches(id),
+            n_decisions INTEGER NOT NULL DEFAULT 0,
+            note TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL
+        )""")
+    c.execute("ALTER TABLE decisions ADD COLUMN batch_id TEXT REFERENCES decision_batches(id)")
+    c.execute("ALTER TABLE decisions ADD COLUMN via TEXT")
+    c.execute("CREATE INDEX decisions_batch ON decisions(batch_id) WHERE batch_id IS NOT NULL")
+
+
+@migration
+def m031_browse_search(conn: sqlite3.Connection) -> None:
+    # Browse (labeler/browse.py) at catalog scale: full-text search over title and description
+    # (FTS5, diacritics folded, 2- and 3-letter prefixes indexed so a short prefix stays fast,
+    # kept in step with products by triggers) and the index the grid's pages use: the live
+    # version's predicted category by confidence.
+    conn.executescript(
+        """
+        CREATE VIRTUAL TABLE products_fts USING fts5(
+            title, description, content='products', content_rowid='rowid',
+            tokenize='unicode61 remove_diacritics 2', prefix='2 3');
+        INSERT INTO products_fts(products_fts) VALUES ('rebuild');
+        CREATE TRIGGER products_fts_insert AFTER INSERT ON products BEGIN
+            INSERT INTO products_fts(rowid, title, description) VALUES (new.rowid, new.title, new.description);
+        END;
+        CREATE TRIGGER products_fts_delete AFTER DELETE ON products BEGIN
+            INSERT INTO products_fts(products_fts, rowid, title, description)
+                VALUES ('delete', old.rowid, old.title, old.description);
+        END;
+        CREATE TRIGGER products_fts_update AFTER UPDATE OF title, description ON products BEGIN
+            INSERT INTO products_fts(products_fts, rowid, title, description)
+                VALUES ('delete', old.rowid, old.title, old.description);
+            INSERT INTO products_fts(rowid, title, description) VALUES (new.rowid, new.title, new.description);
+        END;
+        CREATE INDEX predictions_version_top1 ON predictions(model_version, top1, top1_prob);
+        """
+    )
+
+
+def _with_auto_accept(sql: str) -> str:
+    """A view's SQL with 'auto_accept' wherever it lists the actions that set a label."""
+    sql = sql.replace("IN ('accept', 'correct', 'skip')", "IN ('accept', 'correct', 'skip', 'auto_accept')")
+    return sql.replace("IN ('accept', 'correct')", "IN ('accept', 'correct', 'auto_accept')")
+
+
+@migration
 def m040_honest_loop(conn: sqlite3.Connection) -> None:
     # predictions.source: which model produced the row ('out-of-fold' for a labelled product at
     # training time, 'model trained on all labels' otherwise; NULL = stored before this existed).

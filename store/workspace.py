@@ -27,7 +27,8 @@ from store.health import WorkspaceDamaged, WorkspaceError, WorkspaceReadOnly  # 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 DB_NAME = "workspace.db"
-ACTIONS = ("accept", "correct", "skip", "undo")
+ACTIONS = ("accept", "correct", "skip", "undo", "auto_accept")
+LABEL_ACTIONS = ("accept", "correct", "auto_accept")   # the actions that set a product's label
 
 
 def now_iso() -> str:
@@ -197,11 +198,14 @@ class Workspace:
     def record_decision(self, product_id: str, reviewer: str, action: str, *, category: int | None = None,
                         undoes: int | None = None, model_version: str | None = None,
                         shown_top5: list | None = None, comment: str = "", lead_time_ms: int | None = None,
-                        idempotency_key: str | None = None, conn: sqlite3.Connection | None = None) -> dict:
+                        idempotency_key: str | None = None, conn: sqlite3.Connection | None = None,
+                        batch_id: str | None = None, via: str | None = None) -> dict:
         """Append one decision; a retried submit with the same key returns the stored row.
 
         Pass `conn` (the connection given to a `write` callback) to append inside that open
         transaction, so the decision commits together with the caller's other writes.
+        `batch_id` (a `decision_batches` row) groups decisions undone as one; `via` names the
+        screen or tool that made it ('grid', 'labelstudio', ...).
         """
         if action not in ACTIONS:
             raise WorkspaceError(f"unknown action {action!r}; expected one of {', '.join(ACTIONS)}")
@@ -214,6 +218,10 @@ class Workspace:
             "comment": comment or "", "lead_time_ms": lead_time_ms,
             "idempotency_key": key, "created_at": now_iso(),
         }
+        if batch_id is not None:
+            row["batch_id"] = batch_id
+        if via is not None:
+            row["via"] = via
 
         def insert(conn: sqlite3.Connection) -> dict:
             existing = conn.execute("SELECT * FROM decisions WHERE idempotency_key = ?", (key,)).fetchone()

@@ -1,0 +1,226 @@
+"""Grid validation: a page of products the live model puts in one category, accepted at once.
+
+The workflow under a grid screen, plain Python (no Gradio):
+
+* `open_page(ws, reviewer, category)`: up to `size` undecided products whose fused top-1 is the
+  category, surest first (the page most likely to be all right) or least sure first, none held
+  by another reviewer. They are reserved for the reviewer in the same BEGIN IMMEDIATE
+  transaction that picks them, so two reviewers never get the same product on screen. Opening
+  a page gives back the reviewer's previous reservations first (one screen at a time).
+* `accept_page(ws, reviewer, page, marked)`: every product of the page but the marked ones gets
+  an ordinary append-only decision, action 'accept' with `via='grid'`, in one batch
+  (`decision_batches`, kind 'grid'). A product whose reservation expired or that someone else
+  decided meanwhile is named in the result and left alone; the rest are saved. Marked products
+  are released back to the one-at-a-time queue (the card then asks for their category). A
+  retried accept of the same page writes nothing twice (idempotency key per page and product).
+* `undo_page(ws, reviewer, batch_id)`: takes the page's decisions back in one step.
+
+A reviewer's card queue (`review.next_card`) resumes one held product and frees the others, so
+switching from the grid to cards gives the page's products back.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from labeler import bulk, review, taxonomy
+from labeler.config import Settings
+from store.workspace import Workspace, now_iso
+
+ORDERS = {"surest": "pr.top1_prob DESC, p.rowid", "least_sure": "pr.top1_prob ASC, p.rowid"}
+DEFAULT_SIZE = 24
+
+
+@dataclass(frozen=True)
+class GridItem:
+    product_id: str
+    title: str
+    image_path: str | None
+    prob: float                     # the model's fused probability of the page's category
+    top5: tuple                     # ((code, prob), ...) as stored
+
+
+@dataclass(frozen=True)
+class GridPage:
+    page_id: str
+    reviewer: str
+    category: int
+    model_version: str
+    items: tuple[GridItem, ...]
+    expires_at: float
+    remaining: int                  # undecided products predicted in this category, this page included
+
+    @property
+    def product_ids(self) -> list[str]:
+        return [i.product_id for i in self.items]
+
+
+@dataclass
+class PageResult:
+    batch_id: str | None
+    accepted: list[str] = field(default_factory=list)
+    marked: list[str] = field(default_factory=list)           # released to the card queue
+    expired: list[str] = field(default_factory=list)          # reservation gone: left alone
+    decided_by_others: dict[str, str] = field(default_factory=dict)   # product -> who decided it first
+    replayed: bool = False
+
+    def problems(self) -> list[str]:
+        """One line per product left alone, naming it and why."""
+        out = [f"product {p}: your reservation expired before the page was accepted; it is back in the queue"
+               for p in self.expired]
+        out += [f"product {p}: already decided by {who}; left as they decided it"
+                for p, who in self.decided_by_others.items()]
+        return out
+
+
+def open_page(ws: Workspace, reviewer: str, category: int, *, size: int = DEFAULT_SIZE, order: str = "surest",
+              settings: Settings = Settings()) -> GridPage | None:
+    """Pick and reserve the next page (see the module doc); None when the category has nothing left."""
+    reviewer = review._check_reviewer(reviewer)
+    category = review._check_category(category, "grid page")
+    if order not in ORDERS:
+        raise review.ReviewError(f"grid order {order!r}: expected one of {', '.join(ORDERS)}")
+    if not 1 <= size <= 200:
+        raise review.ReviewError(f"grid page size {size}: expected 1 to 200 products")
+    version = ws.live_version()
+    if version is None:
+        raise review.ReviewError("no live model version: a grid page is built from the model's predictions; "
+                                 "train one first")
+
+    def tx(conn: sqlite3.Connection) -> GridPage | None:
+        now = time.time()
+        conn.execute("DELETE FROM reservations WHERE expires_at <= ?", (now,))
+        conn.execute("DELETE FROM reservations WHERE reviewer = ?", (reviewer,))
+        base = ("FROM predictions pr JOIN products p ON p.id = pr.product_id "
+                "WHERE pr.model_version = :v AND pr.top1 = :c "
+                "AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.product_id = pr.product_id "
+                "  AND d.action IN ('accept', 'correct', 'auto_accept') "
+                "  AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id))")
+        params = {"v": version, "c": category}
+        remaining = int(conn.execute(f"SELECT count(*) {base}", params).fetchone()[0])
+        rows = conn.execute(
+            f"SELECT p.id, p.title, p.image_path, pr.top1_prob, pr.top5 {base} "
+            "AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.product_id = pr.product_id) "
+            f"ORDER BY {ORDERS[order]} LIMIT :n", {**params, "n": size}).fetchall()
+        if not rows:
+            return None
+        expires = now + settings.reservation_ttl_s
+        conn.executemany("INSERT INTO reservations (product_id, reviewer, expires_at) VALUES (?, ?, ?)",
+                         [(r[0], reviewer, expires) for r in rows])
+        items = tuple(GridItem(r[0], r[1], r[2], float(r[3]), tuple(tuple(x) for x in json.loads(r[4])))
+                      for r in rows)
+        return GridPage(page_id=f"grid-{uuid.uuid4().hex[:12]}", reviewer=reviewer, category=category,
+                        model_version=version, items=items, expires_at=expires, remaining=remaining)
+
+    return ws.write(tx)
+
+
+def accept_page(ws: Workspace, reviewer: str, page: GridPage, marked: set[str] | list[str] = ()) -> PageResult:
+    """Accept the page's category for every product not marked (see the module doc)."""
+    reviewer = review._check_reviewer(reviewer)
+    if reviewer != page.reviewer:
+        raise review.ReviewError(f"grid page {page.page_id} was opened by {page.reviewer!r}, not {reviewer!r}")
+    marked = {str(m) for m in marked}
+    unknown = marked - set(page.product_ids)
+    if unknown:
+        raise review.ReviewError(f"marked products {', '.join(sorted(unknown))} are not on page {page.page_id}")
+    batch = f"{page.page_id}"
+
+    def tx(conn: sqlite3.Connection) -> PageResult:
+        if conn.execute("SELECT 1 FROM decision_batches WHERE id = ?", (batch,)).fetchone():
+            done = [r[0] for r in conn.execute("SELECT product_id FROM decisions WHERE batch_id = ? ORDER BY id",
+                                               (batch,))]
+            return PageResult(batch_id=batch, accepted=done, marked=sorted(marked), replayed=True)
+        now = time.time()
+        result = PageResult(batch_id=None, marked=[p for p in page.product_ids if p in marked])
+        todo = []
+        for item in page.items:
+            pid = item.product_id
+            if pid in marked:
+                continue
+            first = conn.execute(
+                "SELECT d.reviewer FROM decisions d WHERE d.product_id = ? AND d.action IN ('accept', 'correct', "
+                "'auto_accept') AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id) "
+                "ORDER BY d.id LIMIT 1", (pid,)).fetchone()
+            if first is not None:
+                result.decided_by_others[pid] = first[0]
+                continue
+            held = conn.execute("SELECT 1 FROM reservations WHERE product_id = ? AND reviewer = ? AND expires_at > ?",
+                                (pid, reviewer, now)).fetchone()
+            if held is None:
+                result.expired.append(pid)
+                continue
+            todo.append(item)
+        if todo:
+            conn.execute("INSERT INTO decision_batches (id, kind, reviewer, model_version, n_decisions, note, "
+                         "created_at) VALUES (?, 'grid', ?, ?, ?, ?, ?)",
+                         (batch, reviewer, page.model_version, len(todo),
+                          f"grid page of {page.category} {taxonomy.name(page.category)}", now_iso()))
+            for item in todo:
+                ws.record_decision(item.product_id, reviewer, "accept", category=page.category,
+                                   model_version=page.model_version, shown_top5=[list(x) for x in item.top5],
+                                   idempotency_key=f"{batch}:{item.product_id}", conn=conn, batch_id=batch,
+                                   via="grid")
+            result.batch_id = batch
+            result.accepted = [i.product_id for i in todo]
+        conn.executemany("DELETE FROM reservations WHERE product_id = ? AND reviewer = ?",
+                         [(pid, reviewer) for pid in page.product_ids])
+        return result
+
+    return ws.write(tx)
+
+
+def undo_page(ws: Workspace, reviewer: str, batch_id: str) -> bulk.UndoBatchResult:
+    """Take a grid page's decisions back in one step (only the reviewer who accepted it)."""
+    reviewer = review._check_reviewer(reviewer)
+    owner = ws.scalar("SELECT reviewer FROM decision_batches WHERE id = ? AND kind = 'grid'", (batch_id,))
+    if owner is None:
+        raise review.ReviewError(f"no grid page {batch_id!r} was accepted; nothing to undo")
+    if owner != reviewer:
+        raise review.ReviewError(f"grid page {batch_id} was accepted by {owner!r}; only they can undo it")
+    return bulk.undo_batch(ws, batch_id, reviewer)
+
+
+def thumbnail(ws: Workspace, image_path: str | None, size: int = 192) -> str | None:
+    """A small JPEG of the product image, made once per image and cached in the workspace
+    (cache/thumbs, named by the source path's hash and modification time)."""
+    import hashlib
+    from pathlib import Path
+
+    from PIL import Image, UnidentifiedImageError
+
+    if not image_path:
+        return None
+    src = Path(image_path)
+    try:
+        stamp = src.stat().st_mtime_ns
+    except OSError:
+        return None
+    out = ws.cache_dir / "thumbs" / f"{hashlib.sha1(f'{src.resolve()}:{stamp}:{size}'.encode()).hexdigest()}.jpg"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with Image.open(src) as im:
+                im = im.convert("RGB")
+                im.thumbnail((size, size))
+                tmp = out.with_suffix(f".{uuid.uuid4().hex[:6]}.tmp")
+                im.save(tmp, "JPEG", quality=85)
+                tmp.replace(out)
+        except (OSError, UnidentifiedImageError):
+            return None
+    return str(out)
+
+
+def thumbnail_uri(ws: Workspace, image_path: str | None, size: int = 192) -> str | None:
+    """The cached thumbnail as a data: URI (a few KB): the page carries its own pictures, so no
+    file route or served folder is involved."""
+    import base64
+    from pathlib import Path
+
+    path = thumbnail(ws, image_path, size)
+    if path is None:
+        return None
+    return "data:image/jpeg;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")

@@ -1,0 +1,67 @@
+// Grid tab from the keyboard or the mouse: a click on a tile, or the arrow keys and Space, marks a
+// product wrong (by ticking its box in the "Wrong ones" list, so the mouse path is the same);
+// Enter accepts the page except the marked ones. Inert on other tabs and while typing in a field.
+(() => {
+  if (window.__labelerGrid) return;
+  window.__labelerGrid = true;
+  const TEXT_INPUTS = new Set(["text", "search", "email", "number", "password", "url", "tel", ""]);
+  const typing = (el) => {
+    if (!el || el === document.body) return false;
+    if (el.isContentEditable || el.tagName === "TEXTAREA" || el.tagName === "SELECT") return true;
+    return el.tagName === "INPUT" && TEXT_INPUTS.has((el.getAttribute("type") || "").toLowerCase());
+  };
+  let cursor = 0;
+  let shown = null;            // the first tile's product: a new page puts the cursor back on tile 1
+  const tiles = () => Array.from(document.querySelectorAll("#grid-page .grid-tile"));
+  const boxes = () => Array.from(document.querySelectorAll("#grid-marked input[type=checkbox]"));
+  const paint = () => {
+    const ts = tiles();
+    const first = ts.length ? ts[0].dataset.product : null;
+    if (first !== shown) { shown = first; cursor = 0; }
+    const bs = boxes();
+    ts.forEach((t, i) => {
+      t.classList.toggle("grid-cursor", i === cursor);
+      t.classList.toggle("grid-marked", !!(bs[i] && bs[i].checked));
+    });
+  };
+  const toggle = (i) => {
+    const b = boxes()[i];
+    if (b) b.click();
+    setTimeout(paint, 0);
+  };
+  const columns = (ts) => {
+    if (!ts.length) return 1;
+    const top = ts[0].offsetTop;
+    const n = ts.findIndex((t) => t.offsetTop !== top);
+    return n === -1 ? ts.length : n;
+  };
+  document.addEventListener("click", (e) => {
+    const tile = e.target.closest && e.target.closest("#grid-page .grid-tile");
+    if (!tile) return;
+    paint();
+    cursor = tiles().indexOf(tile);
+    toggle(cursor);
+  });
+  document.addEventListener("keydown", (e) => {
+    const page = document.getElementById("grid-page");
+    if (!page || page.offsetParent === null || typing(e.target) || e.ctrlKey || e.metaKey || e.altKey) return;
+    const ts = tiles();
+    if (!ts.length) return;
+    paint();
+    const cols = columns(ts);
+    const moves = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: cols, ArrowUp: -cols };
+    if (e.key in moves) {
+      cursor = Math.min(ts.length - 1, Math.max(0, cursor + moves[e.key]));
+    } else if (e.key === " ") {
+      toggle(cursor);
+    } else if (e.key === "Enter") {
+      const btn = document.querySelector("#grid-accept");
+      const b = btn && (btn.tagName === "BUTTON" ? btn : btn.querySelector("button"));
+      if (b && !b.disabled) b.click();
+    } else {
+      return;
+    }
+    e.preventDefault();
+    paint();
+  });
+})();

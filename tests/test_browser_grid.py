@@ -1,0 +1,68 @@
+"""The Grid screen in a real browser (Debian chromium through Playwright): keys and clicks.
+
+Opens a page of one predicted category, marks one product with the arrow keys and Space and one
+with a click, accepts the page with Enter, and checks in SQLite that every other product on the
+page got a grid accept and the marked ones none.
+"""
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from app_server import decisions, running_app  # noqa: E402
+from review_workspace import copy_workspace  # noqa: E402
+from test_browser_review import ARGS, CHROMIUM, TIMEOUT_MS  # noqa: E402
+
+from labeler import taxonomy  # noqa: E402
+from store.workspace import Workspace  # noqa: E402
+
+
+@pytest.fixture
+def browser():
+    if not CHROMIUM.exists():
+        pytest.fail("chromium not found at /usr/bin/chromium: apt-get install -y chromium (see .ci/run)")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield b
+        b.close()
+
+
+def test_grid_screen_marks_with_keys_and_clicks_and_accepts_with_enter(browser, sample_dir, tmp_path):
+    root = copy_workspace(sample_dir, tmp_path / "ws")
+    ws = Workspace(root)
+    live = ws.live_version()
+    cat, n = Counter(r["top1"] for r in ws.query("SELECT top1 FROM predictions WHERE model_version = ?",
+                                                 (live,))).most_common(1)[0]
+    ws.close()
+    n = min(n, 24)
+    with running_app(root, tmp_path) as (_, url):
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url, timeout=TIMEOUT_MS)
+        page.get_by_role("tab", name="Grid").click()
+        page.locator("#grid-reviewer input, #grid-reviewer textarea").first.fill("gina")
+        page.locator("#grid-category input").first.click()
+        page.keyboard.type(taxonomy.name(cat))                    # the filtered list, Enter picks it
+        page.keyboard.press("Enter")
+        page.locator("#grid-open").click()
+        page.wait_for_function(f"() => document.querySelectorAll('#grid-page .grid-tile').length === {n}",
+                               timeout=TIMEOUT_MS)
+        page.wait_for_function(f"() => document.querySelectorAll('#grid-marked input').length === {n}",
+                               timeout=TIMEOUT_MS)
+        ids = page.eval_on_selector_all("#grid-page .grid-tile", "ts => ts.map(t => t.dataset.product)")
+        page.locator("body").click(position={"x": 5, "y": 5})     # focus out of any field
+        page.keyboard.press("ArrowRight")
+        page.keyboard.press(" ")                                   # tile 2 marked
+        page.locator("#grid-page .grid-tile").nth(n - 1).click()   # the last tile marked by a click
+        page.wait_for_function("() => document.querySelectorAll('#grid-page .grid-tile.grid-marked').length === 2",
+                               timeout=TIMEOUT_MS)
+        page.keyboard.press("Enter")
+        page.wait_for_function("() => /Accepted \\d+/.test(document.querySelector('#grid-note')?.textContent || '')",
+                               timeout=TIMEOUT_MS)
+        rows = decisions(root)
+        assert sorted(r["product_id"] for r in rows) == sorted(p for i, p in enumerate(ids) if i not in (1, n - 1))
+        assert {(r["action"], r["via"], r["category"], r["reviewer"]) for r in rows} == {("accept", "grid", cat, "gina")}
