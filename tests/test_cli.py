@@ -305,3 +305,17 @@ def test_predict_and_versions_work_on_a_read_only_workspace(trained, subset, tmp
         refused = run("retrain", "--workspace", copy, ok=False)
         assert refused.exit_code == 1 and "read-only" in refused.stderr and str(db) in refused.stderr
         assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+
+
+def test_pyproject_console_script_points_at_the_cli():
+    """`labeler import ...` after `pip install -e .` runs the same click group as `python -m labeler`."""
+    import importlib
+    import tomllib
+    from pathlib import Path
+
+    meta = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    module, _, attr = meta["project"]["scripts"]["labeler"].partition(":")
+    group = getattr(importlib.import_module(module), attr)
+    from labeler.cli import main
+    assert group is main
+    assert {"import", "train", "predict", "export", "backup", "users"} <= set(main.commands)
