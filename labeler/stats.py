@@ -28,11 +28,12 @@ IDLE_GAP_S = 300.0   # a pause longer than this between two decisions is a break
 # What each number of `progress` means: the Stats tab's labels and their one definition.
 COUNTS = {
     "products": "products in the workspace",
-    "reviewed": "products with a category from a reviewer (an accept or correct standing)",
+    "reviewed": "products with a category from a reviewer (an accept, correct or bulk auto-accept standing)",
     "done": "reviewed products with every review they need (overlap products need two reviewers)",
     "remaining": "products the queues still offer (products - done)",
-    "decisions": "decisions standing: accepts, corrections and skips not undone",
-    "labels": "decisions standing that give a category (accepts and corrections)",
+    "decisions": "decisions standing: accepts, corrections, bulk auto-accepts and skips not undone",
+    "labels": "decisions standing that give a category (accepts, corrections, bulk auto-accepts)",
+    "auto_accepts": "of the labels, those a bulk auto-accept batch gave",
     "skips": "decisions standing that skip",
     "undos": "decisions taken back with undo",
     "reviewers": "reviewers with a decision standing",
@@ -60,9 +61,10 @@ def progress(ws: Workspace, settings: Settings = Settings()) -> dict:
                if len(who) >= needed_reviews(pid, settings.overlap_share, settings.seed))
     standing = {r["action"]: r["n"] for r in ws.query("SELECT action, count(*) AS n FROM effective_decisions "
                                                       "GROUP BY action")}
-    labels = standing.get("accept", 0) + standing.get("correct", 0)
+    labels = standing.get("accept", 0) + standing.get("correct", 0) + standing.get("auto_accept", 0)
     return {"products": n_products, "reviewed": len(deciders), "done": done, "remaining": n_products - done,
             "decisions": labels + standing.get("skip", 0), "labels": labels, "skips": standing.get("skip", 0),
+            "auto_accepts": standing.get("auto_accept", 0),
             "undos": int(ws.scalar("SELECT count(*) FROM decisions WHERE action = 'undo'") or 0),
             "reviewers": int(ws.scalar("SELECT count(DISTINCT reviewer) FROM effective_decisions") or 0)}
 

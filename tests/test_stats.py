@@ -107,6 +107,16 @@ def test_stats_counts_are_defined_once_and_every_card_and_table_agrees(rws):
     assert prog["reviewers"] == len(rates) == 2             # cid has no decision standing
     assert prog["reviewed"] == 7 and prog["done"] == 1      # overlap: only ben's product has its two reviews
 
+    # a bulk auto-accept batch: its decisions are labels too, in the cards and in the table alike
+    from labeler import bulk
+    batch = bulk.auto_accept(rws, "admin", threshold=0.01, settings=BOTH)
+    n_auto = rws.scalar("SELECT count(*) FROM effective_decisions WHERE action = 'auto_accept'")
+    assert n_auto > 0 and batch is not None
+    after = stats.progress(rws, BOTH)
+    assert after["auto_accepts"] == n_auto and after["labels"] == 8 + n_auto
+    assert after["decisions"] == int(stats.reviewer_rates(rws)["decisions"].sum()) == 9 + n_auto
+    rws.write(lambda c: c.execute("DELETE FROM reservations"))
+
     html = views.stats_cards_html(prog, acc, stats.agreement(rws), stats.model_summary(rws))
     for label, value in (("products reviewed", "7"), ("decisions standing", "9"), ("reviewers", "2")):
         assert re.search(rf'stat-label">{label}</div><div class="stat-value[^"]*">{value}</div>', html), label
