@@ -806,7 +806,7 @@ def browse_tab(ws: Workspace) -> None:
                 max_confidence=hi if hi < 1 else None, sort=sort, disagreement="disagreement" in (flags or []),
                 suspect="suspect" in (flags or []), page=max(1, int(page or 1))))
         except browse.BrowseError as exc:
-            raise gr.Error(str(exc)) from None
+            raise messages.error(str(exc)) from None
         return browse.table_rows(result), browse.summary(result), result.page
 
     with gr.Tab("Browse", id="browse"):
@@ -844,7 +844,7 @@ def browse_tab(ws: Workspace) -> None:
         try:
             return views.browse_detail_html(browse.product_detail(ws, pid))
         except browse.BrowseError as exc:
-            raise gr.Error(str(exc)) from None
+            raise messages.error(str(exc)) from None
 
     def pick_row(evt: gr.SelectData) -> tuple:
         row = evt.row_value or []
@@ -854,11 +854,11 @@ def browse_tab(ws: Workspace) -> None:
     def set_category(name: str, pid: str, category: int | None, request: gr.Request) -> str:
         reviewer = getattr(request, "username", None) or (name or "").strip()
         if category is None:
-            raise gr.Error("choose the category to record")
+            raise messages.error("choose the category to record")
         try:
             browse.change_decision(ws, reviewer, (pid or "").strip(), int(category))
         except (review.ReviewError, browse.BrowseError) as exc:
-            raise gr.Error(str(exc)) from None
+            raise messages.error(str(exc)) from None
         return open_product(pid)
 
     open_btn.click(open_product, [product], [detail], api_name="browse_open", concurrency_id="browse")
@@ -894,34 +894,34 @@ def grid_tab(ws: Workspace, settings: Settings) -> None:
 
     def open_page(name: str, category: int | None, order: str, request: gr.Request) -> tuple:
         if category is None:
-            raise gr.Error("choose a category first")
+            raise messages.error("choose a category first")
         try:
             page = grid.open_page(ws, who(name, request), int(category), order=order, settings=settings)
         except review.ReviewError as exc:
-            raise gr.Error(str(exc)) from None
+            raise messages.error(str(exc)) from None
         return show(page, "" if page else "Nothing left to validate in this category.") + (None,)
 
     def accept(name: str, marked: list[str], page: Any, order: str,
                request: gr.Request) -> tuple:
         if page is None:
-            raise gr.Error("open a page first")
+            raise messages.error("open a page first")
         try:
             res = grid.accept_page(ws, who(name, request), page, marked or [])
             nxt = grid.open_page(ws, who(name, request), page.category, order=order, settings=settings)
         except review.ReviewError as exc:
-            raise gr.Error(str(exc)) from None
+            raise messages.error(str(exc)) from None
         note = [f"Accepted {len(res.accepted)}; {len(res.marked)} marked went back to the queue."]
         note += res.problems()
         return show(nxt, "  \n".join(note)) + (res.batch_id,)
 
     def undo(name: str, batch: str | None, page: Any, request: gr.Request) -> tuple:
         if not batch:
-            raise gr.Error("no accepted page to undo")
+            raise messages.error("no accepted page to undo")
         try:
             out = grid.undo_page(ws, who(name, request), batch)
             again = grid.open_page(ws, who(name, request), page.category, settings=settings) if page else None
         except review.ReviewError as exc:
-            raise gr.Error(str(exc)) from None
+            raise messages.error(str(exc)) from None
         return show(again, f"Undid {out.undone} decisions of the last page.") + (None,)
 
     with gr.Tab("Grid", id="grid"):
