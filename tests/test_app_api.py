@@ -276,11 +276,12 @@ def test_models_tab_retrains_from_decisions_and_switches_versions(server, app_ws
     assert run == [("succeeded", "app", new)]
     with sqlite3.connect(app_ws / "workspace.db") as db:      # who did it: no login, so the typed name
         assert db.execute("SELECT version, who FROM live_history").fetchall() == [(new, "dora (no login, local)")]
-    # the decided product is learned: the new version's top-1 for it is the reviewer's category
+    # the decided product is now labelled: its stored prediction is honest, from the folds that did
+    # not see its label (issue 16), not from a model that learned the answer
     with sqlite3.connect(app_ws / "workspace.db") as db:
-        top1 = db.execute("SELECT top1 FROM predictions WHERE model_version = ? AND product_id = ?",
-                          (new, cur["product_id"])).fetchone()[0]
-    assert top1 == other
+        source = db.execute("SELECT source FROM predictions WHERE model_version = ? AND product_id = ?",
+                            (new, cur["product_id"])).fetchone()[0]
+    assert source == "out-of-fold"
     client.predict(nxt, "", api_name="/skip")
     assert card(client.predict(api_name="/undo"))["current"]["model_version"] == new
 

@@ -202,7 +202,11 @@ def test_disagreement_and_suspect_filters(rws):
     split = {r["product_id"] for r in rws.query(
         "SELECT product_id FROM predictions WHERE model_version = ? AND disagreement = 1", (live,))}
     assert {r["product_id"] for r in every(rws, disagreement=True)} == split
-    assert every(rws, suspect=True) == []
+    # every training flags suspects now (issue 16): the filter shows the latest run's flagged ones
+    latest = rws.query("SELECT max(id) AS run FROM label_issue_runs")[0]["run"]
+    trained = {r["product_id"] for r in rws.query(
+        "SELECT product_id FROM label_issues WHERE run_id = ? AND flagged = 1", (latest,))}
+    assert {r["product_id"] for r in every(rws, suspect=True)} == trained
     flagged = [p["id"] for p in rws.products()[:4]]
 
     def store(conn):
