@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import logging
 import shutil
-import sqlite3
 from pathlib import Path
 
 from labeler.importer import ImportReport, import_plain_csv
 from models.predictor import Progress
+from store import imports, labels, versions
 from store.workspace import Workspace, WorkspaceError
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ def import_demo(ws: Workspace, progress: Progress | None = None) -> ImportReport
 
 def demo_batches(ws: Workspace) -> list[int]:
     """Import batches that brought in the demo catalog."""
-    found = {int(r["id"]) for r in ws.query("SELECT id, source FROM import_batches")
+    found = {int(r["id"]) for r in imports.batches(ws)
              if str(r["source"]).replace("\\", "/").endswith("assets/demo/catalog.csv")}
     mark = ws.get_setting(DEMO_MARK)
     if mark and mark.isdigit():
@@ -43,18 +43,7 @@ def demo_batches(ws: Workspace) -> list[int]:
 
 
 def demo_product_ids(ws: Workspace) -> list[str]:
-    batches = demo_batches(ws)
-    if not batches:
-        return []
-    return [r["id"] for r in ws.query(
-        f"SELECT id FROM products WHERE batch_id IN ({','.join('?' * len(batches))}) ORDER BY rowid", batches)]
-
-
-def _referencing(conn: sqlite3.Connection, parent: str) -> list[tuple[str, str]]:
-    """(table, column) pairs whose foreign key points at `parent`, from SQLite's own schema."""
-    tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-    return [(t, fk[3]) for t in tables if t != parent
-            for fk in conn.execute(f"PRAGMA foreign_key_list('{t}')") if fk[2] == parent]
+    return imports.products_of_batches(ws, demo_batches(ws))
 
 
 def remove_demo(ws: Workspace) -> dict[str, int]:
@@ -68,7 +57,7 @@ def remove_demo(ws: Workspace) -> dict[str, int]:
     ids = demo_product_ids(ws)
     if not ids:
         raise WorkspaceError(f"workspace {ws.root} holds no demo catalog; drop --replace-demo")
-    decided = int(ws.scalar(f"SELECT count(*) FROM decisions WHERE product_id IN ({','.join('?' * len(ids))})", ids))
+    decided = labels.count_decisions_on(ws, ids)
     if decided:
         raise WorkspaceError(f"the demo catalog in {ws.root} has {decided} reviewer decisions, which are never "
                              "deleted; import the real catalog into its own workspace with --workspace DIR")
@@ -78,21 +67,9 @@ def remove_demo(ws: Workspace) -> dict[str, int]:
                              "products; --replace-demo only empties a workspace holding the demo alone: import "
                              "the real catalog into a new workspace with --workspace DIR")
     batches = demo_batches(ws)
-    paths = [Path(r["path"]) for r in ws.query("SELECT path FROM model_versions")]
-
-    def delete(conn: sqlite3.Connection) -> dict[str, int]:
-        counts = {"products": len(ids), "model versions": len(paths)}
-        for parent in ("products", "model_versions", "import_batches", "label_issue_runs", "retrain_runs"):
-            for table, column in _referencing(conn, parent):
-                if table != "decisions":
-                    conn.execute(f"DELETE FROM '{table}'")   # every row hangs off the demo: nothing else here
-        for table in ("label_issue_runs", "retrain_runs", "live_history", "model_versions", "products",
-                      "import_batches"):
-            conn.execute(f"DELETE FROM {table}")
-        conn.execute("DELETE FROM settings WHERE key IN ('live_model_version', ?)", (DEMO_MARK,))
-        return counts
-
-    counts = ws.write(delete)
+    paths = versions.paths(ws)
+    counts = {"products": len(ids), "model versions": len(paths)}
+    imports.remove_everything(ws, settings=(versions.LIVE_KEY, DEMO_MARK))
     for path in paths:
         folder = path if path.is_dir() else path.parent
         if folder.resolve().is_relative_to(ws.models_dir.resolve()) and folder.resolve() != ws.models_dir.resolve():
@@ -116,5 +93,7 @@ def ensure_demo(ws: Workspace, progress: Progress | None = None) -> bool:
 
     report = import_demo(ws, progress=scaled(0.0, 0.3))
     log.info("demo catalog: %s products imported into %s", report.imported, ws.root)
-    train_version(ws, progress=scaled(0.3, 1.0), evaluate=False, notes="demo catalog")
+    version = train_version(ws, progress=scaled(0.3, 1.0), evaluate=False, notes="demo catalog", make_live=False)
+    versions.set_live(ws, version["id"], "labeler (demo setup)", "first version, trained on the demo catalog",
+                      reason="demo")
     return True

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -45,6 +46,37 @@ class Evaluation:
                 "by_model": self.by_model.to_dict(orient="records")}
 
 
+def scores(y_true: Any, y_pred: Any, *, labels: Any = None) -> dict[str, float]:
+    """accuracy, weighted_f1, macro_f1 (4 decimals) of (n,) predicted against (n,) true codes: the
+    one F1 of the labeler (evaluate, model comparison, retrain). labels: the categories the F1s
+    average over (default: those in either array; retrain passes the ones present in y_true)."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    return {"accuracy": round(float(accuracy_score(y_true, y_pred)), 4),
+            "weighted_f1": round(float(f1_score(y_true, y_pred, average="weighted", labels=labels,
+                                                zero_division=0)), 4),
+            "macro_f1": round(float(f1_score(y_true, y_pred, average="macro", labels=labels, zero_division=0)), 4)}
+
+
+def stored_metrics(outcomes: list[dict], labels: dict[str, int], *,
+                   out_of_fold: str = "out-of-fold") -> tuple[dict[str, Any], bool]:
+    """Scores of one version's stored predictions (`store.predictions.outcomes`: product_id, top1,
+    voters, source) on the products of `labels`, and whether any of them is in-sample (stored
+    before out-of-fold scoring, source NULL). ({}, False) when it stored none of them."""
+    rows = [r for r in outcomes if r["product_id"] in labels]
+    if not rows:
+        return {}, False
+    y = np.array([labels[r["product_id"]] for r in rows])
+    fused = np.array([int(r["top1"]) for r in rows])
+    text = np.array([int((r["voters"].get("text") or [[0]])[0][0]) for r in rows])
+    present = np.unique(y)
+    fused_scores = scores(y, fused, labels=present)
+    return ({"weighted_f1": fused_scores["weighted_f1"], "macro_f1": fused_scores["macro_f1"],
+             "accuracy": fused_scores["accuracy"],
+             "text_weighted_f1": scores(y, text, labels=present)["weighted_f1"],
+             "n": int(len(y)), "out_of_fold": int(sum(r["source"] == out_of_fold for r in rows))},
+            any(r["source"] is None for r in rows))
+
+
 def automation(y_true: np.ndarray, y_pred: np.ndarray, top1_prob: np.ndarray, threshold: float) -> Automation:
     """Share of products with top-1 probability >= threshold and the precision on them."""
     y_true, y_pred, top1_prob = np.asarray(y_true), np.asarray(y_pred), np.asarray(top1_prob, dtype=float)
@@ -79,8 +111,8 @@ def model_scores(y_true: np.ndarray, predictions: dict[str, np.ndarray]) -> pd.D
         if not have.any():
             continue
         t, p = np.asarray(y_true)[have], pred[have].astype(int)
-        rows.append({"model": name, "n": int(have.sum()), "accuracy": round(float(accuracy_score(t, p)), 4),
-                     "weighted_f1": round(float(f1_score(t, p, average="weighted", zero_division=0)), 4)})
+        s = scores(t, p)
+        rows.append({"model": name, "n": int(have.sum()), "accuracy": s["accuracy"], "weighted_f1": s["weighted_f1"]})
     return pd.DataFrame(rows, columns=["model", "n", "accuracy", "weighted_f1"])
 
 
@@ -92,11 +124,12 @@ def evaluate(y_true, y_pred, top1_prob, *, threshold: float = 0.80, top_k: np.nd
     if len(y_true) == 0:
         raise ValueError("nothing to evaluate: no product has both a prediction and a label")
     codes = taxonomy.codes()
+    headline = scores(y_true, y_pred)
     return Evaluation(
         n=len(y_true),
-        accuracy=round(float(accuracy_score(y_true, y_pred)), 4),
-        weighted_f1=round(float(f1_score(y_true, y_pred, average="weighted", zero_division=0)), 4),
-        macro_f1=round(float(f1_score(y_true, y_pred, average="macro", zero_division=0)), 4),
+        accuracy=headline["accuracy"],
+        weighted_f1=headline["weighted_f1"],
+        macro_f1=headline["macro_f1"],
         top5_accuracy=None if top_k is None else top_k_accuracy(y_true, top_k),
         automation=automation(y_true, y_pred, top1_prob, threshold),
         per_class=per_class_report(y_true, y_pred, codes),

@@ -49,7 +49,8 @@ from typing import Callable, Iterator
 
 from labeler import taxonomy
 from models.imagecheck import ImageProblem, ImageRefused, check_image_file, file_sha1
-from store.workspace import Workspace, now_iso
+from store import imports
+from store.workspace import Workspace
 
 log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
@@ -60,7 +61,6 @@ PLAIN_REQUIRED = ("id", "title")
 PLAIN_OPTIONAL = ("description", "image", "label")
 IMAGE_NAME = re.compile(r"^image_(\d+)_product_(\d+)\.jpe?g$", re.IGNORECASE)
 SURROGATE = re.compile("[\udc80-\udcff]")
-INSERT_CHUNK = 1000
 # Stored text is capped (the Rakuten sample's longest title is 250 characters, its longest
 # description 9,709): a longer value is cut, and the cut reported with file, line and field.
 TITLE_MAX_CHARS = 1_000
@@ -528,37 +528,19 @@ def read_plain_csv(path: Path | str, *, progress: Progress | None = None,
 
 # -- writing into a workspace -----------------------------------------------------------------
 def store_catalog(ws: Workspace, parsed: ParsedCatalog, *, progress: Progress | None = None) -> ImportReport:
-    """One import batch in ONE transaction: the batch row, its new products and its problems."""
+    """One import batch in ONE transaction (`store.imports.store_batch`): the batch row, its new
+    products and its problems."""
     progress = progress or _noop
     started = time.perf_counter()
-    previous = ws.scalar("SELECT min(id) FROM import_batches WHERE fingerprint = ?", (parsed.fingerprint,))
-
-    def write(conn) -> tuple[int, int, int, int]:
-        imported_at = now_iso()
-        existing = {r[0] for r in conn.execute("SELECT id FROM products")}   # again, inside the transaction
-        new = [p for p in parsed.products if p.id not in existing]
-        skipped = sum(p.skipped for p in parsed.problems)
-        cur = conn.execute(
-            "INSERT INTO import_batches (source, fingerprint, started_at, n_rows, n_imported, n_skipped) "
-            "VALUES (?, ?, ?, ?, ?, ?)", (parsed.source, parsed.fingerprint, imported_at, parsed.n_rows,
-                                          len(new), skipped))
-        batch = int(cur.lastrowid)
-        for start in range(0, len(new), INSERT_CHUNK):
-            chunk = new[start:start + INSERT_CHUNK]
-            conn.executemany(
-                "INSERT INTO products (id, title, description, image_path, image_sha1, source_label, batch_id, "
-                "source_row, imported_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(p.id, p.title, p.description, p.image_path, p.image_sha1, p.source_label, batch,
-                  p.source_row, imported_at) for p in chunk])
-            progress(0.95 + 0.05 * (start + len(chunk)) / len(new), f"writing {start + len(chunk)}/{len(new)}")
-        conn.executemany(
-            "INSERT INTO import_problems (batch_id, file, row, field, reason) VALUES (?, ?, ?, ?, ?)",
-            [(batch, p.file, None if p.line is None else str(p.line), p.field, f"{p.kind}: {p.message} ({p.action})")
-             for p in parsed.problems])
-        with_image = sum(p.image_path is not None for p in new)
-        return batch, len(new), len(parsed.products) - len(new), with_image
-
-    batch, imported, already, with_image = ws.write(write)
+    previous = imports.first_batch_with(ws, parsed.fingerprint)
+    problems = [imports.Problem(p.file, None if p.line is None else str(p.line), p.field,
+                                f"{p.kind}: {p.message} ({p.action})") for p in parsed.problems]
+    batch, new = imports.store_batch(
+        ws, source=parsed.source, fingerprint=parsed.fingerprint, n_rows=parsed.n_rows,
+        n_skipped=sum(p.skipped for p in parsed.problems), products=parsed.products, problems=problems,
+        progress=lambda done, total: progress(0.95 + 0.05 * done / total, f"writing {done}/{total}"))
+    imported, already = len(new), len(parsed.products) - len(new)
+    with_image = sum(p.image_path is not None for p in new)
     progress(1.0, f"imported {imported} products")
     log.info("batch %s: %s imported, %s already present, %s problems", batch, imported, already,
              len(parsed.problems))
@@ -568,7 +550,7 @@ def store_catalog(ws: Workspace, parsed: ParsedCatalog, *, progress: Progress | 
 
 
 def _stored_ids(ws: Workspace) -> set[str]:
-    return {r[0] for r in ws.conn.execute("SELECT id FROM products")}
+    return imports.product_ids(ws)
 
 
 def import_challenge(ws: Workspace, texts: Path | str, labels: Path | str | None = None,

@@ -23,14 +23,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from labeler import taxonomy
-from store.workspace import Workspace, WorkspaceError, now_iso
+from store import imports, predictions
+from store import labels as label_store
+from store.workspace import Workspace, WorkspaceError
 
 log = logging.getLogger(__name__)
 FROM_NAME = "category"      # the Choices tag's name in the config we write
@@ -79,9 +80,7 @@ def _choices_result(code: int, score: float | None = None) -> dict:
 
 def _labels_in_effect(ws: Workspace) -> dict[str, list[dict]]:
     """product -> each reviewer's latest effective label decision, oldest first."""
-    rows = ws.query("SELECT e.* FROM effective_decisions e WHERE e.action IN ('accept', 'correct', 'auto_accept') "
-                    "AND e.id = (SELECT max(f.id) FROM effective_decisions f WHERE f.product_id = e.product_id "
-                    "AND f.reviewer = e.reviewer AND f.action IN ('accept', 'correct', 'auto_accept')) ORDER BY e.id")
+    rows = label_store.latest_label_decisions(ws)
     out: dict[str, list[dict]] = {}
     for r in rows:
         out.setdefault(r["product_id"], []).append(r)
@@ -92,8 +91,7 @@ def _live_predictions(ws: Workspace) -> tuple[str | None, dict[str, list]]:
     version = ws.live_version()
     if version is None:
         return None, {}
-    return version, {r["product_id"]: json.loads(r["top5"]) for r in ws.query(
-        "SELECT product_id, top5 FROM predictions WHERE model_version = ?", (version,))}
+    return version, predictions.top5_by_product(ws, version)
 
 
 def labelstudio_tasks(ws: Workspace) -> list[dict]:
@@ -101,7 +99,7 @@ def labelstudio_tasks(ws: Workspace) -> list[dict]:
     version, preds = _live_predictions(ws)
     labels = _labels_in_effect(ws)
     tasks = []
-    for n, p in enumerate(ws.query("SELECT id, title, description, image_path FROM products ORDER BY rowid"), 1):
+    for n, p in enumerate(ws.products(), 1):
         text = p["title"] + (f"\n\n{p['description']}" if p["description"] else "")
         data: dict[str, Any] = {"product_id": p["id"], "title": p["title"], "text": text}
         if p["image_path"]:
@@ -239,41 +237,23 @@ def import_labelstudio(ws: Workspace, path: Path) -> LabelStudioImport:
 def _write_decisions(ws: Workspace, path: Path, wanted: list, report: LabelStudioImport) -> None:
     from labeler.bulk import _new_batch_id
     version = ws.live_version()
-
-    def tx(conn: sqlite3.Connection) -> None:
-        top1 = {}
-        if version is not None:
-            top1 = {r[0]: int(r[1]) for r in conn.execute(
-                "SELECT product_id, top1 FROM predictions WHERE model_version = ?", (version,))}
-        batch = _new_batch_id("ls")
-        written = 0
-        for _, pid, code, who, ann, key in wanted:
-            if conn.execute("SELECT 1 FROM decisions WHERE idempotency_key = ?", (key,)).fetchone():
-                report.already_present += 1
-                continue
-            current = conn.execute(
-                "SELECT category FROM effective_decisions WHERE product_id = ? AND reviewer = ? "
-                "AND action IN ('accept', 'correct', 'auto_accept') ORDER BY id DESC LIMIT 1", (pid, who)).fetchone()
-            if current is not None and int(current[0]) == code:
-                report.already_present += 1
-                continue
-            if written == 0:
-                conn.execute("INSERT INTO decision_batches (id, kind, reviewer, model_version, note, created_at) "
-                             "VALUES (?, 'labelstudio', ?, ?, ?, ?)", (batch, "labelstudio-import", version,
-                                                                     f"from {path.name}", now_iso()))
-            lead = ann.get("lead_time")
-            ws.record_decision(pid, who, "accept" if top1.get(pid) == code else "correct", category=code,
-                               model_version=version if pid in top1 else None,
-                               comment=f"Label Studio annotation {ann.get('id', '?')} ({path.name})",
-                               lead_time_ms=int(float(lead) * 1000) if isinstance(lead, (int, float)) else None,
-                               idempotency_key=key, conn=conn, batch_id=batch, via="labelstudio")
-            written += 1
-        if written:
-            conn.execute("UPDATE decision_batches SET n_decisions = ? WHERE id = ?", (written, batch))
-            report.batch_id = batch
-        report.imported = written
-
-    ws.write(tx)
+    top1 = predictions.top1_by_product(ws, version) if version is not None else {}
+    items = []
+    for _, pid, code, who, ann, key in wanted:
+        lead = ann.get("lead_time")
+        items.append(imports.ImportedLabel(
+            product_id=pid, reviewer=who, category=code, action="accept" if top1.get(pid) == code else "correct",
+            model_version=version if pid in top1 else None,
+            comment=f"Label Studio annotation {ann.get('id', '?')} ({path.name})",
+            lead_time_ms=int(float(lead) * 1000) if isinstance(lead, (int, float)) else None, idempotency_key=key))
+    batch = _new_batch_id("ls")
+    written, already = imports.record_imported_labels(
+        ws, items, batch_id=batch, kind="labelstudio", reviewer="labelstudio-import", model_version=version,
+        note=f"from {path.name}", via="labelstudio")
+    report.already_present += already
+    report.imported = written
+    if written:
+        report.batch_id = batch
 
 
 # -- export: Parquet --------------------------------------------------------------------------------
@@ -283,15 +263,9 @@ def export_parquet(ws: Workspace, out: Path) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     version, preds = _live_predictions(ws)
-    labels = {r["product_id"]: (r["category"], bool(r["reviewed"])) for r in ws.query(
-        "SELECT product_id, category, reviewed FROM current_labels")}
-    undone = {r[0] for r in ws.conn.execute("SELECT undoes FROM decisions WHERE action = 'undo'")}
-    decisions: dict[str, list[dict]] = {}
-    for d in ws.query("SELECT id, product_id, reviewer, action, category, model_version, comment, created_at, "
-                      "batch_id, via FROM decisions WHERE action != 'undo' ORDER BY id"):
-        decisions.setdefault(d.pop("product_id"), []).append({**d, "undone": d["id"] in undone})
-    products = ws.query("SELECT id, source_row, title, description, image_path, source_label FROM products "
-                        "ORDER BY rowid")
+    label_of = label_store.label_table(ws)
+    decisions = label_store.decision_log(ws)
+    products = ws.products()
     names = taxonomy.by_code()
 
     def top5(pid: str) -> list[dict]:
@@ -309,7 +283,7 @@ def export_parquet(ws: Workspace, out: Path) -> dict[str, Any]:
                         ("model_version", pa.string()), ("top5", pa.list_(top_type))])
     columns: dict[str, list] = {name: [] for name in schema.names}
     for p in products:
-        label, reviewed = labels.get(p["id"], (None, False))
+        label, reviewed = label_of.get(p["id"], (None, False))
         row = {"product_id": p["id"], "source_row": p["source_row"], "title": p["title"],
                "description": p["description"], "image_path": p["image_path"],
                "imported_label": p["source_label"], "label": label,

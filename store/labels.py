@@ -32,3 +32,55 @@ def majority(votes: Any) -> int:
     for category, did in votes:
         tally.setdefault(category, []).append(did)
     return max(tally, key=lambda c: (len(tally[c]), max(tally[c])))
+
+
+# -- reads of decisions the label rule and the exports need -----------------------------------
+def last_decision_id(ws: Any) -> int:
+    """The newest decision's id (0 when none): labels read now include every decision up to it."""
+    return int(ws.scalar("SELECT coalesce(max(id), 0) FROM decisions"))
+
+
+def decision_counts(ws: Any, *, after_id: int | None = None, after_time: str | None = None,
+                    upto_id: int) -> dict[str, int]:
+    """action -> number of decisions with id <= upto_id made after `after_id` (or, for a version
+    that did not record it, after the time `after_time`)."""
+    if after_id is not None:
+        rows = ws.conn.execute("SELECT action, count(*) FROM decisions WHERE id > ? AND id <= ? GROUP BY action",
+                               (after_id, upto_id))
+    else:
+        rows = ws.conn.execute("SELECT action, count(*) FROM decisions WHERE created_at > ? AND id <= ? "
+                               "GROUP BY action", (after_time or "", upto_id))
+    return {action: int(n) for action, n in rows}
+
+
+def count_decisions_on(ws: Any, product_ids: list[str]) -> int:
+    """How many decisions (any action) name one of these products."""
+    if not product_ids:
+        return 0
+    return int(ws.scalar(f"SELECT count(*) FROM decisions WHERE product_id IN ({','.join('?' * len(product_ids))})",
+                         product_ids))
+
+
+def latest_label_decisions(ws: Any) -> list[dict]:
+    """Each reviewer's latest effective label decision (accept/correct/auto_accept) per product,
+    oldest first: the votes of the label rule, as rows of `effective_decisions`."""
+    return ws.query("SELECT e.* FROM effective_decisions e WHERE e.action IN ('accept', 'correct', 'auto_accept') "
+                    "AND e.id = (SELECT max(f.id) FROM effective_decisions f WHERE f.product_id = e.product_id "
+                    "AND f.reviewer = e.reviewer AND f.action IN ('accept', 'correct', 'auto_accept')) ORDER BY e.id")
+
+
+def label_table(ws: Any) -> dict[str, tuple[int | None, bool]]:
+    """product id -> (label, reviewed) from the `current_labels` view."""
+    return {pid: (category, bool(reviewed)) for pid, category, reviewed in ws.conn.execute(
+        "SELECT product_id, category, reviewed FROM current_labels")}
+
+
+def decision_log(ws: Any) -> dict[str, list[dict]]:
+    """product id -> its decisions except undos, oldest first (id, reviewer, action, category,
+    model_version, comment, created_at, batch_id, via, undone)."""
+    undone = {r[0] for r in ws.conn.execute("SELECT undoes FROM decisions WHERE action = 'undo'")}
+    out: dict[str, list[dict]] = {}
+    for d in ws.query("SELECT id, product_id, reviewer, action, category, model_version, comment, created_at, "
+                      "batch_id, via FROM decisions WHERE action != 'undo' ORDER BY id"):
+        out.setdefault(d.pop("product_id"), []).append({**d, "undone": d["id"] in undone})
+    return out

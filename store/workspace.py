@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 import sqlite_utils
 
-from store import health, migrations
+from store import health, migrations, predictions, versions
 from store.health import WorkspaceDamaged, WorkspaceError, WorkspaceReadOnly  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
@@ -249,115 +249,41 @@ class Workspace:
         from store.labels import resolve_labels
         return resolve_labels(self, reviewed_only=reviewed_only)
 
-    # -- model versions ----------------------------------------------------------------------
+    # -- model versions (store/versions.py) and predictions (store/predictions.py) -------------
     def new_version_id(self) -> str:
-        n = int(self.scalar("SELECT count(*) FROM model_versions")) + 1
-        return f"v{n:03d}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}"
+        return versions.new_id(self)
 
-    def register_model_version(self, version_id: str, path: Path | str, *, config: dict | None = None,
-                               metrics: dict | None = None, n_train: int | None = None,
-                               n_decisions: int | None = None, duration_s: float | None = None,
-                               parent: str | None = None, notes: str = "", status: str = "ready",
-                               make_live: bool = True) -> dict:
-        row = {"id": version_id, "created_at": now_iso(), "parent": parent, "path": str(path),
-               "config": json.dumps(config or {}), "metrics": json.dumps(metrics or {}),
-               "n_train": n_train, "n_decisions": n_decisions, "duration_s": duration_s,
-               "status": status, "notes": notes}
-
-        def insert(conn: sqlite3.Connection) -> None:
-            conn.execute(f"INSERT INTO model_versions ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                         tuple(row.values()))
-            if make_live and status == "ready":
-                conn.execute("INSERT INTO settings(key, value) VALUES ('live_model_version', ?) "
-                             "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (version_id,))
-
-        self.write(insert)
-        return self.model_version(version_id)
+    def register_model_version(self, version_id: str, path: Path | str, *, make_live: bool = True,
+                               who: str = "", why: str = "", **fields: Any) -> dict:
+        """Add a version row (`store.versions.register`); make_live moves the pointer with history."""
+        return versions.register(self, version_id, path, make_live=make_live, who=who, why=why,
+                                 reason="registered live", **fields)
 
     def model_version(self, version_id: str) -> dict:
-        rows = self.query("SELECT * FROM model_versions WHERE id = ?", (version_id,))
-        if not rows:
-            known = [r["id"] for r in self.query("SELECT id FROM model_versions ORDER BY created_at")]
-            raise WorkspaceError(f"unknown model version {version_id!r}; known: {', '.join(known) or 'none'}")
-        row = rows[0]
-        row["config"] = json.loads(row["config"])
-        row["metrics"] = json.loads(row["metrics"])
-        return row
+        return versions.get(self, version_id)
 
     def model_versions(self) -> list[dict]:
-        live = self.live_version()
-        out = []
-        for r in self.query("SELECT id FROM model_versions ORDER BY created_at, id"):
-            v = self.model_version(r["id"])
-            v["live"] = v["id"] == live
-            out.append(v)
-        return out
+        return versions.all_versions(self)
 
     def live_version(self) -> str | None:
-        return self.get_setting("live_model_version")
+        return versions.live(self)
 
-    def set_live_version(self, version_id: str) -> None:
-        v = self.model_version(version_id)
-        if v["status"] != "ready":
-            raise WorkspaceError(f"model version {version_id} is {v['status']}, cannot serve it")
-        self.set_setting("live_model_version", version_id)
+    def set_live_version(self, version_id: str, who: str = "", why: str = "", *, reason: str = "") -> str | None:
+        """`store.versions.set_live`: the audited move (live_history gets who/why)."""
+        return versions.set_live(self, version_id, who, why, reason=reason or "set live")
 
     def move_live(self, version_id: str, *, reason: str, who: str = "", why: str = "") -> str | None:
-        """Point the live pointer at a 'ready' version and append who/when/why to `live_history`,
-        in one transaction; returns the version live before. The audited path for every
-        model-changing action (train, retrain, rollback, the app's buttons)."""
-        def move(conn: sqlite3.Connection) -> str | None:
-            row = conn.execute("SELECT status FROM model_versions WHERE id = ?", (version_id,)).fetchone()
-            if row is None:
-                raise WorkspaceError(f"unknown model version {version_id!r}")
-            if row[0] != "ready":
-                raise WorkspaceError(f"model version {version_id} is {row[0]}; only a 'ready' version can serve")
-            prev = conn.execute("SELECT value FROM settings WHERE key = 'live_model_version'").fetchone()
-            prev = prev[0] if prev else None
-            conn.execute("INSERT INTO settings(key, value) VALUES ('live_model_version', ?) "
-                         "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (version_id,))
-            conn.execute("INSERT INTO live_history (at, version, previous, reason, who, why) VALUES (?, ?, ?, ?, ?, ?)",
-                         (now_iso(), version_id, prev, reason, who or "", why or ""))
-            return prev
-
-        return self.write(move)
+        """`store.versions.set_live` under its older name; returns the version live before."""
+        return versions.set_live(self, version_id, who, why, reason=reason)
 
     def live_history(self, limit: int = 20) -> list[dict]:
-        """The latest moves of the live pointer, newest first: at, version, previous, reason, who, why."""
-        return self.query("SELECT at, version, previous, reason, who, why FROM live_history "
-                          "ORDER BY id DESC LIMIT ?", (int(limit),))
+        return versions.history(self, limit)
 
-    # -- predictions -------------------------------------------------------------------------
     def save_predictions(self, model_version: str, rows: Iterable[dict], *, source: str | None = None) -> int:
-        """rows: product_id, top5 [[code, p]...], probs [27 floats], voters {name: [[code, p]...]},
-        top1, top1_prob, margin, entropy, disagreement. source: which model made them
-        ('out-of-fold' or 'model trained on all labels'), shown on the card."""
-        created = now_iso()
-        values = [(str(r["product_id"]), model_version, json.dumps(r["top5"]), json.dumps(r["probs"]),
-                   json.dumps(r.get("voters", {})), int(r["top1"]), float(r["top1_prob"]), float(r["margin"]),
-                   float(r["entropy"]), int(r.get("disagreement", 0)), created, source) for r in rows]
-
-        def insert(conn: sqlite3.Connection) -> int:
-            conn.executemany(
-                "INSERT OR REPLACE INTO predictions (product_id, model_version, top5, probs, voters, top1, "
-                "top1_prob, margin, entropy, disagreement, created_at, source) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                values)
-            return len(values)
-
-        return self.write(insert)
+        return predictions.save(self, model_version, rows, source=source)
 
     def prediction(self, product_id: str, model_version: str | None = None) -> dict | None:
-        version = model_version or self.live_version()
-        if version is None:
-            return None
-        rows = self.query("SELECT * FROM predictions WHERE product_id = ? AND model_version = ?",
-                          (str(product_id), version))
-        if not rows:
-            return None
-        row = rows[0]
-        for k in ("top5", "probs", "voters"):
-            row[k] = json.loads(row[k])
-        return row
+        return predictions.get(self, product_id, model_version)
 
 
 def open_workspace(root: Path | str, *, create: bool = True, read_only: bool = False) -> Workspace:
