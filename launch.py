@@ -35,7 +35,7 @@ from pathlib import Path
 import click
 
 from labeler.auth import Access, AuthFileError, file_warnings, read_auth_file  # noqa: F401 (re-exported)
-from labeler.cli import FILE, TqdmProgress, workspace_option
+from labeler.console import FILE, TqdmProgress, workspace_option
 from labeler.config import Settings
 from store.workspace import Workspace
 

@@ -14,7 +14,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from labeler import taxonomy
-from labeler.cli import export_index, main, prediction_frame
+from labeler.cli import main
+from labeler.cli.catalog import export_index
+from labeler.cli.predict import prediction_frame
 from models.training import live_bundle
 from store import Workspace
 
@@ -275,7 +277,7 @@ def test_export_neutralises_formula_cells_in_csv_and_keeps_jsonl_as_stored(tmp_p
 
 
 def test_predictions_read_back_undo_the_formula_quote(tmp_path):
-    from labeler.cli import read_predictions
+    from labeler.cli.predict import read_predictions
     from labeler.csvsafe import neutralise, neutralise_frame
     assert [neutralise(v) for v in ("\tcmd", "\rcmd", "a=b", "", 5, -5)] == ["'\tcmd", "'\rcmd", "a=b", "", 5, -5]
     frame = pd.DataFrame({"productid": ["-7", "=1", "42"], "pred_1": [10, 10, 10], "prob_1": [0.5, 0.5, 0.5],

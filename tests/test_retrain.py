@@ -23,8 +23,11 @@ import pytest
 from labeler import review
 from labeler.config import Settings
 from labeler.importer import import_challenge
-from labeler.retrain import (RetrainBusy, RetrainFailed, current_retrain, retrain, retrain_state, rollback,
-                             start_background_retrain, versions_table)
+from labeler.model_versions import versions_table
+from labeler.retrain import RetrainFailed, retrain
+from labeler.retrain_runner import current_retrain, start_background_retrain
+from labeler.rollback import rollback
+from labeler.runs import RetrainBusy, retrain_state
 from models import training
 from store.workspace import Workspace, WorkspaceError
 
@@ -185,8 +188,8 @@ def test_rollback_restores_the_parent_and_scores_products_it_never_saw(corrected
     assert all(ws.prediction(str(p)) is not None for p in extra["productid"])
     assert rollback(ws, new)["version"] == new and ws.live_version() == new     # and forward again
     history = ws.query("SELECT version, previous, reason FROM live_history ORDER BY id")
-    assert [h["version"] for h in history] == [new, first, new]
-    assert history[1]["reason"] == f"rollback from {new}"
+    assert [h["version"] for h in history] == [first, new, first, new]   # the first training's move too
+    assert history[2]["reason"] == f"rollback from {new}"
     with pytest.raises(WorkspaceError, match=f"unknown model version 'v999'.*known: {first}, {new}"):
         rollback(ws, "v999")
     rollback(ws, first)

@@ -1,0 +1,279 @@
+"""Model output commands: predict an X file, evaluate predictions against a Y file, explain a product."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from labeler.cli.common import FILE, FOLDER, TqdmProgress, _table, open_workspace, workspace_option
+from labeler.config import Settings
+from labeler.csvsafe import neutralise_frame, restore
+from labeler.importer import CatalogError, ParsedCatalog
+from store.workspace import Workspace
+
+
+# -- predict ----------------------------------------------------------------------------------
+def prediction_frame(parsed_frame: pd.DataFrame, out: dict[str, Any], k: int = 5,
+                     calibration: dict | None = None) -> pd.DataFrame:
+    """One row per product: fused top-k, each model's top-1, disagreement, and the X index `row`."""
+    from labeler import taxonomy
+    codes = np.asarray(taxonomy.codes())
+    fused = out["fused"]
+    order = np.argsort(-fused, axis=1, kind="stable")[:, :k]
+    table: dict[str, Any] = {"productid": parsed_frame["id"].to_numpy()}
+    for j in range(k):
+        table[f"pred_{j + 1}"] = codes[order[:, j]]
+    for j in range(k):
+        table[f"prob_{j + 1}"] = np.round(np.take_along_axis(fused, order[:, j:j + 1], axis=1)[:, 0], 6)
+    models = {"text": out["text"]}
+    if out.get("image") is not None:
+        models["image"] = out["image"]
+        models.update(out.get("voters") or {})
+    has_image = np.asarray(out.get("has_image", np.zeros(len(fused), bool)), bool)
+    for name, probs in models.items():
+        best = np.argmax(probs, axis=1)
+        pred = pd.array(codes[best], dtype="Int64")
+        prob = pd.array(np.round(probs[np.arange(len(best)), best], 6), dtype="Float64")
+        if name != "text":   # image models say nothing about products without an image
+            pred[~has_image], prob[~has_image] = pd.NA, pd.NA
+        table[f"{name}_pred"], table[f"{name}_prob"] = pred, prob
+    if out.get("image") is not None:
+        table["disagreement"] = (has_image & (np.argmax(out["text"], 1) != np.argmax(out["image"], 1))).astype(int)
+    table.update(honest_columns(fused, calibration))
+    table["row"] = parsed_frame["row"].to_numpy()
+    return pd.DataFrame(table)
+
+
+def honest_columns(fused: np.ndarray, calibration: dict | None) -> dict[str, Any]:
+    """auto_accept (0/1) and the threshold used, from the version's guarantee (a version trained
+    before it: the fixed 0.80); pred_set (codes joined by |) and pred_set_size when it has sets."""
+    from labeler import taxonomy
+    from models.honest import Calibration
+    cal = Calibration.from_dict(calibration)
+    top1 = fused.max(axis=1) if len(fused) else np.zeros(0)
+    threshold = Settings().auto_accept_threshold if cal is None else cal.auto_accept.threshold
+    cols: dict[str, Any] = {
+        "auto_accept": (top1 >= threshold).astype(int) if threshold is not None else np.zeros(len(fused), int),
+        "auto_accept_threshold": pd.array([threshold] * len(fused), dtype="Float64")}
+    if cal is not None:
+        codes = np.asarray(taxonomy.codes())
+        inside = cal.conformal.sets(fused)
+        order = np.argsort(-fused, axis=1, kind="stable")
+        cols["pred_set"] = ["|".join(str(codes[j]) for j in row if ins[j]) for row, ins in zip(order, inside)]
+        cols["pred_set_size"] = inside.sum(axis=1).astype(int)
+    return cols
+
+
+def predict_catalog(ws: Workspace, bundle: Any, parsed: ParsedCatalog, *, batch_size: int = 512) -> pd.DataFrame:
+    """Predictions of a model bundle for validated products, in batches with a progress bar."""
+    if not parsed.products:
+        raise CatalogError(f"{parsed.source}: no valid product to predict ({len(parsed.problems)} rows rejected)")
+    frame = parsed.frame()
+    parts = []
+    with tqdm(total=len(frame), desc=f"predict ({bundle.version})", unit="product", file=sys.stderr,
+              leave=False) as bar:
+        for start in range(0, len(frame), batch_size):
+            part = frame.iloc[start:start + batch_size].reset_index(drop=True)
+            parts.append(prediction_frame(part, bundle.predict(part, feature_store=ws),
+                                          calibration=(getattr(bundle, "info", None) or {}).get("calibration")))
+            bar.update(len(part))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _bundle(ws: Workspace, model_version: str | None) -> Any:
+    """The model to predict with, loaded before any file is read so a missing one fails fast."""
+    from models.training import live_bundle
+    return live_bundle(ws, model_version)
+
+
+def _report_rejected(parsed: ParsedCatalog) -> None:
+    skipped = [p for p in parsed.problems if p.skipped]
+    if skipped:
+        counts = pd.Series([p.kind for p in skipped]).value_counts()
+        click.echo(f"{len(skipped)} rows not predicted ({', '.join(f'{k}: {n}' for k, n in counts.items())}); "
+                   f"first: {skipped[0]}", err=True)
+
+
+def _parse_texts(texts: Path, images: Path | None) -> ParsedCatalog:
+    from labeler.importer import read_challenge
+    with TqdmProgress("read") as bar:
+        parsed = read_challenge(texts, images=images, progress=bar)
+    _report_rejected(parsed)
+    return parsed
+
+
+@click.command()
+@workspace_option
+@click.option("--texts", type=FILE, required=True, help="Rakuten X file of the products to predict.")
+@click.option("--images", type=FOLDER, help="Folder of image_<imageid>_product_<productid>.jpg; optional.")
+@click.option("--out", type=FILE, required=True, help="CSV file to write.")
+@click.option("--model-version", help="Model version to use (default: the live one).")
+@click.option("--batch-size", type=click.IntRange(1), default=512, show_default=True)
+def predict(workspace: Path, texts: Path, images: Path | None, out: Path, model_version: str | None,
+            batch_size: int) -> None:
+    """Predict categories for an X file, without adding its products to the workspace.
+
+    Writes one row per product: productid, pred_1..pred_5, prob_1..prob_5 (fused top-5), text_pred,
+    text_prob, and with an image model image_pred, image_prob, one <voter>_pred/<voter>_prob pair
+    per image voter and disagreement; auto_accept (0/1) with the auto_accept_threshold the version
+    guarantees (empty: too few labels to guarantee its target precision, nothing auto-accepted),
+    pred_set (category codes joined by |, the conformal prediction set) and pred_set_size; the
+    last column, row, is the X index (for evaluate).
+    """
+    ws = open_workspace(workspace, read_only=True)
+    bundle = _bundle(ws, model_version)
+    frame = predict_catalog(ws, bundle, _parse_texts(texts, images), batch_size=batch_size)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    neutralise_frame(frame).to_csv(out, index=False)
+    click.echo(f"Predicted {len(frame)} products with model version {bundle.version}: {out.resolve()}")
+
+
+# -- evaluate ---------------------------------------------------------------------------------
+def read_predictions(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise CatalogError(f"predictions file {path} not found; write one with `python -m labeler predict`")
+    try:
+        frame = pd.read_csv(path, dtype={"row": str, "productid": str})
+        for col in ("row", "productid"):        # predict wrote them neutralised (labeler/csvsafe.py)
+            if col in frame.columns:
+                frame[col] = frame[col].map(restore)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise CatalogError(f"{path} is not a readable CSV ({' '.join(str(exc).split())})") from None
+    needed = ["productid", "pred_1", "prob_1", "row"]
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise CatalogError(f"{path} does not look like predictions: missing {', '.join(missing)}; found columns "
+                           f"[{', '.join(map(str, frame.columns))}], expected [{', '.join(needed)}, ...] "
+                           "as written by `python -m labeler predict`")
+    return frame
+
+
+def join_labels(predictions: pd.DataFrame, labels_path: Path) -> tuple[pd.DataFrame, list[str]]:
+    """Predictions with a `true` column, joined on the X index; notes on what did not join."""
+    from labeler.importer import read_labels
+    labels, problems = read_labels(labels_path)
+    known = {i: code for i, (code, _, _) in labels.items() if code is not None}
+    notes = [f"{len(labels) - len(known)} labels with an unknown category code ignored"] if len(known) < len(labels) else []
+    notes += [str(p) for p in problems[:3]]
+    rows = predictions["row"].astype(str).str.strip()
+    predictions = predictions.assign(true=rows.map(known))
+    unmatched = int(predictions["true"].isna().sum())
+    if unmatched == len(predictions):
+        raise CatalogError(f"no row of the predictions matches an index of {labels_path.name}: were the "
+                           "predictions made on the X file of the same split?")
+    if unmatched:
+        notes.append(f"{unmatched} predicted products have no label in {labels_path.name}")
+    if len(known) > len(predictions) - unmatched:
+        notes.append(f"{len(known) - (len(predictions) - unmatched)} labelled products have no prediction")
+    return predictions[predictions["true"].notna()].reset_index(drop=True), notes
+
+
+@click.command()
+@workspace_option
+@click.option("--labels", type=FILE, required=True, help="Rakuten Y file with the true categories.")
+@click.option("--predictions", type=FILE, help="Predictions CSV written by `predict` (joined on `row`).")
+@click.option("--texts", type=FILE, help="Or an X file: predict it in memory first with the live model.")
+@click.option("--images", type=FOLDER, help="Image folder for --texts; optional.")
+@click.option("--model-version", help="Model version for --texts (default: the live one).")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=Settings().auto_accept_threshold,
+              show_default=True, help="Automation threshold on the fused top-1 probability.")
+@click.option("--out-dir", type=FOLDER, help="Where reports go (default: WORKSPACE/reports).")
+def evaluate(workspace: Path, labels: Path, predictions: Path | None, texts: Path | None, images: Path | None,
+             model_version: str | None, threshold: float, out_dir: Path | None) -> None:
+    """Score predictions against a Y file: accuracy, weighted and macro F1, per-category report,
+    confusion-matrix PNG, and the share of products above the automation threshold with the
+    precision on them."""
+    from labeler import evaluation
+    if (predictions is None) == (texts is None):
+        raise click.UsageError("give either --predictions preds.csv or --texts X.csv")
+    if predictions is not None:
+        frame = read_predictions(predictions)
+    else:
+        ws = open_workspace(workspace, read_only=True)
+        frame = predict_catalog(ws, _bundle(ws, model_version), _parse_texts(texts, images))
+    joined, notes = join_labels(frame, labels)
+    top_cols = [c for c in (f"pred_{j}" for j in range(1, 6)) if c in joined.columns]
+    model_cols = [c for c in joined.columns if c.endswith("_pred") and not c.startswith("pred_")]
+    ev = evaluation.evaluate(joined["true"].astype(int), joined["pred_1"].astype(int), joined["prob_1"],
+                             threshold=threshold, top_k=joined[top_cols].to_numpy(),
+                             by_model={c[:-len("_pred")]: joined[c].to_numpy() for c in model_cols})
+    for note in notes:
+        click.echo(f"Note: {note}", err=True)
+    click.echo(evaluation.format_report(ev))
+    for line in evaluation.honest_lines(joined):
+        click.echo(line)
+    try:
+        paths = evaluation.save_reports(ev, out_dir or workspace / "reports")
+    except OSError as exc:
+        raise click.ClickException(f"cannot write the reports to {out_dir or workspace / 'reports'} "
+                                   f"({exc.strerror or exc}); pass --out-dir FOLDER") from None
+    click.echo("")
+    click.echo(_table([("confusion matrix", paths["confusion"].resolve()),
+                       ("per category", paths["per_class"].resolve()),
+                       ("summary", paths["summary"].resolve())], indent=""))
+
+
+@click.command("explain")
+@workspace_option
+@click.option("--product", "product_id", required=True, help="Product id to explain.")
+@click.option("--category", default=None,
+              help="Category code to explain (default: the product's fused top-1, as on the review card).")
+@click.option("--out", type=FOLDER, required=True, help="Folder for the PNG overlays and the text CSV (created if missing).")
+@click.option("--model-version", default=None, help="Model version (default: the live one).")
+def explain(workspace: Path, product_id: str, category: str | None, out: Path, model_version: str | None) -> None:
+    """Explain a product: the text model's word contributions (CSV: field, span, start, end,
+    contribution; they sum to the model's score) and one Grad-CAM / Ablation-CAM overlay PNG per
+    image voter. `heatmap` is the same command."""
+    from labeler import taxonomy
+    from labeler.text_highlights import explain_product_text, text_model, write_text_csv
+    from models.explain import write_heatmaps
+    from models.features import ImageProblem
+
+    ws = open_workspace(workspace, read_only=True)
+    product = ws.product(product_id)
+    if product is None:
+        raise click.ClickException(f"no product {product_id!r} in workspace {workspace}")
+    if category is not None and not taxonomy.is_known(category):
+        raise click.ClickException(f"unknown category {category!r}; expected one of the 27 prdtypecode values: "
+                                   + ", ".join(str(c) for c in taxonomy.codes()))
+    bundle = _bundle(ws, model_version)
+    code = int(category) if category is not None else _shown_top1(ws, bundle, product)
+    out.mkdir(parents=True, exist_ok=True)
+    model = text_model(bundle)
+    if model is None:
+        click.echo(f"no text explanation: model version {bundle.version} has no explainable text model")
+    else:
+        exp = explain_product_text(model, product, code)
+        if not exp.has_text:
+            click.echo(f"product {product_id} has no title or description text: no text explanation")
+        else:
+            path = out / f"product_{_safe(product_id)}_{code}_text.csv"
+            write_text_csv(exp, path)
+            click.echo(path.resolve())
+            click.echo(f"  {taxonomy.name(code)} · {code}: {exp.summary()}")
+    try:
+        paths = write_heatmaps(bundle, product, out, code)
+    except (ImageProblem, ValueError) as exc:
+        click.echo(f"no heatmaps: {exc}")
+        return
+    for path in paths:
+        click.echo(path.resolve())
+
+
+def _safe(text: str) -> str:
+    import re
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", str(text))
+
+
+def _shown_top1(ws: Workspace, bundle: Any, product: dict) -> int:
+    """The fused top-1 stored for this version (what the card shows), else the bundle's own."""
+    row = ws.prediction(product["id"], bundle.version)
+    if row is not None:
+        return int(row["top1"])
+    frame = pd.DataFrame([{k: product.get(k) for k in ("id", "title", "description", "image_path", "image_sha1")}])
+    return int(bundle.codes[int(np.argmax(bundle.predict(frame)["fused"][0]))])
