@@ -29,7 +29,7 @@ from typing import Callable
 from datetime import datetime, timezone
 
 from labeler.config import Settings
-from store import batches, decisions, reservations
+from store import batches as batch_store, decisions, reservations
 from store.workspace import Workspace, WorkspaceError
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ def auto_accept(ws: Workspace, by: str, *, threshold: float | None = None, dry_r
     def select(db: "Workspace | sqlite3.Connection") -> tuple[AutoAcceptResult, list[dict]]:
         result = AutoAcceptResult(version=version, threshold=thr, dry_run=dry_run)
         held = reservations.held(db, now=time.time())
-        rows = batches.auto_accept_candidates(db, version, thr.value)
+        rows = batch_store.auto_accept_candidates(db, version, thr.value)
         chosen = []
         for r in rows:
             pid = r["product_id"]
@@ -146,10 +146,10 @@ def auto_accept(ws: Workspace, by: str, *, threshold: float | None = None, dry_r
         def tx(conn: sqlite3.Connection) -> None:
             # what changed since the selection: decided or reserved by a reviewer meanwhile
             ids = [r["product_id"] for r in rows]
-            taken = batches.labelled(conn, ids)
+            taken = batch_store.labelled(conn, ids)
             held = reservations.held(conn, now=time.time(), product_ids=ids)
             if first:
-                batches.create(conn, batch, "auto_accept", by, model_version=version, threshold=thr.value,
+                batch_store.create(conn, batch, "auto_accept", by, model_version=version, threshold=thr.value,
                                note=f"threshold from {thr.source}")
             written = 0
             for r in rows:
@@ -162,7 +162,7 @@ def auto_accept(ws: Workspace, by: str, *, threshold: float | None = None, dry_r
                                  shown_top5=json.loads(r["top5"]), comment=comment,
                                  idempotency_key=f"{batch}:{pid}", batch_id=batch, via="auto_accept")
                 written += 1
-            batches.add_decisions(conn, batch, written)
+            batch_store.add_decisions(conn, batch, written)
         return tx
 
     for start in range(0, len(chosen), CHUNK):
@@ -182,29 +182,29 @@ def undo_batch(ws: Workspace, batch_id: str, by: str) -> UndoBatchResult:
     if not by:
         raise BulkError("undo-batch needs the admin's name (--by NAME): it is stored as the undo's reviewer")
     batch_id = (batch_id or "").strip()
-    batch = batches.get(ws, batch_id)
+    batch = batch_store.get(ws, batch_id)
     if batch is None:
-        recent = batches.recent_ids(ws, 5)
+        recent = batch_store.recent_ids(ws, 5)
         raise BulkError(f"unknown batch {batch_id!r}; recent batches: {', '.join(recent) or 'none'} "
                         "(`python -m labeler batches` lists them)")
     if batch["kind"] == "undo":
         raise BulkError(f"batch {batch_id} is itself an undo (of {batch['undoes_batch']}); "
                         "re-run the original bulk action instead of undoing an undo")
-    ids = batches.decision_ids(ws, batch_id)
+    ids = batch_store.decision_ids(ws, batch_id)
     undo_id = _new_batch_id("undo")
     done = {"undone": 0, "created": False}
 
     def chunk_tx(chunk: list[int]) -> Callable[[sqlite3.Connection], None]:
         def tx(c: sqlite3.Connection) -> None:
-            live = batches.still_in_effect(c, chunk)
+            live = batch_store.still_in_effect(c, chunk)
             if not live:
                 return
             if not done["created"]:
-                batches.create(c, undo_id, "undo", by, model_version=batch["model_version"], undoes_batch=batch_id)
+                batch_store.create(c, undo_id, "undo", by, model_version=batch["model_version"], undoes_batch=batch_id)
             for r in live:
                 decisions.append(c, r["product_id"], by, "undo", undoes=int(r["id"]), model_version=r["model_version"],
                                  idempotency_key=f"{undo_id}:{r['id']}", batch_id=undo_id, via="undo_batch")
-            batches.add_decisions(c, undo_id, len(live))
+            batch_store.add_decisions(c, undo_id, len(live))
             done["created"] = True
             done["undone"] += len(live)
         return tx
@@ -217,7 +217,7 @@ def undo_batch(ws: Workspace, batch_id: str, by: str) -> UndoBatchResult:
 
 def batches(ws: Workspace, limit: int = 20) -> list[dict]:
     """Recent batches, newest first, with how many of their decisions are still in effect."""
-    return batches.listing(ws, limit)
+    return batch_store.listing(ws, limit)
 
 
 def _new_batch_id(prefix: str) -> str:
