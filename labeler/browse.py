@@ -11,10 +11,10 @@ label by the latest label-issue run. Decided means a label decision in effect
 Why not one SQL query: counting and sorting 100k rows joined with their predictions and the
 decision log took 0.5-2 s a page on the 2-core machine. A `CatalogIndex` keeps the columns the
 filters and sorts read as numpy arrays instead (import order, id and title orders, imported and
-predicted category, confidence), rebuilt only when products are imported or the live version's
-predictions change (~1 s at 100k), and the decision state replayed incrementally from the
-append-only log (`id > last seen`), as the review queue does. A page is then boolean masks, one
-sort of what matched and one SQL read of the page's rows. `python bench/bench_browse.py`
+predicted category, confidence), rebuilt only when the store's 'catalog' counter moves (products
+or predictions written, ~1 s at 100k), and the decision state replayed incrementally from the
+append-only log (`store.decisions.since`, commit order), as the review queue does. A page is then
+boolean masks, one sort of what matched and one read of the page's rows (`store.catalog`). `python bench/bench_browse.py`
 measures it on 100k products. No Gradio here: the app's Browse tab renders `BrowsePage.rows`.
 """
 from __future__ import annotations
@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from labeler import taxonomy
+from store import catalog, decisions, search
 from store.workspace import Workspace, WorkspaceError
 
 SORTS = ("imported", "id", "title", "confidence", "-confidence", "decided_at")
@@ -118,7 +119,7 @@ class _Columns:
 class _Decisions:
     """Replay of the decision log: each product's label decisions in effect."""
 
-    last_id: int = 0
+    last_seq: int = 0                                                        # replayed up to (store.decisions)
     rows: dict[int, tuple[str, str, int]] = field(default_factory=dict)      # id -> (product, reviewer, category)
     in_effect: dict[str, dict[int, str]] = field(default_factory=dict)       # product -> {id: reviewer}
     by_reviewer: dict[str, dict[str, int]] = field(default_factory=dict)     # reviewer -> product -> n in effect
@@ -140,20 +141,11 @@ class CatalogIndex:
 
     # -- keeping up with the store -------------------------------------------------------------
     def _key(self) -> tuple:
-        c = self.ws.conn
-        version = self.ws.live_version()
-        last_pred = c.execute("SELECT rowid, created_at FROM predictions ORDER BY rowid DESC LIMIT 1").fetchone()
-        products = c.execute("SELECT max(rowid), count(*) FROM products").fetchone()
-        from labeler.review import _issue_run
-        return (version, tuple(last_pred) if last_pred else None, tuple(products), _issue_run(self.ws))
+        return (self.ws.live_version(), catalog.generation(self.ws), catalog.issues_generation(self.ws))
 
     def _load(self, key: tuple) -> _Columns:
-        rows = self.ws.conn.execute(
-            "SELECT p.rowid, p.id, p.title, coalesce(p.source_label, 0), coalesce(pr.top1, 0), pr.top1_prob, "
-            "coalesce(pr.disagreement, 0) "
-            "FROM products p LEFT JOIN predictions pr ON pr.product_id = p.id AND pr.model_version = ? "
-            "ORDER BY p.rowid", (key[0],)).fetchall()
-        from labeler.review import stored_suspects
+        rows = catalog.browse_rows(self.ws, key[0])
+        from labeler.queue import stored_suspects
         ids = [r[1] for r in rows]
         titles = [r[2].casefold() for r in rows]
         flagged = stored_suspects(self.ws)
@@ -180,17 +172,15 @@ class CatalogIndex:
         return self._cols
 
     def _catch_up(self) -> None:
-        dec, conn = self._dec, self.ws.conn
-        top = conn.execute("SELECT max(id) FROM decisions").fetchone()[0] or 0
-        if top < dec.last_id:                   # the database was replaced under us
+        dec = self._dec
+        top = decisions.position(self.ws)
+        if top < dec.last_seq:                  # the database was replaced under us
             self._cols = None
             self._refresh()
             return
         touched: set[str] = set()
-        for did, pid, reviewer, action, category, undoes in conn.execute(
-                "SELECT id, product_id, reviewer, action, category, undoes FROM decisions WHERE id > ? ORDER BY id",
-                (dec.last_id,)):
-            dec.last_id = did
+        for seq, did, pid, reviewer, action, category, undoes in decisions.since(self.ws, dec.last_seq):
+            dec.last_seq = seq
             if action == "undo":
                 target = dec.rows.pop(undoes, None)
                 if target is None:
@@ -280,8 +270,7 @@ class CatalogIndex:
         mask = np.zeros(len(cols.ids), bool)
         match = fts_expression(text)
         if match is not None:
-            found = np.fromiter((r[0] for r in self.ws.conn.execute(
-                "SELECT rowid FROM products_fts WHERE products_fts MATCH ?", (match,))), np.int64)
+            found = search.matching_rowids(self.ws, match)
             at = np.searchsorted(cols.rowids, found)
             ok = (at < len(cols.rowids)) & (cols.rowids[np.minimum(at, len(cols.rowids) - 1)] == found)
             mask[at[ok]] = True
@@ -329,14 +318,8 @@ def _rows(ws: Workspace, ids: list[str], version: str | None, decided: dict[str,
     """The page's rows, in `ids` order: imported, predicted and decided state of each product."""
     if not ids:
         return []
-    marks = ",".join("?" * len(ids))
-    found = {r["product_id"]: r for r in ws.query(
-        "SELECT p.id AS product_id, p.title, p.source_label AS imported, p.image_path, pr.top1 AS predicted, "
-        "pr.top1_prob AS confidence FROM products p LEFT JOIN predictions pr ON pr.product_id = p.id "
-        f"AND pr.model_version = ? WHERE p.id IN ({marks})", [version, *ids])}
-    rows = {r["id"]: r for r in ws.query(
-        f"SELECT id, category, reviewer, created_at, action FROM decisions WHERE id IN "
-        f"({','.join('?' * len(decided))})", list(decided.values()))} if decided else {}
+    found = catalog.page_rows(ws, ids, version)
+    rows = decisions.rows_by_id(ws, decided.values())
     out = []
     for pid in ids:
         r = dict(found[pid])
@@ -391,12 +374,8 @@ def product_detail(ws: Workspace, product_id: str) -> dict:
     if product is None:
         raise BrowseError(f"unknown product {pid!r}: pick a row of the table or type an id from it")
     pred = ws.prediction(pid)
-    undone = {r[0] for r in ws.conn.execute(
-        "SELECT undoes FROM decisions WHERE product_id = ? AND action = 'undo'", (pid,))}
-    history = [{**d, "undone": d["id"] in undone} for d in ws.query(
-        "SELECT id, reviewer, action, category, comment, created_at, via FROM decisions "
-        "WHERE product_id = ? AND action != 'undo' ORDER BY id", (pid,))]
-    label = ws.scalar("SELECT category FROM current_labels WHERE product_id = ?", (pid,))
+    history = decisions.product_history(ws, pid)
+    label = decisions.current_label(ws, pid)
     return {"product": product, "top5": pred["top5"] if pred else [], "model_version": pred and pred["model_version"],
             "history": history, "label": label}
 

@@ -29,7 +29,8 @@ from typing import Callable
 from datetime import datetime, timezone
 
 from labeler.config import Settings
-from store.workspace import Workspace, WorkspaceError, now_iso
+from store import batches as batch_store, decisions, reservations
+from store.workspace import Workspace, WorkspaceError
 
 log = logging.getLogger(__name__)
 VERSION_METRIC = "auto_accept_threshold"
@@ -115,17 +116,10 @@ def auto_accept(ws: Workspace, by: str, *, threshold: float | None = None, dry_r
         raise BulkError("no live model version: train one first (`python -m labeler train`)")
     thr = threshold_for(ws, version, threshold, settings)
 
-    def select(conn: sqlite3.Connection) -> tuple[AutoAcceptResult, list[dict]]:
+    def select(db: "Workspace | sqlite3.Connection") -> tuple[AutoAcceptResult, list[dict]]:
         result = AutoAcceptResult(version=version, threshold=thr, dry_run=dry_run)
-        held = {r[0] for r in conn.execute("SELECT product_id FROM reservations WHERE expires_at > ?",
-                                           (time.time(),))}
-        rows = conn.execute(
-            "SELECT pr.product_id, pr.top1, pr.top1_prob, pr.top5, p.source_label FROM predictions pr "
-            "JOIN products p ON p.id = pr.product_id "
-            "WHERE pr.model_version = ? AND pr.top1_prob >= ? AND NOT EXISTS ("
-            "  SELECT 1 FROM effective_decisions e WHERE e.product_id = pr.product_id "
-            "  AND e.action IN ('accept', 'correct', 'auto_accept')) "
-            "ORDER BY pr.top1_prob DESC, pr.product_id", (version, thr.value)).fetchall()
+        held = reservations.held(db, now=time.time())
+        rows = batch_store.auto_accept_candidates(db, version, thr.value)
         chosen = []
         for r in rows:
             pid = r["product_id"]
@@ -135,13 +129,13 @@ def auto_accept(ws: Workspace, by: str, *, threshold: float | None = None, dry_r
                 result.conflicts.append(pid)
             else:
                 result.accepted.append((pid, int(r["top1"]), float(r["top1_prob"])))
-                chosen.append(dict(r))
+                chosen.append(r)
         return result, chosen
 
     if dry_run:
-        return select(ws.conn)[0]
+        return select(ws)[0]
 
-    result, chosen = select(ws.conn)
+    result, chosen = select(ws)
     if not chosen:
         return result
     batch = _new_batch_id("aa")
@@ -152,17 +146,11 @@ def auto_accept(ws: Workspace, by: str, *, threshold: float | None = None, dry_r
         def tx(conn: sqlite3.Connection) -> None:
             # what changed since the selection: decided or reserved by a reviewer meanwhile
             ids = [r["product_id"] for r in rows]
-            marks = ",".join("?" * len(ids))
-            taken = {r[0] for r in conn.execute(
-                f"SELECT product_id FROM effective_decisions WHERE product_id IN ({marks}) "
-                "AND action IN ('accept', 'correct', 'auto_accept')", ids)}
-            held = {r[0] for r in conn.execute(
-                f"SELECT product_id FROM reservations WHERE product_id IN ({marks}) AND expires_at > ?",
-                [*ids, time.time()])}
+            taken = batch_store.labelled(conn, ids)
+            held = reservations.held(conn, now=time.time(), product_ids=ids)
             if first:
-                conn.execute("INSERT INTO decision_batches (id, kind, reviewer, model_version, threshold, "
-                             "n_decisions, note, created_at) VALUES (?, 'auto_accept', ?, ?, ?, 0, ?, ?)",
-                             (batch, by, version, thr.value, f"threshold from {thr.source}", now_iso()))
+                batch_store.create(conn, batch, "auto_accept", by, model_version=version, threshold=thr.value,
+                               note=f"threshold from {thr.source}")
             written = 0
             for r in rows:
                 pid = r["product_id"]
@@ -170,11 +158,11 @@ def auto_accept(ws: Workspace, by: str, *, threshold: float | None = None, dry_r
                     (result.decided_meanwhile if pid in taken else result.held).append(pid)
                     accepted.discard(pid)
                     continue
-                ws.record_decision(pid, by, "auto_accept", category=int(r["top1"]), model_version=version,
-                                   shown_top5=json.loads(r["top5"]), comment=comment,
-                                   idempotency_key=f"{batch}:{pid}", conn=conn, batch_id=batch, via="auto_accept")
+                decisions.append(conn, pid, by, "auto_accept", category=int(r["top1"]), model_version=version,
+                                 shown_top5=json.loads(r["top5"]), comment=comment,
+                                 idempotency_key=f"{batch}:{pid}", batch_id=batch, via="auto_accept")
                 written += 1
-            conn.execute("UPDATE decision_batches SET n_decisions = n_decisions + ? WHERE id = ?", (written, batch))
+            batch_store.add_decisions(conn, batch, written)
         return tx
 
     for start in range(0, len(chosen), CHUNK):
@@ -194,37 +182,29 @@ def undo_batch(ws: Workspace, batch_id: str, by: str) -> UndoBatchResult:
     if not by:
         raise BulkError("undo-batch needs the admin's name (--by NAME): it is stored as the undo's reviewer")
     batch_id = (batch_id or "").strip()
-    conn = ws.conn
-    batch = conn.execute("SELECT * FROM decision_batches WHERE id = ?", (batch_id,)).fetchone()
+    batch = batch_store.get(ws, batch_id)
     if batch is None:
-        recent = [r[0] for r in conn.execute(
-            "SELECT id FROM decision_batches WHERE kind != 'undo' ORDER BY created_at DESC LIMIT 5")]
+        recent = batch_store.recent_ids(ws, 5)
         raise BulkError(f"unknown batch {batch_id!r}; recent batches: {', '.join(recent) or 'none'} "
                         "(`python -m labeler batches` lists them)")
     if batch["kind"] == "undo":
         raise BulkError(f"batch {batch_id} is itself an undo (of {batch['undoes_batch']}); "
                         "re-run the original bulk action instead of undoing an undo")
-    ids = [r[0] for r in conn.execute("SELECT id FROM decisions WHERE batch_id = ? AND action != 'undo' ORDER BY id",
-                                      (batch_id,))]
+    ids = batch_store.decision_ids(ws, batch_id)
     undo_id = _new_batch_id("undo")
     done = {"undone": 0, "created": False}
 
     def chunk_tx(chunk: list[int]) -> Callable[[sqlite3.Connection], None]:
         def tx(c: sqlite3.Connection) -> None:
-            marks = ",".join("?" * len(chunk))
-            live = c.execute(f"SELECT d.id, d.product_id, d.model_version FROM decisions d WHERE d.id IN ({marks}) "
-                             "AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id) ORDER BY d.id",
-                             chunk).fetchall()
+            live = batch_store.still_in_effect(c, chunk)
             if not live:
                 return
             if not done["created"]:
-                c.execute("INSERT INTO decision_batches (id, kind, reviewer, model_version, undoes_batch, n_decisions, "
-                          "created_at) VALUES (?, 'undo', ?, ?, ?, 0, ?)",
-                          (undo_id, by, batch["model_version"], batch_id, now_iso()))
+                batch_store.create(c, undo_id, "undo", by, model_version=batch["model_version"], undoes_batch=batch_id)
             for r in live:
-                ws.record_decision(r["product_id"], by, "undo", undoes=int(r["id"]), model_version=r["model_version"],
-                                   idempotency_key=f"{undo_id}:{r['id']}", conn=c, batch_id=undo_id, via="undo_batch")
-            c.execute("UPDATE decision_batches SET n_decisions = n_decisions + ? WHERE id = ?", (len(live), undo_id))
+                decisions.append(c, r["product_id"], by, "undo", undoes=int(r["id"]), model_version=r["model_version"],
+                                 idempotency_key=f"{undo_id}:{r['id']}", batch_id=undo_id, via="undo_batch")
+            batch_store.add_decisions(c, undo_id, len(live))
             done["created"] = True
             done["undone"] += len(live)
         return tx
@@ -237,10 +217,7 @@ def undo_batch(ws: Workspace, batch_id: str, by: str) -> UndoBatchResult:
 
 def batches(ws: Workspace, limit: int = 20) -> list[dict]:
     """Recent batches, newest first, with how many of their decisions are still in effect."""
-    return ws.query(
-        "SELECT b.*, (SELECT count(*) FROM decisions d WHERE d.batch_id = b.id AND d.action != 'undo' "
-        "  AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id)) AS in_effect "
-        "FROM decision_batches b ORDER BY b.created_at DESC, b.rowid DESC LIMIT ?", (int(limit),))
+    return batch_store.listing(ws, limit)
 
 
 def _new_batch_id(prefix: str) -> str:

@@ -4,8 +4,9 @@ The workflow under a grid screen, plain Python (no Gradio):
 
 * `open_page(ws, reviewer, category)`: up to `size` undecided products whose fused top-1 is the
   category, surest first (the page most likely to be all right) or least sure first, none held
-  by another reviewer. They are reserved for the reviewer in the same BEGIN IMMEDIATE
-  transaction that picks them, so two reviewers never get the same product on screen. Opening
+  by another reviewer. They are reserved for the reviewer in the same write transaction that
+  picks them (and the store refuses a second holder), so two reviewers never get the same
+  product on screen. Opening
   a page gives back the reviewer's previous reservations first (one screen at a time).
 * `accept_page(ws, reviewer, page, marked)`: every product of the page but the marked ones gets
   an ordinary append-only decision, action 'accept' with `via='grid'`, in one batch
@@ -28,9 +29,10 @@ from dataclasses import dataclass, field
 
 from labeler import bulk, review, taxonomy
 from labeler.config import Settings
-from store.workspace import Workspace, now_iso
+from store import batches, catalog, decisions, reservations
+from store.workspace import Workspace
 
-ORDERS = {"surest": "pr.top1_prob DESC, p.rowid", "least_sure": "pr.top1_prob ASC, p.rowid"}
+ORDERS = tuple(catalog.GRID_ORDERS)        # 'surest' first, or 'least_sure'
 DEFAULT_SIZE = 24
 
 
@@ -79,8 +81,8 @@ class PageResult:
 def open_page(ws: Workspace, reviewer: str, category: int, *, size: int = DEFAULT_SIZE, order: str = "surest",
               settings: Settings = Settings()) -> GridPage | None:
     """Pick and reserve the next page (see the module doc); None when the category has nothing left."""
-    reviewer = review._check_reviewer(reviewer)
-    category = review._check_category(category, "grid page")
+    reviewer = review.check_reviewer(reviewer)
+    category = review.check_category(category, "grid page")
     if order not in ORDERS:
         raise review.ReviewError(f"grid order {order!r}: expected one of {', '.join(ORDERS)}")
     if not 1 <= size <= 200:
@@ -92,24 +94,14 @@ def open_page(ws: Workspace, reviewer: str, category: int, *, size: int = DEFAUL
 
     def tx(conn: sqlite3.Connection) -> GridPage | None:
         now = time.time()
-        conn.execute("DELETE FROM reservations WHERE expires_at <= ?", (now,))
-        conn.execute("DELETE FROM reservations WHERE reviewer = ?", (reviewer,))
-        base = ("FROM predictions pr JOIN products p ON p.id = pr.product_id "
-                "WHERE pr.model_version = :v AND pr.top1 = :c "
-                "AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.product_id = pr.product_id "
-                "  AND d.action IN ('accept', 'correct', 'auto_accept') "
-                "  AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id))")
-        params = {"v": version, "c": category}
-        remaining = int(conn.execute(f"SELECT count(*) {base}", params).fetchone()[0])
-        rows = conn.execute(
-            f"SELECT p.id, p.title, p.image_path, pr.top1_prob, pr.top5 {base} "
-            "AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.product_id = pr.product_id) "
-            f"ORDER BY {ORDERS[order]} LIMIT :n", {**params, "n": size}).fetchall()
+        reservations.drop_expired(conn, now)
+        reservations.release(conn, reviewer)
+        remaining, rows = catalog.undecided_in_category(conn, version, category, order, size)
+        expires = now + settings.reservation_ttl_s
+        got = set(reservations.hold_many(conn, [r[0] for r in rows], reviewer, expires, now=now))
+        rows = [r for r in rows if r[0] in got]
         if not rows:
             return None
-        expires = now + settings.reservation_ttl_s
-        conn.executemany("INSERT INTO reservations (product_id, reviewer, expires_at) VALUES (?, ?, ?)",
-                         [(r[0], reviewer, expires) for r in rows])
         items = tuple(GridItem(r[0], r[1], r[2], float(r[3]), tuple(tuple(x) for x in json.loads(r[4])))
                       for r in rows)
         return GridPage(page_id=f"grid-{uuid.uuid4().hex[:12]}", reviewer=reviewer, category=category,
@@ -120,7 +112,7 @@ def open_page(ws: Workspace, reviewer: str, category: int, *, size: int = DEFAUL
 
 def accept_page(ws: Workspace, reviewer: str, page: GridPage, marked: set[str] | list[str] = ()) -> PageResult:
     """Accept the page's category for every product not marked (see the module doc)."""
-    reviewer = review._check_reviewer(reviewer)
+    reviewer = review.check_reviewer(reviewer)
     if reviewer != page.reviewer:
         raise review.ReviewError(f"grid page {page.page_id} was opened by {page.reviewer!r}, not {reviewer!r}")
     marked = {str(m) for m in marked}
@@ -130,9 +122,8 @@ def accept_page(ws: Workspace, reviewer: str, page: GridPage, marked: set[str] |
     batch = f"{page.page_id}"
 
     def tx(conn: sqlite3.Connection) -> PageResult:
-        if conn.execute("SELECT 1 FROM decision_batches WHERE id = ?", (batch,)).fetchone():
-            done = [r[0] for r in conn.execute("SELECT product_id FROM decisions WHERE batch_id = ? ORDER BY id",
-                                               (batch,))]
+        if batches.get(conn, batch) is not None:
+            done = batches.product_ids(conn, batch)
             return PageResult(batch_id=batch, accepted=done, marked=sorted(marked), replayed=True)
         now = time.time()
         result = PageResult(batch_id=None, marked=[p for p in page.product_ids if p in marked])
@@ -141,33 +132,24 @@ def accept_page(ws: Workspace, reviewer: str, page: GridPage, marked: set[str] |
             pid = item.product_id
             if pid in marked:
                 continue
-            first = conn.execute(
-                "SELECT d.reviewer FROM decisions d WHERE d.product_id = ? AND d.action IN ('accept', 'correct', "
-                "'auto_accept') AND NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id) "
-                "ORDER BY d.id LIMIT 1", (pid,)).fetchone()
+            first = decisions.first_label_holder(conn, pid)
             if first is not None:
-                result.decided_by_others[pid] = first[0]
+                result.decided_by_others[pid] = first
                 continue
-            held = conn.execute("SELECT 1 FROM reservations WHERE product_id = ? AND reviewer = ? AND expires_at > ?",
-                                (pid, reviewer, now)).fetchone()
-            if held is None:
+            if not reservations.holds(conn, pid, reviewer, now):
                 result.expired.append(pid)
                 continue
             todo.append(item)
         if todo:
-            conn.execute("INSERT INTO decision_batches (id, kind, reviewer, model_version, n_decisions, note, "
-                         "created_at) VALUES (?, 'grid', ?, ?, ?, ?, ?)",
-                         (batch, reviewer, page.model_version, len(todo),
-                          f"grid page of {page.category} {taxonomy.name(page.category)}", now_iso()))
+            batches.create(conn, batch, "grid", reviewer, model_version=page.model_version, n_decisions=len(todo),
+                           note=f"grid page of {page.category} {taxonomy.name(page.category)}")
             for item in todo:
-                ws.record_decision(item.product_id, reviewer, "accept", category=page.category,
-                                   model_version=page.model_version, shown_top5=[list(x) for x in item.top5],
-                                   idempotency_key=f"{batch}:{item.product_id}", conn=conn, batch_id=batch,
-                                   via="grid")
+                decisions.append(conn, item.product_id, reviewer, "accept", category=page.category,
+                                 model_version=page.model_version, shown_top5=[list(x) for x in item.top5],
+                                 idempotency_key=f"{batch}:{item.product_id}", batch_id=batch, via="grid")
             result.batch_id = batch
             result.accepted = [i.product_id for i in todo]
-        conn.executemany("DELETE FROM reservations WHERE product_id = ? AND reviewer = ?",
-                         [(pid, reviewer) for pid in page.product_ids])
+        reservations.release_many(conn, reviewer, page.product_ids)
         return result
 
     return ws.write(tx)
@@ -175,8 +157,8 @@ def accept_page(ws: Workspace, reviewer: str, page: GridPage, marked: set[str] |
 
 def undo_page(ws: Workspace, reviewer: str, batch_id: str) -> bulk.UndoBatchResult:
     """Take a grid page's decisions back in one step (only the reviewer who accepted it)."""
-    reviewer = review._check_reviewer(reviewer)
-    owner = ws.scalar("SELECT reviewer FROM decision_batches WHERE id = ? AND kind = 'grid'", (batch_id,))
+    reviewer = review.check_reviewer(reviewer)
+    owner = batches.owner(ws, batch_id, "grid")
     if owner is None:
         raise review.ReviewError(f"no grid page {batch_id!r} was accepted; nothing to undo")
     if owner != reviewer:

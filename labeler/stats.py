@@ -19,7 +19,8 @@ from sklearn.metrics import cohen_kappa_score
 
 from labeler import taxonomy
 from labeler.config import Settings
-from labeler.review import needed_reviews
+from labeler.queue import needed_reviews
+from store import catalog, decisions
 from store.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,7 @@ COUNTS = {
 
 def _labelled(ws: Workspace) -> pd.DataFrame:
     """Effective accept/correct decisions with the model top-1 that was shown."""
-    rows = ws.query("SELECT id, product_id, reviewer, action, category, model_version, shown_top5, created_at "
-                    "FROM effective_decisions WHERE action IN ('accept', 'correct') ORDER BY id")
+    rows = decisions.reviewed_labels(ws)
     df = pd.DataFrame(rows, columns=["id", "product_id", "reviewer", "action", "category", "model_version",
                                      "shown_top5", "created_at"])
     df["model_top1"] = [json.loads(s)[0][0] if s else None for s in df["shown_top5"]]
@@ -54,19 +54,16 @@ def progress(ws: Workspace, settings: Settings = Settings()) -> dict:
     """The counts of `COUNTS`, each as defined there (overlap products need two reviewers)."""
     n_products = ws.count_products()
     deciders: dict[str, set[str]] = {}
-    for r in ws.query("SELECT DISTINCT product_id, reviewer FROM effective_decisions "
-                      "WHERE action IN ('accept', 'correct', 'auto_accept')"):
-        deciders.setdefault(r["product_id"], set()).add(r["reviewer"])
+    for pid, reviewer in decisions.label_deciders(ws):
+        deciders.setdefault(pid, set()).add(reviewer)
     done = sum(1 for pid, who in deciders.items()
                if len(who) >= needed_reviews(pid, settings.overlap_share, settings.seed))
-    standing = {r["action"]: r["n"] for r in ws.query("SELECT action, count(*) AS n FROM effective_decisions "
-                                                      "GROUP BY action")}
+    standing = decisions.standing_by_action(ws)
     labels = standing.get("accept", 0) + standing.get("correct", 0) + standing.get("auto_accept", 0)
     return {"products": n_products, "reviewed": len(deciders), "done": done, "remaining": n_products - done,
             "decisions": labels + standing.get("skip", 0), "labels": labels, "skips": standing.get("skip", 0),
             "auto_accepts": standing.get("auto_accept", 0),
-            "undos": int(ws.scalar("SELECT count(*) FROM decisions WHERE action = 'undo'") or 0),
-            "reviewers": int(ws.scalar("SELECT count(DISTINCT reviewer) FROM effective_decisions") or 0)}
+            "undos": decisions.undo_count(ws), "reviewers": decisions.reviewer_count(ws)}
 
 
 def reviewer_rates(ws: Workspace, *, idle_gap_s: float = IDLE_GAP_S) -> pd.DataFrame:
@@ -75,7 +72,7 @@ def reviewer_rates(ws: Workspace, *, idle_gap_s: float = IDLE_GAP_S) -> pd.DataF
     Active time adds the gaps between a reviewer's consecutive decisions, leaving out gaps longer
     than `idle_gap_s` (breaks); the first decision of each sitting adds its own lead time.
     """
-    rows = ws.query("SELECT reviewer, created_at, lead_time_ms FROM effective_decisions ORDER BY reviewer, id")
+    rows = decisions.timeline(ws)
     cols = ["reviewer", "decisions", "active_min", "per_hour", "median_lead_s", "last_at"]
     if not rows:
         return pd.DataFrame(columns=cols)
@@ -138,8 +135,7 @@ def agreement(ws: Workspace) -> dict:
     the usual choice when reviewers rotate; `pairs` keeps who was who.
     """
     latest: dict[str, dict[str, list[int]]] = {}      # product -> reviewer -> [first id, latest category]
-    for r in ws.query("SELECT id, product_id, reviewer, category FROM effective_decisions "
-                      "WHERE action IN ('accept', 'correct') ORDER BY id"):
+    for r in decisions.reviewed_labels(ws):
         seen = latest.setdefault(r["product_id"], {}).setdefault(r["reviewer"], [r["id"], r["category"]])
         seen[1] = r["category"]
     pairs = []
@@ -168,7 +164,7 @@ def model_summary(ws: Workspace) -> dict:
     v = ws.model_version(live)
     return {"live": live, "created_at": v["created_at"], "metrics": v["metrics"], "n_train": v["n_train"],
             "n_decisions": v["n_decisions"], "parent": v["parent"], "notes": v["notes"],
-            "versions": int(ws.scalar("SELECT count(*) FROM model_versions"))}
+            "versions": catalog.count_versions(ws)}
 
 
 def summary(ws: Workspace, settings: Settings = Settings()) -> dict:

@@ -9,7 +9,7 @@ import pandas as pd
 
 from labeler import taxonomy
 from labeler.config import Settings
-from labeler.review import Prediction, ReviewError, Vote
+from labeler.cards import Prediction, ReviewError, Vote
 from models.predictor import prediction_rows
 
 TRY_ID = "try-it"
@@ -28,7 +28,7 @@ def prediction_from_row(row: dict, version: str, settings: Settings = Settings()
                         calibration: dict | None = None) -> Prediction:
     """A `prediction_rows` row as the review card's `Prediction` (same shape as a stored one),
     with the bundle's auto-accept threshold and prediction set (`bundle.info['calibration']`)."""
-    from labeler.review import prediction_view
+    from labeler.cards import prediction_view
     from models.honest import ALL_LABELS_SOURCE, Calibration
     return prediction_view({**row, "model_version": version, "source": ALL_LABELS_SOURCE},
                            Calibration.from_dict(calibration), settings)

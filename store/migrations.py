@@ -374,3 +374,69 @@ def _split_sql(script: str) -> list[str]:
     if buf.strip():
         out.append(buf.strip())
     return out
+
+
+@migration
+def m065_constraints_and_counters(conn: sqlite3.Connection) -> None:
+    # Concurrency rules held by the schema, not by SQLite's single writer (store/reservations.py,
+    # store/decisions.py, store/catalog.py):
+    # * one holder per product: a UNIQUE index on reservations(product_id); rows that would break
+    #   it (the same product held by two reviewers: only possible through writes that bypassed
+    #   the application's check) keep the latest lease.
+    # * `counters`: named generations bumped by triggers in the transaction of every write they
+    #   count: 'decisions' (each appended decision), 'catalog' (products or predictions written),
+    #   'label_issues' (a detection run stored). Caches compare a counter, not max(rowid).
+    # * `decision_seq`: each decision's position in commit order, taken from the 'decisions'
+    #   counter in its own transaction; replay reads `seq > last seen`, which stays right where
+    #   ids are not handed out in commit order (an explicit id, another backend's sequences).
+    conn.executescript(
+        """
+        DELETE FROM reservations WHERE rowid NOT IN (
+            SELECT (SELECT r.rowid FROM reservations r WHERE r.product_id = g.product_id
+                    ORDER BY r.expires_at DESC, r.rowid DESC LIMIT 1)
+            FROM (SELECT DISTINCT product_id FROM reservations) g);
+        CREATE UNIQUE INDEX reservations_one_holder ON reservations(product_id);
+        CREATE INDEX reservations_reviewer ON reservations(reviewer, tab);
+        CREATE TABLE counters (
+            name TEXT PRIMARY KEY,
+            value INTEGER NOT NULL DEFAULT 0 CHECK (value >= 0)
+        );
+        INSERT INTO counters (name, value) VALUES
+            ('decisions', (SELECT count(*) FROM decisions)), ('catalog', 1), ('label_issues', 1);
+        CREATE TABLE decision_seq (
+            seq INTEGER PRIMARY KEY,
+            decision_id INTEGER NOT NULL UNIQUE REFERENCES decisions(id)
+        );
+        INSERT INTO decision_seq (seq, decision_id)
+            SELECT row_number() OVER (ORDER BY id), id FROM decisions;
+        CREATE TRIGGER decisions_count AFTER INSERT ON decisions BEGIN
+            UPDATE counters SET value = value + 1 WHERE name = 'decisions';
+            INSERT INTO decision_seq (seq, decision_id)
+                VALUES ((SELECT value FROM counters WHERE name = 'decisions'), new.id);
+        END;
+        CREATE TRIGGER products_count_insert AFTER INSERT ON products BEGIN
+            UPDATE counters SET value = value + 1 WHERE name = 'catalog';
+        END;
+        CREATE TRIGGER products_count_update AFTER UPDATE ON products BEGIN
+            UPDATE counters SET value = value + 1 WHERE name = 'catalog';
+        END;
+        CREATE TRIGGER products_count_delete AFTER DELETE ON products BEGIN
+            UPDATE counters SET value = value + 1 WHERE name = 'catalog';
+        END;
+        CREATE TRIGGER predictions_count_insert AFTER INSERT ON predictions BEGIN
+            UPDATE counters SET value = value + 1 WHERE name = 'catalog';
+        END;
+        CREATE TRIGGER predictions_count_update AFTER UPDATE ON predictions BEGIN
+            UPDATE counters SET value = value + 1 WHERE name = 'catalog';
+        END;
+        CREATE TRIGGER predictions_count_delete AFTER DELETE ON predictions BEGIN
+            UPDATE counters SET value = value + 1 WHERE name = 'catalog';
+        END;
+        CREATE TRIGGER label_issue_runs_count AFTER INSERT ON label_issue_runs BEGIN
+            UPDATE counters SET value = value + 1 WHERE name = 'label_issues';
+        END;
+        CREATE TRIGGER label_issues_count_update AFTER UPDATE ON label_issues BEGIN
+            UPDATE counters SET value = value + 1 WHERE name = 'label_issues';
+        END;
+        """
+    )

@@ -279,7 +279,7 @@ def test_review_card_tints_words_per_category_chip_and_T_shows_words_against(tex
     ws.close()
     hostile = add_hostile_product(root, "alice")
     # the card never waits for its words: the first one (not computed ahead) gets them afterwards
-    monkeypatch.setattr("labeler.app.HIGHLIGHT_WAIT_S", 0.0)
+    monkeypatch.setattr("labeler.app_review.HIGHLIGHT_WAIT_S", 0.0)
     with running_app(root, tmp_path) as (_, url), sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         page, errors = open_app(browser, url)
