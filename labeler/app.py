@@ -101,7 +101,7 @@ class ReviewUI:
 
     def __init__(self, ws: Workspace, settings: Settings, prefetcher: Prefetcher,
                  highlights: HighlightCache | None = None):
-        from models.training import live_bundle
+        from labeler.training import live_bundle
         self.ws = ws
         self.settings = settings
         self.prefetch = prefetcher
@@ -475,7 +475,7 @@ class ReviewUI:
             tryit.discard_upload(image)
 
     def _try_it(self, image: str | None, title: str, description: str, progress: gr.Progress) -> tuple[str, str, str, str]:
-        from models.training import live_bundle
+        from labeler.training import live_bundle
         if image and not tryit.is_image(image):
             raise messages.error(f"the uploaded file {Path(image).name} is not an image the model can read "
                                  "(JPEG, PNG, WebP...); upload a product photo")
@@ -643,7 +643,7 @@ TAB_TOKEN_JS = """(name, prefs, tab, session) => {
 def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Prefetcher | None = None) -> gr.Blocks:
     """The review app over one workspace. Launch it with `serve()`: it adds the product-image
     route and the login checks."""
-    from models.training import live_bundle
+    from labeler.training import live_bundle
     prefetcher = prefetcher or Prefetcher(lambda version: live_bundle(ws, version), explain=default_explainer())
     ui = ReviewUI(ws, settings, prefetcher)
     ui.warm(ws.live_version())

@@ -161,7 +161,7 @@ def label_issues(workspace: Path, limit: int, refresh: bool, folds: int, include
     are marked. --refresh recomputes it with the text model alone (--folds). Feeds the app's
     'suspect labels' queue.
     """
-    from models import label_issues as li
+    from labeler import label_issues as li
     ws = open_workspace(workspace)
     run = li.latest_run(ws)
     if run is None or refresh:

@@ -45,8 +45,8 @@ import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
 from labeler.config import Settings
-from models import training
-from models.predictor import Progress, scaled
+from labeler import training
+from labeler.domain import Progress, scaled
 from store.workspace import Workspace, WorkspaceError, now_iso
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ def _fmt_metrics(m: dict[str, Any]) -> str:
 def stored_metrics(ws: Workspace, version: str, labels: dict[str, int]) -> tuple[dict[str, Any], bool]:
     """Scores of the predictions `version` stored for the products of `labels`, and whether any of
     them is in-sample (stored before out-of-fold scoring). ({}, False) when it stored none."""
-    from models.training import OUT_OF_FOLD
+    from labeler.training import OUT_OF_FOLD
     rows = ws.query("SELECT product_id, top1, voters, source FROM predictions WHERE model_version = ?", (version,))
     rows = [r for r in rows if r["product_id"] in labels]
     if not rows:

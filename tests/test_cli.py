@@ -15,7 +15,7 @@ from PIL import Image
 
 from labeler import taxonomy
 from labeler.cli import export_index, main, prediction_frame
-from models.training import live_bundle
+from labeler.training import live_bundle
 from store import Workspace
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,8 +7,8 @@ import pytest
 
 from labeler import taxonomy
 from labeler.importer import import_challenge
-from models.label_issues import (class_thresholds, detect_label_issues, find_issues, label_issues, latest_run,
-                                 suspect_ids)
+from labeler.label_issues import detect_label_issues, label_issues, latest_run, suspect_ids
+from models.label_issues import class_thresholds, find_issues
 from store.workspace import Workspace
 
 # 4 classes, class 3 has no labelled product. Thresholds (mean self-confidence):

@@ -25,7 +25,7 @@ from labeler.config import Settings
 from labeler.importer import import_challenge
 from labeler.retrain import (RetrainBusy, RetrainFailed, current_retrain, retrain, retrain_state, rollback,
                              start_background_retrain, versions_table)
-from models import training
+from labeler import training
 from store.workspace import Workspace, WorkspaceError
 
 ROOT = Path(__file__).resolve().parent.parent

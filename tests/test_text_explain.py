@@ -175,7 +175,7 @@ NO_TEXT_ID = "no-text-1"
 
 @pytest.fixture(scope="module")
 def text_ws(sample_dir, tmp_path_factory):
-    from models.training import train_version
+    from labeler.training import train_version
     from review_workspace import insert_products, sample_products
     from store.workspace import Workspace, now_iso
     root = tmp_path_factory.mktemp("textexp") / "ws"
@@ -199,7 +199,7 @@ def _cli(*args):
 
 def test_cli_explain_writes_the_text_contributions_and_heatmap_is_an_alias(text_ws, tmp_path):
     import csv
-    from models.training import live_bundle
+    from labeler.training import live_bundle
     from store.workspace import Workspace
     ws = Workspace(text_ws)
     product = ws.conn.execute("SELECT * FROM products WHERE id != ? AND length(description) > 40 LIMIT 1",
@@ -353,7 +353,7 @@ def test_models_tab_learned_ngrams_and_what_changed_since_the_previous_version(t
     import shutil
     from labeler.learned import learned
     from models.text_learned import ngram_names
-    from models.training import live_bundle, train_version
+    from labeler.training import live_bundle, train_version
     from store.workspace import Workspace
     root = tmp_path / "ws"
     shutil.copytree(text_ws, root)
