@@ -8,7 +8,7 @@ Rules (the CLI, the app and the tests rely on them):
   the shipped model learns from every label.
 * **Comparison.** Both versions are judged the same way, on the products labelled now, by the
   predictions they stored: a labelled product's prediction is out-of-fold (from models that
-  never saw its label, `models.training`), an unlabelled product's comes from a model that never
+  never saw its label, `labeler.training`), an unlabelled product's comes from a model that never
   saw a label for it either. So the new and the previous version are compared without a
   validation split; a previous version trained before out-of-fold scoring stored in-sample
   predictions for its labelled products: the comparison is then marked `in_sample` (no delta).
@@ -19,12 +19,12 @@ Rules (the CLI, the app and the tests rely on them):
   `WORSE_BY` weighted F1 is called out as a warning; `rollback()` (CLI `rollback`) restores the
   previous version in one step. Pass `min_delta=` to gate instead: a version worse than the live
   one by more than that is kept *ready but not live* (promote it with `rollback(ws, version)`).
-* **Failure.** Whatever fails, the live pointer is not moved (`models.training.train_version`
+* **Failure.** Whatever fails, the live pointer is not moved (`labeler.training.train_version`
   moves it last). The run is recorded in `retrain_runs` with status 'failed' and the reason, a
   version already registered is marked 'failed', and `RetrainFailed` says why. A process killed
   mid-run cannot record anything: the next retrain (or `retrain_state`) finds its run still
   'running' with a dead process, marks it 'interrupted' and its half-built version 'failed'.
-* **Switching.** Nothing to restart: `models.training.live_bundle(ws)` reads the live pointer on
+* **Switching.** Nothing to restart: `labeler.training.live_bundle(ws)` reads the live pointer on
   every call and the review queue (`labeler.review.ranking`) is keyed on it, so the next card
   after a switch is ranked and shown with the new version's predictions.
 """
