@@ -20,7 +20,8 @@ from labeler import review, views
 from labeler.cli import main
 from labeler.importer import import_challenge
 from labeler.retrain import retrain
-from models import honest, training
+from labeler import training
+from models import honest
 from labeler.label_issues import label_issues, latest_run
 from store.workspace import Workspace
 

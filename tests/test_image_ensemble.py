@@ -169,7 +169,7 @@ def _bad_images(tmp_path, real: str) -> dict[str, str]:
 def test_bad_images_fall_back_to_text_with_a_warning(tmp_path, sample_products, caplog):
     df, y = sample_products
     bad = _bad_images(tmp_path, df["image_path"][0])
-    ens = ImageEnsemble(voters=SMALL).fit_products(df, y)
+    ens = ImageEnsemble(voters=SMALL, codes=CODES).fit_products(df, y)   # columns: the taxonomy's 27
     probe = pd.DataFrame({"id": list(bad), "title": "x", "description": "", "image_path": list(bad.values())})
     with caplog.at_level("WARNING"):
         out = ens.predict_products(probe)
