@@ -59,6 +59,7 @@ from sklearn.svm import LinearSVC  # noqa: E402
 from labeler import strategies, taxonomy  # noqa: E402
 from models.predictor import align  # noqa: E402
 from models.text import TextClassifier, TextConfig, product_texts  # noqa: E402
+from models.text_prior import read_category_texts  # noqa: E402
 
 SAMPLE = ROOT.parent / "shared" / "data" / "rakuten-sample"
 OUT = ROOT / "bench" / "out"
@@ -98,13 +99,14 @@ def image_features(df: pd.DataFrame) -> tuple[dict[str, np.ndarray], np.ndarray,
     import torch
 
     from models.image import DEFAULT_VOTERS, ImageEnsemble
+    from store.features import WorkspaceFeatures
     from store.workspace import Workspace
     torch.set_num_threads(2)
     store = Workspace(FEATURES)
-    ens = ImageEnsemble(voters=DEFAULT_VOTERS, device="cpu")
+    ens = ImageEnsemble(voters=DEFAULT_VOTERS, device="cpu", codes=taxonomy.codes())
     t = time.perf_counter()
     rows = np.flatnonzero(df["image_path"].notna().to_numpy())
-    part, part_ok, _ = ens.product_features(df.iloc[rows], feature_store=store)
+    part, part_ok, _ = ens.product_features(df.iloc[rows], feature_store=WorkspaceFeatures(store))
     store.close()
     ok = np.zeros(len(df), bool)
     ok[rows] = part_ok
@@ -151,7 +153,7 @@ class Models:
         if self.text == "real":
             # the shipped model, as train_version uses it; every product's text (never a label) is
             # unlabelled input, as in a workspace, so predicting them triggers no transductive refit
-            text_model = TextClassifier().fit(d.df.iloc[labelled], y, X_unlabeled=d.df)
+            text_model = TextClassifier(categories=read_category_texts(taxonomy.TAXONOMY_PATH)).fit(d.df.iloc[labelled], y, X_unlabeled=d.df)
             clock = self._tick("text_fit", clock)
             text = align(text_model.predict_proba(d.df.iloc[evaluate]), text_model.classes_, self.codes)
         else:
@@ -168,7 +170,7 @@ class Models:
         from models.fusion import Fusion
         from models.image import ImageEnsemble, VoterSpec
         specs = [VoterSpec(name.split("+")[0], "logistic", name=name) for name in self.voters]
-        ens = ImageEnsemble(voters=specs).fit({k: v[img_lab] for k, v in d.image_feats.items()}, d.y[img_lab])
+        ens = ImageEnsemble(voters=specs, codes=self.codes).fit({k: v[img_lab] for k, v in d.image_feats.items()}, d.y[img_lab])
         clock = self._tick("image_fit", clock)
         mask = d.has_image[evaluate]
         voters = {k: np.zeros((len(evaluate), len(self.codes))) for k in self.voters}

@@ -29,7 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 from labeler import taxonomy  # noqa: E402
 from labeler.importer import import_challenge  # noqa: E402
-from models import honest, training  # noqa: E402
+from labeler import training  # noqa: E402
+from models import honest  # noqa: E402
 from store.workspace import Workspace  # noqa: E402
 
 SAMPLE = ROOT.parent / "shared" / "data" / "rakuten-sample"

@@ -37,6 +37,7 @@ from labeler import taxonomy  # noqa: E402
 from models.backbones import load_backbone  # noqa: E402
 from models.features import embed, extract_features, open_image  # noqa: E402
 from models.image import soft_vote  # noqa: E402
+from store.features import WorkspaceFeatures  # noqa: E402
 
 SAMPLE = ROOT.parent / "shared" / "data" / "rakuten-sample"
 
@@ -152,7 +153,7 @@ def share_features(ws, workdir: Path) -> None:
 def bench_quality(workdir: Path, seed: int, reuse_model: bool = False) -> tuple:
     from sklearn.metrics import f1_score
 
-    from models import training
+    from labeler import training
 
     ws, truth = split_workspace(workdir, seed)
     t = time.perf_counter()
@@ -164,7 +165,7 @@ def bench_quality(workdir: Path, seed: int, reuse_model: bool = False) -> tuple:
     train_s = version.get("duration_s") or time.perf_counter() - t
     bundle = training.live_bundle(ws, version["id"])
     test = training.products_frame(ws, list(truth))
-    out = bundle.predict(test, feature_store=ws)
+    out = bundle.predict(test, feature_store=WorkspaceFeatures(ws))
     codes = np.asarray(taxonomy.codes())
     y = np.array([truth[i] for i in test["id"]])
     f1 = {k: f1_score(y, codes[out[k].argmax(1)], average="weighted") for k in ("text", "image", "fused")}
@@ -190,7 +191,7 @@ def bench_learning_curve(workdir: Path, seeds: list[int], fractions=(0.5, 0.75, 
     from sklearn.metrics import f1_score
     from sklearn.model_selection import train_test_split
 
-    from models import training
+    from labeler import training
     from models.image import ImageEnsemble
 
     codes = np.asarray(taxonomy.codes())
@@ -200,16 +201,16 @@ def bench_learning_curve(workdir: Path, seeds: list[int], fractions=(0.5, 0.75, 
         ws, truth = split_workspace(workdir, seed)
         ens = training.live_bundle(ws).image
         df, y, _ = training.labelled_frame(ws)
-        feats, ok, _ = ens.product_features(df, feature_store=ws)
+        feats, ok, _ = ens.product_features(df, feature_store=WorkspaceFeatures(ws))
         feats, y = {k: v[ok] for k, v in feats.items()}, y[ok]
         test = training.products_frame(ws, list(truth))
-        test_feats = ens.product_features(test, feature_store=ws)[0]
+        test_feats = ens.product_features(test, feature_store=WorkspaceFeatures(ws))[0]
         y_test = np.array([truth[i] for i in test["id"]])
         for f in fractions:
             for draw in range(draws if f < 1 else 1):
                 rows = np.arange(len(y)) if f == 1 else \
                     train_test_split(np.arange(len(y)), train_size=f, stratify=y, random_state=draw)[0]
-                part = ImageEnsemble(voters=ens.voters).fit({k: v[rows] for k, v in feats.items()}, y[rows])
+                part = ImageEnsemble(voters=ens.voters, codes=list(codes)).fit({k: v[rows] for k, v in feats.items()}, y[rows])
                 part.set_vote(ens.vote_weights_, ens.sharpen_k_)
                 scores[f].append(f1_score(y_test, codes[part.predict_proba(test_feats).argmax(1)], average="weighted"))
                 n_photos[f] = len(rows)

@@ -269,7 +269,7 @@ def child_retrain(n: int) -> dict:
     import shutil
 
     from labeler.retrain import retrain
-    from models.training import train_version
+    from labeler.training import train_version
     from store.workspace import Workspace, now_iso
     df = pd.read_pickle(catalog_path(n))
     root = CACHE / f"ws-{n}"

@@ -35,7 +35,7 @@ from sklearn.model_selection import train_test_split
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from models.text import TextClassifier  # noqa: E402
+from labeler.training import text_model as TextClassifier  # noqa: E402 (with the taxonomy's prior)
 from models.text_reference import ReferenceTextClassifier  # noqa: E402
 
 SAMPLE = Path(os.environ.get("RAKUTEN_SAMPLE", ROOT.parent / "shared" / "data" / "rakuten-sample"))

@@ -30,7 +30,7 @@ from models.backbones import normalise  # noqa: E402
 from models.finetune import FinetuneConfig, finetune_backbone, load_pixels  # noqa: E402
 from models.image import LogisticHead  # noqa: E402
 from models.predictor import align  # noqa: E402
-from models.training import _folds  # noqa: E402
+from labeler.training import _folds  # noqa: E402
 
 SAMPLE = ROOT.parent / "shared" / "data" / "rakuten-sample"
 SWEEP = [  # (backbone, px, [recipes]): the grid run on the H200 on 2026-11-26
@@ -90,8 +90,8 @@ def main() -> None:
                 secs.append(result.seconds)
                 feats, own = pooled_and_own(result, pixels, device)
                 head = LogisticHead(C=0.003).fit(feats[tr], yy[tr])
-                head_p[te] = align(head.predict_proba(feats[te]), head.classes_)
-                own_p[te] = align(own[te], result.classes)
+                head_p[te] = align(head.predict_proba(feats[te]), head.classes_, codes)
+                own_p[te] = align(own[te], result.classes, codes)
             f1 = {name: round(float(f1_score(yy, codes[p.argmax(1)], average="weighted")), 4)
                   for name, p in (("logistic", head_p), ("own", own_p))}
             rows.append({"backbone": backbone, "px": size, **recipe, **f1, "s_per_finetune": round(float(np.median(secs)), 1)})

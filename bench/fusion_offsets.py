@@ -25,11 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_image import split_workspace, table  # noqa: E402
 from labeler import taxonomy  # noqa: E402
-from models import training  # noqa: E402
+from labeler import training  # noqa: E402
 from models.fusion import OFFSET_L2, OFFSET_MIN_ROWS, Fusion  # noqa: E402
 from models.image import VOTERS_SETTING, ImageEnsemble, voters_from_config  # noqa: E402
 from models.predictor import align  # noqa: E402
-from models.text import TextClassifier  # noqa: E402
+from store.features import WorkspaceFeatures  # noqa: E402
 
 SHRINKAGES = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 
@@ -39,16 +39,16 @@ def split_rows(workdir: Path, seed: int) -> dict:
     ws, truth = split_workspace(workdir, seed)
     df, y, _ = training.labelled_frame(ws)
     unlabelled = training.products_frame(ws)
-    ens = ImageEnsemble(voters=voters_from_config(ws.get_setting(VOTERS_SETTING)))
-    feats, ok, _ = ens.product_features(df, feature_store=ws)
+    ens = ImageEnsemble(voters=voters_from_config(ws.get_setting(VOTERS_SETTING)), codes=taxonomy.codes())
+    feats, ok, _ = ens.product_features(df, feature_store=WorkspaceFeatures(ws))
     text_oof, voters_oof, y_index, _ = training.out_of_fold_rows(ens, feats, ok, df, y, unlabelled=unlabelled,
                                                                  progress=lambda f, d: None)
     ens.fit({k: v[ok] for k, v in feats.items()}, y[ok])
-    text = TextClassifier().fit(df, y, X_unlabeled=unlabelled)
+    text = training.text_model().fit(df, y, X_unlabeled=unlabelled)
     test = training.products_frame(ws, list(truth))
-    img = ens.predict_products(test, feature_store=ws)
+    img = ens.predict_products(test, feature_store=WorkspaceFeatures(ws))
     return {"oof": (text_oof, voters_oof, y_index), "prior": training.category_prior(y),
-            "text": align(text.predict_proba(test), text.classes_), "voters": img["voters"],
+            "text": align(text.predict_proba(test), text.classes_, taxonomy.codes()), "voters": img["voters"],
             "has_image": img["has_image"], "y": np.searchsorted(taxonomy.codes(), [truth[i] for i in test["id"]]),
             "names": [s.label for s in ens.voters]}
 

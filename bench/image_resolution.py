@@ -65,7 +65,7 @@ def cv_f1(X: np.ndarray, y: np.ndarray, head: str, seeds=(7, 8)) -> float:
         proba = np.zeros((len(y), 27))
         for tr, te in StratifiedKFold(5, shuffle=True, random_state=seed).split(X, y):
             model = make_head(head, HEAD_PARAMS[head]).fit(X[tr], y[tr])
-            proba[te] = align(model.predict_proba(X[te]), model.classes_)
+            proba[te] = align(model.predict_proba(X[te]), model.classes_, __import__('labeler.taxonomy').taxonomy.codes())
         from labeler import taxonomy
         pred = np.asarray(taxonomy.codes())[proba.argmax(1)]
         scores.append(f1_score(y, pred, average="weighted", labels=codes))

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from labeler import taxonomy  # noqa: E402
 from labeler.importer import import_challenge  # noqa: E402
-from models.label_issues import detect_label_issues, label_issues  # noqa: E402
+from labeler.label_issues import detect_label_issues, label_issues  # noqa: E402
 from store.workspace import Workspace  # noqa: E402
 
 SAMPLE = ROOT.parent / "shared" / "data" / "rakuten-sample"

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from labeler import review, taxonomy  # noqa: E402
 from labeler.importer import import_challenge  # noqa: E402
-from models import training  # noqa: E402
+from labeler import training  # noqa: E402
 from models.label_issues import find_issues, suspect_order  # noqa: E402
 from store.workspace import Workspace  # noqa: E402
 

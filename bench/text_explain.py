@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from labeler import text_highlights, views  # noqa: E402
-from models.text import TextClassifier  # noqa: E402
+from labeler.training import text_model as TextClassifier  # noqa: E402 (with the taxonomy's prior)
 from models.text_explain import attribute, deletion_check  # noqa: E402
 
 SAMPLE = Path(os.environ.get("RAKUTEN_SAMPLE", ROOT.parent / "shared" / "data" / "rakuten-sample"))

@@ -70,7 +70,7 @@ class ReviewUI(ReviewHandlers, WarmUp, StatsHandlers, TryItHandlers, ModelHandle
 
     def __init__(self, ws: Workspace, settings: Settings, prefetcher: Prefetcher,
                  highlights: HighlightCache | None = None):
-        from models.training import live_bundle
+        from labeler.training import live_bundle
         self.ws = ws
         self.settings = settings
         self.prefetch = prefetcher
@@ -97,7 +97,7 @@ TAB_TOKEN_JS = """(name, prefs, tab, session) => {
 def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Prefetcher | None = None) -> gr.Blocks:
     """The review app over one workspace. Launch it with `serve()`: it adds the product-image
     route and the login checks."""
-    from models.training import live_bundle
+    from labeler.training import live_bundle
     prefetcher = prefetcher or Prefetcher(lambda version: live_bundle(ws, version), explain=default_explainer())
     ui = ReviewUI(ws, settings, prefetcher)
     ui.warm(ws.live_version())

@@ -27,7 +27,7 @@ class TryItHandlers:
             tryit.discard_upload(image)
 
     def _try_it(self, image: str | None, title: str, description: str, progress: gr.Progress) -> tuple[str, str, str, str]:
-        from models.training import live_bundle
+        from labeler.training import live_bundle
         if image and not tryit.is_image(image):
             raise messages.error(f"the uploaded file {Path(image).name} is not an image the model can read "
                                  "(JPEG, PNG, WebP...); upload a product photo")

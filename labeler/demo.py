@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 from labeler.importer import ImportReport, import_plain_csv
-from models.predictor import Progress
+from labeler.domain import Progress
 from store import imports, labels, versions
 from store.workspace import Workspace, WorkspaceError
 
@@ -84,7 +84,7 @@ def ensure_demo(ws: Workspace, progress: Progress | None = None) -> bool:
     Returns True when it did so, False when the workspace already held a catalog (left as is)."""
     if ws.count_products() > 0:
         return False
-    from models.training import train_version
+    from labeler.training import train_version
 
     def scaled(lo: float, hi: float) -> Progress | None:
         if progress is None:

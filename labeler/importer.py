@@ -45,7 +45,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 from labeler import taxonomy
 from models.imagecheck import ImageProblem, ImageRefused, check_image_file, file_sha1
@@ -53,7 +53,7 @@ from store import imports
 from store.workspace import Workspace
 
 log = logging.getLogger(__name__)
-Progress = Callable[[float, str], None]
+from labeler.domain import Progress  # noqa: E402 (the one progress type)
 
 X_COLUMNS = ("", "designation", "description", "productid", "imageid")
 Y_COLUMNS = ("", "prdtypecode")

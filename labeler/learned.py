@@ -37,13 +37,14 @@ def learned(ws: Workspace, version: str) -> Learned:
             return _CACHE[key]
     from models.predictor import load_bundle
     from models.text_learned import ngram_names, top_ngrams, weight_changes
-    from models.training import live_bundle
+    from labeler.training import categories, live_bundle
     model = text_model(live_bundle(ws, version))
     if model is None:
         return Learned(version, note="this version has no hashed TF-IDF text model to read weights from")
     ids = sorted(ws.current_labels())[:MAX_PRODUCTS]
     names = ngram_names(((p["title"], p["description"]) for p in ws.products(ids)),
-                        description_chars=model.config.description_chars)
+                        description_chars=model.config.description_chars,
+                        categories=getattr(model, "categories", None) or categories(ws))
     parent = ws.model_version(version).get("parent")
     changes, note = [], ""
     if parent:

@@ -30,7 +30,7 @@ def make_live(ws: Workspace, version: str, *, reason: str, who: str = "", why: s
 
 def forget_bundles(ws: Workspace, keep: set[str]) -> None:
     """Drop cached bundles of this workspace's other versions (a long app session retrains often)."""
-    from models import training
+    from labeler import training
     forget = getattr(training, "forget_bundles", None)
     if callable(forget):          # the training service's own eviction, where it offers one
         forget(ws, keep=keep)

@@ -14,7 +14,7 @@ Rules (the CLI, the app and the tests rely on them):
   the shipped model learns from every label.
 * **Comparison.** Both versions are judged the same way, on the products labelled now, by the
   predictions they stored: a labelled product's prediction is out-of-fold (from models that
-  never saw its label, `models.training`), an unlabelled product's comes from a model that never
+  never saw its label, `labeler.training`), an unlabelled product's comes from a model that never
   saw a label for it either. So the new and the previous version are compared without a
   validation split; a previous version trained before out-of-fold scoring stored in-sample
   predictions for its labelled products: the comparison is then marked `in_sample` (no delta).
@@ -30,7 +30,7 @@ Rules (the CLI, the app and the tests rely on them):
   version already registered is marked 'failed', and `RetrainFailed` says why. A process killed
   mid-run cannot record anything: the next retrain (or `retrain_state`) finds its run still
   'running' with a dead process, marks it 'interrupted' and its half-built version 'failed'.
-* **Switching.** Nothing to restart: `models.training.live_bundle(ws)` reads the live pointer on
+* **Switching.** Nothing to restart: `labeler.training.live_bundle(ws)` reads the live pointer on
   every call and the review queue (`labeler.review.ranking`) is keyed on it, so the next card
   after a switch is ranked and shown with the new version's predictions.
 """
@@ -49,8 +49,8 @@ from labeler.model_versions import RetrainError, auto_accept_line, make_live, ve
 from labeler.rollback import rollback
 from labeler.retrain_runner import RetrainHandle, current_retrain, start_background_retrain
 from labeler.runs import RetrainBusy, begin_run, end_run, retrain_state, run_progress
-from models import training
-from models.predictor import Progress, scaled
+from labeler import training
+from labeler.domain import Progress, scaled
 from store import labels as label_store
 from store import predictions, runs, versions
 from store.workspace import Workspace, WorkspaceError

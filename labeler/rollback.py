@@ -5,8 +5,8 @@ from pathlib import Path
 from typing import Any
 
 from labeler.model_versions import RetrainError, make_live
-from models import training
-from models.predictor import Progress
+from labeler import training
+from labeler.domain import Progress
 from store import predictions, versions
 from store.workspace import Workspace
 

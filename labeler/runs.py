@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from labeler.model_versions import RetrainError
-from models.predictor import Progress
+from labeler.domain import Progress
 from store import runs
 from store.workspace import Workspace
 

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from labeler import taxonomy
 from models.features import ImageProblem, open_image, pooled_features
 from models.image import ImageEnsemble, VoterSpec, XGBHead
+from models.predictor import resolve_code
 
 log = logging.getLogger(__name__)
 DISPLAY = 320
@@ -112,7 +112,7 @@ def ablation_cam_pooled(model: torch.nn.Module, head: Any, fmap: torch.Tensor,
     return (cam / (1e-7 + cam.max())).astype(np.float32), p
 
 
-def voter_heatmap(ensemble: ImageEnsemble, spec: VoterSpec, image: Image.Image, category: int) -> tuple[np.ndarray, str, float]:
+def voter_heatmap(ensemble: ImageEnsemble, spec: VoterSpec, image: Image.Image, category: Any) -> tuple[np.ndarray, str, float]:
     """(cam (DISPLAY, DISPLAY) in [0, 1], method name, voter probability of `category`)."""
     from pytorch_grad_cam import AblationCAM, GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -120,10 +120,11 @@ def voter_heatmap(ensemble: ImageEnsemble, spec: VoterSpec, image: Image.Image, 
     head = ensemble.heads_[spec.label]
     backbone = ensemble.backbone(spec)
     rgb, x = _display_and_input(backbone, image)
-    classes = [int(c) for c in head.classes_]
-    if int(category) not in classes:
+    classes = [c.item() if hasattr(c, "item") else c for c in head.classes_]
+    category = resolve_code(category, classes)
+    if category is None:
         return np.zeros(rgb.shape[:2], np.float32), "not trained on this category", 0.0
-    target = [ClassifierOutputTarget(classes.index(int(category)))]
+    target = [ClassifierOutputTarget(classes.index(category))]
     model = backbone.model
     with backbone.lock:
         if isinstance(head, XGBHead):
@@ -131,7 +132,7 @@ def voter_heatmap(ensemble: ImageEnsemble, spec: VoterSpec, image: Image.Image, 
                 feats, fmap = pooled_features(model, x.contiguous(memory_format=torch.channels_last)
                                               if not backbone.spec.is_vit else x, spec.stages)
             extra = feats[:, model.num_features:].float().cpu().numpy()
-            pooled = ablation_cam_pooled(model, head, fmap, classes.index(int(category)), extra)
+            pooled = ablation_cam_pooled(model, head, fmap, classes.index(category), extra)
             if pooled is not None:
                 grayscale, prob = pooled
             else:   # a head that does not average-pool: pytorch-grad-cam ablates batch by batch
@@ -139,7 +140,7 @@ def voter_heatmap(ensemble: ImageEnsemble, spec: VoterSpec, image: Image.Image, 
                 with AblationCAM(model=wrapper, target_layers=[wrapper.fmap], batch_size=256) as cam, \
                         contextlib.redirect_stderr(io.StringIO()):
                     grayscale = cam(input_tensor=fmap.clone(), targets=target)[0]
-                prob = float(wrapper(fmap)[0, classes.index(int(category))])
+                prob = float(wrapper(fmap)[0, classes.index(category)])
             method = "Ablation-CAM (gradient-free: XGBoost has no gradients)"
         else:
             wrapper = _BackboneHead(model, head.to_torch().to(backbone.device), spec.stages).eval()
@@ -148,7 +149,7 @@ def voter_heatmap(ensemble: ImageEnsemble, spec: VoterSpec, image: Image.Image, 
                 grayscale = cam(input_tensor=x, targets=target)[0]
                 logits = cam.outputs
             method = "Grad-CAM"
-            prob = float(torch.softmax(logits.detach(), 1)[0, classes.index(int(category))])
+            prob = float(torch.softmax(logits.detach(), 1)[0, classes.index(category)])
     heat = np.asarray(Image.fromarray(np.uint8(255 * np.clip(grayscale, 0, 1))).resize(rgb.shape[1::-1], Image.BILINEAR),
                       dtype=np.float32) / 255.0
     return heat, method, prob
@@ -166,37 +167,41 @@ def _field(product: Any, name: str) -> Any:
     return getattr(product, name, None) if not hasattr(product, "get") else product.get(name)
 
 
-def explain_product(bundle: Any, product: Any, category: int | None = None) -> list[tuple[str, Image.Image]]:
+def explain_product(bundle: Any, product: Any, category: Any = None) -> list[tuple[str, Image.Image]]:
     """[(caption, overlay)] one per image voter, for `category` (default: the image vote's top-1).
 
     product: a mapping/Series with `image_path` (and `id`); bundle: a `ModelBundle` (or an
     `ImageEnsemble`). Raises `ImageProblem` when the product has no usable image, `ValueError`
-    when the version has no image models.
+    when the version has no image models or does not know the category.
     """
     ensemble: ImageEnsemble | None = getattr(bundle, "image", bundle)
     if not isinstance(ensemble, ImageEnsemble) or not hasattr(ensemble, "heads_"):
         raise ValueError("this model version has no trained image voters; retrain with labelled images")
+    codes = list(getattr(bundle, "codes", None) or ensemble._codes(None))
     image = open_image(_field(product, "image_path"))
     if category is None:
-        category = _image_top1(ensemble, product)
-    if not taxonomy.is_known(category):
-        raise ValueError(f"unknown category {category!r}; expected one of the 27 prdtypecode values")
+        category = _image_top1(ensemble, product, codes)
+    code = resolve_code(category, codes)
+    if code is None:
+        raise ValueError(f"unknown category {category!r}; expected one of this version's {len(codes)} category "
+                         f"codes (e.g. {codes[0]})")
+    name = bundle.name(code) if hasattr(bundle, "name") else ""
     out = []
     for spec in ensemble.voters:
-        cam, method, prob = voter_heatmap(ensemble, spec, image, int(category))
-        caption = f"{spec.label} · {method} · {int(category)} {taxonomy.name(category)} · p={prob:.2f}"
+        cam, method, prob = voter_heatmap(ensemble, spec, image, code)
+        caption = f"{spec.label} · {method} · {code}{' ' + name if name else ''} · p={prob:.2f}"
         out.append((caption, _overlay(image, ensemble, spec, cam)))
     return out
 
 
-def _image_top1(ensemble: ImageEnsemble, product: Any) -> int:
+def _image_top1(ensemble: ImageEnsemble, product: Any, codes: list) -> Any:
     import pandas as pd
     row = pd.DataFrame([{"id": _field(product, "id") or "product", "image_path": _field(product, "image_path"),
                          "image_sha1": _field(product, "image_sha1")}])
-    out = ensemble.predict_products(row)
+    out = ensemble.predict_products(row, codes=codes)
     if not out["has_image"][0]:
         raise ImageProblem(next(iter(out["problems"].values()), "product has no usable image"))
-    return int(taxonomy.codes()[int(np.argmax(out["image"][0]))])
+    return codes[int(np.argmax(out["image"][0]))]
 
 
 @functools.lru_cache(maxsize=4)
@@ -236,13 +241,14 @@ def captioned(caption: str, overlay: Image.Image) -> Image.Image:
     return canvas
 
 
-def write_heatmaps(bundle: Any, product: Any, out_dir: Path | str, category: int | None = None) -> list[Path]:
+def write_heatmaps(bundle: Any, product: Any, out_dir: Path | str, category: Any = None) -> list[Path]:
     """One PNG per voter under out_dir, named product_<id>_<category>_<voter>.png; returns the paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pid = str(_field(product, "id") or "product")
     results = explain_product(bundle, product, category)
-    cat = category if category is not None else re.search(r" · (\d+) ", results[0][0]).group(1)
+    cat = category if category is not None else results[0][0].split(" · ")[2].split(" ")[0]
+    cat = re.sub(r"[^A-Za-z0-9_-]+", "_", str(cat))
     paths = []
     for (caption, overlay), spec in zip(results, getattr(bundle, "image", bundle).voters):
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.label)

@@ -1,8 +1,8 @@
 """Image loading and pooled backbone features, cached per image content (sha1) and backbone recipe.
 
 Features are computed once, in batches, with images decoded in parallel by a thread pool, on CUDA
-when present, and stored in the workspace's `image_features` table; training, retraining and
-prediction all read them back from there.
+when present, and kept in a `FeatureCache` (a workspace's is `store.features.WorkspaceFeatures`,
+its `image_features` table); training, retraining and prediction all read them back from there.
 
 Bad images never raise: `open_image` turns every failure (missing, corrupt, truncated, tiny, huge)
 into an `ImageProblem` with a message naming the file, and the product falls back to text.
@@ -21,11 +21,11 @@ import torch
 from PIL import Image
 
 from models.backbones import Backbone
+from models.progress import Progress
 from models.imagecheck import (MAX_FILE_BYTES, MAX_PIXELS, MIN_SIDE, NO_IMAGE, ImageProblem,  # noqa: F401
                                _text_or_none, existing_file as _existing, file_sha1, open_checked)
 
 log = logging.getLogger(__name__)
-Progress = Callable[[float, str], None]
 
 
 @dataclass
@@ -63,44 +63,6 @@ class FeatureCache(Protocol):
     def cached(self, sha1s: Sequence[str], key: str) -> set[str]: ...
 
 
-class WorkspaceFeatures:
-    """The workspace's `image_features` table (sha1, backbone, dim, vector float32 blob)."""
-
-    def __init__(self, ws: Any):
-        self.ws = ws
-
-    def get(self, sha1s: Sequence[str], key: str) -> dict[str, np.ndarray]:
-        out: dict[str, np.ndarray] = {}
-        wanted = sorted({s for s in sha1s if s})
-        for start in range(0, len(wanted), 500):
-            part = wanted[start:start + 500]
-            rows = self.ws.conn.execute(
-                f"SELECT sha1, dim, vector FROM image_features WHERE backbone = ? AND sha1 IN "
-                f"({','.join('?' * len(part))})", [key, *part]).fetchall()
-            for sha1, dim, blob in rows:
-                vec = np.frombuffer(blob, dtype=np.float32)
-                if vec.shape[0] == dim:
-                    out[sha1] = vec
-        return out
-
-    def cached(self, sha1s: Sequence[str], key: str) -> set[str]:
-        """Which of these images have features under `key`, without reading the vectors."""
-        out: set[str] = set()
-        wanted = sorted({s for s in sha1s if s})
-        for start in range(0, len(wanted), 500):
-            part = wanted[start:start + 500]
-            out.update(r[0] for r in self.ws.conn.execute(
-                f"SELECT sha1 FROM image_features WHERE backbone = ? AND sha1 IN ({','.join('?' * len(part))})",
-                [key, *part]))
-        return out
-
-    def put(self, items: Iterable[tuple[str, np.ndarray]], key: str) -> None:
-        values = [(s, key, int(v.shape[0]), np.ascontiguousarray(v, dtype=np.float32).tobytes()) for s, v in items]
-        if values and not getattr(self.ws, "read_only", False):   # a read-only workspace: computed, not kept
-            self.ws.write(lambda c: c.executemany(
-                "INSERT OR REPLACE INTO image_features (sha1, backbone, dim, vector) VALUES (?,?,?,?)", values))
-
-
 class MemoryFeatures:
     """A per-process cache, for prediction without a workspace (tests, one-off scoring)."""
 
@@ -119,12 +81,11 @@ class MemoryFeatures:
 
 
 def as_cache(store: Any) -> FeatureCache | None:
-    """A Workspace, a cache, or None (no caching)."""
+    """A cache (get / cached / put), or None (no caching)."""
     if store is None or hasattr(store, "put"):
         return store
-    if hasattr(store, "conn") and hasattr(store, "write"):
-        return WorkspaceFeatures(store)
-    raise TypeError(f"feature_store must be a Workspace or a FeatureCache, got {type(store).__name__}")
+    raise TypeError(f"feature_store must be a FeatureCache (get, cached, put) or None, got {type(store).__name__}; "
+                    "for a workspace pass store.features.WorkspaceFeatures(ws)")
 
 
 # -- extraction --------------------------------------------------------------------------------

@@ -30,9 +30,9 @@ from torch.nn import functional as F
 
 from models.backbones import build_model, data_config_for, get_spec, normalise, pixel_transform
 from models.features import decode_pixels
+from models.progress import Progress
 
 log = logging.getLogger(__name__)
-Progress = Callable[[float, str], None]
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from store.workspace import WorkspaceError
 
 TARGET_SETTING = "auto_accept_target"
 COVERAGE_SETTING = "conformal_coverage"
@@ -45,8 +44,9 @@ OUT_OF_FOLD_SOURCE = "out-of-fold"                   # predictions.source of a l
 ALL_LABELS_SOURCE = "model trained on all labels"    # every other prediction
 
 
-class CalibrationError(WorkspaceError, ValueError):
-    """A target precision or coverage the user gave is out of range."""
+class CalibrationError(ValueError):
+    """A target precision or coverage the user gave is out of range (the training service turns it
+    into the workspace's own error, `labeler.training.workspace_targets`)."""
 
 
 def check_fraction(value: Any, what: str) -> float:
@@ -62,13 +62,6 @@ def check_fraction(value: Any, what: str) -> float:
     return x
 
 
-def workspace_targets(ws: Any) -> tuple[float, float]:
-    """(target precision, nominal coverage) from the workspace's settings (defaults 0.95, 0.90)."""
-    return (check_fraction(ws.get_setting(TARGET_SETTING, str(DEFAULT_TARGET)), "target precision"),
-            check_fraction(ws.get_setting(COVERAGE_SETTING, str(DEFAULT_COVERAGE)), "conformal coverage"))
-
-
-# -- folds ----------------------------------------------------------------------------------------
 def product_folds(ids: Sequence[str], n_folds: int = N_FOLDS, seed: int = 0) -> np.ndarray:
     """(n,) fold index per product from a seeded hash of its id alone: a label change moves no
     fold, and a product keeps its fold when others are labelled or imported later."""
@@ -278,21 +271,8 @@ def version_calibration(ws: Any, version: str | None) -> "Calibration | None":
         return None
     key = (str(ws.db_path), version)
     if key not in _VERSION_CACHE:
-        try:
-            metrics = ws.model_version(version)["metrics"]
-        except WorkspaceError:
+        found = [v for v in ws.model_versions() if v["id"] == version]
+        if not found:
             return None
-        _VERSION_CACHE[key] = Calibration.from_dict(metrics)
+        _VERSION_CACHE[key] = Calibration.from_dict(found[0]["metrics"])
     return _VERSION_CACHE[key]
-
-
-def set_targets(ws: Any, *, target: Any = None, coverage: Any = None) -> tuple[float, float]:
-    """Store the workspace's target precision and/or nominal coverage (both checked before either
-    is written); returns the pair now in force."""
-    t = check_fraction(target, "target precision") if target is not None else None
-    c = check_fraction(coverage, "conformal coverage") if coverage is not None else None
-    if t is not None:
-        ws.set_setting(TARGET_SETTING, repr(t))
-    if c is not None:
-        ws.set_setting(COVERAGE_SETTING, repr(c))
-    return workspace_targets(ws)

@@ -15,7 +15,7 @@ import copy
 import logging
 import os
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,13 +26,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import LabelEncoder, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
-from labeler import taxonomy
 from models.backbones import get_spec, load_backbone
 from models.features import as_cache, extract_features, pending_seconds
-from models.predictor import align, scaled
+from models.predictor import align
+from models.progress import Progress, scaled
 
 log = logging.getLogger(__name__)
-Progress = Callable[[float, str], None]
 
 
 # -- heads -------------------------------------------------------------------------------------
@@ -318,11 +317,12 @@ class ImageEnsemble(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, *, voters: Sequence[VoterSpec] = DEFAULT_VOTERS, sharpen_k: float = 3.0,
-                 random_state: int = 0, device: str | None = None):
+                 random_state: int = 0, device: str | None = None, codes: Sequence | None = None):
         self.voters = voters
         self.sharpen_k = sharpen_k
         self.random_state = random_state
         self.device = device
+        self.codes = codes      # column order of the probabilities (a taxonomy's codes); None: classes_
 
     # features ---------------------------------------------------------------------------------
     def backbone(self, spec: VoterSpec):
@@ -380,6 +380,7 @@ class ImageEnsemble(ClassifierMixin, BaseEstimator):
     def fit(self, features: dict[str, np.ndarray], y: np.ndarray) -> "ImageEnsemble":
         y = np.asarray(y)
         self.classes_ = np.unique(y)
+        self.codes_ = list(self.codes) if self.codes is not None else list(self.classes_)
         self.heads_ = {}
         for spec in self.voters:
             head = make_head(spec.head, dict(spec.head_params), self.random_state)
@@ -388,16 +389,22 @@ class ImageEnsemble(ClassifierMixin, BaseEstimator):
         self.sharpen_k_ = float(self.sharpen_k)
         return self
 
-    def voter_proba(self, features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """{voter label: (n, 27)} in taxonomy code order."""
+    def _codes(self, codes: Sequence | None) -> Sequence:
+        if codes is not None:
+            return codes
+        return getattr(self, "codes_", None) or list(self.classes_)
+
+    def voter_proba(self, features: dict[str, np.ndarray], codes: Sequence | None = None) -> dict[str, np.ndarray]:
+        """{voter label: (n, k)}, columns in `codes` order (default: the `codes` it was built with)."""
         check_is_fitted(self, "heads_")
-        return {name: align(h.predict_proba(features[name]), h.classes_) for name, h in self.heads_.items()}
+        codes = self._codes(codes)
+        return {name: align(h.predict_proba(features[name]), h.classes_, codes) for name, h in self.heads_.items()}
 
     def vote(self, voters: dict[str, np.ndarray]) -> np.ndarray:
         return soft_vote([voters[s.label] for s in self.voters], self.vote_weights_, self.sharpen_k_)
 
     def predict_proba(self, features: dict[str, np.ndarray]) -> np.ndarray:
-        """(n, 27) in taxonomy code order (not `classes_` order, so versions line up)."""
+        """(n, k) in `codes` order (not `classes_` order, so the models of a version line up)."""
         return self.vote(self.voter_proba(features))
 
     def set_vote(self, weights: Sequence[float], k: float) -> None:
@@ -416,18 +423,19 @@ class ImageEnsemble(ClassifierMixin, BaseEstimator):
         return self.fit({k: v[ok] for k, v in feats.items()}, np.asarray(y)[ok])
 
     def predict_products(self, products: pd.DataFrame, progress: Progress | None = None,
-                         feature_store: Any = None) -> dict[str, Any]:
-        """{'voters': {name: (n,27)}, 'image': (n,27), 'has_image': (n,) bool, 'problems': {id: msg}}.
+                         feature_store: Any = None, codes: Sequence | None = None) -> dict[str, Any]:
+        """{'voters': {name: (n,k)}, 'image': (n,k), 'has_image': (n,) bool, 'problems': {id: msg}},
+        columns in `codes` order (default: the ensemble's own).
 
         Products without a usable image get all-zero rows and has_image False (text only).
         """
         n = len(products)
-        codes = taxonomy.codes()
+        codes = self._codes(codes)
         feats, ok, problems = self.product_features(products, feature_store=feature_store, progress=progress)
         voters = {s.label: np.zeros((n, len(codes))) for s in self.voters}
         image = np.zeros((n, len(codes)))
         if ok.any():
-            part = self.voter_proba({k: v[ok] for k, v in feats.items()})
+            part = self.voter_proba({k: v[ok] for k, v in feats.items()}, codes)
             for name, p in part.items():
                 voters[name][ok] = p
             image[ok] = self.vote(part)

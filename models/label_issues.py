@@ -13,25 +13,22 @@ The rule (Northcutt et al., "Confident Learning", 2021, the per-class threshold 
 * issues are ranked by margin ``probs[i, suggested] - probs[i, y]``, largest first (ties by
   position, so the order is deterministic).
 
-`detect_label_issues` runs it on a workspace and stores the result in `label_issues` (one run
-replaces the previous rows; `label_issue_runs` keeps the history) for the app's "suspect labels"
-queue: `suspect_ids(ws)` gives the flagged products not decided by a reviewer since, best first.
+This module is the pure part (arrays in, arrays out; `issue_rows` the rows a run stores).
+`labeler.label_issues.detect_label_issues` runs it on a workspace and `store.issues` keeps the
+result for the app's "suspect labels" queue.
 """
 from __future__ import annotations
 
-import json
 import logging
-import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
-from labeler import taxonomy
-from models.predictor import Progress, align
-from store.workspace import Workspace, WorkspaceError, now_iso
+from models.predictor import align
+from models.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +82,10 @@ def find_issues(labels: np.ndarray, probs: np.ndarray) -> Issues:
 
 
 # -- out-of-fold probabilities ----------------------------------------------------------------
+class CrossValidationError(ValueError):
+    """Too few labels to cross-validate with the folds asked for (the message says what to change)."""
+
+
 def min_category_size(folds: int) -> int:
     """Smallest category that leaves >= 2 products of it in every fold's training part."""
     size = 2
@@ -94,25 +95,26 @@ def min_category_size(folds: int) -> int:
 
 
 def out_of_fold_probs(X: Any, y: np.ndarray, make_model: Callable[[], Any], *, folds: int = 5, seed: int = 0,
-                      codes: list[int] | None = None, progress: Progress | None = None
+                      codes: Sequence | None = None, progress: Progress | None = None
                       ) -> tuple[np.ndarray, np.ndarray]:
-    """(n, 27) probabilities, each row from a model fitted on the other folds (stratified, seeded).
+    """(n, len(codes)) probabilities, each row from a model fitted on the other folds (stratified,
+    seeded); codes: the column order (default: the labels present in y).
 
     Products of categories too small to cross-validate (fewer than `min_category_size(folds)`)
     get no out-of-fold probabilities: the returned mask ``(n,)`` says which rows were scored.
     X is indexed with `.iloc` when it has it (DataFrame), else with numpy indexing.
     """
     y = np.asarray(y)
-    codes = codes or taxonomy.codes()
+    codes = list(np.unique(y)) if codes is None else list(codes)
     cats, counts = np.unique(y, return_counts=True)
     usable = np.isin(y, cats[counts >= min_category_size(folds)])
     kept = np.unique(y[usable])
     if len(kept) < 2:
-        raise WorkspaceError(f"need at least two categories with {min_category_size(folds)}+ labelled products "
+        raise CrossValidationError(f"need at least two categories with {min_category_size(folds)}+ labelled products "
                              f"to cross-validate with {folds} folds; got {len(y)} products in {len(cats)} "
                              "categories (import more labels or use fewer --folds)")
     if counts.max() < folds:
-        raise WorkspaceError(f"{folds} folds need a category with at least {folds} labelled products; the "
+        raise CrossValidationError(f"{folds} folds need a category with at least {folds} labelled products; the "
                              f"largest has {counts.max()} (use fewer --folds)")
     rows = np.flatnonzero(usable)
     out = np.zeros((len(y), len(codes)))
@@ -128,61 +130,6 @@ def out_of_fold_probs(X: Any, y: np.ndarray, make_model: Callable[[], Any], *, f
     if progress is not None:
         progress(1.0, f"{folds} out-of-fold models fitted")
     return out, usable
-
-
-# -- workspace ----------------------------------------------------------------------------------
-@dataclass
-class DetectionReport:
-    run_id: int
-    n_products: int
-    n_flagged: int
-    folds: int
-    duration_s: float
-    method: str
-    n_skipped: int = 0       # products of categories too small to cross-validate
-
-
-def _default_model() -> Any:
-    from models.text import TextClassifier
-    return TextClassifier()
-
-
-def detect_label_issues(ws: Workspace, *, folds: int = 5, seed: int = 0, progress: Progress | None = None,
-                        make_model: Callable[[], Any] | None = None) -> DetectionReport:
-    """Cross-validate the text model on the workspace's labels, flag issues, store them.
-
-    Labels are the reviewer-resolved ones (`labeler.review.resolved_labels`). Products of
-    categories with fewer than `min_category_size(folds)` labels are not checked (n_skipped).
-    """
-    if folds < 2:
-        raise WorkspaceError(f"folds must be at least 2, got {folds}")
-    from labeler.review import resolved_labels
-    from models.training import products_frame
-
-    started = time.perf_counter()
-    progress = progress or (lambda f, m: None)
-    ws.require_products()
-    labels = resolved_labels(ws)
-    if not labels:
-        raise WorkspaceError(f"workspace {ws.root} has no labelled products to check; import labels first")
-    df = products_frame(ws, list(labels))
-    y = np.array([labels[i] for i in df["id"]])
-    codes = taxonomy.codes()
-    col = {c: j for j, c in enumerate(codes)}
-    make_model = make_model or _default_model
-    probs, scored = out_of_fold_probs(df, y, make_model, folds=folds, seed=seed, codes=codes,
-                                      progress=lambda f, m: progress(0.9 * f, m))
-    progress(0.92, "applying the confident-learning rule")
-    df, y, probs = df[scored].reset_index(drop=True), y[scored], probs[scored]
-    label_idx = np.array([col[int(c)] for c in y])
-    issues = find_issues(label_idx, probs)
-    method = f"confident-learning/oof-{type(make_model()).__name__}"
-    run_id = store_issue_run(ws, df["id"].tolist(), label_idx, probs, method=method, folds=folds,
-                             duration_s=round(time.perf_counter() - started, 2), issues=issues)
-    n_flagged = int(issues.flagged.sum())
-    progress(1.0, f"{n_flagged} of {len(y)} labels flagged")
-    return DetectionReport(run_id, len(y), n_flagged, folds, round(time.perf_counter() - started, 2), method,
-                           n_skipped=int((~scored).sum()))
 
 
 def suspect_order(labels: np.ndarray, probs: np.ndarray, issues: Issues | None = None,
@@ -208,11 +155,12 @@ def suspect_order(labels: np.ndarray, probs: np.ndarray, issues: Issues | None =
 FLAGGED_FIRST = False   # measured by bench/label_noise.py (README): the plain ranking finds more within 2x
 
 
-def store_issue_run(ws: Workspace, ids: list[str], labels: np.ndarray, probs: np.ndarray, *, method: str,
-                    folds: int, duration_s: float | None = None, issues: Issues | None = None) -> int:
-    """Confident learning on out-of-fold `probs` (n, 27) of the products `ids` labelled `labels`
-    (column indices); stores every product ranked by `suspect_order` as the latest run."""
-    codes = taxonomy.codes()
+def issue_rows(ids: Sequence[str], labels: np.ndarray, probs: np.ndarray, codes: Sequence,
+               issues: Issues | None = None) -> tuple[list[tuple], dict[str, float], Issues]:
+    """What a run stores: one row per product ranked by `suspect_order`, (id, rank, given code,
+    suggested code, p(given), p(suggested), margin, flagged), the per-category thresholds by code,
+    and the issues. labels: column indices into probs (n, len(codes)); the suggestion of a product
+    not flagged is its most probable other category."""
     labels = np.asarray(labels, dtype=int)
     probs = np.asarray(probs, dtype=np.float64)
     issues = issues if issues is not None else find_issues(labels, probs)
@@ -221,47 +169,10 @@ def store_issue_run(ws: Workspace, ids: list[str], labels: np.ndarray, probs: np
     others[np.arange(n), labels] = -np.inf
     best_other = np.argmax(others, axis=1) if n else np.zeros(0, int)
     suggested = np.where(issues.flagged, issues.suggested, best_other)
-    thresholds = {str(codes[j]): round(float(t), 4) for j, t in enumerate(issues.thresholds) if np.isfinite(t)}
-    rows = [(ids[i], rank, int(codes[labels[i]]), int(codes[suggested[i]]), float(probs[i, labels[i]]),
+    code = [c.item() if hasattr(c, "item") else c for c in codes]
+    thresholds = {str(code[j]): round(float(t), 4) for j, t in enumerate(issues.thresholds) if np.isfinite(t)}
+    rows = [(ids[i], rank, code[labels[i]], code[suggested[i]], float(probs[i, labels[i]]),
              float(probs[i, suggested[i]]), float(probs[i, suggested[i]] - probs[i, labels[i]]),
              int(issues.flagged[i]))
             for rank, i in enumerate(suspect_order(labels, probs, issues), start=1)]
-
-    def store(conn) -> int:
-        cur = conn.execute("INSERT INTO label_issue_runs (created_at, method, folds, n_products, n_flagged, "
-                           "thresholds, duration_s) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                           (now_iso(), method, folds, n, int(issues.flagged.sum()),
-                            json.dumps(thresholds), duration_s))
-        run = int(cur.lastrowid)
-        conn.execute("DELETE FROM label_issues")
-        conn.executemany("INSERT INTO label_issues (run_id, product_id, rank, given_label, suggested, given_prob, "
-                         "suggested_prob, margin, flagged) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                         [(run, *r) for r in rows])
-        return run
-
-    return ws.write(store)
-
-
-def latest_run(ws: Workspace) -> dict | None:
-    rows = ws.query("SELECT * FROM label_issue_runs ORDER BY id DESC LIMIT 1")
-    if not rows:
-        return None
-    rows[0]["thresholds"] = json.loads(rows[0]["thresholds"])
-    return rows[0]
-
-
-def label_issues(ws: Workspace, *, limit: int | None = None, include_reviewed: bool = False) -> list[dict]:
-    """Stored issues, most suspect first, with title and whether a reviewer decided it since."""
-    rows = ws.query(
-        "SELECT li.*, p.title, EXISTS (SELECT 1 FROM effective_decisions e WHERE e.product_id = li.product_id "
-        "AND e.action IN ('accept', 'correct', 'auto_accept')) AS reviewed FROM label_issues li "
-        "JOIN products p ON p.id = li.product_id ORDER BY li.rank")
-    if not include_reviewed:
-        rows = [r for r in rows if not r["reviewed"]]
-    return rows if limit is None else rows[:limit]
-
-
-def suspect_ids(ws: Workspace, *, flagged_only: bool = True) -> list[str]:
-    """Products no reviewer has decided yet, most suspect first: the flagged ones (default), or
-    every ranked labelled product."""
-    return [r["product_id"] for r in label_issues(ws) if r["flagged"] or not flagged_only]
+    return rows, thresholds, issues

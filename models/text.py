@@ -10,14 +10,17 @@ reorder classes, -2 pt) and log-loss (1.03 vs 1.14) for half the fits.
 
 Unlabelled products (semi-supervised, never their labels):
 * `fit(X, y, X_unlabeled=...)`: the TF-IDF document frequencies (vocabulary filter, IDF) are
-  computed on labelled + unlabelled + category pseudo-documents. Pass every workspace product:
-  repeats and the labelled products' own texts are dropped from X_unlabeled.
-* `predict_proba(X)`: when one call brings at least `config.transductive_min_new` products the
-  model did not see at fit time (and the training set is at most `transductive_max_train`), the
-  vectorizers and the SVM are refitted once for that call with those texts added as unlabelled
-  (about one fit's time). Such a call's predictions therefore depend on the call's batch; smaller
-  calls (the app, one product) use the fitted model as is. Set `transductive_min_new=0` to
-  switch it off.
+  computed on labelled + unlabelled + category pseudo-documents. Pass every workspace product (the
+  training service does): repeats and the labelled products' own texts are dropped from X_unlabeled.
+* `predict_proba(X)` is a pure function of the fitted model and each product: a product gets the
+  same probabilities alone or in any batch. `predict_proba(X, adapt=True)` is the explicit opt-in
+  to the old transductive step: the vectorizers and the SVM are refitted once for that call with
+  the call's unseen texts added as unlabelled (about one fit's time), so its results depend on the
+  batch (docs/text_model.md measures what it buys).
+
+The category prior comes from `categories` (`models.text_prior.CategoryText`: code, name,
+description, keywords), a parameter like any other; without it there is no prior. Classes are
+learned from `y` (`classes_`): ints or strings.
 
 Follows the scikit-learn estimator contract. X is a DataFrame with `title` and `description`
 (description may be missing, empty, NaN or raw HTML).
@@ -42,7 +45,7 @@ from sklearn.svm import LinearSVC
 from sklearn.utils.validation import check_is_fitted
 
 from models.text_features import HashedTfidf, char_wb_ngrams, hash_counts, word_ngrams
-from models.text_prior import PATTERN_NAMES, category_documents, pattern_features
+from models.text_prior import PATTERN_NAMES, CategoryText, category_documents, pattern_features
 from models.text_reference import ReferenceConfig, product_texts, reference_features
 from models.textclean import clean_text, fold, is_missing
 
@@ -67,8 +70,8 @@ class TextConfig:
     calibration_cv_max: int = 5_000       # above this many products: one holdout instead of folds...
     calibration_holdout: float = 0.06     # ...of this share, and the shipped SVM is the one fitted without it
     tol: float = 1e-3                     # liblinear stopping tolerance (1e-4: same CV F1, a little slower)
-    transductive_min_new: int = 100       # unseen products in one predict call that trigger a refit; 0: never
-    transductive_max_train: int = 10_000  # above this many labelled products, no predict-time refit
+    transductive_min_new: int = 100       # predict(adapt=True): unseen products needed for a refit (as before)
+    transductive_max_train: int = 10_000  # above this many labelled products, adapt=True cannot refit
     n_jobs: int = 2                       # processes for text analysis, threads for the SVM
     parallel_min_products: int = 30_000   # below this, analysis runs in-process (worker start-up costs more)
 
@@ -202,8 +205,10 @@ def _calibration_splits(y: np.ndarray, config: TextConfig, seed: int) -> list[tu
 class TextClassifier(ClassifierMixin, BaseEstimator):
     """Text model of a version: calibrated probabilities for the top-5 shown to reviewers."""
 
-    def __init__(self, *, config: TextConfig = TextConfig(), random_state: int = 0):
+    def __init__(self, *, config: TextConfig = TextConfig(), categories: tuple[CategoryText, ...] | None = None,
+                 random_state: int = 0):
         self.config = config
+        self.categories = categories
         self.random_state = random_state
 
     # the reference recipe's vectorizers (bench/active_learning.py builds its feature matrix with them)
@@ -214,14 +219,12 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
                                                   min_df=c.min_df, max_df=c.max_df, C=c.C))
 
     def _prior_codes(self, classes: np.ndarray) -> tuple[list[str], np.ndarray]:
-        if self.config.prior_weight <= 0:
+        """Pseudo-documents of the categories among `classes` and their class indices."""
+        if self.config.prior_weight <= 0 or not self.categories:
             return [], np.zeros(0, dtype=np.int64)
-        try:
-            wanted = [int(c) for c in classes]
-        except (TypeError, ValueError):
-            return [], np.zeros(0, dtype=np.int64)   # labels that are not category codes: no prior
-        titles, codes = category_documents(wanted)
-        return titles, np.searchsorted(np.asarray(wanted), codes)
+        index = {c.item() if hasattr(c, "item") else c: i for i, c in enumerate(classes)}
+        titles, codes = category_documents(self.categories, index)
+        return titles, np.asarray([index[c.item() if hasattr(c, "item") else c] for c in codes], dtype=np.int64)
 
     def _vectorizers(self, counts_word: sp.csr_matrix, counts_char: sp.csr_matrix) -> tuple[HashedTfidf, HashedTfidf]:
         c = self.config
@@ -273,7 +276,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
                              "svm": time.perf_counter() - clock}
         self.seen_ = np.unique(product_keys(titles + un_titles, descs + un_descs))
         self.n_train_, self.n_unlabeled_, self.n_prior_ = n, n_un, n_prior
-        # kept for predict-time transduction: counts of every fitted row, no raw text
+        # kept for predict(adapt=True): counts of every fitted row, no raw text
         self.fit_counts_ = (all_w, all_c, dense_fit, y_fit, w_fit) if n <= c.transductive_max_train else None
         return self
 
@@ -322,25 +325,30 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         cw, cc, dense = _analyze(_column(X, "title"), _column(X, "description"), self.config)
         return self._design(self.word_, self.char_, cw, cc, dense) @ self.coef_.T + self.intercept_
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        """(n, n_classes) calibrated probabilities, columns in `classes_` order."""
+    def predict_proba(self, X: pd.DataFrame, *, adapt: bool = False) -> np.ndarray:
+        """(n, n_classes) calibrated probabilities, columns in `classes_` order.
+
+        Row i depends only on product i. adapt=True: first refit the vectorizers and the SVM with
+        the call's texts not seen at fit time as unlabelled ones (when there are at least
+        `transductive_min_new` and the model kept its fit counts), so every row then depends on
+        the whole batch."""
         check_is_fitted(self, "coef_")
         titles, descs = _column(X, "title"), _column(X, "description")
         if len(titles) == 0:
             return np.zeros((0, len(self.classes_)))
         cw, cc, dense = _analyze(titles, descs, self.config)
         word, char, coef, intercept = self.word_, self.char_, self.coef_, self.intercept_
-        new = ~np.isin(product_keys(titles, descs), self.seen_)
-        c = self.config
-        if c.transductive_min_new and self.fit_counts_ is not None and new.sum() >= c.transductive_min_new:
-            word, char, coef, intercept = self._refit_with(cw[new], cc[new])
+        if adapt and getattr(self, "fit_counts_", None) is not None:
+            new = ~np.isin(product_keys(titles, descs), self.seen_)
+            if new.sum() >= max(1, self.config.transductive_min_new):
+                word, char, coef, intercept = self._refit_with(cw[new], cc[new])
         scores = self._design(word, char, cw, cc, dense) @ coef.T + intercept
         return softmax(scores, self.temperature_)
 
     def _refit_with(self, new_w: sp.csr_matrix, new_c: sp.csr_matrix):
         """Vectorizers and SVM refitted with these unseen texts as unlabelled (the temperature stays)."""
         all_w, all_c, dense_fit, y_fit, w_fit = self.fit_counts_
-        log.info("predict-time refit with %d unseen products as unlabelled texts", new_w.shape[0])
+        log.info("adapt: refitting with %d unseen products as unlabelled texts", new_w.shape[0])
         word, char = self._vectorizers(sp.vstack([all_w, new_w]).tocsr(), sp.vstack([all_c, new_c]).tocsr())
         m = len(y_fit)
         Z = self._design(word, char, all_w[:m], all_c[:m], dense_fit)
@@ -351,7 +359,8 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
     def describe(self) -> dict:
-        out = {"kind": "tfidf-prior-linearsvc", **asdict(self.config), "patterns": list(PATTERN_NAMES)}
+        out = {"kind": "tfidf-prior-linearsvc", **asdict(self.config), "patterns": list(PATTERN_NAMES),
+               "prior_categories": len(getattr(self, "categories", None) or ())}
         if hasattr(self, "coef_"):
             out.update({"temperature": round(self.temperature_, 4), "n_train": self.n_train_,
                         "n_unlabeled": self.n_unlabeled_, "n_prior_documents": self.n_prior_,

@@ -33,9 +33,9 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.feature_extraction import FeatureHasher
 
-from labeler import taxonomy
 from models.text import CHAR_BUCKETS, WORD_BUCKETS, TextClassifier, _analyze_chunk, _prepare, softmax
 from models.text_features import _WORD
+from models.predictor import resolve_code
 from models.text_prior import PATTERN_NAMES
 from models.textclean import fold
 
@@ -277,21 +277,24 @@ class TextAttribution:
     pattern_offset: int
     scores: np.ndarray                            # (n_classes,) decision values
     has_text: bool = True
+    known_codes: Sequence | None = None           # the version's categories (default: the model's classes_)
     _cache: dict = field(default_factory=dict, repr=False)
 
     def class_index(self, category: int | str) -> int:
-        if not taxonomy.is_known(category):
-            raise ExplainError(f"unknown category {category!r}; expected one of the 27 prdtypecode values "
-                               f"(e.g. 2583 {taxonomy.name(2583)})")
-        classes = [int(c) for c in self.model.classes_]
-        code = int(str(category).strip())
+        classes = [c.item() if hasattr(c, "item") else c for c in self.model.classes_]
+        known = list(self.known_codes) if self.known_codes is not None else classes
+        code = resolve_code(category, known)
+        if code is None:
+            raise ExplainError(f"unknown category {category!r}; expected one of the {len(known)} category codes "
+                               f"(e.g. {known[0]})")
         if code not in classes:
-            raise ExplainError(f"the text model of this version was not trained on category {code} "
-                               f"({taxonomy.name(code)}): no weights to explain")
+            raise ExplainError(f"the text model of this version was not trained on category {code}: "
+                               "no weights to explain")
         return classes.index(code)
 
-    def top_category(self) -> int:
-        return int(self.model.classes_[int(np.argmax(self.scores))])
+    def top_category(self) -> int | str:
+        top = self.model.classes_[int(np.argmax(self.scores))]
+        return top.item() if hasattr(top, "item") else top
 
     def explain(self, category: int | str) -> TextExplanation:
         """The contributions toward `category` (any category the model knows, not only the top-1)."""
@@ -361,7 +364,8 @@ def _characters(parts: list, occ_slot: np.ndarray, n_occ: np.ndarray,
 
 
 def attribute(model: TextClassifier, title: object, description: object, *,
-              display_title: str | None = None, display_description: str | None = None) -> TextAttribution:
+              display_title: str | None = None, display_description: str | None = None,
+              known_codes: Sequence | None = None) -> TextAttribution:
     """Build a product's attribution for `model` (a fitted `TextClassifier`).
 
     display_*: the texts the reader sees (default: the model's own cleaned texts); spans index
@@ -416,7 +420,7 @@ def attribute(model: TextClassifier, title: object, description: object, *,
     pattern_values = (c.pattern_weight * dense[0]).astype(np.float64) if c.pattern_weight > 0 else np.zeros(0)
     return TextAttribution(model, display_title, display_description, words, columns, values,
                            matrix.tocsr(), pattern_values, n_word + n_char, scores,
-                           has_text=bool(ft.strip() or fd.strip()))
+                           has_text=bool(ft.strip() or fd.strip()), known_codes=known_codes)
 
 
 def explain_text(model: TextClassifier, title: object, description: object, category: int | str | None = None,

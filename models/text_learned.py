@@ -18,7 +18,7 @@ from sklearn.feature_extraction import FeatureHasher
 
 from models.text import WORD_BUCKETS, TextClassifier
 from models.text_features import word_ngrams
-from models.text_prior import category_documents
+from models.text_prior import CategoryText, category_documents
 from models.textclean import clean_text, fold
 
 
@@ -35,14 +35,14 @@ class WeightChange:
 
 
 def ngram_names(texts: Iterable[tuple[object, object]], *, description_chars: int = 2000,
-                with_taxonomy: bool = True) -> dict[int, str]:
-    """Hash bucket -> its most frequent word n-gram among `texts` ((title, description) pairs)."""
+                categories: Sequence[CategoryText] | None = None) -> dict[int, str]:
+    """Hash bucket -> its most frequent word n-gram among `texts` ((title, description) pairs)
+    and the pseudo-documents of `categories` (the model's prior: `TextClassifier.categories`)."""
     counts: Counter[str] = Counter()
     for title, desc in texts:
         counts.update(word_ngrams(f"{fold(clean_text(title))} {fold(clean_text(desc)[:description_chars])}"))
-    if with_taxonomy:
-        for doc in category_documents()[0]:
-            counts.update(word_ngrams(fold(clean_text(doc))))
+    for doc in category_documents(categories)[0]:
+        counts.update(word_ngrams(fold(clean_text(doc))))
     grams = [g for g, _ in counts.most_common()]      # most frequent first: it names a shared bucket
     if not grams:
         return {}
@@ -54,22 +54,27 @@ def ngram_names(texts: Iterable[tuple[object, object]], *, description_chars: in
     return names
 
 
-def _weights(model: TextClassifier, buckets: np.ndarray, codes: Sequence[int]) -> np.ndarray:
+def _code(c: object) -> object:
+    """A class label as a plain Python value (numpy ints and strings too)."""
+    return c.item() if hasattr(c, "item") else c
+
+
+def _weights(model: TextClassifier, buckets: np.ndarray, codes: Sequence) -> np.ndarray:
     """(len(codes), len(buckets)) word weights; 0 where the model has no such column or class."""
     out = np.zeros((len(codes), len(buckets)))
     cols = model.word_._remap_table()[buckets]
-    classes = {int(c): i for i, c in enumerate(model.classes_)}
+    classes = {_code(c): i for i, c in enumerate(model.classes_)}
     for row, code in enumerate(codes):
-        k = classes.get(int(code))
+        k = classes.get(_code(code))
         if k is not None:
             out[row, cols >= 0] = model.coef_[k, cols[cols >= 0]]
     return out
 
 
-def top_ngrams(model: TextClassifier, names: dict[int, str], k: int = 8) -> dict[int, list[tuple[str, float]]]:
+def top_ngrams(model: TextClassifier, names: dict[int, str], k: int = 8) -> dict[object, list[tuple[str, float]]]:
     """Per category code: the k named word n-grams with the largest positive weights."""
     buckets = np.fromiter(names, dtype=np.int64, count=len(names))
-    codes = [int(c) for c in model.classes_]
+    codes = [_code(c) for c in model.classes_]
     W = _weights(model, buckets, codes)
     out = {}
     for row, code in enumerate(codes):
@@ -81,7 +86,7 @@ def top_ngrams(model: TextClassifier, names: dict[int, str], k: int = 8) -> dict
 def weight_changes(new: TextClassifier, old: TextClassifier, names: dict[int, str], k: int = 12) -> list[WeightChange]:
     """The k (category, n-gram) weights that moved most from `old` to `new`, largest first."""
     buckets = np.fromiter(names, dtype=np.int64, count=len(names))
-    codes = sorted({int(c) for c in new.classes_} | {int(c) for c in old.classes_})
+    codes = sorted({_code(c) for c in new.classes_} | {_code(c) for c in old.classes_})
     after, before = _weights(new, buckets, codes), _weights(old, buckets, codes)
     delta = np.abs(after - before).ravel()
     top = np.argsort(-delta, kind="stable")[:k]

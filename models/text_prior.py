@@ -1,9 +1,11 @@
 """What the labelled products do not show the text model: the taxonomy and marketplace patterns.
 
-* Category pseudo-documents: every keyword of a category in assets/taxonomy.json (French, plus
+* Category pseudo-documents: every keyword of a category (for the Rakuten taxonomy, French plus
   the English/German words marketplace titles use), and its name + description, become one short
   training product of that category, down-weighted. A word that no labelled title holds
-  ("trampoline", "quadricoptère") still gets a weight toward its category.
+  ("trampoline", "quadricoptère") still gets a weight toward its category. The categories come in
+  as a parameter (`CategoryText`, from any taxonomy; codes may be ints or strings): this module
+  reads no taxonomy of its own, and without categories there is no prior.
 * Pattern features: a few dense, generalising signals that bag-of-n-grams on lowercased, cleaned
   text cannot see or needs many examples to learn: numbering and dates (magazines), "lot de N",
   sizes (furniture, linen), downloads, title casing (some sellers write lowercase titles), the
@@ -13,42 +15,70 @@ from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from labeler.taxonomy import TAXONOMY_PATH
 from models.textclean import fold
 
 
-@lru_cache(maxsize=4)
-def _taxonomy_rows(path: str) -> tuple[dict, ...]:
-    return tuple(json.loads(Path(path).read_text(encoding="utf-8")))
+@dataclass(frozen=True)
+class CategoryText:
+    """What the text prior reads of one category: its code (int or str, as the labels `y` hold
+    it), name, description and optional keywords."""
+    code: Any
+    name: str
+    description: str = ""
+    keywords: tuple[str, ...] = ()
 
 
-def category_documents(codes=None, path: Path | str = TAXONOMY_PATH) -> tuple[list[str], np.ndarray]:
+def category_texts(rows: Iterable[dict]) -> tuple[CategoryText, ...]:
+    """`CategoryText`s from taxonomy rows ({code, name, description, keywords?}); an integer-like
+    code becomes an int so it matches integer labels."""
+    out = []
+    for row in rows:
+        code = row["code"]
+        if isinstance(code, str) and code.strip().lstrip("-").isdigit():
+            code = int(code)
+        out.append(CategoryText(code, str(row.get("name", "")), str(row.get("description", "") or ""),
+                                tuple(str(k) for k in row.get("keywords", ()) or ())))
+    return tuple(out)
+
+
+def read_category_texts(path: Path | str) -> tuple[CategoryText, ...]:
+    """`CategoryText`s of a taxonomy JSON file (a list of rows as `category_texts` takes)."""
+    return category_texts(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def category_documents(categories: Sequence[CategoryText] | None, codes: Iterable | None = None
+                       ) -> tuple[list[str], np.ndarray]:
     """Pseudo-product titles and their category codes, for the given codes (default: all).
 
-    One document per keyword, plus one 'name. description' document per category.
+    One document per keyword, plus one 'name. description' document per category. No
+    categories: no documents (the prior is off).
     """
-    wanted = None if codes is None else {int(c) for c in codes}
+    wanted = None if codes is None else set(codes)
     titles: list[str] = []
-    labels: list[int] = []
-    for row in _taxonomy_rows(str(path)):
-        code = int(row["code"])
-        if wanted is not None and code not in wanted:
+    labels: list = []
+    for cat in categories or ():
+        if wanted is not None and cat.code not in wanted:
             continue
-        for keyword in row.get("keywords", []):
+        for keyword in cat.keywords:
             titles.append(str(keyword))
-            labels.append(code)
-        titles.append(f"{row['name']}. {row['description']}")
-        labels.append(code)
-    return titles, np.asarray(labels, dtype=np.int64)
+            labels.append(cat.code)
+        titles.append(f"{cat.name}. {cat.description}")
+        labels.append(cat.code)
+    return titles, np.asarray(labels)
 
 
 _MONTHS = "janvier|fevrier|mars|avril|mai|juin|juillet|aout|septembre|octobre|novembre|decembre"
-TITLE_PATTERNS: dict[str, re.Pattern] = {name: re.compile(p) for name, p in {
+# Each pattern runs over the newline-joined corpus of a batch (`_per_document`): `\s` is narrowed to
+# a space that is not the newline, and `$` means a document's end (MULTILINE), so no match spans two
+# products and a product's features never depend on the batch it comes in.
+TITLE_PATTERNS: dict[str, re.Pattern] = {name: re.compile(p.replace(r"\s", r"[^\S\n]"), re.MULTILINE)
+                                         for name, p in {
     "download": r"telecharg",
     "issue_number": r"\bn°\s*\d+|\bno\.?\s*\d+\b|\bnumero\s*\d+",
     "date": rf"\b\d{{1,2}}/\d{{1,2}}/\d{{2,4}}\b|\b\d{{1,2}}\s+({_MONTHS})\b",

@@ -54,7 +54,7 @@ def running_app(ws_root: Path, tmp_path: Path, *, settings=None, auth=None) -> I
 def add_hostile_product(ws_root: Path, reviewer: str, *, product_id: str = "xss-1") -> str:
     """A product whose title and description try to inject markup, scored by the live model and
     held by `reviewer` (as after a restart), so it is the first card that reviewer sees."""
-    from models.training import live_bundle, score_products
+    from labeler.training import live_bundle, score_products
     from store.workspace import Workspace, now_iso
 
     ws = Workspace(ws_root)

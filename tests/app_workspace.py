@@ -27,7 +27,7 @@ CACHE = Path(tempfile.gettempdir()) / "labeler-test-templates"
 PER_CATEGORY = 12
 IMAGES = 36          # products keeping their image; fewer images = a cheaper image ensemble to train
 # the modules whose code shapes the template (training and what it pickles); their imports follow
-SHAPED_BY = ("models.training", "models.image", "models.fusion", "review_workspace")
+SHAPED_BY = ("labeler.training", "models.image", "models.fusion", "review_workspace")
 LIST_SOURCES = ("import sys; sys.path[:0] = {paths!r}; import {modules}\n"
                 "for m in list(sys.modules.values()):\n"
                 "    f = getattr(m, '__file__', None)\n"
@@ -52,7 +52,7 @@ def fingerprint(sample_dir: Path | None, modules: tuple[str, ...] = SHAPED_BY, e
 
 
 def build(root: Path, sample_dir: Path) -> None:
-    from models.training import train_version
+    from labeler.training import train_version
     from review_workspace import insert_products, sample_products
     from store.workspace import Workspace
 

@@ -52,7 +52,7 @@ def insert_products(ws: Workspace, products: pd.DataFrame) -> int:
 
 
 def build_workspace(root: Path, sample_dir: Path, per_category: int | None = 12, *, train: bool = True) -> Path:
-    from models.training import train_version
+    from labeler.training import train_version
     ws = Workspace(root)
     insert_products(ws, sample_products(sample_dir, per_category))
     if train:

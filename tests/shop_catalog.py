@@ -65,7 +65,7 @@ def make_shop(sample_dir: Path, root: Path, *, per_category: int = 3, images: in
     assert report.imported == len(rows) and report.with_image == len(image_ids), report
     versions = []
     if train:
-        from models.training import train_version
+        from labeler.training import train_version
         versions.append(train_version(ws, evaluate=False, notes="shop v1")["id"])
         versions.append(train_version(ws, evaluate=False, notes="shop v2", make_live=False)["id"])
     ws.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -17,7 +17,7 @@ from labeler import taxonomy
 from labeler.cli import main
 from labeler.cli.catalog import export_index
 from labeler.cli.predict import prediction_frame
-from models.training import live_bundle
+from labeler.training import live_bundle
 from store import Workspace
 
 ROOT = Path(__file__).resolve().parent.parent

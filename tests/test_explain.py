@@ -25,7 +25,7 @@ VOTERS = [  # the default backbones and heads, at 96 px so the test stays fast; 
 def trained(sample_dir, tmp_path_factory):
     """A workspace of 32 real imaged products (4 categories) + 12 without image, trained end to end."""
     from labeler.importer import import_challenge
-    from models import training
+    from labeler import training
     from store import Workspace
 
     tmp = tmp_path_factory.mktemp("explain")
@@ -55,7 +55,7 @@ def _stage_width(steps: list[tuple[float, str]]) -> float:
 def test_training_progress_follows_where_the_time_goes(trained):
     """Extracting features is most of a first training and nothing once they are cached: the
     bar gives that stage its share, always moves forward and ends at 100 %."""
-    from models import training
+    from labeler import training
     ws, _, _, cold = trained
     warm: list[tuple[float, str]] = []
     training.train_version(ws, evaluate=False, make_live=False, progress=lambda f, d: warm.append((f, d)))
@@ -67,7 +67,7 @@ def test_training_progress_follows_where_the_time_goes(trained):
 
 
 def test_progress_spans_are_proportional_to_expected_seconds():
-    from models.training import progress_spans
+    from labeler.training import progress_spans
     spans = progress_spans({"a": 1.0, "b": 0.0, "c": 3.0})
     assert spans == {"a": (0.0, 0.25), "b": (0.25, 0.25), "c": (0.25, 1.0)}
     assert progress_spans({"a": 0.0, "b": 0.0}) == {"a": (0.0, 0.5), "b": (0.5, 1.0)}

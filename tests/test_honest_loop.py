@@ -20,8 +20,9 @@ from labeler import review, views
 from labeler.cli import main
 from labeler.importer import import_challenge
 from labeler.retrain import retrain
-from models import honest, training
-from models.label_issues import label_issues, latest_run
+from labeler import training
+from models import honest
+from labeler.label_issues import label_issues, latest_run
 from store.workspace import Workspace
 
 PER_CATEGORY, UNLABELLED = 8, 60

@@ -11,7 +11,8 @@ from PIL import Image
 from sklearn.metrics import f1_score
 
 from labeler import taxonomy
-from models.features import MAX_PIXELS, WorkspaceFeatures, extract_features, open_image, ImageProblem
+from models.features import MAX_PIXELS, extract_features, open_image, ImageProblem
+from store.features import WorkspaceFeatures
 from models.fusion import Fusion
 from models.image import (STUDY_VOTERS, ImageEnsemble, LogisticHead, MLPHead, VoterSpec, sharpen, soft_vote,
                           voters_from_config)
@@ -88,7 +89,7 @@ def test_study_voters_run_from_configuration_with_random_weights(sample_products
     voters = tuple(VoterSpec(s.backbone, s.head, weights="random", input_size=64, name=s.label,
                              head_params=(("n_estimators", 10),) if s.head == "xgboost" else (("epochs", 5),)
                              if s.head == "mlp" else ()) for s in STUDY_VOTERS)
-    ens = ImageEnsemble(voters=voters).fit_products(df, y)
+    ens = ImageEnsemble(voters=voters, codes=CODES).fit_products(df, y)
     out = ens.predict_products(df.head(4))
     assert set(out["voters"]) == {"dinov3+mlp", "resnet50+xgboost", "effnet_b0+linear"}
     assert out["image"].shape == (4, 27) and out["has_image"].all()
@@ -168,7 +169,7 @@ def _bad_images(tmp_path, real: str) -> dict[str, str]:
 def test_bad_images_fall_back_to_text_with_a_warning(tmp_path, sample_products, caplog):
     df, y = sample_products
     bad = _bad_images(tmp_path, df["image_path"][0])
-    ens = ImageEnsemble(voters=SMALL).fit_products(df, y)
+    ens = ImageEnsemble(voters=SMALL, codes=CODES).fit_products(df, y)   # columns: the taxonomy's 27
     probe = pd.DataFrame({"id": list(bad), "title": "x", "description": "", "image_path": list(bad.values())})
     with caplog.at_level("WARNING"):
         out = ens.predict_products(probe)

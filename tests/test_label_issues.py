@@ -7,8 +7,8 @@ import pytest
 
 from labeler import taxonomy
 from labeler.importer import import_challenge
-from models.label_issues import (class_thresholds, detect_label_issues, find_issues, label_issues, latest_run,
-                                 suspect_ids)
+from labeler.label_issues import detect_label_issues, label_issues, latest_run, suspect_ids
+from models.label_issues import class_thresholds, find_issues
 from store.workspace import Workspace
 
 # 4 classes, class 3 has no labelled product. Thresholds (mean self-confidence):
@@ -112,7 +112,7 @@ def test_out_of_fold_rows_come_from_models_that_never_saw_them_and_tiny_categori
     rng = np.random.default_rng(0)
     y = np.array([10] * 12 + [40] * 12 + [50] * 2)        # category 50: too small for 3 folds
     X = rng.normal(size=(len(y), 4)) + np.where(y == 10, 3.0, -3.0)[:, None]
-    probs, scored = out_of_fold_probs(X, y, lambda: LogisticRegression(), folds=3, seed=0)
+    probs, scored = out_of_fold_probs(X, y, lambda: LogisticRegression(), folds=3, seed=0, codes=taxonomy.codes())
     assert min_category_size(3) == 3 and min_category_size(2) == 4
     assert scored.tolist() == [True] * 24 + [False] * 2
     assert probs.shape == (26, 27) and np.allclose(probs[:24].sum(axis=1), 1) and not probs[24:].any()
@@ -121,6 +121,6 @@ def test_out_of_fold_rows_come_from_models_that_never_saw_them_and_tiny_categori
     # a product whose label contradicts its features is scored by folds that never saw it: caught
     y_noisy = y.copy()
     y_noisy[0] = 40
-    probs, _ = out_of_fold_probs(X, y_noisy, lambda: LogisticRegression(), folds=3, seed=0)
+    probs, _ = out_of_fold_probs(X, y_noisy, lambda: LogisticRegression(), folds=3, seed=0, codes=taxonomy.codes())
     issues = find_issues(np.array([col[c] for c in y_noisy[:24]]), probs[:24])
     assert issues.order.tolist() == [0] and taxonomy.codes()[issues.suggested[0]] == 10

@@ -28,7 +28,7 @@ from labeler.retrain import RetrainFailed, retrain
 from labeler.retrain_runner import current_retrain, start_background_retrain
 from labeler.rollback import rollback
 from labeler.runs import RetrainBusy, retrain_state
-from models import training
+from labeler import training
 from store.workspace import Workspace, WorkspaceError
 
 ROOT = Path(__file__).resolve().parent.parent

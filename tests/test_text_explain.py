@@ -15,7 +15,9 @@ import pytest
 from sklearn.model_selection import train_test_split
 
 from labeler import text_highlights, views
+from labeler.taxonomy import TAXONOMY_PATH
 from models.text import TextClassifier, softmax
+from models.text_prior import read_category_texts
 from models.text_explain import ExplainError, attribute, deletion_check, explain_text
 
 
@@ -34,7 +36,7 @@ def split(sample_dir):
 @pytest.fixture(scope="module")
 def model(split) -> TextClassifier:
     X_tr, _, y_tr, _ = split
-    return TextClassifier().fit(X_tr, y_tr)
+    return TextClassifier(categories=read_category_texts(TAXONOMY_PATH)).fit(X_tr, y_tr)
 
 
 # -- exactness ------------------------------------------------------------------------------------
@@ -175,7 +177,7 @@ NO_TEXT_ID = "no-text-1"
 
 @pytest.fixture(scope="module")
 def text_ws(sample_dir, tmp_path_factory):
-    from models.training import train_version
+    from labeler.training import train_version
     from review_workspace import insert_products, sample_products
     from store.workspace import Workspace, now_iso
     root = tmp_path_factory.mktemp("textexp") / "ws"
@@ -199,7 +201,7 @@ def _cli(*args):
 
 def test_cli_explain_writes_the_text_contributions_and_heatmap_is_an_alias(text_ws, tmp_path):
     import csv
-    from models.training import live_bundle
+    from labeler.training import live_bundle
     from store.workspace import Workspace
     ws = Workspace(text_ws)
     product = ws.conn.execute("SELECT * FROM products WHERE id != ? AND length(description) > 40 LIMIT 1",
@@ -353,7 +355,7 @@ def test_models_tab_learned_ngrams_and_what_changed_since_the_previous_version(t
     import shutil
     from labeler.learned import learned
     from models.text_learned import ngram_names
-    from models.training import live_bundle, train_version
+    from labeler.training import live_bundle, train_version
     from store.workspace import Workspace
     root = tmp_path / "ws"
     shutil.copytree(text_ws, root)
@@ -374,7 +376,8 @@ def test_models_tab_learned_ngrams_and_what_changed_since_the_previous_version(t
     deltas = [abs(c.delta) for c in two.changes]
     assert deltas == sorted(deltas, reverse=True) and deltas[0] > 0
     # the after / before weights are the two models' own weights for that n-gram's hash bucket
-    names = {g: b for b, g in ngram_names(((p["title"], p["description"]) for p in ws.products(sorted(labels)))).items()}
+    names = {g: b for b, g in ngram_names(((p["title"], p["description"]) for p in ws.products(sorted(labels))),
+                                          categories=live_bundle(ws, second).text.categories).items()}
     c = two.changes[0]
     for model, expected in ((live_bundle(ws, second).text, c.after), (live_bundle(ws, first).text, c.before)):
         col = model.word_._remap_table()[names[c.ngram]]

@@ -17,12 +17,16 @@ from sklearn.model_selection import train_test_split
 
 from models.text import TextClassifier, TextConfig, fit_temperature, softmax
 from models.text_features import char_wb_ngrams, word_ngrams
-from models.text_prior import PATTERN_NAMES, category_documents, pattern_features
+from labeler.taxonomy import TAXONOMY_PATH
+from models.text_prior import (PATTERN_NAMES, CategoryText, category_documents, pattern_features,
+                                read_category_texts)
 from models.text_reference import ReferenceTextClassifier
 from models.textclean import clean_text, fold
 
 # the quality bar of the test split below: shipped - reference weighted F1 (measured +0.05)
 MIN_MARGIN = 0.025
+# the Rakuten taxonomy's names, descriptions and keywords: the text prior's parameter
+CATS = read_category_texts(TAXONOMY_PATH)
 
 
 def _sample(sample_dir) -> tuple[pd.DataFrame, np.ndarray]:
@@ -39,8 +43,9 @@ def split(sample_dir):
 
 @pytest.fixture(scope="module")
 def fitted(split) -> TextClassifier:
-    X_tr, _, y_tr, _ = split
-    return TextClassifier().fit(X_tr, y_tr)
+    X_tr, X_te, y_tr, _ = split
+    # as the training service fits it: every workspace text (the held-out ones too) shapes the vocabulary
+    return TextClassifier(categories=CATS).fit(X_tr, y_tr, X_unlabeled=X_te)
 
 
 # -- cleaning -----------------------------------------------------------------------------------
@@ -84,10 +89,11 @@ def test_pattern_features_see_marketplace_signals():
 
 
 def test_category_documents_cover_the_taxonomy():
-    titles, codes = category_documents()
+    titles, codes = category_documents(CATS)
     assert len(set(codes)) == 27 and len(titles) == len(codes) > 27 * 20
-    titles, codes = category_documents([2905, 10])
+    titles, codes = category_documents(CATS, [2905, 10])
     assert set(codes) == {10, 2905} and "jeu en téléchargement" in titles
+    assert len(category_documents(None)[0]) == 0   # no taxonomy: no prior
 
 
 def test_temperature_recovers_a_known_scale():
@@ -124,13 +130,24 @@ def test_fit_returns_self_and_rejects_mismatched_labels(split):
         TextClassifier().fit(X_tr.iloc[:10], y_tr[:9])
 
 
-def test_small_calls_do_not_depend_on_the_batch(fitted, split):
-    """Fewer than transductive_min_new unseen products: the fitted model as is, row by row."""
+def test_predictions_do_not_depend_on_the_batch(fitted, split):
+    """Any batch, even one of 150 unseen products: the fitted model as is, row by row
+    (tests/test_scoring_pure.py checks it to 1e-9 for text and fused over batches of 1-500)."""
     _, X_te, _, _ = split
-    batch = X_te.iloc[:30]
+    batch = X_te.iloc[:150]
     together = fitted.predict_proba(batch)
     alone = np.vstack([fitted.predict_proba(batch.iloc[i:i + 1]) for i in range(5)])
-    assert np.allclose(together[:5], alone)
+    assert np.abs(together[:5] - alone).max() < 1e-9
+
+
+def test_adapt_is_the_explicit_batch_dependent_opt_in(split):
+    """adapt=True refits with the call's unseen texts: the same product then scores differently
+    alone and in a batch of 150 unseen ones; without it, identically."""
+    X_tr, X_te, y_tr, _ = split
+    model = TextClassifier(categories=CATS).fit(X_tr.iloc[:600], y_tr[:600])
+    batch = X_te.iloc[:150]
+    assert np.abs(model.predict_proba(batch, adapt=True)[:1] - model.predict_proba(batch.iloc[:1], adapt=True)).max() > 1e-6
+    assert np.abs(model.predict_proba(batch)[:1] - model.predict_proba(batch.iloc[:1])).max() < 1e-9
 
 
 def test_saved_model_predicts_the_same(fitted, split, tmp_path):
@@ -157,7 +174,7 @@ def test_robust_to_empty_and_odd_text(fitted):
 def test_labels_that_are_not_category_codes(split):
     X_tr, X_te, y_tr, _ = split
     y = np.where(np.isin(y_tr, [10, 2705, 2403, 2280]), "books", "other")
-    model = TextClassifier().fit(X_tr, y)
+    model = TextClassifier(categories=CATS).fit(X_tr, y)
     assert list(model.classes_) == ["books", "other"] and model.describe()["n_prior_documents"] == 0
     assert np.allclose(model.predict_proba(X_te.iloc[:20]).sum(axis=1), 1.0)
 
@@ -170,10 +187,26 @@ def test_keyword_prior_names_categories_no_labelled_title_shows(split):
     text = (X_tr["title"].fillna("") + " " + X_tr["description"].fillna("")).map(lambda s: fold(clean_text(s)))
     keep = ~text.str.contains("trampoline|quadricoptere")
     probe = pd.DataFrame({"title": ["Trampoline", "Quadricoptère"], "description": ["", ""]})
-    with_prior = TextClassifier(config=TextConfig(transductive_min_new=0)).fit(X_tr[keep], y_tr[keep])
-    without = TextClassifier(config=TextConfig(prior_weight=0, transductive_min_new=0)).fit(X_tr[keep], y_tr[keep])
+    with_prior = TextClassifier(categories=CATS).fit(X_tr[keep], y_tr[keep])
+    without = TextClassifier(categories=CATS, config=TextConfig(prior_weight=0)).fit(X_tr[keep], y_tr[keep])
+    no_taxonomy = TextClassifier().fit(X_tr[keep], y_tr[keep])
     assert list(with_prior.predict(probe)) == [1302, 1300]
     assert list(without.predict(probe)) != [1302, 1300]
+    assert no_taxonomy.describe()["n_prior_documents"] == 0
+
+
+def test_a_taxonomy_with_string_codes_gets_its_prior(split):
+    """Codes are whatever y holds: the same categories renamed 'toys', 'drones', ... still get their
+    keywords' weight (nothing in the model assumes the 27 integer codes)."""
+    X_tr, _, y_tr, _ = split
+    text = (X_tr["title"].fillna("") + " " + X_tr["description"].fillna("")).map(lambda s: fold(clean_text(s)))
+    keep = ~text.str.contains("trampoline|quadricoptere").to_numpy()
+    renamed = {c.code: f"cat-{c.code}" for c in CATS}
+    cats = tuple(CategoryText(renamed[c.code], c.name, c.description, c.keywords) for c in CATS)
+    y = np.array([renamed[c] for c in y_tr])
+    model = TextClassifier(categories=cats).fit(X_tr[keep], y[keep])
+    probe = pd.DataFrame({"title": ["Trampoline", "Quadricoptère"], "description": ["", ""]})
+    assert list(model.predict(probe)) == ["cat-1302", "cat-1300"] and model.describe()["n_prior_documents"] > 27
 
 
 def test_unlabelled_texts_enter_the_vocabulary(split):
@@ -193,5 +226,5 @@ def test_beats_the_reference_recipe_on_held_out_real_products(fitted, split):
     X_tr, X_te, y_tr, y_te = split
     reference = ReferenceTextClassifier().fit(X_tr, y_tr)
     f1_ref = f1_score(y_te, reference.predict(X_te), average="weighted")
-    f1_new = f1_score(y_te, fitted.predict(X_te), average="weighted")   # one call: refits with X_te's texts
+    f1_new = f1_score(y_te, fitted.predict(X_te), average="weighted")   # X_te's texts were unlabelled at fit
     assert f1_new >= f1_ref + MIN_MARGIN, f"shipped {f1_new:.4f} vs reference {f1_ref:.4f}"

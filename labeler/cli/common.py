@@ -35,7 +35,7 @@ def target_options(fn: Callable) -> Callable:
 
 def apply_targets(ws: Workspace, target: str | None, coverage: str | None) -> None:
     """Check both values before writing either (a bad one: one line, nothing written)."""
-    from models.honest import set_targets
+    from labeler.training import set_targets
     set_targets(ws, target=target, coverage=coverage)
 
 

@@ -38,7 +38,7 @@ def train(workspace: Path, no_cv: bool, notes: str, by: str | None, target_preci
     live history.
     """
     from labeler.model_versions import make_live
-    from models.training import train_version
+    from labeler.training import train_version
     ws = open_workspace(workspace)
     apply_targets(ws, target_precision, coverage)
     with TqdmProgress("train") as bar:
@@ -197,7 +197,7 @@ def label_issues(workspace: Path, limit: int, refresh: bool, folds: int, include
     are marked. --refresh recomputes it with the text model alone (--folds). Feeds the app's
     'suspect labels' queue.
     """
-    from models import label_issues as li
+    from labeler import label_issues as li
     ws = open_workspace(workspace)
     run = li.latest_run(ws)
     if run is None or refresh:

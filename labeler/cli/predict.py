@@ -69,8 +69,11 @@ def honest_columns(fused: np.ndarray, calibration: dict | None) -> dict[str, Any
     return cols
 
 
-def predict_catalog(ws: Workspace, bundle: Any, parsed: ParsedCatalog, *, batch_size: int = 512) -> pd.DataFrame:
-    """Predictions of a model bundle for validated products, in batches with a progress bar."""
+def predict_catalog(ws: Workspace, bundle: Any, parsed: ParsedCatalog, *, batch_size: int = 512,
+                    adapt: bool = False) -> pd.DataFrame:
+    """Predictions of a model bundle for validated products, in batches with a progress bar
+    (adapt: the text model refits with each batch's unseen texts, `TextClassifier.predict_proba`)."""
+    from store.features import WorkspaceFeatures
     if not parsed.products:
         raise CatalogError(f"{parsed.source}: no valid product to predict ({len(parsed.problems)} rows rejected)")
     frame = parsed.frame()
@@ -79,7 +82,7 @@ def predict_catalog(ws: Workspace, bundle: Any, parsed: ParsedCatalog, *, batch_
               leave=False) as bar:
         for start in range(0, len(frame), batch_size):
             part = frame.iloc[start:start + batch_size].reset_index(drop=True)
-            parts.append(prediction_frame(part, bundle.predict(part, feature_store=ws),
+            parts.append(prediction_frame(part, bundle.predict(part, feature_store=WorkspaceFeatures(ws), adapt=adapt),
                                           calibration=(getattr(bundle, "info", None) or {}).get("calibration")))
             bar.update(len(part))
     return pd.concat(parts, ignore_index=True)
@@ -87,7 +90,7 @@ def predict_catalog(ws: Workspace, bundle: Any, parsed: ParsedCatalog, *, batch_
 
 def _bundle(ws: Workspace, model_version: str | None) -> Any:
     """The model to predict with, loaded before any file is read so a missing one fails fast."""
-    from models.training import live_bundle
+    from labeler.training import live_bundle
     return live_bundle(ws, model_version)
 
 
@@ -114,8 +117,12 @@ def _parse_texts(texts: Path, images: Path | None) -> ParsedCatalog:
 @click.option("--out", type=FILE, required=True, help="CSV file to write.")
 @click.option("--model-version", help="Model version to use (default: the live one).")
 @click.option("--batch-size", type=click.IntRange(1), default=512, show_default=True)
+@click.option("--adapt", is_flag=True, help="Refit the text model's vocabulary, IDF and SVM with each batch's "
+              "texts it has not seen (as unlabelled texts, about one training's time per batch): a product's "
+              "probabilities then depend on the other products of its batch. Off: every product is scored "
+              "alone, the same in any batch.")
 def predict(workspace: Path, texts: Path, images: Path | None, out: Path, model_version: str | None,
-            batch_size: int) -> None:
+            batch_size: int, adapt: bool) -> None:
     """Predict categories for an X file, without adding its products to the workspace.
 
     Writes one row per product: productid, pred_1..pred_5, prob_1..prob_5 (fused top-5), text_pred,
@@ -127,7 +134,7 @@ def predict(workspace: Path, texts: Path, images: Path | None, out: Path, model_
     """
     ws = open_workspace(workspace, read_only=True)
     bundle = _bundle(ws, model_version)
-    frame = predict_catalog(ws, bundle, _parse_texts(texts, images), batch_size=batch_size)
+    frame = predict_catalog(ws, bundle, _parse_texts(texts, images), batch_size=batch_size, adapt=adapt)
     out.parent.mkdir(parents=True, exist_ok=True)
     neutralise_frame(frame).to_csv(out, index=False)
     click.echo(f"Predicted {len(frame)} products with model version {bundle.version}: {out.resolve()}")

@@ -1,4 +1,10 @@
-"""Train a model version from a workspace and re-score its products.
+"""Training service: train a model version from a workspace and re-score its products.
+
+The estimators (`models/`) know nothing of workspaces or taxonomies: this service hands them the
+workspace's labels, its products' texts (the unlabelled ones shape the text vocabulary: the
+transductive part happens here, at training, never at scoring), the taxonomy's codes (the column
+order of every probability array) and its names / descriptions / keywords (the text prior), and
+the workspace's image-feature cache (`store.features`).
 
 The live pointer moves only after the bundle is on disk and every product is scored, so a
 process killed mid-way leaves the previous version serving.
@@ -17,13 +23,54 @@ from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import StratifiedKFold
 
 from labeler import taxonomy
-from models.predictor import ModelBundle, Progress, align, load_bundle, prediction_rows, scaled
+from labeler.domain import Progress, scaled
 from models import honest
+from models.predictor import ModelBundle, align, load_bundle, prediction_rows
 from models.text import TextClassifier
+from models.text_prior import CategoryText, read_category_texts
+from store.features import WorkspaceFeatures
 from store.workspace import Workspace, WorkspaceError
 
 log = logging.getLogger(__name__)
 _CACHE: dict[tuple[str, str], ModelBundle] = {}
+
+
+def categories(ws: Workspace | None = None) -> tuple[CategoryText, ...]:
+    """The taxonomy's categories as the text prior reads them (code, name, description, keywords).
+    Every workspace uses the Rakuten taxonomy today; `ws` is where its own would come from."""
+    return read_category_texts(taxonomy.TAXONOMY_PATH)
+
+
+def text_model(ws: Workspace | None = None) -> TextClassifier:
+    """An unfitted text model with the taxonomy's prior: the `text_factory` of every training."""
+    return TextClassifier(categories=categories(ws))
+
+
+def workspace_targets(ws: Workspace) -> tuple[float, float]:
+    """(target precision, nominal coverage) from the workspace's settings (defaults 0.95, 0.90);
+    a bad stored value is a `WorkspaceError` naming it."""
+    try:
+        return (honest.check_fraction(ws.get_setting(honest.TARGET_SETTING, str(honest.DEFAULT_TARGET)),
+                                      "target precision"),
+                honest.check_fraction(ws.get_setting(honest.COVERAGE_SETTING, str(honest.DEFAULT_COVERAGE)),
+                                      "conformal coverage"))
+    except honest.CalibrationError as exc:
+        raise WorkspaceError(str(exc)) from None
+
+
+def set_targets(ws: Workspace, *, target: Any = None, coverage: Any = None) -> tuple[float, float]:
+    """Store the workspace's target precision and/or nominal coverage (both checked before either
+    is written); returns the pair now in force."""
+    try:
+        t = honest.check_fraction(target, "target precision") if target is not None else None
+        c = honest.check_fraction(coverage, "conformal coverage") if coverage is not None else None
+    except honest.CalibrationError as exc:
+        raise WorkspaceError(str(exc)) from None
+    if t is not None:
+        ws.set_setting(honest.TARGET_SETTING, repr(t))
+    if c is not None:
+        ws.set_setting(honest.COVERAGE_SETTING, repr(c))
+    return workspace_targets(ws)
 
 
 def products_frame(ws: Workspace, ids: list[str] | None = None) -> pd.DataFrame:
@@ -75,9 +122,9 @@ def _text_metrics(y: np.ndarray, pred: np.ndarray, n_folds: int) -> dict[str, fl
             "text_accuracy": round(float(accuracy_score(y, pred)), 4), "cv_folds": int(n_folds)}
 
 
-def category_prior(y: np.ndarray) -> np.ndarray:
+def category_prior(y: np.ndarray, codes: list | None = None) -> np.ndarray:
     """Share of each taxonomy category among the labels: the text model's prior, for the fusion."""
-    return np.array([(y == c).mean() for c in taxonomy.codes()])
+    return np.array([(y == c).mean() for c in (codes or taxonomy.codes())])
 
 
 MIN_LABELLED_IMAGES = 30   # below this an image ensemble learns little: the version stays text only
@@ -89,16 +136,18 @@ def _has_enough_images(df: pd.DataFrame) -> bool:
 
 
 def oof_text_proba(df: pd.DataFrame, y: np.ndarray, make_text, folds: np.ndarray,
-                   unlabelled: pd.DataFrame | None = None) -> np.ndarray:
-    """(n, 27) out-of-fold text probabilities for the given fold assignment.
+                   unlabelled: pd.DataFrame | None = None, codes: list | None = None) -> np.ndarray:
+    """(n, len(codes)) out-of-fold text probabilities for the given fold assignment.
 
     unlabelled: the texts the final text model also sees (never labels), so the fusion is fitted
     on text probabilities as sharp as the ones it will be applied to."""
-    out = np.zeros((len(df), len(taxonomy.codes())))
+    codes = codes or taxonomy.codes()
+    make_text = make_text or text_model
+    out = np.zeros((len(df), len(codes)))
     for k in np.unique(folds):
         tr, te = folds != k, folds == k
         model = make_text().fit(df[tr], y[tr], X_unlabeled=unlabelled)
-        out[te] = align(model.predict_proba(df[te]), model.classes_)
+        out[te] = align(model.predict_proba(df[te]), model.classes_, codes)
     return out
 
 
@@ -118,18 +167,24 @@ def _folds(y: np.ndarray, strata: np.ndarray, n_max: int = 5, seed: int = 0) -> 
 
 
 def out_of_fold_rows(ensemble: Any, feats: dict[str, np.ndarray], ok: np.ndarray, df: pd.DataFrame,
-                     y: np.ndarray, *, text_factory=TextClassifier, unlabelled: pd.DataFrame | None = None,
+                     y: np.ndarray, *, text_factory=None, unlabelled: pd.DataFrame | None = None,
                      progress: Progress | None = None) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, dict]:
     """(text, {voter: probs}, category index) out of fold for the labelled products with an image,
     the rows the fusion is fitted on (same folds for text and image), and the text's CV metrics."""
     folds = honest.product_folds(df["id"].astype(str).tolist())
     text_oof, voters_oof, metrics = _out_of_fold(ensemble, feats, ok, df, y, folds, text_factory=text_factory,
                                                  unlabelled=unlabelled, progress=progress)
-    return text_oof[ok], voters_oof, np.searchsorted(taxonomy.codes(), y[ok]), metrics
+    return text_oof[ok], voters_oof, _index(y[ok]), metrics
+
+
+def _index(y: np.ndarray, codes: list | None = None) -> np.ndarray:
+    """Column index of each label among the taxonomy's codes."""
+    col = {c: j for j, c in enumerate(codes or taxonomy.codes())}
+    return np.array([col[c.item() if hasattr(c, "item") else c] for c in y], dtype=int)
 
 
 def _out_of_fold(ensemble: Any, feats: dict[str, np.ndarray], ok: np.ndarray, df: pd.DataFrame, y: np.ndarray,
-                 folds: np.ndarray, *, text_factory=TextClassifier, unlabelled: pd.DataFrame | None = None,
+                 folds: np.ndarray, *, text_factory=None, unlabelled: pd.DataFrame | None = None,
                  progress: Progress | None = None) -> tuple[np.ndarray, dict[str, np.ndarray], dict]:
     """Text probabilities (n, 27) of every labelled product and each voter's (n_ok, 27) for those
     with an image, each row from models fitted on the other folds; the text's CV metrics."""
@@ -146,7 +201,7 @@ def _out_of_fold(ensemble: Any, feats: dict[str, np.ndarray], ok: np.ndarray, df
         tr, te = fi != k, fi == k
         if len(np.unique(yi[tr])) < 2 or not te.any():
             continue
-        part = type(ensemble)(voters=ensemble.voters).fit({n: f[tr] for n, f in fo.items()}, yi[tr])
+        part = type(ensemble)(voters=ensemble.voters, codes=codes).fit({n: f[tr] for n, f in fo.items()}, yi[tr])
         for name, p in part.voter_proba({n: f[te] for n, f in fo.items()}).items():
             voters_oof[name][te] = p
     return text_oof, voters_oof, metrics
@@ -163,14 +218,14 @@ def _cross_fitted_fusion(text_oof: np.ndarray, voters_oof: dict[str, np.ndarray]
     fused = text_oof.copy()
     image = np.zeros_like(text_oof)
     voters = {name: np.zeros_like(text_oof) for name in voter_names}
-    y_index = np.searchsorted(codes, y)
+    y_index = _index(y, codes)
     rows = np.flatnonzero(ok)
     fi = folds[ok]
     for k in np.unique(fi):
         tr, te = fi != k, fi == k
         if not te.any():
             continue
-        fusion = Fusion(voter_names=voter_names, text_prior=category_prior(y[folds != k]))
+        fusion = Fusion(voter_names=voter_names, text_prior=category_prior(y[folds != k], codes))
         fusion.fit(text_oof[rows[tr]], {v: p[tr] for v, p in voters_oof.items()}, y_index[rows[tr]])
         part = {v: p[te] for v, p in voters_oof.items()}
         vote = fusion.image_vote(part)
@@ -185,10 +240,10 @@ def _cross_fitted_fusion(text_oof: np.ndarray, voters_oof: dict[str, np.ndarray]
 def _image_ensemble(ws: Workspace, voters=None) -> Any:
     """The workspace's image ensemble (its `image_voters` setting, else the default voters), unfitted."""
     from models.image import VOTERS_SETTING, ImageEnsemble, voters_from_config
-    return ImageEnsemble(voters=voters or voters_from_config(ws.get_setting(VOTERS_SETTING)))
+    return ImageEnsemble(voters=voters or voters_from_config(ws.get_setting(VOTERS_SETTING)), codes=taxonomy.codes())
 
 
-def fit_image_and_fusion(ws: Workspace, df: pd.DataFrame, y: np.ndarray, *, text_factory=TextClassifier,
+def fit_image_and_fusion(ws: Workspace, df: pd.DataFrame, y: np.ndarray, *, text_factory=None,
                          progress: Progress | None = None, voters=None,
                          unlabelled: pd.DataFrame | None = None,
                          features_share: float = 0.4) -> tuple[Any, Any, dict]:
@@ -206,7 +261,7 @@ def fit_image_and_fusion(ws: Workspace, df: pd.DataFrame, y: np.ndarray, *, text
 
 
 def _fit_image_and_fusion(ws: Workspace, df: pd.DataFrame, y: np.ndarray, folds: np.ndarray, *,
-                          text_factory=TextClassifier, progress: Progress | None = None, voters=None,
+                          text_factory=None, progress: Progress | None = None, voters=None,
                           unlabelled: pd.DataFrame | None = None, features_share: float = 0.4
                           ) -> tuple[Any, Any, dict, dict | None]:
     """`fit_image_and_fusion` plus the labelled products' out-of-fold predictions (None when the
@@ -217,7 +272,8 @@ def _fit_image_and_fusion(ws: Workspace, df: pd.DataFrame, y: np.ndarray, folds:
     ensemble = _image_ensemble(ws, voters)
     progress(0.0, "image features (cached per image and backbone)")
     fs = min(max(features_share, 0.0), 0.99)
-    feats, ok, problems = ensemble.product_features(df, feature_store=ws, progress=scaled(progress, 0, fs))
+    feats, ok, problems = ensemble.product_features(df, feature_store=WorkspaceFeatures(ws),
+                                                    progress=scaled(progress, 0, fs))
     # a product without an image is normal; only files that exist and do not decode are problems
     broken = sum(msg != NO_IMAGE for msg in problems.values())
     metrics: dict[str, Any] = {"n_images": int(ok.sum()), "n_image_problems": broken,
@@ -232,7 +288,7 @@ def _fit_image_and_fusion(ws: Workspace, df: pd.DataFrame, y: np.ndarray, folds:
     progress(fs + 0.75 * (1 - fs), "fitting fusion on out-of-fold predictions")
     names = [s.label for s in ensemble.voters]
     fusion = Fusion(voter_names=names, text_prior=category_prior(y))
-    fusion.fit(text_oof[ok], voters_oof, np.searchsorted(taxonomy.codes(), y[ok]))
+    fusion.fit(text_oof[ok], voters_oof, _index(y[ok]))
     progress(fs + 0.8 * (1 - fs), "cross-fitting the fusion for out-of-fold scores")
     oof = _cross_fitted_fusion(text_oof, voters_oof, ok, y, folds, names)
     ensemble.fit({k: v[ok] for k, v in feats.items()}, y[ok])
@@ -242,7 +298,7 @@ def _fit_image_and_fusion(ws: Workspace, df: pd.DataFrame, y: np.ndarray, folds:
     return ensemble, fusion, metrics, oof
 
 
-def text_only_oof(df: pd.DataFrame, y: np.ndarray, folds: np.ndarray, *, text_factory=TextClassifier,
+def text_only_oof(df: pd.DataFrame, y: np.ndarray, folds: np.ndarray, *, text_factory=None,
                   unlabelled: pd.DataFrame | None = None) -> tuple[dict[str, Any], dict]:
     """Out-of-fold predictions of a text-only version (`bundle.predict`'s layout) and its metrics."""
     text_oof = oof_text_proba(df, y, text_factory, folds, unlabelled)
@@ -270,7 +326,9 @@ def train_version(ws: Workspace, *, progress: Progress | None = None, evaluate: 
     progress = progress or _noop
     started = time.perf_counter()
     ws.require_products()
-    target, coverage = honest.workspace_targets(ws)     # a bad setting stops here, nothing written
+    target, coverage = workspace_targets(ws)     # a bad setting stops here, nothing written
+    codes, cats = taxonomy.codes(), categories(ws)
+    features = WorkspaceFeatures(ws)
     df, y, n_decided = labelled_frame(ws, labels)
     present = np.unique(y)
     if len(present) < 2:
@@ -287,24 +345,24 @@ def train_version(ws: Workspace, *, progress: Progress | None = None, evaluate: 
     n = len(df)
     folds = honest.product_folds(df["id"].astype(str).tolist())
     seconds = {"text": STAGE_SECONDS["text"] * n,
-               "features": sum(ensemble.pending_feature_seconds(df, feature_store=ws).values()) if ensemble else 0.0,
+               "features": sum(ensemble.pending_feature_seconds(df, feature_store=features).values()) if ensemble else 0.0,
                "out-of-fold": STAGE_SECONDS["out-of-fold"] * n if ensemble else 0.0,
                "fusion": STAGE_SECONDS["fusion"] * n * 2 if ensemble else 0.0,
                "cross-validation": STAGE_SECONDS["cross-validation"] * n if not ensemble else 0.0,
                "scoring": STAGE_SECONDS["scoring"] * len(unlabelled)}
     if ensemble is not None:   # images of products without a label are featurised when they are scored
         rest = unlabelled[~unlabelled["id"].isin(set(df["id"]))]
-        seconds["scoring"] += sum(ensemble.pending_feature_seconds(rest, feature_store=ws).values())
+        seconds["scoring"] += sum(ensemble.pending_feature_seconds(rest, feature_store=features).values())
     spans = progress_spans(seconds)
     progress(spans["text"][0], f"fitting text model on {n} products")
-    text = TextClassifier().fit(df, y, X_unlabeled=unlabelled)
+    text = TextClassifier(categories=cats).fit(df, y, X_unlabeled=unlabelled)
     metrics: dict[str, Any] = {}
     config: dict[str, Any] = {"text": text.describe()}
     image = fusion = oof = None
     if ensemble is not None:
         start, end = spans["features"][0], spans["fusion"][1]
         image, fusion, image_metrics, oof = _fit_image_and_fusion(
-            ws, df, y, folds, text_factory=TextClassifier, progress=scaled(progress, start, end),
+            ws, df, y, folds, text_factory=lambda: TextClassifier(categories=cats), progress=scaled(progress, start, end),
             voters=ensemble.voters, unlabelled=unlabelled, features_share=seconds["features"] / max(1e-9, sum(
                 seconds[k] for k in ("features", "out-of-fold", "fusion"))))
         metrics.update(image_metrics)
@@ -312,12 +370,13 @@ def train_version(ws: Workspace, *, progress: Progress | None = None, evaluate: 
             config["image"], config["fusion"] = image.describe(), fusion.describe()
     if oof is None:
         progress(spans["cross-validation"][0], "out-of-fold text model (scores of the labelled products)")
-        oof, text_metrics = text_only_oof(df, y, folds, unlabelled=unlabelled)
+        oof, text_metrics = text_only_oof(df, y, folds, text_factory=lambda: TextClassifier(categories=cats),
+                                          unlabelled=unlabelled)
         metrics.update(text_metrics)
-    label_idx = np.searchsorted(taxonomy.codes(), y)
+    label_idx = _index(y, codes)
     calibration = honest.calibrate(oof["fused"], label_idx, target=target, coverage=coverage)
     metrics.update(_oof_metrics(y, oof["fused"], len(np.unique(folds))), **calibration.as_dict())
-    bundle = ModelBundle(version=version, text=text, image=image, fusion=fusion,
+    bundle = ModelBundle(version=version, text=text, image=image, fusion=fusion, codes=codes, categories=cats,
                          info={"n_train": n, "calibration": calibration.as_dict()})
     progress(spans["scoring"][0], "saving model version")
     path = bundle.save(ws.models_dir / version)
@@ -327,12 +386,12 @@ def train_version(ws: Workspace, *, progress: Progress | None = None, evaluate: 
                               parent=parent, notes=notes, make_live=False)
     progress(spans["scoring"][0], "scoring products")
     labelled_ids = df["id"].astype(str).tolist()
-    ws.save_predictions(version, prediction_rows(labelled_ids, oof), source=OUT_OF_FOLD)
+    ws.save_predictions(version, prediction_rows(labelled_ids, oof, codes), source=OUT_OF_FOLD)
     known = set(labelled_ids)
     rest_ids = [i for i in unlabelled["id"].astype(str) if i not in known]
     scored = len(labelled_ids) + (score_products(ws, bundle, ids=rest_ids, progress=scaled(progress, *spans["scoring"]))
                                   if rest_ids else 0)
-    from models.label_issues import store_issue_run
+    from labeler.label_issues import store_issue_run
     store_issue_run(ws, labelled_ids, label_idx, oof["fused"], method=f"confident-learning/oof-fused {version}",
                     folds=int(len(np.unique(folds))), duration_s=round(time.perf_counter() - started, 2))
     if make_live:
@@ -360,13 +419,15 @@ def score_products(ws: Workspace, bundle: ModelBundle, ids: list[str] | None = N
     images not seen in training are featurised here, so the batches report their progress."""
     progress = progress or (lambda f, d: None)
     df = products_frame(ws, ids)
+    features = WorkspaceFeatures(ws)
     n = 0
     for start in range(0, len(df), batch_size):
         part = df.iloc[start:start + batch_size]
         share = (start / len(df), min(len(df), start + batch_size) / len(df))
-        out = bundle.predict(part, feature_store=ws, progress=lambda f, d: progress(
+        out = bundle.predict(part, feature_store=features, progress=lambda f, d: progress(
             share[0] + (share[1] - share[0]) * f, f"scoring products {start + 1}-{start + len(part)}: {d}"))
-        n += ws.save_predictions(bundle.version, prediction_rows(part["id"].tolist(), out), source=ALL_LABELS)
+        n += ws.save_predictions(bundle.version, prediction_rows(part["id"].tolist(), out, bundle.codes),
+                                 source=ALL_LABELS)
     return n
 
 
@@ -379,3 +440,11 @@ def live_bundle(ws: Workspace, version: str | None = None) -> ModelBundle:
     if key not in _CACHE:
         _CACHE[key] = load_bundle(Path(ws.model_version(version)["path"]))
     return _CACHE[key]
+
+
+def forget_bundles(ws: Workspace, keep: set[str]) -> None:
+    """Drop this workspace's cached bundles except the versions in `keep` (a long app session
+    retrains often; each bundle holds a text model and image heads)."""
+    root = str(ws.root.resolve())
+    for key in [k for k in list(_CACHE) if k[0] == root and k[1] not in keep]:
+        _CACHE.pop(key, None)
