@@ -66,6 +66,8 @@ def test_ensure_demo_imports_and_trains_only_an_empty_workspace(workspace, tmp_p
     assert ensure_demo(workspace, progress=lambda f, d: calls.append(f)) is True
     assert workspace.count_products() == 81
     assert workspace.live_version() is not None
+    (moved,) = workspace.live_history()          # the demo's first version went live through the audited path
+    assert moved["version"] == workspace.live_version() and moved["reason"] == "demo" and moved["who"]
     assert workspace.scalar("SELECT count(*) FROM predictions WHERE model_version = ?", (workspace.live_version(),)) == 81
     assert workspace.scalar("SELECT count(*) FROM products WHERE image_path IS NOT NULL") == 81
     assert calls and calls == sorted(calls) and calls[-1] == 1.0
