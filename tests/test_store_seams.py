@@ -98,20 +98,21 @@ def _versions(ws: Workspace, tmp_path: Path) -> tuple[str, str]:
 
 
 def test_every_store_path_that_moves_the_live_version_writes_its_history(workspace, tmp_path):
-    from store import versions
     v1, v2 = _versions(workspace, tmp_path)
     assert workspace.live_history() == [] and workspace.live_version() is None
-    assert versions.set_live(workspace, v1, "ada", "first one", reason="train") is None
-    workspace.set_live_version(v2)                                  # the older name, same audited path
+    workspace.set_live_version(v1)                                  # the older names, same audited path
     workspace.register_model_version("v003-c", tmp_path / "v3", parent=v2)     # registered live
+    assert [(h["version"], h["previous"]) for h in workspace.live_history()] == [("v003-c", v1), (v1, None)]
+    from store import versions
+    assert versions.set_live(workspace, v2, "ada", "reads titles better", reason="rollback") == "v003-c"
     history = [(h["version"], h["previous"], h["who"], h["why"]) for h in reversed(workspace.live_history())]
-    assert history == [(v1, None, "ada", "first one"), (v2, v1, "", ""), ("v003-c", v2, "", "")]
+    assert history == [(v1, None, "", ""), ("v003-c", v1, "", ""), (v2, "v003-c", "ada", "reads titles better")]
     workspace.write(lambda c: c.execute("UPDATE model_versions SET status = 'failed' WHERE id = ?", (v1,)))
     with pytest.raises(WorkspaceError, match=f"{v1} is failed"):
         versions.set_live(workspace, v1, "ada", "back")
     with pytest.raises(WorkspaceError, match="unknown model version 'nope'.*known: v001-a, v002-b, v003-c"):
         versions.set_live(workspace, "nope", "ada", "")
-    assert workspace.live_version() == "v003-c" and len(workspace.live_history()) == 3   # nothing written
+    assert workspace.live_version() == v2 and len(workspace.live_history()) == 3   # nothing written
 
 
 @pytest.fixture(scope="module")
