@@ -31,16 +31,7 @@ def make_live(ws: Workspace, version: str, *, reason: str, who: str = "", why: s
 def forget_bundles(ws: Workspace, keep: set[str]) -> None:
     """Drop cached bundles of this workspace's other versions (a long app session retrains often)."""
     from labeler import training
-    forget = getattr(training, "forget_bundles", None)
-    if callable(forget):          # the training service's own eviction, where it offers one
-        forget(ws, keep=keep)
-        return
-    cache = getattr(training, "_CACHE", None)
-    if not isinstance(cache, dict):
-        return
-    root = str(ws.root.resolve())
-    for key in [k for k in list(cache) if isinstance(k, tuple) and k[0] == root and k[1] not in keep]:
-        cache.pop(key, None)
+    training.forget_bundles(ws, keep=keep)
 
 
 def auto_accept_line(a: dict[str, Any]) -> str:

@@ -128,7 +128,7 @@ def small_catalog(sample_dir: Path, tmp_path_factory) -> Path:
 
 
 def test_train_and_the_training_service_record_who_and_why_in_live_history(small_catalog, tmp_path):
-    from models import training
+    from labeler import training
     ws_dir = tmp_path / "ws"
     run = CliRunner().invoke(main, ["import", "-w", str(ws_dir), "--texts", str(small_catalog / "X.csv"),
                                     "--labels", str(small_catalog / "Y.csv")])
