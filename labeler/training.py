@@ -19,10 +19,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import StratifiedKFold
 
-from labeler import taxonomy
+from labeler import evaluation, taxonomy
 from labeler.domain import Progress, scaled
 from models import honest
 from models.predictor import ModelBundle, align, load_bundle, prediction_rows
@@ -117,9 +116,9 @@ def labelled_frame(ws: Workspace, labels: dict[str, int] | None = None) -> tuple
 
 
 def _text_metrics(y: np.ndarray, pred: np.ndarray, n_folds: int) -> dict[str, float]:
-    return {"text_weighted_f1": round(float(f1_score(y, pred, average="weighted")), 4),
-            "text_macro_f1": round(float(f1_score(y, pred, average="macro")), 4),
-            "text_accuracy": round(float(accuracy_score(y, pred)), 4), "cv_folds": int(n_folds)}
+    s = evaluation.scores(y, pred)
+    return {"text_weighted_f1": s["weighted_f1"], "text_macro_f1": s["macro_f1"], "text_accuracy": s["accuracy"],
+            "cv_folds": int(n_folds)}
 
 
 def category_prior(y: np.ndarray, codes: list | None = None) -> np.ndarray:
@@ -407,10 +406,9 @@ ALL_LABELS = honest.ALL_LABELS_SOURCE
 def _oof_metrics(y: np.ndarray, fused: np.ndarray, n_folds: int) -> dict[str, Any]:
     """Fused out-of-fold quality of the version: what every labelled product's card shows."""
     pred = np.asarray(taxonomy.codes())[fused.argmax(1)]
-    return {"fused_cv_weighted_f1": round(float(f1_score(y, pred, average="weighted")), 4),
-            "fused_cv_macro_f1": round(float(f1_score(y, pred, average="macro")), 4),
-            "fused_cv_accuracy": round(float(accuracy_score(y, pred)), 4), "fused_cv_n": int(len(y)),
-            "cv_folds": int(n_folds)}
+    s = evaluation.scores(y, pred)
+    return {"fused_cv_weighted_f1": s["weighted_f1"], "fused_cv_macro_f1": s["macro_f1"],
+            "fused_cv_accuracy": s["accuracy"], "fused_cv_n": int(len(y)), "cv_folds": int(n_folds)}
 
 
 def score_products(ws: Workspace, bundle: ModelBundle, ids: list[str] | None = None,
