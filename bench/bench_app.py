@@ -17,71 +17,50 @@ a trained model (predictions cached in SQLite, as in normal use):
             machine at the same time: what Gradio and the transport cost by themselves (the
             machine is shared, so compare the ratios as much as the absolute numbers).
 
-    python bench/bench_app.py                    # 200 decisions per path
-    python bench/bench_app.py --decisions 100 --skip-browser
-    python bench/bench_app.py --first-minute     # Enter -> next card in the first 60 s after launch
+    python -m bench.bench_app                    # 200 decisions per path
+    python -m bench.bench_app --decisions 100 --skip-browser
+    python -m bench.bench_app --first-minute     # Enter -> next card in the first 60 s after launch
+    python -m bench.bench_app --quick            # 10 decisions per path on the app tests' workspace
 
 --first-minute launches the app fresh (model, backbones and queue still warming up in the
 background), opens the page at once and presses Enter every --glance-ms until 60 s after the
-launch began: p50 / p95 over that minute and per 20 s window. `--small` runs it on the app
-tests' workspace (324 products, 36 images) instead of the whole sample, when training the whole
+launch began: p50 / p95 over that minute and per 20 s window. `--small` runs on the app tests'
+workspace (324 products, 36 images) instead of the whole sample, when training the whole
 sample's template is too long for the machine at hand.
 
-The template workspace is built once under /tmp/labeler-bench/app-ws (training takes a minute)
-and copied fresh for every path. Target (issue 4): p95 <= 150 ms on the 2-core machine.
+The template workspace is built once per code version under /tmp/labeler-bench (training takes
+minutes) and copied fresh for every path. Target (issue 4): p95 <= 150 ms on the 2-core machine.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
-import shutil
 import statistics
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+from bench.common import newest_sample_template, parse, parser, pct, sample_template
+from labeler.local_app import free_port, running_app
+from labeler.templates import app_template, copy_template
 
-from app_server import running_app  # noqa: E402
-from app_workspace import cached, copy_template, fingerprint  # noqa: E402
-from review_workspace import build_workspace  # noqa: E402
-
-SAMPLE = ROOT.parent / "shared" / "data" / "rakuten-sample"
-CACHE = Path(tempfile.gettempdir()) / "labeler-bench" / "app-ws"
-TEMPLATE = CACHE
+TEMPLATE: Path | None = None      # the workspace every path copies (set by main)
 TARGET_MS = 150.0
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--no-first-run"]
 
 
-def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
-
-
-def template(rebuild: bool, reuse_any: bool = False) -> Path:
-    """The whole sample scored by a model of the current code (text + image ensemble), cached
-    under /tmp per code fingerprint (training on ~420 images takes a while on 2 cores).
-    reuse_any: take the newest template already built, whatever code version made it."""
-    if reuse_any and not rebuild:
-        built = sorted((p for p in CACHE.parent.glob(f"{CACHE.name}-*-full") if (p / "READY").exists()),
-                       key=lambda p: p.stat().st_mtime)
-        if built:
-            return built[-1]
-    key = fingerprint(SAMPLE) + "-full"
-    if rebuild:
-        shutil.rmtree(CACHE.parent / f"{CACHE.name}-{key}", ignore_errors=True)
-
-    def build(root: Path) -> None:
-        print(f"building the bench workspace from {SAMPLE} (training, once per code version) ...", flush=True)
-        build_workspace(root, SAMPLE, per_category=None)
-    return cached(CACHE.name, key, build, cache=CACHE.parent)
+def pick_template(small: bool, rebuild: bool = False, reuse_any: bool = False) -> Path:
+    """The app tests' workspace (small), else the whole sample scored by a model of the current
+    code (text + image ensemble), cached per code fingerprint; reuse_any: the newest whole-sample
+    template already built, whatever code version made it (no retraining)."""
+    if small:
+        return app_template()
+    if reuse_any and not rebuild and (built := newest_sample_template()):
+        return built
+    return sample_template(None, rebuild=rebuild)
 
 
 def fresh(tmp: Path, name: str) -> Path:
@@ -141,7 +120,6 @@ def bench_client(tmp: Path, n: int, reviewers: int) -> list[float]:
 def baseline_app(tmp: Path):
     """A Gradio app whose one event does nothing: what Gradio and the transport cost by themselves."""
     import gradio as gr
-    from app_server import free_port
     os.environ["GRADIO_TEMP_DIR"] = str(tmp / "gradio-baseline")
     with gr.Blocks() as demo:
         card = gr.HTML('<div id="review-card"><div class="card" data-product-id="0">product 0</div></div>')
@@ -347,16 +325,12 @@ def bench_first_minute(tmp: Path, glance_ms: int, seconds: float = 60.0,
 
 def first_minute(args) -> None:
     """--first-minute: the table of Enter -> next card during the first minute after launch."""
+    global TEMPLATE
+    TEMPLATE = pick_template(args.small, args.rebuild, args.reuse_any)
+    what = "app tests' workspace (324 products)" if args.small else f"{TEMPLATE} (whole sample)"
     with tempfile.TemporaryDirectory(prefix="bench-app-") as tmp:
         tmp = Path(tmp)
-        if args.small:
-            from app_workspace import app_workspace
-            root, what = app_workspace(SAMPLE, tmp / "first-minute"), "app tests' workspace (324 products)"
-        else:
-            global TEMPLATE
-            TEMPLATE = template(args.rebuild, args.reuse_any)
-            root, what = fresh(tmp, "first-minute"), f"{TEMPLATE} (whole sample)"
-        t = bench_first_minute(tmp, args.glance_ms, root=root)
+        t = bench_first_minute(tmp, args.glance_ms, root=fresh(tmp, "first-minute"))
     print(f"\nEnter -> next card in the first minute after launch, {os.cpu_count()} cores, load average "
           f"{os.getloadavg()[0]:.1f}; workspace: {what}\n")
     print(f"{'window':<24} {'n':>5} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}  p95 <= {TARGET_MS:.0f} ms")
@@ -371,26 +345,26 @@ def first_minute(args) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--decisions", type=int, default=200, help="decisions per path (default 200)")
+    ap = parser(__doc__)
+    ap.add_argument("--decisions", type=int, default=200, help="decisions per path")
     ap.add_argument("--rebuild", action="store_true", help="rebuild the template workspace")
     ap.add_argument("--reuse-any", action="store_true",
                     help="use the newest template built, even by an older code version (no retraining)")
     ap.add_argument("--skip-browser", action="store_true")
-    ap.add_argument("--glance-ms", type=int, default=300, help="pause between browser decisions (default 300)")
+    ap.add_argument("--glance-ms", type=int, default=300, help="pause between browser decisions")
     ap.add_argument("--looks", type=int, default=40,
-                    help="decisions on image cards after a longer look, heatmaps ready (default 40)")
-    ap.add_argument("--look-ms", type=int, default=2500, help="that look (default 2500)")
+                    help="decisions on image cards after a longer look, heatmaps ready")
+    ap.add_argument("--look-ms", type=int, default=2500, help="that look")
     ap.add_argument("--first-minute", action="store_true",
                     help="only: Enter -> next card during the first 60 s after a fresh launch")
     ap.add_argument("--small", action="store_true",
-                    help="with --first-minute: the app tests' workspace instead of the whole sample")
-    args = ap.parse_args()
+                    help="the app tests' workspace (324 products, 36 images) instead of the whole sample")
+    args = parse(ap, quick={"decisions": 10, "looks": 3, "glance_ms": 100, "small": True})
     if args.first_minute:
         first_minute(args)
         return
     global TEMPLATE
-    TEMPLATE = template(args.rebuild, args.reuse_any)
+    TEMPLATE = pick_template(args.small, args.rebuild, args.reuse_any)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-app-") as tmp:
         tmp = Path(tmp)
@@ -411,8 +385,9 @@ def main() -> None:
                 rows.append(("browser, image + heatmaps after a look", [ms for ms, ready in looked if ready]))
                 if not all(ready for _, ready in looked):
                     print(f"{sum(not r for _, r in looked)} of {len(looked)} cards came before their heatmaps")
+    what = "the app tests' 324 products" if args.small else "whole sample"
     print(f"\nDecision -> next product displayed, {os.cpu_count()} cores, load average "
-          f"{os.getloadavg()[0]:.1f}; workspace: {TEMPLATE} (whole sample, predictions cached)\n")
+          f"{os.getloadavg()[0]:.1f}; workspace: {TEMPLATE} ({what}, predictions cached)\n")
     base = {name.split(":")[0]: statistics.median(t) for name, t in rows if "baseline" in name}
     print(f"{'path':<42} {'n':>5} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'p50/base':>9}  p95 <= {TARGET_MS:.0f} ms")
     for name, t in rows:

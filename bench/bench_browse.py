@@ -3,11 +3,12 @@
 The whole Rakuten sample, scored by a really trained model version, grown to 100k products: each
 real product and its prediction copied under fresh ids (the texts repeat, as the issue asks),
 then 10k products decided by 8 reviewers (accepts of the top-1, every fifth one corrected to the
-imported label) with 500 of those undone. The template is built once under
-/tmp/labeler-bench/browse-ws (training takes a few minutes) and the grown copy cached next to it.
+imported label) with 500 of those undone (one in 20). The template is built once per code version
+under /tmp/labeler-bench (training takes a few minutes) and the grown copy cached next to it.
 
-    python bench/bench_browse.py                 # 100k products, 20 queries of each kind
-    python bench/bench_browse.py --products 200000 --repeat 10 --rebuild
+    python -m bench.bench_browse                 # 100k products, 20 queries of each kind
+    python -m bench.bench_browse --products 200000 --repeat 10 --rebuild
+    python -m bench.bench_browse --quick         # 3 products a category grown to 5k, 3 queries of each kind
 
 Target (issue 18): p95 <= 200 ms on the 2-core machine. The first query after start, an import
 or a retrain builds the in-memory columns (printed separately). Each run works on a fresh copy
@@ -15,70 +16,34 @@ of the cached grown workspace.
 """
 from __future__ import annotations
 
-import argparse
 import random
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+from bench.common import CACHE, checkpoint_and_close, grow_catalog, parse, parser, pct, sample_template
+from labeler import taxonomy
+from labeler.browse import BrowseQuery, browse, index_for
+from labeler.templates import copy_template
+from store.workspace import Workspace
 
-from labeler import taxonomy  # noqa: E402
-from labeler.browse import BrowseQuery, browse, index_for  # noqa: E402
-from review_workspace import build_workspace  # noqa: E402
-from store.workspace import Workspace  # noqa: E402
-
-SAMPLE = ROOT.parent / "shared" / "data" / "rakuten-sample"
-CACHE = Path(tempfile.gettempdir()) / "labeler-bench"
 REVIEWERS = [f"reviewer{i}" for i in range(8)]
-
-
-def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
-
-
-def template(rebuild: bool, per_category: int | None = None) -> Path:
-    path = CACHE / ("browse-ws" if per_category is None else f"browse-ws-{per_category}")
-    if rebuild and path.exists():
-        shutil.rmtree(path)
-    if not (path / "workspace.db").exists():
-        print(f"building the bench workspace from {SAMPLE} (training, once) ...", flush=True)
-        tmp = path.with_name("browse-ws.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        build_workspace(tmp, SAMPLE, per_category=per_category)
-        tmp.rename(path)
-    return path
 
 
 def grown(n_products: int, n_decided: int, rebuild: bool, per_category: int | None = None,
           source: Path | None = None) -> Path:
-    dest = CACHE / f"browse-{n_products}-{n_decided}-{source.name if source else per_category or 'all'}"
+    """`source` (default: the sample template) grown to `n_products` (`grow_catalog`), `n_decided`
+    of them decided by 8 reviewers and one in 20 of those undone; cached beside the template."""
+    source = source or sample_template(per_category, rebuild=rebuild)
+    dest = CACHE / f"browse-{n_products}-{n_decided}-{source.name}"
     if dest.exists() and not rebuild:
         return dest
     shutil.rmtree(dest, ignore_errors=True)
-    shutil.copytree(source or template(rebuild, per_category), dest)
-    ws = Workspace(dest)
-    real = ws.count_products()
-    product_cols = "title, description, image_path, image_sha1, source_label, batch_id, source_row, imported_at"
-    pred_cols = "model_version, top5, probs, voters, top1, top1_prob, margin, entropy, disagreement, created_at"
+    ws = Workspace(copy_template(source, dest))
     t0 = time.perf_counter()
-
-    def grow(conn) -> None:
-        for k in range(1, -(-(n_products - real) // real) + 1):
-            n = min(real, n_products - real * k)
-            conn.execute(f"INSERT INTO products (id, {product_cols}) SELECT id || '~' || ?, {product_cols} "
-                         "FROM products WHERE instr(id, '~') = 0 ORDER BY rowid LIMIT ?", (k, n))
-            conn.execute(f"INSERT INTO predictions (product_id, {pred_cols}) SELECT p.id, {pred_cols} "
-                         "FROM products p JOIN predictions r ON r.product_id = substr(p.id, 1, instr(p.id, '~') - 1) "
-                         "WHERE p.id LIKE '%~' || ?", (k,))
-
-    ws.write(grow)
+    grow_catalog(ws, n_products)
     rng = random.Random(0)
     rows = ws.query("SELECT p.id, p.source_label, pr.top1 FROM products p JOIN predictions pr ON pr.product_id = p.id "
                     "AND pr.model_version = ?", (ws.live_version(),))
@@ -93,12 +58,11 @@ def grown(n_products: int, n_decided: int, rebuild: bool, per_category: int | No
             else:
                 row = ws.record_decision(r["id"], who, "accept", category=r["top1"], conn=conn)
             ids.append(row)
-        for row in rng.sample(ids, 500):
+        for row in rng.sample(ids, n_decided // 20):
             ws.record_decision(row["product_id"], row["reviewer"], "undo", undoes=row["id"], conn=conn)
 
     ws.write(decide)
-    ws.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    ws.close()
+    checkpoint_and_close(ws)
     print(f"grown to {n_products} products, {n_decided} decided, in {time.perf_counter() - t0:.1f} s", flush=True)
     return dest
 
@@ -139,7 +103,7 @@ def _uncached(ws: Workspace, q: BrowseQuery) -> BrowseQuery:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__)
     ap.add_argument("--products", type=int, default=100_000)
     ap.add_argument("--decided", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=20, help="queries of each kind")
@@ -148,7 +112,7 @@ def main() -> None:
                     help="build the template from this many products per category (default: the whole sample)")
     ap.add_argument("--template", type=Path, default=None,
                     help="a trained workspace to grow instead of building one (it is copied, not changed)")
-    args = ap.parse_args()
+    args = parse(ap, quick={"products": 5_000, "decided": 500, "repeat": 3, "per_category": 3})
     cached = grown(args.products, args.decided, args.rebuild, args.per_category, args.template)
     scratch = Path(tempfile.mkdtemp(prefix="bench-browse-"))
     root = scratch / "ws"

@@ -8,25 +8,26 @@ decisions it prints the latency (p50 / p95), the page's DOM nodes, event listene
 after a forced garbage collection, and the server process's resident memory: a number that
 climbs window after window is a leak a day of reviewing would feel.
 
-    python bench/bench_day.py                      # 1,500 keys on the random queue, windows of 250
-    python bench/bench_day.py --decisions 600 --window 100
+    python -m bench.bench_day                      # 1,500 keys on the random queue, windows of 250
+    python -m bench.bench_day --decisions 600 --window 100
+    python -m bench.bench_day --quick              # 30 keys, windows of 10, the app tests' workspace
 
-The template workspace is bench_app.py's (built once under /tmp/labeler-bench/app-ws).
+The template workspace is bench_app's (the newest whole-sample one built under /tmp/labeler-bench,
+`--small`: the app tests' workspace).
 """
 from __future__ import annotations
 
-import argparse
 import gc
 import random
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_app  # noqa: E402
-from bench_app import ARGS, CHROMIUM, fresh, open_review, pct, running_app, template  # noqa: E402
+from bench import bench_app
+from bench.bench_app import ARGS, CHROMIUM, fresh, open_review, pick_template
+from bench.common import parse, parser, pct, rss_mb
+from labeler.local_app import running_app
 
 # one key, answered by the next card (any action changes the product on screen)
 PRESS_KEY = """key => new Promise(resolve => {
@@ -45,14 +46,6 @@ PRESS_KEY = """key => new Promise(resolve => {
 })"""
 # a reviewer's mix of actions (undo only where there is something to undo)
 MIX = (("Enter", 0.80), ("2", 0.05), ("3", 0.03), ("4", 0.01), ("5", 0.01), ("s", 0.05), ("u", 0.05))
-
-
-def rss_mb() -> float:
-    """This process's resident memory (the app server runs in it)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def page_metrics(cdp) -> dict[str, float]:
@@ -105,17 +98,19 @@ def review_day(tmp: Path, n: int, window: int, glance_ms: int, seed: int, queue:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = parser(__doc__)
     ap.add_argument("--decisions", type=int, default=1500)
     ap.add_argument("--window", type=int, default=250)
-    ap.add_argument("--glance-ms", type=int, default=150, help="pause between keys (default 150)")
+    ap.add_argument("--glance-ms", type=int, default=150, help="pause between keys")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--queue", default="Random",
                     help="queue picked in the app (default Random: every window gets the same mix of "
                          "cards with and without an image, so a drift is time, not content); '' = default queue")
     ap.add_argument("--rebuild", action="store_true", help="rebuild the template workspace")
-    args = ap.parse_args()
-    bench_app.TEMPLATE = template(args.rebuild, reuse_any=True)
+    ap.add_argument("--small", action="store_true",
+                    help="the app tests' workspace (324 products, 36 images) instead of the whole sample")
+    args = parse(ap, quick={"decisions": 30, "window": 10, "small": True})
+    bench_app.TEMPLATE = pick_template(args.small, args.rebuild, reuse_any=True)
     with tempfile.TemporaryDirectory() as d:
         rows = review_day(Path(d), args.decisions, args.window, args.glance_ms, args.seed, args.queue or None)
     print(f"\nA reviewer's day in one page: {args.decisions} keys (Enter 80 %, 2-5 10 %, S 5 %, U 5 %), "

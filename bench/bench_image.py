@@ -1,8 +1,9 @@
 """Image ensemble benchmark on the shared Rakuten sample (printed tables, medians and ratios).
 
-    python bench/bench_image.py [--images 96] [--workdir /tmp/rakuten-image-bench]
-    python bench/bench_image.py --throughput-only --images 420 --batch 64     # on a GPU
-    python bench/bench_image.py --skip-throughput --learning-curve            # F1 vs training photos
+    python -m bench.bench_image [--images 96] [--workdir /tmp/rakuten-image-bench]
+    python -m bench.bench_image --throughput-only --images 420 --batch 64     # on a GPU
+    python -m bench.bench_image --skip-throughput --learning-curve            # F1 vs training photos
+    python -m bench.bench_image --quick                                       # the extraction table on 8 images
 
 1. Feature extraction images/s per backbone through the pipeline (decode + resize, in threads or on
    the GPU, + batched forward + flip) next to the bare forward on the same, already decoded batch.
@@ -20,9 +21,7 @@ The workspace (and so the feature cache) persists under --workdir: the first run
 """
 from __future__ import annotations
 
-import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -30,30 +29,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from labeler import taxonomy  # noqa: E402
-from models.backbones import load_backbone  # noqa: E402
-from models.features import embed, extract_features, open_image  # noqa: E402
-from models.image import soft_vote  # noqa: E402
-from store.features import WorkspaceFeatures  # noqa: E402
-
-SAMPLE = ROOT.parent / "shared" / "data" / "rakuten-sample"
-
-
-def table(title: str, header: list[str], rows: list[list]) -> None:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    print(f"\n{title}")
-    print("  ".join(str(h).ljust(w) for h, w in zip(header, widths)))
-    print("  ".join("-" * w for w in widths))
-    for r in rows:
-        print("  ".join(str(x).ljust(w) for x, w in zip(r, widths)))
-
-
-def image_files(n: int | None = None) -> list[Path]:
-    files = sorted((SAMPLE / "images" / "image_train").glob("image_*_product_*.jpg"))
-    return files[:n] if n else files
+from bench.common import image_files, parse, parser, split_workspace, table
+from labeler import taxonomy
+from models.backbones import load_backbone
+from models.features import embed, extract_features, open_image
+from models.image import soft_vote
+from store.features import WorkspaceFeatures
 
 
 def bench_extraction(n: int, batch: int, repeats: int) -> None:
@@ -94,60 +75,6 @@ def bench_extraction(n: int, batch: int, repeats: int) -> None:
         header += ["decode not overlapped img/s", "its /bare"]
     table(f"Feature extraction, {n} images, batch {batch}, flip TTA, {torch.get_num_threads()} threads, "
           f"{'CUDA' if cuda else 'CPU'} (median of {repeats})", header, rows)
-
-
-def held_out_split(seed: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.Index, pd.Index]:
-    """(X, Y of the sample's products with a designation, the index of those with an image, the
-    stratified quarter of them held out): the split every image F1 of the benches is scored on."""
-    from sklearn.model_selection import train_test_split
-
-    x = pd.read_csv(SAMPLE / "X_train_update.csv", index_col=0)
-    y = pd.read_csv(SAMPLE / "Y_train_CVw08PX.csv", index_col=0)
-    x = x[x["designation"].fillna("").str.strip() != ""]
-    y = y.loc[x.index]
-    with_image = {p.name.split("_product_")[1][:-4] for p in image_files()}
-    imaged = x.index[x["productid"].astype(str).isin(with_image)]
-    _, test = train_test_split(imaged, test_size=0.25, stratify=y.loc[imaged, "prdtypecode"], random_state=seed)
-    return x, y, imaged, test
-
-
-def split_workspace(workdir: Path, seed: int = 0):
-    """Workspace with the sample imported, a stratified quarter of the imaged products unlabelled."""
-    from labeler.importer import import_challenge
-    from store import Workspace
-
-    x, y, _, test = held_out_split(seed)
-    train = x.index.difference(test)
-    truth = {str(x.loc[i, "productid"]): int(y.loc[i, "prdtypecode"]) for i in test}
-    ws_dir = workdir / f"ws-seed{seed}"
-    fresh = not (ws_dir / "workspace.db").exists()
-    ws = Workspace(ws_dir)
-    share_features(ws, workdir)
-    if fresh or ws.count_products() == 0:
-        workdir.mkdir(parents=True, exist_ok=True)
-        x.loc[train].to_csv(workdir / "X_train.csv")
-        y.loc[train].to_csv(workdir / "Y_train.csv")
-        x.loc[test].to_csv(workdir / "X_test.csv")
-        images = SAMPLE / "images" / "image_train"
-        import_challenge(ws, workdir / "X_train.csv", workdir / "Y_train.csv", images)
-        import_challenge(ws, workdir / "X_test.csv", None, images)
-    return ws, truth
-
-
-def share_features(ws, workdir: Path) -> None:
-    """Features are a pure function of (image bytes, backbone recipe): a split of another seed
-    reuses the ones its sibling workspaces already computed instead of extracting them again."""
-    import sqlite3
-    for other in sorted(workdir.glob("ws-seed*/workspace.db")):
-        if other.parent.resolve() == ws.root.resolve():
-            continue
-        con = sqlite3.connect(ws.root / "workspace.db", timeout=30)   # ATTACH cannot run inside ws.write's transaction
-        try:
-            con.execute("ATTACH DATABASE ? AS other", (str(other),))
-            con.execute("INSERT OR IGNORE INTO image_features SELECT * FROM other.image_features")
-            con.commit()
-        finally:
-            con.close()
 
 
 def bench_quality(workdir: Path, seed: int, reuse_model: bool = False) -> tuple:
@@ -245,7 +172,7 @@ def bench_explain_and_predict(bundle, test: pd.DataFrame, n: int) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = parser(__doc__)
     ap.add_argument("--images", type=int, default=96, help="images for the throughput table")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=3)
@@ -260,7 +187,7 @@ def main() -> None:
                     help="after the F1 table, image-only F1 with half / three quarters / all training photos")
     ap.add_argument("--reuse-model", action="store_true",
                     help="score with each split's live model version instead of training a new one")
-    args = ap.parse_args()
+    args = parse(ap, quick={"images": 8, "batch": 8, "repeats": 1, "throughput_only": True})
     torch.set_num_threads(args.threads)
     if not args.skip_throughput:
         bench_extraction(args.images, args.batch, args.repeats)

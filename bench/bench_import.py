@@ -5,39 +5,29 @@ import into an empty workspace, and a re-import of the same files (nothing new: 
 products are not verified again). Also the whole `python -m labeler import` process once, as a
 user would time it (interpreter start and imports included).
 
-    python bench/bench_import.py            # 5 runs each
-    python bench/bench_import.py --runs 3
+    python -m bench.bench_import            # 5 runs each
+    python -m bench.bench_import --runs 3
+    python -m bench.bench_import --quick    # one run of each
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.common import IMAGES, ROOT, SAMPLE, parse, parser, timed
+from labeler.importer import import_challenge, read_challenge
+from store.workspace import Workspace
 
-from labeler.importer import import_challenge, read_challenge  # noqa: E402
-from store.workspace import Workspace  # noqa: E402
-
-SAMPLE = ROOT.parent / "shared" / "data" / "rakuten-sample"
-X, Y, IMAGES = SAMPLE / "X_train_update.csv", SAMPLE / "Y_train_CVw08PX.csv", SAMPLE / "images" / "image_train"
-
-
-def timed(fn) -> float:
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
+X, Y = SAMPLE / "X_train_update.csv", SAMPLE / "Y_train_CVw08PX.csv"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
-    runs = parser.parse_args().runs
+    ap = parser(__doc__)
+    ap.add_argument("--runs", type=int, default=5)
+    runs = parse(ap, quick={"runs": 1}).runs
     n_rows = read_challenge(X, Y, IMAGES).n_rows
     results: dict[str, list[float]] = {"parse + validate (no workspace)": [], "fresh import": [], "re-import": [],
                                        "CLI process, fresh import": []}

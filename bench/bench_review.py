@@ -1,94 +1,53 @@
 """Server side of "submit -> next product": `decide` + `next_card` latency, p50/p95.
 
 On a workspace of the whole Rakuten sample (~1,950 real products) scored by a trained text model
-(predictions cached in SQLite, as in the app). The template workspace is built once under
-/tmp/labeler-bench (training takes a minute) and copied fresh for every run.
+(predictions cached in SQLite, as in the app). The template workspace is built once per code
+version under /tmp/labeler-bench (training takes minutes) and copied fresh for every run.
 
 Then the same sample grown to 85k products (the full challenge set's size) with 10k and 50k of
 them already decided (`grown`): the queue is walked past every decided product for each card.
 
-    python bench/bench_review.py                 # all strategies, 1 and 8 reviewers, 85k catalogs
-    python bench/bench_review.py --submits 300 --rebuild
-    python bench/bench_review.py --scale 200000:150000
+    python -m bench.bench_review                 # all strategies, 1 and 8 reviewers, 85k catalogs
+    python -m bench.bench_review --submits 300 --rebuild
+    python -m bench.bench_review --scale 200000:150000
+    python -m bench.bench_review --quick         # 3 products a category, 20 submits, a 5k catalog
 
 Target (issue 4): p95 of submit -> next well under 150 ms on the 2-core machine (the app adds
 rendering on top).
 """
 from __future__ import annotations
 
-import argparse
-import shutil
 import statistics
-import sys
 import tempfile
 import threading
 import time
 from dataclasses import replace
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+from bench.common import checkpoint_and_close, grow_catalog, parse, parser, pct, sample_template
+from labeler import review
+from labeler.config import Settings
+from labeler.templates import copy_template
+from store.workspace import Workspace
 
-from labeler import review  # noqa: E402
-from labeler.config import Settings  # noqa: E402
-from review_workspace import build_workspace  # noqa: E402
-from store.workspace import Workspace  # noqa: E402
-
-SAMPLE = ROOT.parent / "shared" / "data" / "rakuten-sample"
-CACHE = Path(tempfile.gettempdir()) / "labeler-bench" / "review-ws"
-
-
-def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
-
-
-def template(rebuild: bool) -> Path:
-    if rebuild and CACHE.exists():
-        shutil.rmtree(CACHE)
-    if not (CACHE / "workspace.db").exists():
-        print(f"building the bench workspace from {SAMPLE} (training, once) ...", flush=True)
-        CACHE.parent.mkdir(parents=True, exist_ok=True)
-        tmp = CACHE.with_name("review-ws.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        build_workspace(tmp, SAMPLE, per_category=None)
-        tmp.rename(CACHE)
-    return CACHE
+TEMPLATE: Path | None = None      # the sample workspace this run copies (set by main)
 
 
 def fresh(tmp: Path, name: str) -> Workspace:
-    dest = tmp / name
-    shutil.copytree(CACHE, dest)
-    return Workspace(dest)
+    return Workspace(copy_template(TEMPLATE, tmp / name))
 
 
 def grown(tmp: Path, n_products: int, n_decided: int) -> Path:
-    """The sample grown to `n_products` (each real product and its prediction copied under new
-    ids, as many times as needed) with the `n_decided` least confident already accepted by
-    another reviewer: a catalog the size of the full challenge set, deep into its review. Only
-    the review path's cost is measured here, so copies are honest stand-ins."""
+    """The sample grown to `n_products` (`grow_catalog`) with the `n_decided` least confident
+    already accepted by another reviewer: a catalog the size of the full challenge set, deep into
+    its review."""
     ws = fresh(tmp, f"grown-{n_products}-{n_decided}")
-    real = ws.count_products()
-    product_cols = "title, description, image_path, image_sha1, source_label, batch_id, source_row, imported_at"
-    pred_cols = "model_version, top5, probs, voters, top1, top1_prob, margin, entropy, disagreement, created_at"
-
-    def grow(conn) -> None:
-        for k in range(1, -(-(n_products - real) // real) + 1):
-            n = min(real, n_products - real * k)
-            conn.execute(f"INSERT INTO products (id, {product_cols}) SELECT id || '~' || ?, {product_cols} "
-                         "FROM products WHERE instr(id, '~') = 0 ORDER BY rowid LIMIT ?", (k, n))
-            conn.execute(f"INSERT INTO predictions (product_id, {pred_cols}) SELECT p.id, {pred_cols} "
-                         "FROM products p JOIN predictions r ON r.product_id = substr(p.id, 1, instr(p.id, '~') - 1) "
-                         "WHERE p.id LIKE '%~' || ?", (k,))
-    ws.write(grow)
+    grow_catalog(ws, n_products)
     top1 = dict(ws.conn.execute("SELECT product_id, top1 FROM predictions"))
     ids = review.ranking(ws, "least_confidence").ids[:n_decided]
     ws.write(lambda conn: [ws.record_decision(pid, "history", "accept", category=top1[pid], conn=conn)
                            for pid in ids])
-    root = ws.root
-    ws.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    ws.close()
-    return root
+    return checkpoint_and_close(ws)
 
 
 def session(ws: Workspace, reviewer: str, n: int, strategy: str, category: int | None, settings: Settings,
@@ -143,18 +102,21 @@ def run(tmp: Path, label: str, strategy: str, *, reviewers: int, submits: int, c
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--submits", type=int, default=200, help="decisions per scenario (default 200)")
+    global TEMPLATE
+    ap = parser(__doc__)
+    ap.add_argument("--submits", type=int, default=200, help="decisions per scenario")
+    ap.add_argument("--prior", type=int, default=1000, help="decisions in the log before the 'after restart' run")
+    ap.add_argument("--per-category", type=int, default=None,
+                    help="build the workspace from this many products per category (default: the whole sample)")
     ap.add_argument("--rebuild", action="store_true", help="rebuild the cached bench workspace")
     ap.add_argument("--scale", type=lambda v: tuple(int(x) for x in v.split(":")), nargs="*",
                     default=[(85_000, 10_000), (85_000, 50_000)], metavar="PRODUCTS:DECIDED",
-                    help="grown catalogs, deep into their review (default 85000:10000 85000:50000)")
-    args = ap.parse_args()
-    base = template(args.rebuild)
+                    help="grown catalogs, deep into their review")
+    args = parse(ap, quick={"submits": 20, "prior": 20, "per_category": 3, "scale": [(5_000, 1_000)]})
+    base = TEMPLATE = sample_template(args.per_category, rebuild=args.rebuild)
     ws = Workspace(base)
     n_products, n_pred = ws.count_products(), ws.scalar("SELECT count(*) FROM predictions")
-    ws.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    ws.close()
+    checkpoint_and_close(ws)
     print(f"workspace: {n_products} products, {n_pred} cached predictions ({base})")
     rows = []
     overlap = replace(Settings(), overlap_share=0.2)
@@ -165,8 +127,8 @@ def main() -> None:
         rows.append(run(tmp, "1 reviewer", "category", reviewers=1, submits=min(args.submits, 60), category=2583))
         rows.append(run(tmp, "8 reviewers, 20% overlap", "least_confidence", reviewers=8, submits=args.submits,
                         settings=overlap))
-        rows.append(run(tmp, "after restart, 1000 in log", "least_confidence", reviewers=1,
-                        submits=args.submits, prior=1000))
+        rows.append(run(tmp, f"after restart, {args.prior} in log", "least_confidence", reviewers=1,
+                        submits=args.submits, prior=args.prior))
         for n_products, n_decided in args.scale:
             root = grown(tmp, n_products, n_decided)
             label = f"{n_products // 1000}k, {n_decided // 1000}k decided"

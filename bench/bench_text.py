@@ -1,7 +1,8 @@
 """Text model benchmark: the reference recipe against the shipped TextClassifier.
 
-    python bench/bench_text.py                      # 2k table (a few minutes)
-    python bench/bench_text.py --scale 10000 85000  # + fit time of the shipped model at those sizes
+    python -m bench.bench_text                      # 2k table (a few minutes)
+    python -m bench.bench_text --scale 10000 85000  # + fit time of the shipped model at those sizes
+    python -m bench.bench_text --quick              # one run on 600 products (seconds)
 
 Table 1 (median of --runs runs): fit time on a stratified 80 % split of the shared sample,
 predict time per product for the held-out 20 % as one batch (the shipped model refits once
@@ -18,12 +19,10 @@ wall-clock figures, so compare only figures from one run.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import resource
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -32,13 +31,9 @@ import pandas as pd
 from sklearn.metrics import f1_score
 from sklearn.model_selection import train_test_split
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from labeler.training import text_model as TextClassifier  # noqa: E402 (with the taxonomy's prior)
-from models.text_reference import ReferenceTextClassifier  # noqa: E402
-
-SAMPLE = Path(os.environ.get("RAKUTEN_SAMPLE", ROOT.parent / "shared" / "data" / "rakuten-sample"))
+from bench.common import SAMPLE, parse, parser
+from labeler.training import text_model as TextClassifier  # with the taxonomy's prior
+from models.text_reference import ReferenceTextClassifier
 
 
 def load_sample(folder: Path = SAMPLE) -> tuple[pd.DataFrame, np.ndarray]:
@@ -147,14 +142,17 @@ def scale(X: pd.DataFrame, y: np.ndarray, sizes: list[int]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=3, help="runs per model (median reported)")
-    parser.add_argument("--singles", type=int, default=20, help="one-product predictions timed per run")
-    parser.add_argument("--test-size", type=float, default=0.2)
-    parser.add_argument("--scale", type=int, nargs="*", default=[], help="also time the shipped model's fit at these sizes")
-    args = parser.parse_args(argv)
+    ap = parser(__doc__)
+    ap.add_argument("--runs", type=int, default=3, help="runs per model (median reported)")
+    ap.add_argument("--singles", type=int, default=20, help="one-product predictions timed per run")
+    ap.add_argument("--test-size", type=float, default=0.2)
+    ap.add_argument("--limit", type=int, default=None, help="a stratified draw of this many products (default: all)")
+    ap.add_argument("--scale", type=int, nargs="*", default=[], help="also time the shipped model's fit at these sizes")
+    args = parse(ap, quick={"runs": 1, "singles": 5, "limit": 600}, argv=argv)
 
     X, y = load_sample()
+    if args.limit and args.limit < len(X):
+        X, _, y, _ = train_test_split(X, y, train_size=args.limit, stratify=y, random_state=0)
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=args.test_size, stratify=y, random_state=0)
     print(f"shared sample: {len(X)} products, {len(np.unique(y))} categories; train {len(X_tr)}, "
           f"held out {len(X_te)}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)

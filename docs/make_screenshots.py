@@ -1,6 +1,6 @@
 """Screenshots of the app for the README, taken in headless chromium on the demo catalog.
 
-    python docs/make_screenshots.py            # writes docs/review.png, docs/stats.png, docs/try-it.png
+    python -m docs.make_screenshots            # writes docs/review.png, docs/stats.png, docs/try-it.png
 
 A copy of the demo workspace (what launch.py makes of an empty workspace: the demo catalog and a
 first model with its image ensemble; cached under /tmp per code version), a reviewer makes a few
@@ -9,21 +9,16 @@ arrive, then each tab is shot and saved as a small palette PNG.
 """
 from __future__ import annotations
 
-import os
-import sys
+import functools
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+from PIL import Image
 
-from PIL import Image  # noqa: E402
+from labeler.local_app import running_app
+from labeler.templates import demo_workspace
 
-from app_server import running_app  # noqa: E402
-from app_workspace import demo_workspace  # noqa: E402
-
-OUT = ROOT / "docs"
+OUT = Path(__file__).resolve().parent
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--no-first-run"]
 WIDTH = 1360
@@ -50,7 +45,8 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
     with tempfile.TemporaryDirectory(prefix="screenshots-") as tmp:
         tmp = Path(tmp)
-        demo_workspace(tmp / "ws")
+        from launch import prepare_workspace
+        demo_workspace(tmp / "ws", functools.partial(prepare_workspace, demo=True))
         with running_app(tmp / "ws", tmp) as (_, url), sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
             page = browser.new_page(viewport={"width": WIDTH, "height": 900}, device_scale_factor=1)

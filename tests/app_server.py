@@ -1,54 +1,19 @@
-"""A real review app server for the app tests: fixture workspace, free port, launched and closed.
-
-`running_app` launches `labeler.app.build_app` exactly as launch.py does (theme, CSS, shortcut
-script), with `prevent_thread_lock=True`, and closes it afterwards. Gradio's temp files go under
-the test's tmp_path.
+"""A real review app server for the app tests: `running_app` (labeler/local_app.py) launches
+`labeler.app.build_app` exactly as launch.py does, on a free port, and closes it afterwards; here
+too the hostile products and the raw decision rows the tests check it with.
 """
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
 import sqlite3
 import time
 from pathlib import Path
-from typing import Iterator
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+from labeler.local_app import free_port, running_app  # noqa: F401 - the app tests take them from here
 
 XSS_TITLE = '<script>window.__xss = "title"</script><img src=x onerror="window.__xss=\'img\'">Piscine <b>hors-sol</b>'
 XSS_DESCRIPTION = ('Bâche &lt;script&gt;window.__xss="desc"&lt;/script&gt; <svg onload="window.__xss=\'svg\'"></svg>'
                    '<a href="javascript:window.__xss=1">lien</a> & solide')
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def running_app(ws_root: Path, tmp_path: Path, *, settings=None, auth=None) -> Iterator[tuple[object, str]]:
-    """(demo, url) of a live server over the workspace at `ws_root`."""
-    os.environ["GRADIO_TEMP_DIR"] = str(tmp_path / "gradio-tmp")
-    from labeler.app import build_app, serve
-    from labeler.config import Settings
-    from store.workspace import Workspace
-
-    import torch
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)      # as launch.py on a 2-core machine: heatmaps leave a core to requests
-    ws = Workspace(ws_root)
-    demo = build_app(ws, settings or Settings(workspace=ws_root))
-    _, url, _ = serve(demo, server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
-                      quiet=True, auth=auth)
-    try:
-        yield demo, url
-    finally:
-        demo.close()
-        demo.review_ui.prefetch.close()
-        ws.close()
-        torch.set_num_threads(threads)
 
 
 def add_hostile_product(ws_root: Path, reviewer: str, *, product_id: str = "xss-1") -> str:

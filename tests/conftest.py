@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLE = Path(os.environ.get("RAKUTEN_SAMPLE", ROOT.parent / "shared" / "data" / "rakuten-sample"))
+from labeler.samples import SAMPLE    # ../shared/data/rakuten-sample beside the project, or RAKUTEN_SAMPLE
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from review_workspace import sample_products
+from labeler.samples import sample_products
 
 ADMIN, ADMIN_PW = "ada", "ada-long-passphrase"
 ANNOTATOR, ANNOTATOR_PW = "nina", "nina-long-passphrase"

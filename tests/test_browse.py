@@ -1,18 +1,15 @@
 """Browse: search, filters, sorting and paging over a real workspace, checked against plain Python."""
 from __future__ import annotations
 
-import sys
 import unicodedata
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from review_workspace import copy_workspace  # noqa: E402
+from review_workspace import copy_workspace
 
-from labeler import bulk, review  # noqa: E402
-from labeler.browse import BrowseError, BrowseQuery, browse, fts_expression, summary, table_rows  # noqa: E402
-from store.workspace import Workspace, now_iso  # noqa: E402
+from labeler import bulk, review
+from labeler.browse import BrowseError, BrowseQuery, browse, fts_expression, summary, table_rows
+from store.workspace import Workspace, now_iso
 
 
 @pytest.fixture

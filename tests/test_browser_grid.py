@@ -6,19 +6,16 @@ page got a grid accept and the marked ones none.
 """
 from __future__ import annotations
 
-import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from app_server import decisions, running_app  # noqa: E402
-from review_workspace import copy_workspace  # noqa: E402
-from test_browser_review import ARGS, CHROMIUM, TIMEOUT_MS  # noqa: E402
+from app_server import decisions, running_app
+from review_workspace import copy_workspace
+from test_browser_review import ARGS, CHROMIUM, TIMEOUT_MS
 
-from labeler import taxonomy  # noqa: E402
-from store.workspace import Workspace  # noqa: E402
+from labeler import taxonomy
+from store.workspace import Workspace
 
 
 @pytest.fixture

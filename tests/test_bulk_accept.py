@@ -4,20 +4,17 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import sys
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from review_workspace import copy_workspace  # noqa: E402
+from review_workspace import copy_workspace
 
-from labeler import bulk, review, stats  # noqa: E402
-from labeler.cli import main  # noqa: E402
-from labeler.config import Settings  # noqa: E402
-from store import migrations  # noqa: E402
-from store.workspace import Workspace  # noqa: E402
+from labeler import bulk, review, stats
+from labeler.cli import main
+from labeler.config import Settings
+from store import migrations
+from store.workspace import Workspace
 
 
 def cli(*args: object):

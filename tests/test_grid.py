@@ -2,18 +2,16 @@
 from __future__ import annotations
 
 import re
-import sys
 import threading
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from review_workspace import copy_workspace  # noqa: E402
+from review_workspace import copy_workspace
 
-from labeler import grid, review  # noqa: E402
-from store.workspace import Workspace  # noqa: E402
+from labeler import grid, review
+from store.workspace import Workspace
 
 
 @pytest.fixture

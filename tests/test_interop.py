@@ -6,20 +6,17 @@ workspace holding the same products, same labels by the same reviewers.
 from __future__ import annotations
 
 import json
-import sys
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from review_workspace import copy_workspace  # noqa: E402
+from review_workspace import copy_workspace
 
-from labeler import review, taxonomy  # noqa: E402
-from labeler.cli import main  # noqa: E402
-from store.workspace import Workspace  # noqa: E402
+from labeler import review, taxonomy
+from labeler.cli import main
+from store.workspace import Workspace
 
 
 def cli(*args: object):

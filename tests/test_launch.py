@@ -13,10 +13,9 @@ import pytest
 
 from app_server import free_port
 from app_workspace import demo_workspace
+from launch import AuthFileError, read_auth_file
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from launch import AuthFileError, read_auth_file  # noqa: E402
 
 
 def test_auth_file_format(tmp_path):

@@ -248,8 +248,6 @@ def test_a_gated_retrain_keeps_a_worse_version_ready_but_not_live(corrected, tmp
 
 
 RETRAIN_IN_CHILD = textwrap.dedent("""
-    import sys
-    sys.path.insert(0, {root!r})
     from store.workspace import Workspace
     from labeler.retrain import retrain
     retrain(Workspace({ws!r}), trigger="cli")
@@ -261,7 +259,7 @@ def test_a_retrain_killed_midway_leaves_the_previous_version_serving(base, tmp_p
     ws = _copy(base["path"], tmp_path / "ws")
     first = base["first"]
     before = _predictions(ws, first)
-    child = subprocess.Popen([sys.executable, "-c", RETRAIN_IN_CHILD.format(root=str(ROOT), ws=str(ws.root))],
+    child = subprocess.Popen([sys.executable, "-c", RETRAIN_IN_CHILD.format(ws=str(ws.root))], cwd=ROOT,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.time() + 120

@@ -6,17 +6,14 @@ moved every product's probabilities.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from app_workspace import app_workspace  # noqa: E402
-from review_workspace import sample_products  # noqa: E402
+from app_workspace import app_workspace
+from review_workspace import sample_products
 
 BATCHES = (1, 7, 150, 500)
 TOLERANCE = 1e-9

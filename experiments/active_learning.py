@@ -28,10 +28,10 @@ with models/fusion.py's log-linear fusion at its default parameters (train_versi
 out-of-fold predictions, 5 more text fits per round: too slow for ~200 rounds).
 `--no-image` runs text-only (no disagreement strategy). BLAS is held to one thread (see main).
 
-    python bench/active_learning.py                       # full run (~10-15 min on 2 cores)
-    python bench/active_learning.py --seeds 1 --batch 200 # quick look
+    python -m experiments.active_learning                       # full run (~10-15 min on 2 cores)
+    python -m experiments.active_learning --seeds 1 --batch 200 # quick look
 
-Outputs: bench/out/active_learning.csv (one row per strategy, seed, round), active_learning.png
+Outputs: experiments/out/active_learning.csv (one row per strategy, seed, round), active_learning.png
 (weighted F1 against labels used, mean over seeds with min-max band), active_learning.md (table).
 """
 from __future__ import annotations
@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -48,22 +47,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.metrics import accuracy_score, f1_score
+from sklearn.model_selection import train_test_split
+from sklearn.svm import LinearSVC
 
-from sklearn.calibration import CalibratedClassifierCV  # noqa: E402
-from sklearn.metrics import accuracy_score, f1_score  # noqa: E402
-from sklearn.model_selection import train_test_split  # noqa: E402
-from sklearn.svm import LinearSVC  # noqa: E402
+from bench.common import SAMPLE, image_features, load_sample
+from labeler import strategies, taxonomy
+from models.predictor import align
+from models.text import TextClassifier, TextConfig, product_texts
+from models.text_prior import read_category_texts
 
-from labeler import strategies, taxonomy  # noqa: E402
-from models.predictor import align  # noqa: E402
-from models.text import TextClassifier, TextConfig, product_texts  # noqa: E402
-from models.text_prior import read_category_texts  # noqa: E402
-
-SAMPLE = ROOT.parent / "shared" / "data" / "rakuten-sample"
-OUT = ROOT / "bench" / "out"
-FEATURES = Path(tempfile.gettempdir()) / "labeler-bench" / "al-features"
+OUT = Path(__file__).resolve().parent / "out"
 STRATEGIES = ("least_confidence", "margin", "entropy", "disagreement", "random")
 log = logging.getLogger("active_learning")
 
@@ -81,44 +76,6 @@ class Data:
 
 
 # -- data -----------------------------------------------------------------------------------------
-def load_sample(sample_dir: Path) -> pd.DataFrame:
-    x = pd.read_csv(sample_dir / "X_train_update.csv", index_col=0, dtype={"productid": str, "imageid": str})
-    y = pd.read_csv(sample_dir / "Y_train_CVw08PX.csv", index_col=0)
-    df = x.join(y)
-    df = df[df["designation"].fillna("").str.strip() != ""]
-    images = sample_dir / "images" / "image_train"
-    paths = [images / f"image_{i}_product_{p}.jpg" for i, p in zip(df["imageid"], df["productid"])]
-    return pd.DataFrame({"id": df["productid"].to_numpy(), "title": df["designation"].to_numpy(),
-                         "description": df["description"].fillna("").to_numpy(),
-                         "image_path": [str(p) if p.exists() else None for p in paths],
-                         "label": df["prdtypecode"].astype(int).to_numpy()}).drop_duplicates("id").reset_index(drop=True)
-
-
-def image_features(df: pd.DataFrame) -> tuple[dict[str, np.ndarray], np.ndarray, list[str]]:
-    """Backbone features of the sample's images via models.image, cached in a bench-only store."""
-    import torch
-
-    from models.image import DEFAULT_VOTERS, ImageEnsemble
-    from store.features import WorkspaceFeatures
-    from store.workspace import Workspace
-    torch.set_num_threads(2)
-    store = Workspace(FEATURES)
-    ens = ImageEnsemble(voters=DEFAULT_VOTERS, device="cpu", codes=taxonomy.codes())
-    t = time.perf_counter()
-    rows = np.flatnonzero(df["image_path"].notna().to_numpy())
-    part, part_ok, _ = ens.product_features(df.iloc[rows], feature_store=WorkspaceFeatures(store))
-    store.close()
-    ok = np.zeros(len(df), bool)
-    ok[rows] = part_ok
-    feats = {}
-    for name, v in part.items():
-        feats[name] = np.zeros((len(df), v.shape[1]), dtype=np.float32)
-        feats[name][rows] = v
-    log.info("image features for %d products with an image in %.1f s (cache %s)", ok.sum(),
-             time.perf_counter() - t, FEATURES)
-    return feats, ok, [s.label for s in DEFAULT_VOTERS]
-
-
 def prepare(sample_dir: Path, *, use_image: bool, text: str = "real", split_seed: int = 0) -> tuple[Data, list[str]]:
     df = load_sample(sample_dir)
     y = df["label"].to_numpy()

@@ -1,6 +1,6 @@
 """Text weighted F1 of `predict` with and without --adapt, on held-out quarters of the sample.
 
-    python bench/text_adapt.py [--seeds 0 1] [--batch-size 512]
+    python -m experiments.text_adapt [--seeds 0 1] [--batch-size 512]
 
 Each seed splits the sample's products (with a title) into 4 stratified quarters; each quarter in
 turn is held out. The text model is fitted as `train` fits it (`labeler.training.text_model`:
@@ -19,21 +19,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from labeler.training import text_model  # noqa: E402
-
-SAMPLE = ROOT.parent / "shared" / "data" / "rakuten-sample"
+from bench.common import SAMPLE
+from labeler.training import text_model
 
 
 def load() -> tuple[pd.DataFrame, np.ndarray]:

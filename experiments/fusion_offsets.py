@@ -7,29 +7,24 @@ per-category offsets (the fusion before), and offsets under several shrinkages. 
 fits on random subsets of the out-of-fold rows (a workspace with fewer reviewed photos), where
 the offsets are only fitted from 4 rows a category on average (`fusion.OFFSET_MIN_ROWS`).
 
-    python bench/fusion_offsets.py --seeds 0 1 2 3 4 5     # ~7 min on 2 cores
+    python -m experiments.fusion_offsets --seeds 0 1 2 3 4 5     # ~7 min on 2 cores
 """
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from sklearn.metrics import f1_score
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_image import split_workspace, table  # noqa: E402
-from labeler import taxonomy  # noqa: E402
-from labeler import training  # noqa: E402
-from models.fusion import OFFSET_L2, OFFSET_MIN_ROWS, Fusion  # noqa: E402
-from models.image import VOTERS_SETTING, ImageEnsemble, voters_from_config  # noqa: E402
-from models.predictor import align  # noqa: E402
-from store.features import WorkspaceFeatures  # noqa: E402
+from bench.common import split_workspace, table
+from labeler import taxonomy, training
+from models.fusion import OFFSET_L2, OFFSET_MIN_ROWS, Fusion
+from models.image import VOTERS_SETTING, ImageEnsemble, voters_from_config
+from models.predictor import align
+from store.features import WorkspaceFeatures
 
 SHRINKAGES = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 

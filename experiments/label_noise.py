@@ -8,8 +8,8 @@ random. Printed per queue: the share of the moved labels met within the first N 
 2x and 4x the number moved. The suspect queue is also shown in its other order (flagged products
 first, then the rest by out-of-fold probability of their label), to back `FLAGGED_FIRST`.
 
-    python bench/label_noise.py --text-only            # text model only (no image features), seeds 0 1
-    python bench/label_noise.py                        # with the image ensemble (features: ~5 min on CPU)
+    python -m experiments.label_noise --text-only            # text model only (no image features), seeds 0 1
+    python -m experiments.label_noise                        # with the image ensemble (features: ~5 min on CPU)
 
 Anchor: cleanlab's confident learning (Northcutt et al. 2021) and its rank-by-self-confidence
 ordering. Target on the sample: >= 90 % of the moved labels within the first 2x cards of the
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,16 +26,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.common import SAMPLE
+from labeler import review, taxonomy, training
+from labeler.importer import import_challenge
+from models.label_issues import find_issues, suspect_order
+from store.workspace import Workspace
 
-from labeler import review, taxonomy  # noqa: E402
-from labeler.importer import import_challenge  # noqa: E402
-from labeler import training  # noqa: E402
-from models.label_issues import find_issues, suspect_order  # noqa: E402
-from store.workspace import Workspace  # noqa: E402
-
-SAMPLE = ROOT.parent / "shared" / "data" / "rakuten-sample"
 MULTIPLES = (1, 2, 4)
 
 

@@ -1,7 +1,7 @@
 """Text explanations: exactness, faithfulness and cost per review card.
 
-    python bench/text_explain.py              # ~1 minute on the shared 2-core machine
-    python bench/text_explain.py --n 200 --k 5
+    python -m experiments.text_explain              # ~1 minute on the shared 2-core machine
+    python -m experiments.text_explain --n 200 --k 5
 
 The text model is fitted on the shared sample minus a stratified held-out set; on the first --n
 held-out products with at least 2k displayed words:
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -28,14 +27,11 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.common import SAMPLE
+from labeler import text_highlights, views
+from models.text import TextClassifier
+from models.text_explain import attribute, deletion_check
 
-from labeler import text_highlights, views  # noqa: E402
-from labeler.training import text_model as TextClassifier  # noqa: E402 (with the taxonomy's prior)
-from models.text_explain import attribute, deletion_check  # noqa: E402
-
-SAMPLE = Path(os.environ.get("RAKUTEN_SAMPLE", ROOT.parent / "shared" / "data" / "rakuten-sample"))
 
 
 def load(sample: Path) -> tuple[pd.DataFrame, np.ndarray]:

@@ -7,13 +7,12 @@ how many products are flagged, recall of the flipped ones, precision, and precis
 top-k of the ranking (k = number flipped: what a reviewer working the suspect queue sees first).
 The sample's own labels are not perfect either, so "precision" counts only the flips we made.
 
-    python bench/label_issues.py                  # 10 % flipped, 5 folds, seeds 0 1
-    python bench/label_issues.py --flip 0.05 --folds 3 --seeds 0
+    python -m experiments.label_issues                  # 10 % flipped, 5 folds, seeds 0 1
+    python -m experiments.label_issues --flip 0.05 --folds 3 --seeds 0
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,15 +20,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.common import SAMPLE
+from labeler import taxonomy
+from labeler.importer import import_challenge
+from labeler.label_issues import detect_label_issues, label_issues
+from store.workspace import Workspace
 
-from labeler import taxonomy  # noqa: E402
-from labeler.importer import import_challenge  # noqa: E402
-from labeler.label_issues import detect_label_issues, label_issues  # noqa: E402
-from store.workspace import Workspace  # noqa: E402
-
-SAMPLE = ROOT.parent / "shared" / "data" / "rakuten-sample"
 
 
 def run_once(flip: float, folds: int, seed: int) -> dict:

@@ -1,7 +1,7 @@
 """Image-only weighted F1 per backbone, input resolution and head (the sweep behind DEFAULT_VOTERS).
 
-    python bench/image_resolution.py                              # the default sweep
-    python bench/image_resolution.py --configs lite0@224 lite0@352 --heads logistic xgboost
+    python -m experiments.image_resolution                              # the default sweep
+    python -m experiments.image_resolution --configs lite0@224 lite0@352 --heads logistic xgboost
 
 For each backbone@size, the 420 imaged products of the shared sample go through the project's own
 pipeline (`extract_features`, flip TTA); features are kept under --workdir as .npy so heads can be
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -20,14 +19,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench_image import SAMPLE, image_files, table  # noqa: E402
-from models.backbones import load_backbone  # noqa: E402
-from models.features import extract_features  # noqa: E402
-from models.image import make_head  # noqa: E402
-from models.predictor import align  # noqa: E402
+from bench.common import SAMPLE, image_files, table
+from labeler import taxonomy
+from models.backbones import load_backbone
+from models.features import extract_features
+from models.image import make_head
+from models.predictor import align
 
 DEFAULT_CONFIGS = ["lite0@224", "lite0@352", "lite1@240", "lite1@400", "lite2@260", "lite2@400", "lite2@480"]
 HEAD_PARAMS = {"logistic": {"C": 0.003}, "mlp": {}, "xgboost": {}}
@@ -65,8 +62,7 @@ def cv_f1(X: np.ndarray, y: np.ndarray, head: str, seeds=(7, 8)) -> float:
         proba = np.zeros((len(y), 27))
         for tr, te in StratifiedKFold(5, shuffle=True, random_state=seed).split(X, y):
             model = make_head(head, HEAD_PARAMS[head]).fit(X[tr], y[tr])
-            proba[te] = align(model.predict_proba(X[te]), model.classes_, __import__('labeler.taxonomy').taxonomy.codes())
-        from labeler import taxonomy
+            proba[te] = align(model.predict_proba(X[te]), model.classes_, taxonomy.codes())
         pred = np.asarray(taxonomy.codes())[proba.argmax(1)]
         scores.append(f1_score(y, pred, average="weighted", labels=codes))
     return statistics.mean(scores)

@@ -9,14 +9,13 @@ applied to the held-out quarter, whose true labels decide the precision reached,
 (share auto-accepted), the prediction sets' coverage and mean size. Nothing is chosen on the
 quarter that is reported.
 
-    python bench/auto_accept.py --text-only              # text model only, seed 0 (4 trainings)
-    python bench/auto_accept.py --seeds 0 1              # with the image ensemble, 8 trainings
+    python -m experiments.auto_accept --text-only              # text model only, seed 0 (4 trainings)
+    python -m experiments.auto_accept --seeds 0 1              # with the image ensemble, 8 trainings
 """
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,16 +23,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.common import SAMPLE
+from labeler import taxonomy
+from labeler.importer import import_challenge
+from labeler import training
+from models import honest
+from store.workspace import Workspace
 
-from labeler import taxonomy  # noqa: E402
-from labeler.importer import import_challenge  # noqa: E402
-from labeler import training  # noqa: E402
-from models import honest  # noqa: E402
-from store.workspace import Workspace  # noqa: E402
-
-SAMPLE = ROOT.parent / "shared" / "data" / "rakuten-sample"
 TARGETS = (0.90, 0.95, 0.98)
 
 

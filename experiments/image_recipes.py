@@ -1,29 +1,26 @@
 """Which frozen-feature recipe makes the best image voter? (views, pooling, layers, scales)
 
-    python bench/image_recipes.py extract --out /tmp/recipes      # features of every recipe (GPU: ~1 min; CPU: ~40 min)
-    python bench/image_recipes.py evaluate --features /tmp/recipes # weighted F1 table, CPU, a few minutes
+    python -m experiments.image_recipes extract --out /tmp/recipes      # features of every recipe (GPU: ~1 min; CPU: ~40 min)
+    python -m experiments.image_recipes evaluate --features /tmp/recipes # weighted F1 table, CPU, a few minutes
 
 `extract` embeds the sample's 420 photos once per backbone and resolution, under several views
 (the photo, its mirror, zoomed crops) and poolings (average, GeM p=3, max; the last three block
 stages' averaged maps, as `models.features.pooled_features` gives them), and saves them as one
 .npz per backbone and resolution. `evaluate` fits a logistic head on each recipe and prints
 image-only weighted F1, 5-fold stratified CV (2 seeds) and the two held-out splits of
-`bench/bench_image.py` (trained on the other imaged products), next to the recipe the voters
+`bench.common.held_out_split` (trained on the other imaged products), next to the recipe the voters
 used before (average of the photo and its mirror).
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.common import SAMPLE
 
-SAMPLE = ROOT.parent / "shared" / "data" / "rakuten-sample"
 # (backbone, resolutions): the default voters' resolutions first
 RECIPES = {"lite2": (480, 384, 576), "lite1": (400, 480), "lite0": (352, 448)}
 # views: (name, crop box as fractions of the photo (left, top, right, bottom), mirrored)
@@ -94,7 +91,7 @@ def splits(labels: np.ndarray, files: np.ndarray) -> list[tuple[str, np.ndarray,
     """5-fold CV (seeds 0, 1) and bench_image's held-out quarters (seeds 0, 1) as index pairs."""
     from sklearn.model_selection import StratifiedKFold
 
-    from bench_image import held_out_split
+    from bench.common import held_out_split
     out = []
     for seed in (0, 1):
         for tr, te in StratifiedKFold(5, shuffle=True, random_state=seed).split(files, labels):
@@ -166,7 +163,7 @@ def evaluate(features: Path, C_grid: list[float], only: list[str] | None) -> Non
                 rows.append([name, label, C, f"{r['cv0']:.3f}", f"{r['cv1']:.3f}", f"{r['held0']:.3f}",
                              f"{r['held1']:.3f}", f"{np.mean([r['cv0'], r['cv1']]):.3f}", f"{time.perf_counter() - t:.0f}"])
                 print("  ".join(map(str, rows[-1])), flush=True)
-    from bench_image import table
+    from bench.common import table
     table("Image-only weighted F1, logistic head (5-fold CV x 2 seeds; held-out quarters of bench_image)",
           ["backbone", "recipe", "C", "cv seed0", "cv seed1", "held0", "held1", "cv mean", "s"], rows)
 

@@ -1,20 +1,19 @@
 """Does fine-tuning the last backbone stages beat frozen features? Image-only weighted F1, 5-fold CV
 over the shared sample's imaged products, per backbone, input size and fine-tuning recipe.
 
-    python bench/finetune_image.py                         # the sweep run on an H200 (GPU: ~7 min)
-    python bench/finetune_image.py --quick                 # lite0 at 96 px, 1 epoch: a CPU smoke run
+    python -m experiments.finetune_image                         # the sweep run on an H200 (GPU: ~7 min)
+    python -m experiments.finetune_image --quick                 # lite0 at 96 px, 1 epoch: a CPU smoke run
 
 Each fold fine-tunes on the other folds (`models.finetune`, linear probe then the last `stages`
 trained), then scores the held-out fold twice: a logistic head (C=0.003, the default lite2 voter's)
 on the fine-tuned model's pooled features, and the fine-tuned classifier itself. `stages=0,
 epochs=0` is the frozen baseline, the default voters' recipe. Prints a table and writes
-bench/out/finetune_image.json.
+experiments/out/finetune_image.json.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -22,17 +21,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.common import SAMPLE
+from labeler import taxonomy
+from models.backbones import normalise
+from models.finetune import FinetuneConfig, finetune_backbone, load_pixels
+from models.image import LogisticHead
+from models.predictor import align
+from labeler.training import _folds
 
-from labeler import taxonomy  # noqa: E402
-from models.backbones import normalise  # noqa: E402
-from models.finetune import FinetuneConfig, finetune_backbone, load_pixels  # noqa: E402
-from models.image import LogisticHead  # noqa: E402
-from models.predictor import align  # noqa: E402
-from labeler.training import _folds  # noqa: E402
-
-SAMPLE = ROOT.parent / "shared" / "data" / "rakuten-sample"
 SWEEP = [  # (backbone, px, [recipes]): the grid run on the H200 on 2026-11-26
     ("lite2", 480, [dict(stages=0, epochs=0), dict(stages=2, epochs=15), dict(stages=3, epochs=15),
                     dict(stages=3, epochs=10, lr=1e-4, head_lr=1e-3),
@@ -96,7 +92,7 @@ def main() -> None:
                   for name, p in (("logistic", head_p), ("own", own_p))}
             rows.append({"backbone": backbone, "px": size, **recipe, **f1, "s_per_finetune": round(float(np.median(secs)), 1)})
             print(json.dumps(rows[-1]), flush=True)
-    out = ROOT / "bench" / "out"
+    out = Path(__file__).resolve().parent / "out"
     out.mkdir(parents=True, exist_ok=True)
     (out / "finetune_image.json").write_text(json.dumps(rows, indent=1))
     print(f"\nImage-only weighted F1, 5-fold CV on {len(y)} imaged products, {device} "
