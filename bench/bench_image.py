@@ -3,7 +3,7 @@
     python -m bench.bench_image [--images 96] [--workdir /tmp/rakuten-image-bench]
     python -m bench.bench_image --throughput-only --images 420 --batch 64     # on a GPU
     python -m bench.bench_image --skip-throughput --learning-curve            # F1 vs training photos
-    python -m bench.bench_image --quick                                       # the extraction table on 8 images
+    python -m bench.bench_image --quick                                       # the extraction table on 4 images
 
 1. Feature extraction images/s per backbone through the pipeline (decode + resize, in threads or on
    the GPU, + batched forward + flip) next to the bare forward on the same, already decoded batch.
@@ -187,7 +187,7 @@ def main() -> None:
                     help="after the F1 table, image-only F1 with half / three quarters / all training photos")
     ap.add_argument("--reuse-model", action="store_true",
                     help="score with each split's live model version instead of training a new one")
-    args = parse(ap, quick={"images": 8, "batch": 8, "repeats": 1, "throughput_only": True})
+    args = parse(ap, quick={"images": 4, "batch": 4, "repeats": 1, "throughput_only": True})
     torch.set_num_threads(args.threads)
     if not args.skip_throughput:
         bench_extraction(args.images, args.batch, args.repeats)
