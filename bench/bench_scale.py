@@ -24,9 +24,9 @@ images' cached backbone vectors (the active-learning bench's cache; extracted if
 synthetic one a real vector of the same category plus Gaussian noise at 10 % of each dimension's
 standard deviation.
 
-    python bench/bench_scale.py                         # text + image, all sizes
-    python bench/bench_scale.py --sizes 2000,10000 --only text
-    python bench/bench_scale.py --only retrain --retrain-sizes 10000   # retrain() end to end
+    python -m bench.bench_scale                         # text + image, all sizes
+    python -m bench.bench_scale --sizes 2000,10000 --only text
+    python -m bench.bench_scale --only retrain --retrain-sizes 10000   # retrain() end to end
 
 Target (issue 5): the text model retrains on 85k products in <= 60 s on this machine.
 Outputs: printed table, bench/out/bench_scale.csv (bench_scale-<part>.csv with --only).
@@ -48,8 +48,6 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
 SAMPLE = ROOT.parent / "shared" / "data" / "rakuten-sample"
 OUT = ROOT / "bench" / "out"
@@ -112,7 +110,7 @@ def grow_catalog(base: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
 
 
 def load_base() -> pd.DataFrame:
-    from active_learning import load_sample
+    from bench.common import load_sample
     return load_sample(SAMPLE)
 
 
@@ -122,7 +120,7 @@ def catalog_path(n: int) -> Path:
 
 def image_base() -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Cached real backbone features {voter: (420, dim)} and their labels."""
-    from active_learning import image_features
+    from bench.common import image_features
     df = load_base()
     feats, ok, _ = image_features(df)
     return {k: v[ok] for k, v in feats.items()}, df["label"].to_numpy()[ok]
@@ -300,11 +298,11 @@ def child_retrain(n: int) -> dict:
 
 
 def run_child(args: list[str], timeout: int) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", *args]
+    cmd = [sys.executable, "-m", "bench.bench_scale", "--child", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
     t = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout} s", "wall_s": time.perf_counter() - t}
     if proc.returncode != 0:

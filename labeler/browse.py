@@ -14,7 +14,7 @@ filters and sorts read as numpy arrays instead (import order, id and title order
 predicted category, confidence), rebuilt only when the store's 'catalog' counter moves (products
 or predictions written, ~1 s at 100k), and the decision state replayed incrementally from the
 append-only log (`store.decisions.since`, commit order), as the review queue does. A page is then
-boolean masks, one sort of what matched and one read of the page's rows (`store.catalog`). `python bench/bench_browse.py`
+boolean masks, one sort of what matched and one read of the page's rows (`store.catalog`). `python -m bench.bench_browse`
 measures it on 100k products. No Gradio here: the app's Browse tab renders `BrowsePage.rows`.
 """
 from __future__ import annotations

@@ -27,7 +27,7 @@ products written). The decision log is append-only and each decision carries its
 position (`store.decisions.since`), so it is replayed incrementally inside each pick's
 transaction instead of being re-read for every request; the set of products closed for everyone
 is updated with it, and each ranking keeps a cursor past its closed top, so a card costs the same
-50k decisions deep into an 85k catalog as on a fresh one. `python bench/bench_review.py`
+50k decisions deep into an 85k catalog as on a fresh one. `python -m bench.bench_review`
 measures submit -> next.
 """
 from __future__ import annotations

@@ -164,7 +164,7 @@ def suspect_labels(probs: np.ndarray, context: Context | None = None) -> np.ndar
     Score: 1 - p(imported label) under the fused probabilities, which for a labelled product are
     out-of-fold (from models that never saw its label, `labeler.training`); plus 1 for products
     flagged by confident learning when ``context.suspects_flagged_first``. Ranking every labelled
-    product lets a reviewer keep walking past the flagged ones (bench/label_noise.py).
+    product lets a reviewer keep walking past the flagged ones (experiments/label_noise.py).
     """
     probs = _check(probs)
     ctx = context or Context()

@@ -6,7 +6,7 @@
 then switches category without asking the server: the heatmap chips set a class on the card
 (labeler/static/shortcuts.js), and CSS shows that rank's tints and summary line.
 
-Cost: ~10-25 ms per card on the shared 2-core machine (bench/text_explain.py), more than a request
+Cost: ~10-25 ms per card on the shared 2-core machine (experiments/text_explain.py), more than a request
 should add, so `HighlightCache` computes them in one background thread, like the heatmaps: the card
 on screen first, the next card of the queue behind it, an LRU of the results.
 """

@@ -3,7 +3,7 @@
 Frozen ImageNet features top out near 0.40 weighted F1 image-only on the shared sample, whatever
 head sits on them; letting the last stages adapt to product photos (covers, boxes, labels) is what
 would move them. It is cheap on a GPU (seconds) and slow on CPU (minutes per epoch at 480 px);
-every step here also runs on CPU. Measured on an H200 (docs/image_model.md, bench/finetune_image.py),
+every step here also runs on CPU. Measured on an H200 (docs/image_model.md, experiments/finetune_image.py),
 it does not beat frozen features on the shared sample's ~12 photos per category, so training
 keeps frozen backbones; this is here to re-measure on workspaces with many more reviewed photos.
 

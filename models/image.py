@@ -250,7 +250,7 @@ class VoterSpec:
 # (448 px no better). Heads: a logistic layer is the strongest on the best features; the MLP and
 # XGBoost heads add variety, and the vote weights learned by `models.fusion` decide how much.
 # The lite2 voter also reads the last three block stages (`features.pooled_features`): +0.03
-# image-only F1 for it (bench/image_recipes.py). lite1's MLP on them as a bag of 5 seeds is +0.04
+# image-only F1 for it (experiments/image_recipes.py). lite1's MLP on them as a bag of 5 seeds is +0.04
 # as a voter, but the learned vote on held-out splits came out lower with it (0.392 / 0.428 vs
 # 0.428 / 0.432), so lite1 keeps one MLP on pooled features; XGBoost gained nothing from stages.
 DEFAULT_VOTERS: tuple[VoterSpec, ...] = (

@@ -138,7 +138,7 @@ def suspect_order(labels: np.ndarray, probs: np.ndarray, issues: Issues | None =
     the lowest out-of-fold probability of the row's own label first; ties by position.
 
     A plain ranking by p(label) keeps going where confident learning stops flagging, so a reviewer
-    can walk past the flagged products (bench/label_noise.py measures both orders)."""
+    can walk past the flagged products (experiments/label_noise.py measures both orders)."""
     flagged_first = FLAGGED_FIRST if flagged_first is None else flagged_first
     labels = np.asarray(labels, dtype=int)
     n = len(labels)
@@ -152,7 +152,7 @@ def suspect_order(labels: np.ndarray, probs: np.ndarray, issues: Issues | None =
     return idx[np.lexsort((idx, own))]
 
 
-FLAGGED_FIRST = False   # measured by bench/label_noise.py (README): the plain ranking finds more within 2x
+FLAGGED_FIRST = False   # measured by experiments/label_noise.py (README): the plain ranking finds more within 2x
 
 
 def issue_rows(ids: Sequence[str], labels: np.ndarray, probs: np.ndarray, codes: Sequence,

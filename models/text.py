@@ -211,7 +211,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         self.categories = categories
         self.random_state = random_state
 
-    # the reference recipe's vectorizers (bench/active_learning.py builds its feature matrix with them)
+    # the reference recipe's vectorizers (experiments/active_learning.py builds its feature matrix with them)
     def _features(self) -> FeatureUnion:
         c = self.config
         return reference_features(ReferenceConfig(word_max_features=c.word_max_features,

@@ -99,7 +99,7 @@ def test_a_product_without_text_says_so(model):
 
 
 def test_deleting_the_top5_words_hurts_more_than_5_random_words(model, split):
-    """The small version of bench/text_explain.py (200 products there, >= 90 % required)."""
+    """The small version of experiments/text_explain.py (200 products there, >= 90 % required)."""
     _, X_te, _, _ = split
     result = deletion_check(model, X_te["title"].iloc[:60].tolist(), X_te["description"].iloc[:60].tolist(),
                             k=5, seed=0)
