@@ -23,10 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import CACHE, checkpoint_and_close, grow_catalog, parse, parser, pct, sample_template
+from bench.common import CACHE, grow_catalog, parse, parser, pct, sample_template
 from labeler import taxonomy
 from labeler.browse import BrowseQuery, browse, index_for
 from labeler.templates import copy_template
+from store.seed import checkpoint_and_close
 from store.workspace import Workspace
 
 REVIEWERS = [f"reviewer{i}" for i in range(8)]

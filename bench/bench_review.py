@@ -24,10 +24,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from bench.common import checkpoint_and_close, grow_catalog, parse, parser, pct, sample_template
+from bench.common import grow_catalog, parse, parser, pct, sample_template
 from labeler import review
 from labeler.config import Settings
 from labeler.templates import copy_template
+from store.seed import checkpoint_and_close
 from store.workspace import Workspace
 
 TEMPLATE: Path | None = None      # the sample workspace this run copies (set by main)

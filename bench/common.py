@@ -114,14 +114,6 @@ def grow_catalog(ws, n_products: int) -> None:
     ws.write(grow)
 
 
-def checkpoint_and_close(ws) -> Path:
-    """Fold the WAL into workspace.db and close: the folder can be copied as a whole."""
-    root = ws.root
-    ws.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    ws.close()
-    return root
-
-
 # -- the sample, for the image benches and the experiments -----------------------------------------
 def load_sample(sample_dir: Path = SAMPLE) -> pd.DataFrame:
     """Every product of the sample with a title: id, title, description, image_path, label."""

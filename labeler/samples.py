@@ -49,12 +49,11 @@ def build_workspace(root: Path, sample_dir: Path = SAMPLE, per_category: int | N
     """A workspace at `root` holding `sample_products(sample_dir, per_category)`, with a first
     version trained on them and live (`train`), checkpointed and closed: ready to be copied."""
     from labeler.training import train_version
+    from store.seed import checkpoint_and_close
     from store.workspace import Workspace
 
     ws = Workspace(root)
     insert_products(ws, sample_products(sample_dir, per_category))
     if train:
         train_version(ws, evaluate=False, notes=notes)
-    ws.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    ws.close()
-    return root
+    return checkpoint_and_close(ws)

@@ -82,6 +82,7 @@ def _build_app_workspace(root: Path, sample_dir: Path) -> None:
     trained (above train_version's 30-image minimum) but stays cheap."""
     import labeler.samples as samples
     from labeler.training import train_version
+    from store.seed import checkpoint_and_close
     from store.workspace import Workspace
 
     products = samples.sample_products(sample_dir, PER_CATEGORY)
@@ -90,8 +91,7 @@ def _build_app_workspace(root: Path, sample_dir: Path) -> None:
     ws = Workspace(root)
     samples.insert_products(ws, products)
     train_version(ws, evaluate=False, notes="app test fixture")
-    ws.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    ws.close()
+    checkpoint_and_close(ws)
 
 
 def app_template(sample_dir: Path = SAMPLE) -> Path:
@@ -126,11 +126,11 @@ def demo_workspace(dest: Path, prepare: Callable[[Path], object], shaped_by: tup
     so cached per fingerprint of the code, `shaped_by` included). What it printed is kept in
     prepare.log."""
     def build(root: Path) -> None:
+        from store.seed import checkpoint_and_close
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             ws = prepare(root)
-        ws.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        ws.close()
+        checkpoint_and_close(ws)
         (root / "prepare.log").write_text(out.getvalue(), encoding="utf-8")
 
     key = fingerprint(None, SHAPED_BY + ("labeler.demo",) + shaped_by, ("assets/demo/catalog.csv",))

@@ -1,5 +1,5 @@
-"""Writes that build a workspace outside an import: products given as ready rows, and the
-model-version paths of a copied workspace.
+"""Writes that build a workspace outside an import: products given as ready rows, a checkpoint
+before the folder is copied, and the model-version paths of a copied workspace.
 
 The tests, the benches and the docs' screenshots build real workspaces from the Rakuten sample
 without going through the importer (no import batch, no image check: the sample is known good),
@@ -26,6 +26,14 @@ def insert_products(ws: Workspace, rows: Iterable[tuple[str, str, str, str | Non
         "INSERT INTO products (id, title, description, image_path, source_label, source_row, imported_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)", values))
     return len(values)
+
+
+def checkpoint_and_close(ws: Workspace) -> Path:
+    """Fold the WAL into workspace.db and close: the folder can then be copied as a whole."""
+    root = ws.root
+    ws.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    ws.close()
+    return root
 
 
 def repoint_model_paths(db: Path, old_root: Path, new_root: Path) -> None:
