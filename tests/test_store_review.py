@@ -79,3 +79,20 @@ def test_cached_queue_follows_a_product_rewritten_in_place(workspace):
     assert review.ranking(workspace, "category", category=other).ids == []
     workspace.write(lambda c: c.execute("UPDATE products SET source_label = ? WHERE id = ?", (other, ids[3])))
     assert review.ranking(workspace, "category", category=other).ids == [ids[3]]
+
+
+REVIEW_SIDE = ["review", "queue", "cards", "stats", "browse", "grid", "bulk", "app", "app_review", "app_warm",
+               "app_stats", "app_tryit", "app_models", "app_browse", "app_grid", "views", "prefetch", "strategies",
+               "tryit", "serving", "background", "richtext"]
+
+
+def test_review_side_modules_hold_no_sql():
+    """The store owns the review side's SQL: no statement text in these labeler modules."""
+    import re
+    from pathlib import Path
+    sql = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|CREATE|BEGIN|PRAGMA|WITH)\b|\.execute(many|script)?\(")
+    root = Path(__file__).resolve().parent.parent / "labeler"
+    found = [f"labeler/{name}.py:{n}: {line.strip()}" for name in REVIEW_SIDE if (root / f"{name}.py").exists()
+             for n, line in enumerate((root / f"{name}.py").read_text(encoding="utf-8").splitlines(), 1)
+             if sql.search(line)]
+    assert not found, "\n".join(found)
