@@ -4,6 +4,9 @@
 * `store/` owns persistence: it imports nothing from `labeler/` or `models/`.
 * `labeler/domain.py` and `labeler/taxonomy.py` sit at the bottom of `labeler/`: they import no
   labeler service or interface (only each other).
+* Services (every other `labeler` module) import no interface: not the app (`labeler.app*`,
+  `labeler.local_app`), not the CLI (`labeler.cli`, `labeler.console`, `labeler.__main__`), not
+  launch.py. (The CLI package itself has no cycle: tests/test_store_seams.py.)
 """
 from __future__ import annotations
 
@@ -14,6 +17,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 LABELER_BOTTOM = {"labeler.domain", "labeler.taxonomy"}
+INTERFACES = ("labeler.app", "labeler.local_app", "labeler.cli", "labeler.console", "labeler.__main__", "launch")
+
+
+def _is_interface(path: Path) -> bool:
+    module = path.relative_to(ROOT).with_suffix("").as_posix().replace("/", ".")
+    return any(module == i or module.startswith(i + ".") or module.startswith(i + "_") for i in INTERFACES)
+
+
+SERVICES = [p for p in sorted((ROOT / "labeler").glob("*.py")) if not _is_interface(p)]
 
 # (files, forbidden module prefixes, allowed exceptions)
 CONTRACTS = {
@@ -21,6 +33,7 @@ CONTRACTS = {
     "store imports nothing from labeler or models": (sorted((ROOT / "store").glob("*.py")), ("labeler", "models"), set()),
     "labeler's domain and taxonomy import no labeler service or interface": (
         [ROOT / "labeler" / "domain.py", ROOT / "labeler" / "taxonomy.py"], ("labeler",), LABELER_BOTTOM),
+    "labeler's services import no interface (app, CLI, launch.py)": (SERVICES, INTERFACES, set()),
 }
 
 
@@ -57,8 +70,8 @@ def violations(files: list[Path], forbidden: tuple[str, ...], allowed: set[str])
     found = []
     for path in files:
         for line, module in imported_modules(path):
-            top = module.split(".")[0]
-            if top not in forbidden:
+            if not any(module == f or module.startswith(f + ".") or module.startswith(f + "_")
+                       for f in forbidden):
                 continue
             if module in allowed:
                 continue
