@@ -56,7 +56,7 @@ def parse_choice(value: object) -> int | None:
     lowered = text.lower()
     for cat in taxonomy.categories():
         if cat.name.lower() == lowered or cat.label.lower() == lowered:
-            return cat.code
+            return cat.key
     return None
 
 
