@@ -415,6 +415,24 @@ def _cached(db: str, rev: str, ws: Any) -> Taxonomy:
     return hit
 
 
+_CLASSES: dict[tuple[str, str], tuple[int, ...]] = {}
+
+
+def classes_of(ws: Any, version: str | None) -> list[int]:
+    """The keys of a version's probability columns, in column order: what it recorded when it was
+    trained, or the default taxonomy's keys for a version trained before versions recorded them."""
+    if version is None:
+        return of(ws).keys()
+    hit = _CLASSES.get((str(ws.db_path), version))
+    if hit is None:
+        from store import taxonomy as stored
+        recorded = stored.version_classes(ws, version)
+        if recorded is None:
+            return default().keys()
+        hit = _CLASSES[(str(ws.db_path), version)] = tuple(recorded)
+    return list(hit)
+
+
 def set_for(ws: Any, new: Taxonomy, *, source: str = "") -> "Change":
     """Make `new` the workspace's taxonomy: codes it adds get keys (a removed text code gets its
     old key back), changed names, descriptions, keywords and parents replace the old ones, and a
@@ -439,6 +457,22 @@ class Change:
     added: tuple[str, ...]
     removed: tuple[str, ...]
     taxonomy: Taxonomy
+
+    def describe(self) -> str:
+        """One line for the CLI: how many categories, from where, what was added and removed."""
+        parts = [f"taxonomy: {len(self.taxonomy)} categories from {self.taxonomy.source}"]
+        for verb, codes in (("added", self.added), ("removed", self.removed)):
+            if codes:
+                shown = ", ".join(codes[:8]) + (f", … ({len(codes) - 8} more)" if len(codes) > 8 else "")
+                parts.append(f"{verb} {shown}")
+        if not self.added and not self.removed:
+            parts.append("same codes as before")
+        return "; ".join(parts)
+
+
+def import_file(ws: Any, path: Path | str) -> Change:
+    """`import --taxonomy FILE`: load the file and make it the workspace's taxonomy (`set_for`)."""
+    return set_for(ws, load(path), source=Path(path).name)
 
 
 # -- the process-wide Rakuten functions (until every caller asks its workspace) ----------------

@@ -204,5 +204,17 @@ def test_a_rakuten_workspace_cannot_switch_to_a_taxonomy_without_its_codes_but_c
 def test_a_version_records_the_keys_of_its_probability_columns(workspace):
     workspace.register_model_version("v1", "models/v1", make_live=False)
     assert stored.version_classes(workspace, "v1") is None       # trained before taxonomies: the default
+    assert taxonomy.classes_of(workspace, "v1") == taxonomy.default().keys()
     stored.set_version_classes(workspace, "v1", [-3, -1, -2])
     assert stored.version_classes(workspace, "v1") == [-3, -1, -2]
+    workspace.register_model_version("v2", "models/v2", make_live=False)
+    stored.set_version_classes(workspace, "v2", [7, -1])
+    assert taxonomy.classes_of(workspace, "v2") == [7, -1]
+
+
+def test_import_file_says_what_changed_in_one_line(workspace, tmp_path):
+    change = taxonomy.import_file(workspace, write(tmp_path, "shop.csv", SHOP_CSV))
+    assert change.describe().startswith("taxonomy: 5 categories from shop.csv; added toys, balls, garden, kitchen, "
+                                        "lamps; removed 10, 40, 50, 60, 1140, 1160, 1180, 1280, … (19 more)")
+    assert taxonomy.import_file(workspace, tmp_path / "shop.csv").describe() == \
+        "taxonomy: 5 categories from shop.csv; same codes as before"
