@@ -131,6 +131,14 @@ class Taxonomy:
         cat = self.get(key)
         return cat.code if cat else str(key)
 
+    def code_value(self, key: object) -> int | str:
+        """The code as a value for files and tables: an int for a whole-number code (Rakuten's
+        2583, as every export wrote it), the text otherwise ('toys')."""
+        cat = self.get(key)
+        if cat is None:
+            return _as_key(key) if _as_key(key) is not None else str(key)
+        return cat.key if is_numeric_code(cat.code) else cat.code
+
     def label(self, key: object) -> str:
         """'code · name' for a key; 'key · unknown category key' for a key not in the taxonomy."""
         cat = self.get(key)
