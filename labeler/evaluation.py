@@ -166,7 +166,7 @@ def format_report(ev: Evaluation) -> str:
     return "\n".join(lines)
 
 
-def honest_lines(joined: pd.DataFrame) -> list[str]:
+def honest_lines(joined: pd.DataFrame, tax: Taxonomy | None = None) -> list[str]:
     """What `predict` wrote from the version's guarantees, checked against the true labels: the
     precision on the auto-accepted products and their share; coverage and mean size of the sets."""
     lines = []
@@ -181,7 +181,8 @@ def honest_lines(joined: pd.DataFrame) -> list[str]:
                      f"precision {prec}")
     if "pred_set" in joined.columns:
         sets = joined["pred_set"].fillna("").astype(str).str.split("|")
-        hit = np.array([str(t) in s for t, s in zip(y, sets)])
+        tax = tax or taxonomy_mod.default()
+        hit = np.array([tax.code(t) in s for t, s in zip(y, sets)])
         size = pd.to_numeric(joined["pred_set_size"], errors="coerce")
         lines.append(f"prediction sets  coverage {hit.mean():.1%}, mean size {size.mean():.2f}")
     return lines

@@ -222,7 +222,7 @@ def top5_html(pred, *, threshold: float, clickable: bool = True) -> str:
         rows.append(f"""
   <{tag} {attrs} class="t5-row{' first' if rank == 1 else ''}{'' if clickable else ' static'}">
     <kbd>{rank}</kbd>
-    <span class="t5-name">{html.escape(vote.name)} <span class="code">{vote.code}</span></span>
+    <span class="t5-name">{html.escape(vote.name)} <span class="code">{html.escape(vote.text_code)}</span></span>
     <span class="t5-p">{pct(vote.prob)}</span>
     <span class="t5-bar"><span style="width:{width:.1f}%"></span></span>
     <span class="t5-voters">{dots}{_set_mark(vote.code, in_set, pred)}</span>
@@ -277,7 +277,7 @@ def votes_html(pred, *, has_image: bool = True) -> str:
         mark = "✓" if agree.get(name) else "✗"
         chips.append(f'<div class="vote {cls}"><span class="dot">{short[name]}</span>'
                      f'<span class="vote-who">{html.escape(voter_label(name))}</span>'
-                     f'<span class="vote-what">{mark} {html.escape(v.name)} <span class="code">{v.code}</span></span>'
+                     f'<span class="vote-what">{mark} {html.escape(v.name)} <span class="code">{html.escape(v.text_code)}</span></span>'
                      f'<span class="vote-p">{pct(v.prob)}</span></div>')
     only_text = set(pred.voters) <= {"text"}
     summary = (f"text model only ({'no image model yet' if has_image else 'no image for this product'})"
