@@ -218,3 +218,16 @@ def test_import_file_says_what_changed_in_one_line(workspace, tmp_path):
                                         "lamps; removed 10, 40, 50, 60, 1140, 1160, 1180, 1280, … (19 more)")
     assert taxonomy.import_file(workspace, tmp_path / "shop.csv").describe() == \
         "taxonomy: 5 categories from shop.csv; same codes as before"
+
+
+def test_library_code_asks_the_workspace_for_its_taxonomy():
+    """No module of the labeler, the models or the store reads the process-wide Rakuten functions
+    (kept for scripts and older tests): each asks `taxonomy.of(ws)`, a version's classes or takes
+    a Taxonomy; `taxonomy.default()` names the Rakuten default where one is meant."""
+    import re
+    root = Path(__file__).resolve().parent.parent
+    pattern = re.compile(r"\btaxonomy\.(codes|name|is_known|by_code|categories)\(|\bTAXONOMY_PATH\b")
+    offenders = [f"{p.relative_to(root)}:{n}" for folder in ("labeler", "models", "store")
+                 for p in sorted((root / folder).rglob("*.py")) if p.name != "taxonomy.py" or folder != "labeler"
+                 for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if pattern.search(line)]
+    assert offenders == [], offenders
