@@ -483,7 +483,9 @@ def import_file(ws: Any, path: Path | str) -> Change:
     return set_for(ws, load(path), source=Path(path).name)
 
 
-# -- the process-wide Rakuten functions (until every caller asks its workspace) ----------------
+# -- the Rakuten default's codes as plain functions, for scripts, benches and older tests --------
+# Library code never uses them (tests/test_taxonomy.py checks): it asks `of(ws)`, a version's
+# `classes_of`, or takes a Taxonomy.
 def categories() -> tuple[Category, ...]:
     return default().categories
 

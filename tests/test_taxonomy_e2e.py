@@ -154,6 +154,8 @@ def test_a_category_added_to_a_trained_workspace_is_learned_by_the_next_training
     from labeler import review
     old = ws.prediction("s-toys-00", v1)
     assert len(old["probs"]) == 5 and stored.version_classes(ws, v1) == tax.keys()[:5]
+    card = review.next_card(ws, "eve")      # v1 still serves, its 5 columns named by the 6-category taxonomy
+    assert card.prediction.model_version == v1 and {v.text_code for v in card.prediction.top5} == set(CODES)
     ws.close()
 
     cli("train", "--workspace", root, "--notes", "with books")
