@@ -22,7 +22,7 @@ from typing import Any
 
 import gradio as gr
 
-from labeler import serving, strategies, views
+from labeler import serving, strategies, taxonomy, views
 from labeler.app_browse import BrowseHandlers, first_page
 from labeler.app_grid import GridHandlers
 from labeler.app_models import RETRAIN_POLL_S, ModelHandlers, _login  # noqa: F401
@@ -74,7 +74,8 @@ class ReviewUI(ReviewHandlers, WarmUp, StatsHandlers, TryItHandlers, ModelHandle
         self.ws = ws
         self.settings = settings
         self.prefetch = prefetcher
-        self.highlights = highlights or HighlightCache(lambda version: live_bundle(ws, version))
+        self.highlights = highlights or HighlightCache(lambda version: live_bundle(ws, version),
+                                                       taxonomy=lambda: taxonomy.of(ws))
         self.access = Access()       # every right (a local run); `serve` sets the launch's own
         self.warming: threading.Thread | None = None     # the latest queue warm-up
         self.warmed: str | None = None                     # ...and the version it was for
@@ -106,7 +107,7 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
     # it; labeler.serving), never a folder on Gradio's file route
     secret = hashlib.sha256(f"labeler:{ws.root.resolve()}".encode()).hexdigest()[:24]
     strategy_choices = [(_pretty(n), n) for n in strategies.STRATEGIES]
-    categories = views.category_choices()
+    categories = views.category_choices(tax=taxonomy.of(ws))
 
     # uploads never predicted (a visitor who left) are swept: every 10 min, those older than 1 h
     with gr.Blocks(title="Rakuten category review", fill_width=True, delete_cache=UPLOAD_SWEEP) as demo:
@@ -249,7 +250,7 @@ def browse_tab(ws: Workspace) -> None:
     """The Browse tab (inside `gr.Tabs`): search, filters, sort and pages over `labeler.browse`."""
     from labeler import browse
 
-    categories = views.category_choices()
+    categories = views.category_choices(tax=taxonomy.of(ws))
     h = BrowseHandlers(ws)
 
     with gr.Tab("Browse", id="browse"):
@@ -305,7 +306,7 @@ def grid_tab(ws: Workspace, settings: Settings) -> None:
     with gr.Tab("Grid", id="grid"):
         with gr.Row(equal_height=True):
             name = gr.Textbox(label="Reviewer", max_lines=1, scale=1, elem_id="grid-reviewer")
-            category = gr.Dropdown(views.category_choices(), value=None, label="Predicted category", scale=2,
+            category = gr.Dropdown(views.category_choices(tax=taxonomy.of(ws)), value=None, label="Predicted category", scale=2,
                                    filterable=True, elem_id="grid-category")
             order = gr.Radio([("surest first", "surest"), ("least sure first", "least_sure")], value="surest",
                              label="Order", scale=1)

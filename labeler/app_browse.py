@@ -6,7 +6,7 @@ from typing import Any
 
 import gradio as gr
 
-from labeler import browse, messages, review, views
+from labeler import browse, messages, review, taxonomy, views
 from store.workspace import Workspace
 
 
@@ -26,11 +26,11 @@ class BrowseHandlers:
                 suspect="suspect" in (flags or []), page=max(1, int(page or 1))))
         except browse.BrowseError as exc:
             raise messages.error(str(exc)) from None
-        return browse.table_rows(result), browse.summary(result), result.page
+        return browse.table_rows(result, tax=taxonomy.of(self.ws)), browse.summary(result), result.page
 
     def open_product(self, pid: str) -> str:
         try:
-            return views.browse_detail_html(browse.product_detail(self.ws, pid))
+            return views.browse_detail_html(browse.product_detail(self.ws, pid), taxonomy.of(self.ws))
         except browse.BrowseError as exc:
             raise messages.error(str(exc)) from None
 
@@ -44,7 +44,7 @@ class BrowseHandlers:
         if category is None:
             raise messages.error("choose the category to record")
         try:
-            browse.change_decision(self.ws, reviewer, (pid or "").strip(), int(category))
+            browse.change_decision(self.ws, reviewer, (pid or "").strip(), category)
         except (review.ReviewError, browse.BrowseError) as exc:
             raise messages.error(str(exc)) from None
         return self.open_product(pid)

@@ -6,7 +6,7 @@ from typing import Any
 
 import gradio as gr
 
-from labeler import grid, messages, review, views
+from labeler import grid, messages, review, taxonomy, views
 from labeler.config import Settings
 from store.workspace import Workspace
 
@@ -29,7 +29,7 @@ class GridHandlers:
         tiles = [(i + 1, item, grid.thumbnail_uri(self.ws, item.image_path))
                  for i, item in enumerate(page.items)]
         marks = [(f"{n} · {item.title[:60]}", item.product_id) for n, item, _ in tiles]
-        return views.grid_html(page, tiles), gr.update(choices=marks, value=[]), note, page
+        return views.grid_html(page, tiles, taxonomy.of(self.ws)), gr.update(choices=marks, value=[]), note, page
 
     def open_page(self, name: str, category: int | None, order: str, request: gr.Request) -> tuple:
         if category is None:

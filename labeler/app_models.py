@@ -7,7 +7,7 @@ import time
 
 import gradio as gr
 
-from labeler import learned, messages, retrain, views
+from labeler import learned, messages, retrain, taxonomy, views
 from labeler.app_review import HISTORY_ROWS, Session
 from labeler.auth import AccessDenied
 from store.workspace import WorkspaceError
@@ -39,7 +39,7 @@ class ModelHandlers:
             return
         yield '<div class="muted">Reading what the model learned…</div>'
         try:
-            yield views.learned_html(learned.learned(self.ws, version))
+            yield views.learned_html(learned.learned(self.ws, version), taxonomy.of(self.ws))
         except (WorkspaceError, OSError) as exc:
             yield f'<div class="muted">Could not read the model: {views.text(str(exc))}</div>'
 

@@ -107,7 +107,8 @@ class ReviewHandlers:
         image_uri = views.image_src(card.product)
         words = self._highlights(card.product, pred)
         s.words_shown = words is not None or pred is None
-        body = views.card_html(card, image_uri, threshold=threshold, preload=upcoming, highlights=words)
+        body = views.card_html(card, image_uri, threshold=threshold, preload=upcoming, highlights=words,
+                               tax=taxonomy.of(self.ws))
         return (s, current, views.card_with_status(status, body),
                 views.top5_html(pred, threshold=threshold),
                 views.side_html(views.votes_html(pred, has_image=bool(card.product.get("image_path"))),
@@ -132,16 +133,16 @@ class ReviewHandlers:
     def _history(self, s: Session) -> str:
         if not s.reviewer:
             return ""
-        return views.history_html(review.recent_decisions(self.ws, s.reviewer, limit=HISTORY_ROWS))
+        return views.history_html(review.recent_decisions(self.ws, s.reviewer, limit=HISTORY_ROWS), taxonomy.of(self.ws))
 
-    @staticmethod
-    def _heat_html(heat: Heatmaps | None, category: int | None, s: Session) -> str:
+    def _heat_html(self, heat: Heatmaps | None, category: int | None, s: Session) -> str:
         """The overlays (or why there are none), with the top-5 as chips to switch category."""
         pred = s.card.prediction if s.card is not None else None
         chips = [(v.code, v.name) for v in pred.top5] if pred is not None else []   # they switch the words too
+        tax = taxonomy.of(self.ws)
         if heat is None:
-            return views.heatmaps_html((), category=category, note="Computing heatmaps…", choices=chips)
-        return views.heatmaps_html(heat.items, category=heat.category, note=heat.note, choices=chips)
+            return views.heatmaps_html((), category=category, note="Computing heatmaps…", choices=chips, tax=tax)
+        return views.heatmaps_html(heat.items, category=heat.category, note=heat.note, choices=chips, tax=tax)
 
     def _want(self, s: Session, category: int | None):
         """Tell the prefetcher what this reviewer looks at and will look at next."""
@@ -203,7 +204,7 @@ class ReviewHandlers:
         s.reviewer, s.prefs = reviewer, prefs
         strategy = prefs.get("strategy")
         s.strategy = strategy if strategy in strategies.STRATEGIES else DEFAULT_STRATEGY
-        s.category = prefs.get("category") if taxonomy.is_known(prefs.get("category")) else None
+        s.category = taxonomy.of(self.ws).parse(prefs.get("category"))
         if s.strategy == "category" and s.category is None:
             s.strategy = DEFAULT_STRATEGY
         if reviewer:
@@ -262,7 +263,7 @@ class ReviewHandlers:
             return self._next(s)
         except (review.ReviewError, WorkspaceError) as exc:
             raise messages.error(str(exc)) from exc
-        s.last = views.describe_decision(row, card.product.get("title"))
+        s.last = views.describe_decision(row, card.product.get("title"), taxonomy.of(self.ws))
         return self._next(s, clear_choice=chosen, clear_comment=bool(comment))
 
     def accept(self, current: dict | None, comment: str, s: Session) -> tuple:
@@ -308,17 +309,19 @@ class ReviewHandlers:
             messages.info("Nothing left to undo.")
             return self._same(N_CARD_OUTPUTS)
         undone = row["undone"]
-        s.last = "undid: " + views.describe_decision(undone, (self.ws.product(undone["product_id"]) or {}).get("title"))
+        s.last = "undid: " + views.describe_decision(undone, (self.ws.product(undone["product_id"]) or {}).get("title"),
+                                                     taxonomy.of(self.ws))
         return self._next(s)
 
     # -- heatmaps --------------------------------------------------------------------------------
     def heatmaps_for(self, category: str | int | None, s: Session):
         """The overlays for another category of the top-5 (the chips above the heatmaps)."""
         card = s.card
-        if card is None or card.prediction is None or not taxonomy.is_known(category):
+        key = taxonomy.of(self.ws).parse(category)
+        if card is None or card.prediction is None or key is None:
             yield gr.skip()
             return
-        s.heat_category, s.heat_shown = int(str(category).strip()), False
+        s.heat_category, s.heat_shown = key, False
         yield self._heat_html(None, s.heat_category, s)
         yield self._await_heat(s)
 

@@ -11,11 +11,14 @@ class StatsHandlers:
         st = stats.summary(self.ws, self.settings)
         per_cat = st["acceptance"]["per_category"]
         return (views.stats_cards_html(st["progress"], st["acceptance"], st["agreement"], st["model"]),
-                st["rates"], per_cat, confusion_figure(st["confusion"]), views.metrics_html(st["model"]))
+                st["rates"], per_cat, confusion_figure(st["confusion"], taxonomy.of(self.ws)),
+                views.metrics_html(st["model"]))
 
 
-def confusion_figure(matrix):
-    """Model top-1 (rows) vs reviewer's category (columns), only categories that occur."""
+def confusion_figure(matrix, tax=None):
+    """Model top-1 (rows) vs reviewer's category (columns), only categories that occur; the
+    matrix (`labeler.stats.confusion`) is indexed by key, named in `tax` (default: Rakuten's)."""
+    tax = tax or taxonomy.default()
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -27,7 +30,7 @@ def confusion_figure(matrix):
         return fig
     m = matrix.loc[keep, keep].to_numpy()
     ax.imshow(m, cmap="Blues")
-    labels = [f"{taxonomy.name(c)[:22]} {c}" for c in keep]
+    labels = [f"{tax.name(c)[:22]} {tax.code(c)}" for c in keep]
     ax.set_xticks(range(len(keep)), labels, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(len(keep)), labels, fontsize=8)
     for i in range(len(keep)):

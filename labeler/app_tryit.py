@@ -6,7 +6,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from labeler import messages, review, tryit, views
+from labeler import messages, review, taxonomy, tryit, views
 from labeler.prefetch import render_heatmaps
 from labeler.text_highlights import build_highlights, text_model
 from store.workspace import WorkspaceError
@@ -35,22 +35,23 @@ class TryItHandlers:
             progress(0.1, desc="loading the live model")
             bundle = live_bundle(self.ws)
             progress(0.3, desc="predicting")
+            tax = taxonomy.of(self.ws)
             pred, product = tryit.predict_one(bundle, title=title, description=description, image_path=image,
-                                              settings=self.settings)
+                                              settings=self.settings, tax=tax)
         except (WorkspaceError, review.ReviewError) as exc:
             raise messages.error(str(exc)) from exc
         progress(0.6, desc="computing heatmaps")
         heat = render_heatmaps(bundle, product, pred.top1, self.prefetch.explainer)
         threshold = self.settings.auto_accept_threshold
         return (views.top5_html(pred, threshold=threshold, clickable=False), views.votes_html(pred, has_image=bool(product.get("image_path"))),
-                views.heatmaps_html(heat.items, category=heat.category, note=heat.note),
-                self._try_words(bundle, product, pred))
+                views.heatmaps_html(heat.items, category=heat.category, note=heat.note, tax=tax),
+                self._try_words(bundle, product, pred, tax))
 
     @staticmethod
-    def _try_words(bundle, product: dict, pred) -> str:
+    def _try_words(bundle, product: dict, pred, tax) -> str:
         """The typed title and description with the text model's words, per top-5 category."""
         model = text_model(bundle)
         if model is None or not (product.get("title") or product.get("description")):
             return views.text_explanation_html(None)
-        return views.text_explanation_html(build_highlights(model, product, [v.code for v in pred.top5]),
+        return views.text_explanation_html(build_highlights(model, product, [v.code for v in pred.top5], tax),
                                            [(v.code, v.name) for v in pred.top5])

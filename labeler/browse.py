@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from labeler import taxonomy
+from labeler.taxonomy import Taxonomy
 from store import catalog, decisions, search
 from store.workspace import Workspace, WorkspaceError
 
@@ -75,11 +76,16 @@ def fts_expression(text: str) -> str | None:
     return " ".join(f'"{w}"*' for w in words) or None
 
 
-def _check(q: BrowseQuery) -> BrowseQuery:
+def _check(q: BrowseQuery, tax: Taxonomy) -> BrowseQuery:
+    """The query with its category filters as keys of `tax` (a code such as 'toys' or a key)."""
+    keys = {}
     for name in ("imported", "predicted", "decided"):
         value = getattr(q, name)
-        if value is not None and not taxonomy.is_known(value):
-            raise BrowseError(f"{name} category {value!r} is not one of the 27 category codes")
+        if value is not None:
+            keys[name] = tax.parse(value)
+            if keys[name] is None:
+                raise BrowseError(f"{name} category {value!r} is not one of the {len(tax)} category codes")
+    q = replace(q, **keys)
     if q.status not in STATUSES:
         raise BrowseError(f"status {q.status!r}: expected one of {', '.join(STATUSES)}")
     if q.sort not in SORTS:
@@ -212,7 +218,7 @@ class CatalogIndex:
     # -- the query -----------------------------------------------------------------------------
     def browse(self, query: BrowseQuery) -> BrowsePage:
         started = time.perf_counter()
-        q = _check(query)
+        q = _check(query, taxonomy.of(self.ws))
         with self._lock:
             cols = self._refresh()
             mask = np.ones(len(cols.ids), bool)
@@ -341,17 +347,19 @@ def reviewers(ws: Workspace) -> list[str]:
 TABLE_COLUMNS = ["product id", "title", "imported", "predicted", "confidence", "decided", "by", "decided at"]
 
 
-def _cat(code: int | None) -> str:
-    return "" if code is None else f"{int(code)} · {taxonomy.name(code)}"
+def _cat(code: int | None, tax: Taxonomy) -> str:
+    return "" if code is None else f"{tax.code(code)} · {tax.name(code)}"
 
 
-def table_rows(page: BrowsePage, title_chars: int = 90) -> list[list]:
-    """The page as rows of TABLE_COLUMNS: category codes with names, confidence rounded."""
+def table_rows(page: BrowsePage, title_chars: int = 90, tax: Taxonomy | None = None) -> list[list]:
+    """The page as rows of TABLE_COLUMNS: category codes with names (`tax`, the workspace's
+    taxonomy; default Rakuten's), confidence rounded."""
+    tax = tax or taxonomy.default()
     out = []
     for r in page.rows:
         title = r["title"] if len(r["title"]) <= title_chars else r["title"][:title_chars - 1] + "…"
-        decided = _cat(r["decided"]) + (" (auto)" if r["decided_action"] == "auto_accept" else "")
-        out.append([r["product_id"], title, _cat(r["imported"]), _cat(r["predicted"]),
+        decided = _cat(r["decided"], tax) + (" (auto)" if r["decided_action"] == "auto_accept" else "")
+        out.append([r["product_id"], title, _cat(r["imported"], tax), _cat(r["predicted"], tax),
                     None if r["confidence"] is None else round(float(r["confidence"]), 3), decided,
                     r["decided_by"] or "", (r["decided_at"] or "")[:16].replace("T", " ")])
     return out
@@ -386,7 +394,8 @@ def change_decision(ws: Workspace, reviewer: str, product_id: str, category: int
     holds the product (review.HeldByAnother)."""
     from labeler import review
     pred = ws.prediction(product_id)
-    action = "accept" if pred is not None and int(pred["top1"]) == int(category) else "correct"
-    row = review.decide(ws, reviewer, product_id, action, category=int(category),
+    category = review.check_category(category, "browse", taxonomy.of(ws))
+    action = "accept" if pred is not None and int(pred["top1"]) == category else "correct"
+    row = review.decide(ws, reviewer, product_id, action, category=category,
                         comment=comment or "changed from Browse")
     return row

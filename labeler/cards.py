@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from labeler import taxonomy
+from labeler.taxonomy import Taxonomy
 from labeler.config import Settings
 from models import honest
 from store.workspace import Workspace
@@ -41,13 +42,18 @@ class HeldByAnother(ReviewError):
 # -- what the UI shows ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Vote:
-    code: int
+    code: int               # the category's key (what the database holds)
     name: str
     prob: float
+    shown_code: str = ""    # the code its owner writes ('toys'); '' = the key itself (Rakuten's 2583)
+
+    @property
+    def text_code(self) -> str:
+        return self.shown_code or str(self.code)
 
     @property
     def label(self) -> str:
-        return f"{self.code} · {self.name}"
+        return f"{self.text_code} · {self.name}"
 
 
 @dataclass(frozen=True)
@@ -108,15 +114,18 @@ def check_reviewer(reviewer: str) -> str:
     return name
 
 
-def check_category(category: object, what: str) -> int:
-    if category is None or not taxonomy.is_known(category):
-        known = ", ".join(str(c) for c in taxonomy.codes())
-        raise InvalidCategory(f"{what}: category {category!r} is not one of the 27 category codes ({known})")
-    return int(str(category).strip())
+def check_category(category: object, what: str, tax: Taxonomy) -> int:
+    """The key of a category the user gave (a code such as '2583' or 'toys', or a key)."""
+    key = tax.parse(category)
+    if key is None:
+        raise InvalidCategory(f"{what}: category {category!r} is not one of the {len(tax)} category codes "
+                              f"({tax.describe_codes()})")
+    return key
 
 
-def _votes(pairs: list) -> tuple[Vote, ...]:
-    return tuple(Vote(int(c), taxonomy.name(c), float(p)) for c, p in pairs)
+def votes(pairs: list, tax: Taxonomy) -> tuple[Vote, ...]:
+    """[[key, p], ...] as `Vote`s named in the workspace's taxonomy."""
+    return tuple(Vote(int(c), tax.name(c), float(p), tax.code(c)) for c, p in pairs)
 
 
 def threshold_of(cal: "honest.Calibration | None", settings: Settings) -> float:
@@ -128,11 +137,13 @@ def threshold_of(cal: "honest.Calibration | None", settings: Settings) -> float:
     return float("inf") if t is None else float(t)
 
 
-def prediction_view(row: dict, cal: "honest.Calibration | None", settings: Settings) -> Prediction:
-    """A stored (or try-it) prediction row with the version's auto-accept rule and prediction set."""
+def prediction_view(row: dict, cal: "honest.Calibration | None", settings: Settings, *, tax: Taxonomy,
+                    classes: list[int]) -> Prediction:
+    """A stored (or try-it) prediction row with the version's auto-accept rule and prediction set;
+    `classes`: the keys of the version's probability columns, `tax`: names and codes."""
     threshold = threshold_of(cal, settings)
     top1_prob = float(row["top1_prob"])
-    codes = taxonomy.codes()
+    codes = classes
     pred_set: tuple[int, ...] = ()
     note = f"fixed threshold {settings.auto_accept_threshold:.0%} (version trained before guarantees)"
     if cal is not None:
@@ -140,8 +151,8 @@ def prediction_view(row: dict, cal: "honest.Calibration | None", settings: Setti
         probs = np.asarray(row["probs"], dtype=np.float64)
         pred_set = tuple(int(codes[j]) for j in np.argsort(-probs, kind="stable") if inside[j])
         note = cal.auto_accept.describe()
-    return Prediction(model_version=row["model_version"], top5=_votes(row["top5"]),
-                      voters={name: _votes(v) for name, v in row["voters"].items()}, top1=int(row["top1"]),
+    return Prediction(model_version=row["model_version"], top5=votes(row["top5"], tax),
+                      voters={name: votes(v, tax) for name, v in row["voters"].items()}, top1=int(row["top1"]),
                       top1_prob=top1_prob, margin=float(row["margin"]), entropy=float(row["entropy"]),
                       disagreement=bool(row["disagreement"]), auto_accept=top1_prob >= threshold,
                       source=row.get("source"), auto_accept_threshold=None if threshold == float("inf") else threshold,
@@ -153,4 +164,5 @@ def card_prediction(ws: Workspace, product_id: str, settings: Settings) -> Predi
     row = ws.prediction(product_id)
     if row is None:
         return None
-    return prediction_view(row, honest.version_calibration(ws, row["model_version"]), settings)
+    return prediction_view(row, honest.version_calibration(ws, row["model_version"]), settings,
+                           tax=taxonomy.of(ws), classes=taxonomy.classes_of(ws, row["model_version"]))

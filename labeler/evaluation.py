@@ -7,7 +7,7 @@ reaches the threshold could be labelled without a reviewer; `coverage` is their 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-from labeler import taxonomy
+from labeler import taxonomy as taxonomy_mod
+from labeler.taxonomy import Taxonomy
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,9 @@ class Evaluation:
     top5_accuracy: float | None
     automation: Automation
     per_class: pd.DataFrame          # code, name, precision, recall, f1, support
-    confusion: np.ndarray            # (27, 27) counts, rows = true, columns = predicted, taxonomy order
+    confusion: np.ndarray            # (k, k) counts, rows = true, columns = predicted, taxonomy order
     by_model: pd.DataFrame           # model, n, accuracy, weighted_f1 (text, image, voters...)
+    taxonomy: Taxonomy = field(default_factory=taxonomy_mod.default)   # names and codes of the keys
 
     def summary(self) -> dict:
         """JSON-ready headline figures."""
@@ -87,12 +89,14 @@ def automation(y_true: np.ndarray, y_pred: np.ndarray, top1_prob: np.ndarray, th
     return Automation(threshold, n_auto, round(coverage, 4), None if precision is None else round(precision, 4))
 
 
-def per_class_report(y_true: np.ndarray, y_pred: np.ndarray, codes: list[int] | None = None) -> pd.DataFrame:
-    """One row per category present in y_true or y_pred, with its French name."""
-    codes = codes or taxonomy.codes()
+def per_class_report(y_true: np.ndarray, y_pred: np.ndarray, codes: list[int] | None = None,
+                     tax: Taxonomy | None = None) -> pd.DataFrame:
+    """One row per category key present in y_true or y_pred, with its code and name in `tax`."""
+    tax = tax or taxonomy_mod.default()
+    codes = codes or tax.keys()
     present = [c for c in codes if c in set(np.asarray(y_true).tolist()) | set(np.asarray(y_pred).tolist())]
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=present, zero_division=0)
-    return pd.DataFrame({"code": present, "name": [taxonomy.name(c) for c in present],
+    return pd.DataFrame({"code": [tax.code_value(c) for c in present], "name": [tax.name(c) for c in present],
                          "precision": np.round(p, 4), "recall": np.round(r, 4), "f1": np.round(f, 4),
                          "support": s.astype(int)})
 
@@ -117,13 +121,15 @@ def model_scores(y_true: np.ndarray, predictions: dict[str, np.ndarray]) -> pd.D
 
 
 def evaluate(y_true, y_pred, top1_prob, *, threshold: float = 0.80, top_k: np.ndarray | None = None,
-             by_model: dict[str, np.ndarray] | None = None) -> Evaluation:
-    """y_true, y_pred: (n,) category codes; top1_prob: (n,) the fused top-1 probability."""
+             by_model: dict[str, np.ndarray] | None = None, tax: Taxonomy | None = None) -> Evaluation:
+    """y_true, y_pred: (n,) category keys of `tax` (default: the Rakuten taxonomy); top1_prob: (n,)
+    the fused top-1 probability."""
     y_true = np.asarray(y_true).astype(int)
     y_pred = np.asarray(y_pred).astype(int)
     if len(y_true) == 0:
         raise ValueError("nothing to evaluate: no product has both a prediction and a label")
-    codes = taxonomy.codes()
+    tax = tax or taxonomy_mod.default()
+    codes = tax.keys()
     headline = scores(y_true, y_pred)
     return Evaluation(
         n=len(y_true),
@@ -132,9 +138,10 @@ def evaluate(y_true, y_pred, top1_prob, *, threshold: float = 0.80, top_k: np.nd
         macro_f1=headline["macro_f1"],
         top5_accuracy=None if top_k is None else top_k_accuracy(y_true, top_k),
         automation=automation(y_true, y_pred, top1_prob, threshold),
-        per_class=per_class_report(y_true, y_pred, codes),
+        per_class=per_class_report(y_true, y_pred, codes, tax),
         confusion=confusion_matrix(y_true, y_pred, labels=codes),
         by_model=model_scores(y_true, by_model or {}),
+        taxonomy=tax,
     )
 
 
@@ -159,7 +166,7 @@ def format_report(ev: Evaluation) -> str:
     return "\n".join(lines)
 
 
-def honest_lines(joined: pd.DataFrame) -> list[str]:
+def honest_lines(joined: pd.DataFrame, tax: Taxonomy | None = None) -> list[str]:
     """What `predict` wrote from the version's guarantees, checked against the true labels: the
     precision on the auto-accepted products and their share; coverage and mean size of the sets."""
     lines = []
@@ -174,7 +181,8 @@ def honest_lines(joined: pd.DataFrame) -> list[str]:
                      f"precision {prec}")
     if "pred_set" in joined.columns:
         sets = joined["pred_set"].fillna("").astype(str).str.split("|")
-        hit = np.array([str(t) in s for t, s in zip(y, sets)])
+        tax = tax or taxonomy_mod.default()
+        hit = np.array([tax.code(t) in s for t, s in zip(y, sets)])
         size = pd.to_numeric(joined["pred_set_size"], errors="coerce")
         lines.append(f"prediction sets  coverage {hit.mean():.1%}, mean size {size.mean():.2f}")
     return lines
@@ -186,7 +194,8 @@ def save_confusion_png(ev: Evaluation, path: Path, title: str = "") -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    codes = taxonomy.codes()
+    tax = ev.taxonomy
+    codes = tax.keys()
     counts = ev.confusion
     totals = counts.sum(axis=1, keepdims=True)
     share = np.divide(counts, totals, out=np.zeros(counts.shape, dtype=float), where=totals > 0)
@@ -195,8 +204,8 @@ def save_confusion_png(ev: Evaluation, path: Path, title: str = "") -> Path:
     for i, j in zip(*np.nonzero(counts)):
         ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=6,
                 color="white" if share[i, j] > 0.5 else "black")
-    labels = [f"{c} {taxonomy.name(c)[:24]}" for c in codes]
-    ax.set_xticks(range(len(codes)), [str(c) for c in codes], rotation=90, fontsize=7)
+    labels = [f"{tax.code(c)} {tax.name(c)[:24]}" for c in codes]
+    ax.set_xticks(range(len(codes)), [tax.code(c) for c in codes], rotation=90, fontsize=7)
     ax.set_yticks(range(len(codes)), labels, fontsize=7)
     ax.set_xlabel("predicted category")
     ax.set_ylabel("true category")

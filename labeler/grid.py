@@ -82,7 +82,7 @@ def open_page(ws: Workspace, reviewer: str, category: int, *, size: int = DEFAUL
               settings: Settings = Settings()) -> GridPage | None:
     """Pick and reserve the next page (see the module doc); None when the category has nothing left."""
     reviewer = review.check_reviewer(reviewer)
-    category = review.check_category(category, "grid page")
+    category = review.check_category(category, "grid page", taxonomy.of(ws))
     if order not in ORDERS:
         raise review.ReviewError(f"grid order {order!r}: expected one of {', '.join(ORDERS)}")
     if not 1 <= size <= 200:
@@ -142,7 +142,7 @@ def accept_page(ws: Workspace, reviewer: str, page: GridPage, marked: set[str] |
             todo.append(item)
         if todo:
             batches.create(conn, batch, "grid", reviewer, model_version=page.model_version, n_decisions=len(todo),
-                           note=f"grid page of {page.category} {taxonomy.name(page.category)}")
+                           note=f"grid page of {taxonomy.of(ws).label(page.category)}")
             for item in todo:
                 decisions.append(conn, item.product_id, reviewer, "accept", category=page.category,
                                  model_version=page.model_version, shown_top5=[list(x) for x in item.top5],

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Iterator
 
 from labeler import taxonomy
+from labeler.taxonomy import Taxonomy
 from models.imagecheck import ImageProblem, ImageRefused, check_image_file, file_sha1
 from store import imports
 from store.workspace import Workspace
@@ -283,14 +284,15 @@ def _capped(file: str, line: int, field_: str, pid: str, text: str, limit: int, 
     return text[:limit]
 
 
-def _parse_code(value: str) -> int | None:
-    """A known category code; '2583.0' (a Y file saved from floats) is read as 2583."""
-    value = re.sub(r"\.0+$", "", value.strip())
-    return int(value) if taxonomy.is_known(value) else None
+def _parse_code(value: str, tax: Taxonomy) -> int | None:
+    """The key of a known category code ('toys'; '2583.0', a Y file saved from floats, is 2583)."""
+    return tax.parse(value.strip())
 
 
-def read_labels(path: Path | str) -> tuple[dict[str, tuple[int | None, int, str]], list[Problem]]:
-    """Y file -> {index: (code or None if unknown, line, raw value)} and its row problems."""
+def read_labels(path: Path | str, tax: Taxonomy | None = None) -> tuple[dict[str, tuple[int | None, int, str]], list[Problem]]:
+    """Y file -> {index: (category key or None if unknown, line, raw value)} and its row problems;
+    codes are read in `tax` (default: the Rakuten taxonomy)."""
+    tax = tax or taxonomy.default()
     path = _check_file(path, "labels (Y)")
     header, rows = _records(path)
     cols = _require_columns(path, header, Y_COLUMNS, "a Rakuten Y file")
@@ -311,7 +313,7 @@ def read_labels(path: Path | str) -> tuple[dict[str, tuple[int | None, int, str]
             problems.append(Problem(file, line, "index", DUPLICATE_ID,
                                     f"index {index} already labelled at line {labels[index][1]}", "ignored"))
             continue
-        labels[index] = (_parse_code(raw), line, raw.strip())
+        labels[index] = (_parse_code(raw, tax), line, raw.strip())
     return labels, problems
 
 
@@ -391,9 +393,10 @@ def _noop(fraction: float, desc: str) -> None:
 
 
 def read_challenge(texts: Path | str, labels: Path | str | None = None, images: Path | str | None = None,
-                   *, progress: Progress | None = None, known_ids: frozenset[str] | set[str] = frozenset()
-                   ) -> ParsedCatalog:
-    """Validate an X file (with optional Y file and image folder) in the Rakuten challenge layout.
+                   *, progress: Progress | None = None, known_ids: frozenset[str] | set[str] = frozenset(),
+                   tax: Taxonomy | None = None) -> ParsedCatalog:
+    """Validate an X file (with optional Y file and image folder) in the Rakuten challenge layout;
+    label codes are read in `tax`, the workspace's taxonomy (default: Rakuten's).
 
     `known_ids`: products already stored; their images are not verified again (a re-import of a
     large catalog then costs seconds, not minutes)."""
@@ -408,7 +411,8 @@ def read_challenge(texts: Path | str, labels: Path | str | None = None, images: 
                                "image_<imageid>_product_<productid>.jpg files")
     header, rows = _records(x_path)
     cols = _require_columns(x_path, header, X_COLUMNS, "a Rakuten X file")
-    y_labels, problems = read_labels(y_path) if y_path else ({}, [])
+    tax = tax or taxonomy.default()
+    y_labels, problems = read_labels(y_path, tax) if y_path else ({}, [])
     image_index = _image_index(image_dir) if image_dir else {}
     progress(0.02, f"reading {x_path.name}")
 
@@ -446,7 +450,7 @@ def read_challenge(texts: Path | str, labels: Path | str | None = None, images: 
             if label is None:
                 problems.append(Problem(str(y_path), y_line, "prdtypecode", UNKNOWN_CATEGORY,
                                         f"index {index} (product {pid}): {raw!r} is not one of the "
-                                        f"{len(taxonomy.codes())} category codes")); continue
+                                        f"{len(tax)} category codes")); continue
         seen_index[index], seen_id[pid] = line, line
         image = image_index.get((value["imageid"].strip(), pid)) if image_dir else None
         if image_dir and image is None:
@@ -477,10 +481,11 @@ def read_challenge(texts: Path | str, labels: Path | str | None = None, images: 
 
 
 def read_plain_csv(path: Path | str, *, progress: Progress | None = None,
-                   known_ids: frozenset[str] | set[str] = frozenset()) -> ParsedCatalog:
+                   known_ids: frozenset[str] | set[str] = frozenset(), tax: Taxonomy | None = None) -> ParsedCatalog:
     """Validate a plain CSV: id, title, and optional description, image (relative to the CSV's
     folder, or absolute) and label (a category code, empty for unlabelled)."""
     progress = progress or _noop
+    tax = tax or taxonomy.default()
     path = _check_file(path, "catalog CSV")
     header, rows = _records(path)
     cols = _require_columns(path, header, PLAIN_REQUIRED, "a plain catalog CSV", PLAIN_OPTIONAL)
@@ -503,11 +508,11 @@ def read_plain_csv(path: Path | str, *, progress: Progress | None = None,
         if pid in seen:
             problems.append(Problem(file, line, "id", DUPLICATE_ID, f"id {pid} already at line {seen[pid]}")); continue
         raw_label = value.get("label", "").strip()
-        label = _parse_code(raw_label) if raw_label else None
+        label = _parse_code(raw_label, tax) if raw_label else None
         if raw_label and label is None:
             problems.append(Problem(file, line, "label", UNKNOWN_CATEGORY,
                                     f"product {pid}: {raw_label!r} is not one of the "
-                                    f"{len(taxonomy.codes())} category codes")); continue
+                                    f"{len(tax)} category codes")); continue
         seen[pid] = line
         image = value.get("image", "").strip()
         image_path = (folder / image).resolve() if image else None
@@ -557,7 +562,8 @@ def import_challenge(ws: Workspace, texts: Path | str, labels: Path | str | None
                      images: Path | str | None = None, *, progress: Progress | None = None) -> ImportReport:
     """Import X (+ optional Y and image folder) in the Rakuten challenge layout."""
     started = time.perf_counter()
-    parsed = read_challenge(texts, labels, images, progress=progress, known_ids=_stored_ids(ws))
+    parsed = read_challenge(texts, labels, images, progress=progress, known_ids=_stored_ids(ws),
+                            tax=taxonomy.of(ws))
     report = store_catalog(ws, parsed, progress=progress)
     report.duration_s = round(time.perf_counter() - started, 3)
     return report
@@ -566,6 +572,7 @@ def import_challenge(ws: Workspace, texts: Path | str, labels: Path | str | None
 def import_plain_csv(ws: Workspace, path: Path | str, *, progress: Progress | None = None) -> ImportReport:
     """Import a plain CSV (id, title, description, image, label)."""
     started = time.perf_counter()
-    report = store_catalog(ws, read_plain_csv(path, progress=progress, known_ids=_stored_ids(ws)), progress=progress)
+    report = store_catalog(ws, read_plain_csv(path, progress=progress, known_ids=_stored_ids(ws), tax=taxonomy.of(ws)),
+                           progress=progress)
     report.duration_s = round(time.perf_counter() - started, 3)
     return report

@@ -6,15 +6,17 @@
   one prediction per candidate, best first, each a `choices` result with its probability as
   `score` (Label Studio pre-selects the first and sorts tasks by score). `annotations` holds each
   reviewer's label in effect (their latest accept / correct / auto-accept not undone), with
-  `completed_by` = the reviewer's name. A matching labeling config (Text + Image + 27 Choices)
-  is written next to it. Choice values are the category labels, "2583 · <name>".
+  `completed_by` = the reviewer's name. A matching labeling config (Text + Image + one Choice
+  per category of the workspace's taxonomy) is written next to it. Choice values are the category
+  labels, "2583 · <name>" ("toys · <name>" in a taxonomy of text codes).
 * `import_labelstudio`: every `choices` annotation becomes an ordinary append-only decision by
   its annotator (accept when it is the live model's top-1, else correct), `via='labelstudio'`,
   all in one batch (`python -m labeler undo-batch` takes an import back). Re-importing the same
   file adds nothing; an annotation equal to the annotator's label already in effect is counted
   as already present. Bad tasks are named one line each (task id, what is wrong, the fix) and
   the good ones imported.
-* `export_parquet`: one row per product: ids, texts, image path, imported and current label,
+* `export_parquet`: one row per product: ids, texts, image path, imported and current label (its
+  key, code and name),
   every decision (list of structs, undone ones flagged) and the live model's top-5; pandas and
   pyarrow (hence Hugging Face `datasets`) read it.
 """
@@ -29,6 +31,7 @@ from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from labeler import taxonomy
+from labeler.taxonomy import Taxonomy
 from store import imports, predictions
 from store import labels as label_store
 from store.workspace import Workspace, WorkspaceError
@@ -43,36 +46,36 @@ class InteropError(WorkspaceError):
     """A file cannot be read or written as asked; the message names the file and the fix."""
 
 
-def choice_value(code: int) -> str:
-    return taxonomy.by_code()[int(code)].label
+def choice_value(code: int, tax: Taxonomy) -> str:
+    """The Label Studio choice of a category key: 'code · name'."""
+    return tax[code].label
 
 
-def parse_choice(value: object) -> int | None:
-    """A category code from a choice value: '2583 · Piscine', '2583', or the category's name."""
-    text = str(value).strip()
-    head = text.split("·", 1)[0].split(" ", 1)[0].strip()
-    if head.isdigit() and taxonomy.is_known(head):
-        return int(head)
-    lowered = text.lower()
-    for cat in taxonomy.categories():
+def parse_choice(value: object, tax: Taxonomy) -> int | None:
+    """A category key from a choice value: '2583 · Piscine', '2583', 'toys', or the category's name."""
+    key = tax.parse(value)
+    if key is not None:
+        return key
+    lowered = str(value).strip().lower()
+    for cat in tax:
         if cat.name.lower() == lowered or cat.label.lower() == lowered:
-            return cat.code
+            return cat.key
     return None
 
 
 # -- export: Label Studio --------------------------------------------------------------------------
-def labelstudio_config() -> str:
+def labelstudio_config(tax: Taxonomy) -> str:
     """The labeling config the exported tasks are made for (paste it in the project's settings)."""
-    choices = "\n".join(f"    <Choice value={quoteattr(c.label)}/>" for c in taxonomy.categories())
+    choices = "\n".join(f"    <Choice value={quoteattr(c.label)}/>" for c in tax)
     return (f'<View>\n  <Header value="$title"/>\n  <Image name="image" value="$image"/>\n'
             f'  <Text name="{TO_NAME}" value="$text"/>\n'
             f'  <Choices name="{FROM_NAME}" toName="{TO_NAME}" choice="single" showInLine="false">\n'
             f"{choices}\n  </Choices>\n</View>\n")
 
 
-def _choices_result(code: int, score: float | None = None) -> dict:
+def _choices_result(code: int, tax: Taxonomy, score: float | None = None) -> dict:
     item: dict[str, Any] = {"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices",
-                            "value": {"choices": [choice_value(code)]}}
+                            "value": {"choices": [choice_value(code, tax)]}}
     if score is not None:
         item["score"] = round(float(score), 6)
     return item
@@ -98,6 +101,7 @@ def labelstudio_tasks(ws: Workspace) -> list[dict]:
     """Every product as a Label Studio task (see the module doc), in import order."""
     version, preds = _live_predictions(ws)
     labels = _labels_in_effect(ws)
+    tax = taxonomy.of(ws)
     tasks = []
     for n, p in enumerate(ws.products(), 1):
         text = p["title"] + (f"\n\n{p['description']}" if p["description"] else "")
@@ -107,10 +111,10 @@ def labelstudio_tasks(ws: Workspace) -> list[dict]:
         task: dict[str, Any] = {"id": n, "data": data, "predictions": [], "annotations": []}
         for code, prob in preds.get(p["id"], []):
             task["predictions"].append({"model_version": version, "score": round(float(prob), 6),
-                                        "result": [_choices_result(int(code), prob)]})
+                                        "result": [_choices_result(int(code), tax, prob)]})
         for d in labels.get(p["id"], []):
             task["annotations"].append({
-                "id": d["id"], "completed_by": d["reviewer"], "result": [_choices_result(int(d["category"]))],
+                "id": d["id"], "completed_by": d["reviewer"], "result": [_choices_result(int(d["category"]), tax)],
                 "was_cancelled": False, "ground_truth": False, "created_at": d["created_at"],
                 "lead_time": None if d["lead_time_ms"] is None else d["lead_time_ms"] / 1000.0})
         tasks.append(task)
@@ -123,7 +127,7 @@ def export_labelstudio(ws: Workspace, out: Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     path, config = out / "labelstudio_tasks.json", out / "labelstudio_config.xml"
     path.write_text(json.dumps(tasks, ensure_ascii=False, indent=1), encoding="utf-8")
-    config.write_text(labelstudio_config(), encoding="utf-8")
+    config.write_text(labelstudio_config(taxonomy.of(ws)), encoding="utf-8")
     return {"tasks": path, "config": config, "n_tasks": len(tasks),
             "n_annotations": sum(len(t["annotations"]) for t in tasks),
             "n_with_predictions": sum(1 for t in tasks if t["predictions"])}
@@ -178,6 +182,7 @@ def import_labelstudio(ws: Workspace, path: Path) -> LabelStudioImport:
     """Turn the file's `choices` annotations into decisions by their annotators (see the module doc)."""
     tasks = read_labelstudio(path)
     report = LabelStudioImport(source=path, n_tasks=len(tasks))
+    tax = taxonomy.of(ws)
     file_tag = hashlib.sha1(path.name.encode()).hexdigest()[:8]
     wanted: list[tuple[str, str, int, str, dict, str]] = []   # (created_at, product, category, annotator, ann, key)
     for pos, task in enumerate(tasks, 1):
@@ -215,10 +220,10 @@ def import_labelstudio(ws: Workspace, path: Path) -> LabelStudioImport:
                 report.problems.append(f"{where}: annotation {aid} has no 'choices' result (found: "
                                        f"{', '.join(kinds) or 'an empty result'}); label it with a Choices tag")
                 continue
-            code = parse_choice(values[0])
+            code = parse_choice(values[0], tax)
             if code is None:
                 report.problems.append(f"{where}: annotation {aid} names unknown category {values[0]!r}; expected "
-                                       f"one of the 27 categories, e.g. {choice_value(taxonomy.codes()[0])!r}")
+                                       f"one of the {len(tax)} categories, e.g. {choice_value(tax.keys()[0], tax)!r}")
                 continue
             who = _annotator(ann.get("completed_by"))
             if who is None:
@@ -266,19 +271,22 @@ def export_parquet(ws: Workspace, out: Path) -> dict[str, Any]:
     label_of = label_store.label_table(ws)
     decisions = label_store.decision_log(ws)
     products = ws.products()
-    names = taxonomy.by_code()
+    tax = taxonomy.of(ws)
 
     def top5(pid: str) -> list[dict]:
-        return [{"category": int(c), "name": names[int(c)].name, "prob": float(p)} for c, p in preds.get(pid, [])]
+        return [{"category": int(c), "code": tax.code(c), "name": tax.name(c), "prob": float(p)}
+                for c, p in preds.get(pid, [])]
 
     decision_type = pa.struct([("id", pa.int64()), ("reviewer", pa.string()), ("action", pa.string()),
                                ("category", pa.int64()), ("model_version", pa.string()), ("comment", pa.string()),
                                ("created_at", pa.string()), ("batch_id", pa.string()), ("via", pa.string()),
                                ("undone", pa.bool_())])
-    top_type = pa.struct([("category", pa.int64()), ("name", pa.string()), ("prob", pa.float64())])
+    top_type = pa.struct([("category", pa.int64()), ("code", pa.string()), ("name", pa.string()),
+                          ("prob", pa.float64())])
     schema = pa.schema([("product_id", pa.string()), ("source_row", pa.string()), ("title", pa.string()),
                         ("description", pa.string()), ("image_path", pa.string()),
-                        ("imported_label", pa.int64()), ("label", pa.int64()), ("label_name", pa.string()),
+                        ("imported_label", pa.int64()), ("label", pa.int64()), ("label_code", pa.string()),
+                        ("label_name", pa.string()),
                         ("reviewed", pa.bool_()), ("decisions", pa.list_(decision_type)),
                         ("model_version", pa.string()), ("top5", pa.list_(top_type))])
     columns: dict[str, list] = {name: [] for name in schema.names}
@@ -287,7 +295,8 @@ def export_parquet(ws: Workspace, out: Path) -> dict[str, Any]:
         row = {"product_id": p["id"], "source_row": p["source_row"], "title": p["title"],
                "description": p["description"], "image_path": p["image_path"],
                "imported_label": p["source_label"], "label": label,
-               "label_name": None if label is None else names[int(label)].name, "reviewed": reviewed,
+               "label_code": None if label is None else tax.code(label),
+               "label_name": None if label is None else tax.name(label), "reviewed": reviewed,
                "decisions": decisions.get(p["id"], []), "model_version": version if p["id"] in preds else None,
                "top5": top5(p["id"])}
         for k, v in row.items():

@@ -56,7 +56,7 @@ def detect_label_issues(ws: Workspace, *, folds: int = 5, seed: int = 0, progres
         raise WorkspaceError(f"workspace {ws.root} has no labelled products to check; import labels first")
     df = products_frame(ws, list(labels))
     y = np.array([labels[i] for i in df["id"]])
-    codes = taxonomy.codes()
+    codes = taxonomy.of(ws).keys()
     col = {c: j for j, c in enumerate(codes)}
     make_model = make_model or _default_model
     try:
@@ -69,7 +69,7 @@ def detect_label_issues(ws: Workspace, *, folds: int = 5, seed: int = 0, progres
     label_idx = np.array([col[int(c)] for c in y])
     issues = find_issues(label_idx, probs)
     method = f"confident-learning/oof-{type(make_model()).__name__}"
-    run_id = store_issue_run(ws, df["id"].tolist(), label_idx, probs, method=method, folds=folds,
+    run_id = store_issue_run(ws, df["id"].tolist(), label_idx, probs, method=method, folds=folds, codes=codes,
                              duration_s=round(time.perf_counter() - started, 2), issues=issues)
     n_flagged = int(issues.flagged.sum())
     progress(1.0, f"{n_flagged} of {len(y)} labels flagged")
@@ -78,10 +78,10 @@ def detect_label_issues(ws: Workspace, *, folds: int = 5, seed: int = 0, progres
 
 
 def store_issue_run(ws: Workspace, ids: list[str], labels: np.ndarray, probs: np.ndarray, *, method: str,
-                    folds: int, duration_s: float | None = None, issues: Issues | None = None) -> int:
+                    folds: int, codes: list[int], duration_s: float | None = None, issues: Issues | None = None) -> int:
     """Confident learning on out-of-fold `probs` (n, len(codes)) of the products `ids` labelled
-    `labels` (column indices); stores every product ranked by `suspect_order` as the latest run."""
-    rows, thresholds, issues = issue_rows(ids, labels, probs, taxonomy.codes(), issues)
+    `labels` (column indices; `codes`: the key of each column); stores every product ranked by `suspect_order` as the latest run."""
+    rows, thresholds, issues = issue_rows(ids, labels, probs, codes, issues)
     return issue_store.save_run(ws, rows, method=method, folds=folds, n_products=len(rows),
                                 n_flagged=int(issues.flagged.sum()), thresholds=thresholds, duration_s=duration_s)
 

@@ -202,7 +202,7 @@ def ranking(ws: Workspace, strategy: str, *, category: int | None = None, suspec
     """
     strat = strategies.get(strategy)
     if strategy == "category":
-        category = check_category(category, "category strategy")
+        category = check_category(category, "category strategy", taxonomy.of(ws))
     flags_key: frozenset[str] | tuple | None = None
     if strategy == "suspect_labels":
         flags_key = (frozenset(str(s) for s in suspects) if suspects is not None
@@ -247,7 +247,8 @@ class _Catalog:
     """The live version's predictions as arrays (scored products in import order), read once."""
 
     ids: list[str]
-    probs: np.ndarray              # (n, 27) fused
+    probs: np.ndarray              # (n, k) fused, one column per key of `codes`
+    codes: tuple[int, ...]         # (k,) the version's classes: the category key of each column
     text_top1: np.ndarray          # (n,) codes
     image_top1: np.ndarray         # (n,) codes, 0 without an image vote
     source_labels: np.ndarray      # (n,) codes, 0 without an imported label
@@ -257,10 +258,10 @@ class _Catalog:
 def _load_catalog(ws: Workspace, version: str | None) -> _Catalog:
     rows = catalog.queue_rows(ws, version)
     scored = [r for r in rows if r[2] is not None]
-    n_codes = len(taxonomy.codes())
+    codes = tuple(taxonomy.classes_of(ws, version))
     probs = (np.array(json.loads("[" + ",".join(r[2] for r in scored) + "]"), dtype=np.float64)
-             if scored else np.zeros((0, n_codes)))
-    return _Catalog(ids=[r[0] for r in scored], probs=probs,
+             if scored else np.zeros((0, len(codes))))
+    return _Catalog(ids=[r[0] for r in scored], probs=probs, codes=codes,
                     text_top1=np.array([r[3] or 0 for r in scored], dtype=np.int64),
                     image_top1=np.array([r[4] or 0 for r in scored], dtype=np.int64),
                     source_labels=np.array([r[1] or 0 for r in scored], dtype=np.int64),
@@ -275,7 +276,7 @@ def _rank_catalog(cat: _Catalog, ws: Workspace, strat: strategies.Strategy, cate
     if cat.ids:
         cal = honest.version_calibration(ws, ws.live_version())
         ctx = strategies.Context(
-            text_top1=cat.text_top1, image_top1=cat.image_top1, source_labels=cat.source_labels,
+            codes=cat.codes, text_top1=cat.text_top1, image_top1=cat.image_top1, source_labels=cat.source_labels,
             flags=None if flags is None else np.array([pid in flags for pid in cat.ids]),
             threshold=threshold_of(cal, settings), category=category,
             suspect_min_confidence=settings.auto_accept_threshold, seed=settings.seed,

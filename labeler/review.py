@@ -28,7 +28,7 @@ from labeler.cards import (Card, HeldByAnother, InvalidCategory, Prediction, Rev
 from labeler.config import Settings
 from labeler.queue import (_state, in_overlap, needed_reviews, next_card, ranking,  # noqa: F401
                            stored_suspects, upcoming, warm)
-from labeler import queue, strategies  # noqa: F401  (re-exported: review.strategies)
+from labeler import queue, strategies, taxonomy  # noqa: F401  (re-exported: review.strategies)
 from models import honest  # noqa: F401  (re-exported: review.honest)
 from store import decisions, reservations
 from store.workspace import Workspace
@@ -61,8 +61,8 @@ def decide(ws: Workspace, reviewer: str, product_id: str, action: str, *, catego
     pred = ws.prediction(product_id, version) if version else None
     if action == "correct":
         if category is None:
-            raise InvalidCategory("a correction needs a category: choose one of the 27 categories")
-        category = check_category(category, "correction")
+            raise InvalidCategory("a correction needs a category: choose one of the workspace's categories")
+        category = check_category(category, "correction", taxonomy.of(ws))
     elif action == "accept":
         if category is None:
             if pred is None:
@@ -70,7 +70,7 @@ def decide(ws: Workspace, reviewer: str, product_id: str, action: str, *, catego
                                   "choose its category instead (correct)")
             category = int(pred["top1"])
         else:
-            category = check_category(category, "accept")
+            category = check_category(category, "accept", taxonomy.of(ws))
     else:
         category = None
     key = idempotency_key or uuid.uuid4().hex

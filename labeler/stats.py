@@ -110,16 +110,22 @@ def acceptance(ws: Workspace) -> dict:
     df["hit"] = df["category"].astype(int) == df["model_top1"].astype(int)
     per = (df.groupby(df["model_top1"].astype(int))["hit"].agg(["count", "sum"]).reset_index()
            .rename(columns={"model_top1": "code", "count": "shown", "sum": "accepted"}))
-    per["name"] = per["code"].map(taxonomy.name)
+    tax = taxonomy.of(ws)
+    per["name"] = per["code"].map(tax.name)
     per["rate"] = (per["accepted"] / per["shown"]).round(3)
+    per = per.sort_values("code").reset_index(drop=True)
+    per["code"] = per["code"].map(tax.code_value)        # the code as the workspace writes it
     return {"n": int(len(df)), "accepted": int(df["hit"].sum()), "rate": round(float(df["hit"].mean()), 4),
-            "without_prediction": without, "per_category": per[cols].sort_values("code").reset_index(drop=True)}
+            "without_prediction": without, "per_category": per[cols]}
 
 
 def confusion(ws: Workspace) -> pd.DataFrame:
-    """27x27 counts: rows = model top-1 shown, columns = reviewer's category (taxonomy order)."""
-    codes = taxonomy.codes()
+    """(k, k) counts: rows = model top-1 shown, columns = reviewer's category, indexed by category
+    key in taxonomy order (then any key an older decision holds that the taxonomy no longer has)."""
+    codes = taxonomy.of(ws).keys()
     df = _labelled(ws).dropna(subset=["model_top1"])
+    seen = set(df["model_top1"].astype(int)) | set(df["category"].astype(int))
+    codes = codes + sorted(seen - set(codes))
     m = np.zeros((len(codes), len(codes)), dtype=np.int64)
     index = {c: i for i, c in enumerate(codes)}
     for a, b in zip(df["model_top1"].astype(int), df["category"].astype(int)):

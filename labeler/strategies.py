@@ -1,7 +1,7 @@
 """Query strategies: pure functions from a probability array to "worth reviewing" scores.
 
 Every strategy has the signature ``fn(probs, context=None) -> scores`` where ``probs`` is the
-fused probability array ``(n, 27)`` (columns in `taxonomy.codes()` order) and ``scores`` is
+fused probability array ``(n, k)`` (columns: the version's classes, ``Context.codes``) and ``scores`` is
 ``(n,)``: higher means more worth a reviewer's time. ``-inf`` means "not in this queue" (the
 filtering strategies: disagreement, below_threshold, category, suspect_labels); `select` and
 `rank` never return such rows. Scores are kept by the caller so the UI can say *why* a product
@@ -46,7 +46,8 @@ class PoolExhausted(StrategyError):
 class Context:
     """What some strategies need beyond the fused probabilities (all arrays are ``(n,)``).
 
-    codes:          column codes of ``probs`` (default: the taxonomy order).
+    codes:          category key of each column of ``probs``: the model version's classes
+                    (default: the Rakuten taxonomy's 27 keys, in code order).
     text_top1:      text model's top-1 code per product.
     image_top1:     image ensemble's top-1 code per product, 0 where the product has no image.
     source_labels:  imported label code per product, 0 where there is none.
@@ -59,7 +60,7 @@ class Context:
     seed:           seed for ``random``.
     """
 
-    codes: tuple[int, ...] = field(default_factory=lambda: tuple(taxonomy.codes()))
+    codes: tuple[int, ...] = field(default_factory=lambda: tuple(taxonomy.default().keys()))
     text_top1: np.ndarray | None = None
     image_top1: np.ndarray | None = None
     source_labels: np.ndarray | None = None
@@ -74,8 +75,8 @@ class Context:
     @classmethod
     def from_arrays(cls, *, text_probs: np.ndarray | None = None, image_probs: np.ndarray | None = None,
                     has_image: np.ndarray | None = None, **kw) -> "Context":
-        """Build the top-1 codes from full ``(n, 27)`` text/image arrays (the simulation's case)."""
-        codes = np.asarray(kw.get("codes") or taxonomy.codes())
+        """Build the top-1 codes from full ``(n, k)`` text/image arrays (the simulation's case)."""
+        codes = np.asarray(kw.get("codes") or taxonomy.default().keys())
         text_top1 = None if text_probs is None else codes[np.argmax(text_probs, axis=1)]
         image_top1 = None
         if image_probs is not None:

@@ -24,6 +24,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from labeler import taxonomy, views
+from labeler.taxonomy import Taxonomy
 from labeler.background import lower_priority
 
 log = logging.getLogger(__name__)
@@ -63,10 +64,12 @@ def levels(contributions: np.ndarray) -> np.ndarray:
     return np.sign(c).astype(np.int64) * np.minimum(lv, LEVELS)
 
 
-def summary_line(exp) -> str:
+def summary_line(exp, tax: Taxonomy | None = None) -> str:
     """'title words +78 %, description +15 %, patterns +7 % · Piscine 2583, text model 87%'
-    (the shares first: a narrow card cuts the end of the line)."""
-    return (f"{exp.summary()} · {taxonomy.name(exp.category)} {exp.category}, "
+    (the shares first: a narrow card cuts the end of the line); names and codes from `tax`, the
+    workspace's taxonomy (default: Rakuten's)."""
+    tax = tax or taxonomy.default()
+    return (f"{exp.summary()} · {tax.name(exp.category)} {tax.code(exp.category)}, "
             f"text model {views.pct(exp.probability)}")
 
 
@@ -78,8 +81,8 @@ def detail_line(exp, k: int = 4) -> str:
     return f"patterns: {named}{hidden}; category bias {exp.intercept:+.3f}; score {exp.score:+.3f}"
 
 
-def build_highlights(model, product: dict, codes: Sequence[int]) -> Highlights:
-    """Explain `product` for each code with the text model `model` (a fitted TextClassifier)."""
+def build_highlights(model, product: dict, codes: Sequence[int], tax: Taxonomy | None = None) -> Highlights:
+    """Explain `product` for each category key with the text model `model` (a fitted TextClassifier)."""
     from models.text_explain import ExplainError, attribute
     start = time.perf_counter()
     title, desc, cut = display_texts(product)
@@ -95,7 +98,7 @@ def build_highlights(model, product: dict, codes: Sequence[int]) -> Highlights:
             details.append("")
             skipped.append(int(code))
             continue
-        summaries.append(summary_line(exp))
+        summaries.append(summary_line(exp, tax))
         details.append(detail_line(exp))
         for i, lv in enumerate(levels(exp.contributions)):
             if lv:
@@ -120,8 +123,11 @@ class HighlightCache:
     """Highlights computed in one background thread, kept in a small LRU keyed by
     (product, version, codes). `get` waits at most `wait` seconds; `warm` queues without waiting."""
 
-    def __init__(self, load_bundle: BundleLoader, *, max_items: int = 256):
+    def __init__(self, load_bundle: BundleLoader, *, max_items: int = 256,
+                 taxonomy: Callable[[], Taxonomy] | None = None):
+        """taxonomy: gives the workspace's taxonomy (names and codes in the summary lines)."""
         self._load_bundle = load_bundle
+        self._taxonomy = taxonomy
         self._max = max_items
         self._cache: OrderedDict[tuple, Future] = OrderedDict()
         self._lock = threading.Lock()
@@ -136,7 +142,7 @@ class HighlightCache:
         model = text_model(self._load_bundle(version))
         if model is None:
             return None
-        return build_highlights(model, product, codes)
+        return build_highlights(model, product, codes, self._taxonomy() if self._taxonomy else None)
 
     def request(self, product: dict, version: str | None, codes: Sequence[int]) -> Future | None:
         if version is None or not codes:

@@ -28,6 +28,7 @@ from models.predictor import ModelBundle, align, load_bundle, prediction_rows
 from models.text import TextClassifier
 from models.text_prior import CategoryText, read_category_texts
 from store.features import WorkspaceFeatures
+from store import taxonomy as stored_taxonomy
 from store.workspace import Workspace, WorkspaceError
 
 log = logging.getLogger(__name__)
@@ -35,9 +36,10 @@ _CACHE: dict[tuple[str, str], ModelBundle] = {}
 
 
 def categories(ws: Workspace | None = None) -> tuple[CategoryText, ...]:
-    """The taxonomy's categories as the text prior reads them (code, name, description, keywords).
-    Every workspace uses the Rakuten taxonomy today; `ws` is where its own would come from."""
-    return read_category_texts(taxonomy.TAXONOMY_PATH)
+    """The workspace's categories as the text prior reads them: key (what the labels `y` hold),
+    name, description, keywords (the Rakuten default's without a workspace)."""
+    tax = taxonomy.of(ws) if ws is not None else taxonomy.default()
+    return tuple(CategoryText(c.key, c.name, c.description, c.keywords) for c in tax)
 
 
 def text_model(ws: Workspace | None = None) -> TextClassifier:
@@ -123,7 +125,7 @@ def _text_metrics(y: np.ndarray, pred: np.ndarray, n_folds: int) -> dict[str, fl
 
 def category_prior(y: np.ndarray, codes: list | None = None) -> np.ndarray:
     """Share of each taxonomy category among the labels: the text model's prior, for the fusion."""
-    return np.array([(y == c).mean() for c in (codes or taxonomy.codes())])
+    return np.array([(y == c).mean() for c in (codes or taxonomy.default().keys())])
 
 
 MIN_LABELLED_IMAGES = 30   # below this an image ensemble learns little: the version stays text only
@@ -140,7 +142,7 @@ def oof_text_proba(df: pd.DataFrame, y: np.ndarray, make_text, folds: np.ndarray
 
     unlabelled: the texts the final text model also sees (never labels), so the fusion is fitted
     on text probabilities as sharp as the ones it will be applied to."""
-    codes = codes or taxonomy.codes()
+    codes = codes or taxonomy.default().keys()
     make_text = make_text or text_model
     out = np.zeros((len(df), len(codes)))
     for k in np.unique(folds):
@@ -173,12 +175,12 @@ def out_of_fold_rows(ensemble: Any, feats: dict[str, np.ndarray], ok: np.ndarray
     folds = honest.product_folds(df["id"].astype(str).tolist())
     text_oof, voters_oof, metrics = _out_of_fold(ensemble, feats, ok, df, y, folds, text_factory=text_factory,
                                                  unlabelled=unlabelled, progress=progress)
-    return text_oof[ok], voters_oof, _index(y[ok]), metrics
+    return text_oof[ok], voters_oof, _index(y[ok], ensemble.codes), metrics
 
 
 def _index(y: np.ndarray, codes: list | None = None) -> np.ndarray:
     """Column index of each label among the taxonomy's codes."""
-    col = {c: j for j, c in enumerate(codes or taxonomy.codes())}
+    col = {c: j for j, c in enumerate(codes or taxonomy.default().keys())}
     return np.array([col[c.item() if hasattr(c, "item") else c] for c in y], dtype=int)
 
 
@@ -188,9 +190,9 @@ def _out_of_fold(ensemble: Any, feats: dict[str, np.ndarray], ok: np.ndarray, df
     """Text probabilities (n, 27) of every labelled product and each voter's (n_ok, 27) for those
     with an image, each row from models fitted on the other folds; the text's CV metrics."""
     progress = progress or _noop
-    codes = taxonomy.codes()
+    codes = list(ensemble.codes)
     progress(0.0, f"out-of-fold text probabilities ({len(np.unique(folds))} folds)")
-    text_oof = oof_text_proba(df, y, text_factory, folds, unlabelled)
+    text_oof = oof_text_proba(df, y, text_factory, folds, unlabelled, codes)
     metrics = _text_metrics(y, np.asarray(codes)[text_oof.argmax(1)], len(np.unique(folds)))
     progress(0.5, "out-of-fold image voters")
     yi, fi = y[ok], folds[ok]
@@ -207,12 +209,11 @@ def _out_of_fold(ensemble: Any, feats: dict[str, np.ndarray], ok: np.ndarray, df
 
 
 def _cross_fitted_fusion(text_oof: np.ndarray, voters_oof: dict[str, np.ndarray], ok: np.ndarray, y: np.ndarray,
-                         folds: np.ndarray, voter_names: list[str]) -> dict[str, Any]:
+                         folds: np.ndarray, voter_names: list[str], codes: list) -> dict[str, Any]:
     """Out-of-fold predictions of every labelled product in `bundle.predict`'s layout: the fusion
     that fuses a product of fold k is itself fitted on the other folds' rows (its prior too), so
     nothing a product shows was fitted on its own label."""
     from models.fusion import Fusion
-    codes = taxonomy.codes()
     n = len(y)
     fused = text_oof.copy()
     image = np.zeros_like(text_oof)
@@ -239,7 +240,8 @@ def _cross_fitted_fusion(text_oof: np.ndarray, voters_oof: dict[str, np.ndarray]
 def _image_ensemble(ws: Workspace, voters=None) -> Any:
     """The workspace's image ensemble (its `image_voters` setting, else the default voters), unfitted."""
     from models.image import VOTERS_SETTING, ImageEnsemble, voters_from_config
-    return ImageEnsemble(voters=voters or voters_from_config(ws.get_setting(VOTERS_SETTING)), codes=taxonomy.codes())
+    return ImageEnsemble(voters=voters or voters_from_config(ws.get_setting(VOTERS_SETTING)),
+                         codes=taxonomy.of(ws).keys())
 
 
 def fit_image_and_fusion(ws: Workspace, df: pd.DataFrame, y: np.ndarray, *, text_factory=None,
@@ -286,10 +288,11 @@ def _fit_image_and_fusion(ws: Workspace, df: pd.DataFrame, y: np.ndarray, folds:
     metrics.update(text_metrics)
     progress(fs + 0.75 * (1 - fs), "fitting fusion on out-of-fold predictions")
     names = [s.label for s in ensemble.voters]
-    fusion = Fusion(voter_names=names, text_prior=category_prior(y))
-    fusion.fit(text_oof[ok], voters_oof, _index(y[ok]))
+    codes = list(ensemble.codes)
+    fusion = Fusion(voter_names=names, text_prior=category_prior(y, codes))
+    fusion.fit(text_oof[ok], voters_oof, _index(y[ok], codes))
     progress(fs + 0.8 * (1 - fs), "cross-fitting the fusion for out-of-fold scores")
-    oof = _cross_fitted_fusion(text_oof, voters_oof, ok, y, folds, names)
+    oof = _cross_fitted_fusion(text_oof, voters_oof, ok, y, folds, names, codes)
     ensemble.fit({k: v[ok] for k, v in feats.items()}, y[ok])
     ensemble.set_vote(fusion.params.vote_weights, fusion.params.sharpen_k)
     metrics.update(fusion.metrics)
@@ -297,11 +300,11 @@ def _fit_image_and_fusion(ws: Workspace, df: pd.DataFrame, y: np.ndarray, folds:
     return ensemble, fusion, metrics, oof
 
 
-def text_only_oof(df: pd.DataFrame, y: np.ndarray, folds: np.ndarray, *, text_factory=None,
+def text_only_oof(df: pd.DataFrame, y: np.ndarray, folds: np.ndarray, codes: list, *, text_factory=None,
                   unlabelled: pd.DataFrame | None = None) -> tuple[dict[str, Any], dict]:
     """Out-of-fold predictions of a text-only version (`bundle.predict`'s layout) and its metrics."""
-    text_oof = oof_text_proba(df, y, text_factory, folds, unlabelled)
-    metrics = _text_metrics(y, np.asarray(taxonomy.codes())[text_oof.argmax(1)], len(np.unique(folds)))
+    text_oof = oof_text_proba(df, y, text_factory, folds, unlabelled, codes)
+    metrics = _text_metrics(y, np.asarray(codes)[text_oof.argmax(1)], len(np.unique(folds)))
     return ({"text": text_oof, "image": None, "voters": {}, "has_image": np.zeros(len(y), bool),
              "fused": text_oof}, metrics)
 
@@ -326,7 +329,7 @@ def train_version(ws: Workspace, *, progress: Progress | None = None, evaluate: 
     started = time.perf_counter()
     ws.require_products()
     target, coverage = workspace_targets(ws)     # a bad setting stops here, nothing written
-    codes, cats = taxonomy.codes(), categories(ws)
+    codes, cats = taxonomy.of(ws).keys(), categories(ws)
     features = WorkspaceFeatures(ws)
     df, y, n_decided = labelled_frame(ws, labels)
     present = np.unique(y)
@@ -369,12 +372,12 @@ def train_version(ws: Workspace, *, progress: Progress | None = None, evaluate: 
             config["image"], config["fusion"] = image.describe(), fusion.describe()
     if oof is None:
         progress(spans["cross-validation"][0], "out-of-fold text model (scores of the labelled products)")
-        oof, text_metrics = text_only_oof(df, y, folds, text_factory=lambda: TextClassifier(categories=cats),
+        oof, text_metrics = text_only_oof(df, y, folds, codes, text_factory=lambda: TextClassifier(categories=cats),
                                           unlabelled=unlabelled)
         metrics.update(text_metrics)
     label_idx = _index(y, codes)
     calibration = honest.calibrate(oof["fused"], label_idx, target=target, coverage=coverage)
-    metrics.update(_oof_metrics(y, oof["fused"], len(np.unique(folds))), **calibration.as_dict())
+    metrics.update(_oof_metrics(y, oof["fused"], len(np.unique(folds)), codes), **calibration.as_dict())
     bundle = ModelBundle(version=version, text=text, image=image, fusion=fusion, codes=codes, categories=cats,
                          info={"n_train": n, "calibration": calibration.as_dict()})
     progress(spans["scoring"][0], "saving model version")
@@ -383,6 +386,7 @@ def train_version(ws: Workspace, *, progress: Progress | None = None, evaluate: 
     ws.register_model_version(version, path, config=config, metrics=metrics,
                               n_train=n, n_decisions=n_decided, duration_s=round(duration, 2),
                               parent=parent, notes=notes, make_live=False)
+    stored_taxonomy.set_version_classes(ws, version, codes)   # the keys of its probability columns
     progress(spans["scoring"][0], "scoring products")
     labelled_ids = df["id"].astype(str).tolist()
     ws.save_predictions(version, prediction_rows(labelled_ids, oof, codes), source=OUT_OF_FOLD)
@@ -392,7 +396,7 @@ def train_version(ws: Workspace, *, progress: Progress | None = None, evaluate: 
                                   if rest_ids else 0)
     from labeler.label_issues import store_issue_run
     store_issue_run(ws, labelled_ids, label_idx, oof["fused"], method=f"confident-learning/oof-fused {version}",
-                    folds=int(len(np.unique(folds))), duration_s=round(time.perf_counter() - started, 2))
+                    folds=int(len(np.unique(folds))), codes=codes, duration_s=round(time.perf_counter() - started, 2))
     if make_live:
         ws.set_live_version(version)
     progress(1.0, f"version {version} {'live' if make_live else 'ready'}, {scored} products scored")
@@ -403,9 +407,9 @@ OUT_OF_FOLD = honest.OUT_OF_FOLD_SOURCE
 ALL_LABELS = honest.ALL_LABELS_SOURCE
 
 
-def _oof_metrics(y: np.ndarray, fused: np.ndarray, n_folds: int) -> dict[str, Any]:
+def _oof_metrics(y: np.ndarray, fused: np.ndarray, n_folds: int, codes: list) -> dict[str, Any]:
     """Fused out-of-fold quality of the version: what every labelled product's card shows."""
-    pred = np.asarray(taxonomy.codes())[fused.argmax(1)]
+    pred = np.asarray(codes)[fused.argmax(1)]
     s = evaluation.scores(y, pred)
     return {"fused_cv_weighted_f1": s["weighted_f1"], "fused_cv_macro_f1": s["macro_f1"],
             "fused_cv_accuracy": s["accuracy"], "fused_cv_n": int(len(y)), "cv_folds": int(n_folds)}

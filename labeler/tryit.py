@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from labeler import taxonomy
+from labeler.taxonomy import Taxonomy
 from labeler.config import Settings
 from labeler.cards import Prediction, ReviewError, Vote
 from models.predictor import prediction_rows
@@ -20,22 +21,22 @@ class TryItError(ReviewError):
     """What the visitor must fix (nothing to predict from, no model)."""
 
 
-def _votes(pairs: list) -> tuple[Vote, ...]:
-    return tuple(Vote(int(c), taxonomy.name(c), float(p)) for c, p in pairs)
-
-
 def prediction_from_row(row: dict, version: str, settings: Settings = Settings(),
-                        calibration: dict | None = None) -> Prediction:
+                        calibration: dict | None = None, *, tax: Taxonomy | None = None,
+                        classes: list[int] | None = None) -> Prediction:
     """A `prediction_rows` row as the review card's `Prediction` (same shape as a stored one),
-    with the bundle's auto-accept threshold and prediction set (`bundle.info['calibration']`)."""
+    with the bundle's auto-accept threshold and prediction set (`bundle.info['calibration']`);
+    `classes`: the bundle's columns, `tax`: the workspace's taxonomy (default: Rakuten's)."""
     from labeler.cards import prediction_view
     from models.honest import ALL_LABELS_SOURCE, Calibration
+    tax = tax or taxonomy.default()
     return prediction_view({**row, "model_version": version, "source": ALL_LABELS_SOURCE},
-                           Calibration.from_dict(calibration), settings)
+                           Calibration.from_dict(calibration), settings, tax=tax,
+                           classes=list(classes) if classes is not None else tax.keys())
 
 
 def predict_one(bundle, *, title: str = "", description: str = "", image_path: str | None = None,
-                settings: Settings = Settings()) -> tuple[Prediction, dict]:
+                settings: Settings = Settings(), tax: Taxonomy | None = None) -> tuple[Prediction, dict]:
     """Fused top-k and each voter's vote for a product typed or uploaded by the visitor.
 
     Nothing is written: no feature store is passed to the bundle, so image features are not
@@ -52,7 +53,8 @@ def predict_one(bundle, *, title: str = "", description: str = "", image_path: s
     out = bundle.predict(pd.DataFrame([product]))
     row = prediction_rows([TRY_ID], out, k=settings.top_k)[0]
     return prediction_from_row(row, bundle.version, settings,
-                               (getattr(bundle, "info", None) or {}).get("calibration")), product
+                               (getattr(bundle, "info", None) or {}).get("calibration"), tax=tax,
+                               classes=out.get("codes", getattr(bundle, "codes", None))), product
 
 
 def is_image(path: str) -> bool:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from labeler import taxonomy
+from labeler.taxonomy import Taxonomy
 from labeler.richtext import overlay_tints, rich_text
 
 MAX_DESCRIPTION = 4000          # characters shown; the rest is cut with an ellipsis
@@ -54,8 +55,10 @@ def pct(p: float) -> str:
     return f"{100 * p:.1f}%" if p < 0.995 else f"{100 * p:.0f}%"
 
 
-def category_label(code: int) -> str:
-    return f"{taxonomy.name(code)} · {int(code)}"
+def category_label(code: int, tax: Taxonomy | None = None) -> str:
+    """'name · code' of a category key, in the workspace's taxonomy `tax` (default: Rakuten's)."""
+    tax = tax or taxonomy.default()
+    return f"{tax.name(code)} · {tax.code(code)}"
 
 
 # -- images ---------------------------------------------------------------------------------------
@@ -117,7 +120,7 @@ def pil_data_uri(im, *, max_px: int = DISPLAY_IMAGE_PX, quality: int = 85) -> st
 
 
 # -- the review card ------------------------------------------------------------------------------
-def card_html(card, image_uri: str | None, *, threshold: float, preload: Sequence[str] = (),
+def card_html(card, image_uri: str | None, *, threshold: float, preload: Sequence[str] = (), tax: Taxonomy | None = None,
               highlights=None) -> str:
     """Image, title, description, why it was picked, the imported label and the auto-accept badge.
 
@@ -148,7 +151,7 @@ def card_html(card, image_uri: str | None, *, threshold: float, preload: Sequenc
     if card.resumed:
         badges.append('<span class="badge info">resumed</span>')
     source = p.get("source_label")
-    imported = (f'<div class="meta-row"><span>imported label</span><span><b>{html.escape(category_label(source))}</b></span></div>'
+    imported = (f'<div class="meta-row"><span>imported label</span><span><b>{html.escape(category_label(source, tax))}</b></span></div>'
                 if source is not None else "")
     strategy = html.escape(card.strategy.replace("_", " "))
     score = "" if card.score is None else f' <span class="muted">(score {card.score:.3f})</span>'
@@ -219,7 +222,7 @@ def top5_html(pred, *, threshold: float, clickable: bool = True) -> str:
         rows.append(f"""
   <{tag} {attrs} class="t5-row{' first' if rank == 1 else ''}{'' if clickable else ' static'}">
     <kbd>{rank}</kbd>
-    <span class="t5-name">{html.escape(vote.name)} <span class="code">{vote.code}</span></span>
+    <span class="t5-name">{html.escape(vote.name)} <span class="code">{html.escape(vote.text_code)}</span></span>
     <span class="t5-p">{pct(vote.prob)}</span>
     <span class="t5-bar"><span style="width:{width:.1f}%"></span></span>
     <span class="t5-voters">{dots}{_set_mark(vote.code, in_set, pred)}</span>
@@ -274,7 +277,7 @@ def votes_html(pred, *, has_image: bool = True) -> str:
         mark = "✓" if agree.get(name) else "✗"
         chips.append(f'<div class="vote {cls}"><span class="dot">{short[name]}</span>'
                      f'<span class="vote-who">{html.escape(voter_label(name))}</span>'
-                     f'<span class="vote-what">{mark} {html.escape(v.name)} <span class="code">{v.code}</span></span>'
+                     f'<span class="vote-what">{mark} {html.escape(v.name)} <span class="code">{html.escape(v.text_code)}</span></span>'
                      f'<span class="vote-p">{pct(v.prob)}</span></div>')
     only_text = set(pred.voters) <= {"text"}
     summary = (f"text model only ({'no image model yet' if has_image else 'no image for this product'})"
@@ -284,11 +287,11 @@ def votes_html(pred, *, has_image: bool = True) -> str:
 
 
 def heatmaps_html(items: Sequence[tuple[str, str]] | None, *, category: int | None, note: str = "",
-                  choices: Sequence[tuple[int, str]] = ()) -> str:
+                  choices: Sequence[tuple[int, str]] = (), tax: Taxonomy | None = None) -> str:
     """Grad-CAM overlays side by side: items are (caption, data URI), one per image voter.
 
     choices: the top-5 as (code, name) chips that ask for another category's overlays."""
-    what = (f' for <b>{html.escape(category_label(category))}</b>' if category is not None else "")
+    what = (f' for <b>{html.escape(category_label(category, tax))}</b>' if category is not None else "")
     chips = "".join(f'<button type="button" class="heat-chip{" on" if code == category else ""}" data-heat="{int(code)}">'
                     f'{rank}. {html.escape(name)}</button>' for rank, (code, name) in enumerate(choices, 1))
     chips = f'<div class="heat-chips">{chips}</div>' if chips else ""
@@ -328,27 +331,27 @@ def shortcuts_html() -> str:
     return f'<div class="shortcuts">{keys}</div>'
 
 
-def describe_decision(row: dict, title: object) -> str:
+def describe_decision(row: dict, title: object, tax: Taxonomy | None = None) -> str:
     """'accepted Piscine et accessoires for «title»' for the status line."""
     t = plain(title)
     t = t if len(t) <= 48 else t[:47] + "…"
     action = row.get("action")
     if action in ("accept", "correct"):
         verb = "accepted" if action == "accept" else "corrected to"
-        return f"{verb} {taxonomy.name(row['category'])} for «{t}»"
+        return f"{verb} {(tax or taxonomy.default()).name(row['category'])} for «{t}»"
     if action == "skip":
         return f"skipped «{t}»"
     return f"{action} «{t}»"
 
 
-def history_html(rows: Sequence[dict]) -> str:
+def history_html(rows: Sequence[dict], tax: Taxonomy | None = None) -> str:
     """The reviewer's latest decisions still standing, newest first (what U would take back)."""
     if not rows:
         return ""
     items = []
     for r in rows:
         what = ("skipped" if r["action"] == "skip" else
-                f'{"✓" if r["action"] == "accept" else "✎"} {html.escape(taxonomy.name(r["category"]))}')
+                f'{"✓" if r["action"] == "accept" else "✎"} {html.escape((tax or taxonomy.default()).name(r["category"]))}')
         items.append(f'<li><span class="h-what">{what}</span><span class="h-title">{text(r.get("title"), 80)}</span></li>')
     return (f'<details class="history" open><summary>Your last decisions <span class="muted">(U takes back the '
             f'first)</span></summary><ol>{"".join(items)}</ol></details>')
@@ -458,9 +461,10 @@ def _fmt(v: object) -> str:
     return "–" if v is None else str(v)
 
 
-def category_choices(codes: Iterable[int] | None = None) -> list[tuple[str, int]]:
-    """(label, code) pairs for dropdowns: searchable by name and by code."""
-    return [(category_label(c), int(c)) for c in (codes if codes is not None else taxonomy.codes())]
+def category_choices(codes: Iterable[int] | None = None, tax: Taxonomy | None = None) -> list[tuple[str, int]]:
+    """(label, key) pairs for dropdowns: searchable by name and by code (default: every category of `tax`)."""
+    tax = tax or taxonomy.default()
+    return [(category_label(c, tax), int(c)) for c in (codes if codes is not None else tax.keys())]
 
 
 # -- models tab ---------------------------------------------------------------------------------
@@ -563,18 +567,18 @@ def text_explanation_html(highlights, choices: Sequence[tuple[int, str]] = ()) -
             f'{text_summary_html(highlights.summaries, highlights.note, highlights.details)}</div>')
 
 
-def learned_html(result) -> str:
+def learned_html(result, tax: Taxonomy | None = None) -> str:
     """Models tab: per category the n-grams with the largest weights; then what changed most."""
     if result is None:
         return '<div class="muted">No model trained yet.</div>'
     rows = "".join(
-        f'<tr><td>{html.escape(category_label(code))}</td><td>'
+        f'<tr><td>{html.escape(category_label(code, tax))}</td><td>'
         + " ".join(f'<span class="ng" title="weight {w:.3f}">{html.escape(g)}</span>' for g, w in grams)
         + "</td></tr>" for code, grams in sorted(result.top.items()))
     table = (f'<table class="metrics learned"><tr><th>category</th><th>word n-grams with the largest weights'
              f'</th></tr>{rows}</table>' if rows else "")
     if result.changes:
-        moved = "".join(f"<tr><td>{html.escape(category_label(c.category))}</td><td>{html.escape(c.ngram)}</td>"
+        moved = "".join(f"<tr><td>{html.escape(category_label(c.category, tax))}</td><td>{html.escape(c.ngram)}</td>"
                         f"<td>{c.before:+.3f} → {c.after:+.3f}</td></tr>" for c in result.changes)
         changes = (f'<div class="heat-head">What changed most since {html.escape(str(result.parent))}</div>'
                    f'<table class="metrics learned"><tr><th>category</th><th>n-gram</th><th>weight</th></tr>{moved}</table>')
@@ -620,12 +624,12 @@ def live_history_html(rows: Sequence[dict], *, note: str = "") -> str:
 
 
 # -- grid tab -------------------------------------------------------------------------------------
-def grid_html(page, tiles: list) -> str:
+def grid_html(page, tiles: list, tax: Taxonomy | None = None) -> str:
     """The grid page: the category's name large on top, then one tile per product (number,
     thumbnail or 'no image', title, the model's probability). `tiles`: (n, GridItem, image url)."""
     if page is None:
         return '<div class="grid-empty">Choose a predicted category and open a page.</div>'
-    head = (f'<div class="grid-head"><span class="grid-cat">{html.escape(category_label(page.category))}</span>'
+    head = (f'<div class="grid-head"><span class="grid-cat">{html.escape(category_label(page.category, tax))}</span>'
             f' <span class="grid-count">{len(tiles)} on this page · {page.remaining} undecided in it</span></div>')
     cells = []
     for n, item, url in tiles:
@@ -642,19 +646,19 @@ def grid_html(page, tiles: list) -> str:
 UNDONE_ROW = ' class="muted"'
 
 
-def browse_detail_html(detail: dict | None) -> str:
+def browse_detail_html(detail: dict | None, tax: Taxonomy | None = None) -> str:
     """A product opened from the Browse table: texts, label, model top-5 and its decision history."""
     if not detail:
         return '<div class="muted">Pick a row (or type a product id) to see the product and its decisions.</div>'
     p = detail["product"]
-    top5 = "".join(f"<li>{html.escape(category_label(c))} <span class='muted'>{float(pr):.0%}</span></li>"
+    top5 = "".join(f"<li>{html.escape(category_label(c, tax))} <span class='muted'>{float(pr):.0%}</span></li>"
                    for c, pr in detail["top5"]) or "<li class='muted'>not scored by the live version</li>"
     rows = "".join(
         f"<tr{UNDONE_ROW if d['undone'] else ''}><td>{html.escape(str(d['created_at'])[:16].replace('T', ' '))}</td>"
         f"<td>{html.escape(d['reviewer'])}</td><td>{html.escape(d['action'])}{' (undone)' if d['undone'] else ''}</td>"
-        f"<td>{html.escape(category_label(d['category'])) if d['category'] is not None else ''}</td>"
+        f"<td>{html.escape(category_label(d['category'], tax)) if d['category'] is not None else ''}</td>"
         f"<td>{html.escape(d['comment'] or '')}</td></tr>" for d in detail["history"])
-    label = html.escape(category_label(detail["label"])) if detail["label"] is not None else "none"
+    label = html.escape(category_label(detail["label"], tax)) if detail["label"] is not None else "none"
     return (f'<div class="browse-detail" data-product="{html.escape(str(p["id"]))}">'
             f'<h3>{html.escape(p["title"])}</h3><div class="muted">product {html.escape(str(p["id"]))} · '
             f'label now: <b>{label}</b></div><p>{html.escape((p["description"] or "")[:600])}</p>'

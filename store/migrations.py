@@ -440,3 +440,32 @@ def m065_constraints_and_counters(conn: sqlite3.Connection) -> None:
         END;
         """
     )
+
+
+@migration
+def m050_workspace_taxonomy(conn: sqlite3.Connection) -> None:
+    # A workspace's own categories (labeler/taxonomy.py, store/taxonomy.py); none stored = the
+    # Rakuten 27. The category columns elsewhere keep holding integer keys: a whole-number code is
+    # its own key, a text code ('toys') gets a negative key here, never reused (`retired_at` keeps
+    # a removed category's row, so its key still names it). model_versions.classes: the keys of a
+    # version's probability columns, in order (JSON); NULL = a version trained before this
+    # migration, whose columns are the Rakuten 27 in code order.
+    conn.executescript(
+        """
+        CREATE TABLE categories (
+            key INTEGER PRIMARY KEY,
+            code TEXT NOT NULL UNIQUE CHECK (length(trim(code)) > 0),
+            position INTEGER,
+            name TEXT NOT NULL CHECK (length(trim(name)) > 0),
+            description TEXT NOT NULL DEFAULT '',
+            keywords TEXT NOT NULL DEFAULT '[]',
+            parent TEXT,
+            added_at TEXT NOT NULL,
+            retired_at TEXT,
+            CHECK ((position IS NULL) = (retired_at IS NOT NULL))
+        );
+        CREATE UNIQUE INDEX categories_position ON categories(position) WHERE position IS NOT NULL;
+        ALTER TABLE model_versions ADD COLUMN classes TEXT;
+        """
+    )
+

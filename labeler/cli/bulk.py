@@ -42,7 +42,8 @@ def auto_accept_cmd(workspace: Path, threshold: float | None, dry_run: bool, by:
             ("left: held by a reviewer", len(res.held)),
             ("left: decided meanwhile", len(res.decided_meanwhile)),
             ("left: imported label differs", len(res.conflicts))]
-    rows += [(f"  {code} {taxonomy.name(code)}", n) for code, n in list(res.by_category().items())[:10]]
+    tax = taxonomy.of(ws)
+    rows += [(f"  {tax.code(code)} {tax.name(code)}", n) for code, n in list(res.by_category().items())[:10]]
     if not dry_run:
         rows.append(("batch", res.batch_id or "none (nothing to accept)"))
     click.echo(("Auto-accept, dry run (nothing written):" if dry_run else "Auto-accept:"))

@@ -8,6 +8,7 @@ from typing import Any
 import click
 import pandas as pd
 
+from labeler import taxonomy
 from labeler.cli.common import FILE, FOLDER, TqdmProgress, _table, open_workspace, workspace_option
 from labeler.csvsafe import neutralise_frame
 from labeler.importer import ImportReport
@@ -80,8 +81,11 @@ def keep_demo_apart(ws: Workspace, workspace: Path, replace_demo: bool) -> None:
                                                    "(only while nobody reviewed it). Default: refuse.")
 @click.option("--labelstudio", type=FILE, help="Label Studio JSON export: its choices annotations become "
                                                "decisions by their annotators (products must be imported).")
+@click.option("--taxonomy", "taxonomy_file", type=FILE,
+              help="The workspace's categories (CSV or JSON: code, name, description, keywords, parent); "
+                   "set before the catalog's labels are read. Default: the 27 Rakuten categories.")
 def import_(workspace: Path, texts: Path | None, labels: Path | None, images: Path | None,
-            plain_csv: Path | None, replace_demo: bool, labelstudio: Path | None) -> None:
+            plain_csv: Path | None, replace_demo: bool, labelstudio: Path | None, taxonomy_file: Path | None) -> None:
     """Import a catalog (Rakuten challenge layout or plain CSV) into the workspace.
 
     Re-importing the same files adds nothing. Bad rows are reported (file, line, field, reason),
@@ -91,8 +95,22 @@ def import_(workspace: Path, texts: Path | None, labels: Path | None, images: Pa
     python -m labeler import --texts X_train.csv --labels Y_train.csv --images images/image_train
     python -m labeler import --csv catalog.csv
     python -m labeler import --labelstudio project-1-export.json
+    python -m labeler import --taxonomy categories.csv --csv catalog.csv
+
+    --taxonomy sets the workspace's categories (codes may be text: 'toys'); a later --taxonomy may
+    add categories and rename them, and removes one only while no product or decision holds it.
     """
     from labeler import importer
+    if taxonomy_file is not None:
+        if labelstudio is not None:
+            raise click.UsageError("--taxonomy goes alone or with a catalog (--csv or --texts), not with --labelstudio")
+        ws = open_workspace(workspace, create=True)
+        try:
+            click.echo(taxonomy.import_file(ws, taxonomy_file).describe())
+        except taxonomy.TaxonomyError as exc:
+            raise click.ClickException(str(exc)) from None
+        if texts is None and plain_csv is None:
+            return
     if labelstudio is not None:
         if texts or labels or images or plain_csv:
             raise click.UsageError("--labelstudio imports annotations only; import the catalog in its own run")
@@ -145,15 +163,17 @@ def export(workspace: Path, out: Path, reviewed_only: bool, fmt: str) -> None:
     leading ' so no spreadsheet runs them as formulas (OWASP); decisions.jsonl is as stored.
 
     \b
-    Y_labels.csv     unnamed index (the X index when known), prdtypecode
+    Y_labels.csv     unnamed index (the X index when known), prdtypecode (the taxonomy's codes)
     products.csv     the id map: index, productid, prdtypecode, reviewed
-    decisions.jsonl  every decision ever recorded (append-only log), one JSON object per line
+    decisions.jsonl  every decision ever recorded (append-only log), one JSON object per line,
+                     with `category_code`: the code of its category key
     """
     ws = open_workspace(workspace, read_only=True)
     if fmt != "csv":
         return export_other_format(ws, out, fmt, reviewed_only)
     ws.require_products()
-    labels = ws.current_labels(reviewed_only=reviewed_only)
+    tax = taxonomy.of(ws)
+    labels = {pid: tax.code_value(key) for pid, key in ws.current_labels(reviewed_only=reviewed_only).items()}
     reviewed = set(ws.current_labels(reviewed_only=True))
     products = [p for p in ws.products() if p["id"] in labels]
     index = export_index(products)
@@ -168,6 +188,7 @@ def export(workspace: Path, out: Path, reviewed_only: bool, fmt: str) -> None:
     with (out / "decisions.jsonl").open("w", encoding="utf-8") as fh:
         for d in decisions:
             d["shown_top5"] = json.loads(d["shown_top5"]) if d["shown_top5"] else None
+            d["category_code"] = None if d["category"] is None else tax.code_value(d["category"])
             fh.write(json.dumps(d, ensure_ascii=False) + "\n")
     click.echo(_table([("labels (Y layout)", f"{(out / 'Y_labels.csv').resolve()} ({len(products)} products, "
                                              f"{len(reviewed & set(labels))} reviewed)"),

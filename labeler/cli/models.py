@@ -205,13 +205,14 @@ def label_issues(workspace: Path, limit: int, refresh: bool, folds: int, include
             li.detect_label_issues(ws, folds=folds, progress=bar)
         run = li.latest_run(ws)
     rows = li.label_issues(ws, include_reviewed=include_reviewed)
+    tax = taxonomy.of(ws)
     click.echo(f"{run['n_flagged']} of {run['n_products']} labels flagged (run {run['id']}, {run['created_at'][:19]}, "
                f"{run['folds']}-fold {run['method']}); {len(rows)} labelled products "
                f"{'listed' if include_reviewed else 'not yet reviewed'}, most suspect first.")
     if rows:
         header = ("rank", "flag", "product", "label", "suggested", "p(label)", "p(sugg.)", "title")
-        table = [(str(r["rank"]), "*" if r["flagged"] else "", r["product_id"], _cat(r["given_label"]),
-                  _cat(r["suggested"]), f"{r['given_prob']:.2f}", f"{r['suggested_prob']:.2f}", _short(r["title"], 50))
+        table = [(str(r["rank"]), "*" if r["flagged"] else "", r["product_id"], _cat(r["given_label"], tax),
+                  _cat(r["suggested"], tax), f"{r['given_prob']:.2f}", f"{r['suggested_prob']:.2f}", _short(r["title"], 50))
                  for r in rows[:limit]]
         widths = [max(len(x[i]) for x in [header, *table]) for i in range(len(header))]
         for r in [header, *table]:
@@ -224,15 +225,15 @@ def label_issues(workspace: Path, limit: int, refresh: bool, folds: int, include
             writer.writerow(["rank", "product_id", "given_label", "suggested", "given_prob", "suggested_prob",
                              "margin", "flagged", "reviewed", "title"])
             for r in rows:
-                writer.writerow([r["rank"], r["product_id"], r["given_label"], r["suggested"],
+                writer.writerow([r["rank"], r["product_id"], tax.code_value(r["given_label"]), tax.code_value(r["suggested"]),
                                  round(r["given_prob"], 4), round(r["suggested_prob"], 4), round(r["margin"], 4),
                                  int(r["flagged"]), int(r["reviewed"]), r["title"]])
         where.append(("CSV", f"{out.resolve()} ({len(rows)} rows, every labelled product ranked)"))
     click.echo(_table(where, indent=""))
 
 
-def _cat(code: int) -> str:
-    return f"{code} {_short(taxonomy.name(code), 22)}"
+def _cat(code: int, tax: taxonomy.Taxonomy) -> str:
+    return f"{tax.code(code)} {_short(tax.name(code), 22)}"
 
 
 def _short(text: str, n: int) -> str:

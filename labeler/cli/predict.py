@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from labeler import taxonomy
 from labeler.cli.common import FILE, FOLDER, TqdmProgress, _table, open_workspace, workspace_option
 from labeler.config import Settings
 from labeler.csvsafe import neutralise_frame, restore
@@ -18,16 +19,25 @@ from store.workspace import Workspace
 
 
 # -- predict ----------------------------------------------------------------------------------
+def _code_column(keys: np.ndarray, tax: Any) -> Any:
+    """Category keys as the codes a file holds: Int64 for whole-number codes, text otherwise."""
+    values = [tax.code_value(k) for k in keys]
+    if all(isinstance(v, int) for v in values):
+        return pd.array(values, dtype="Int64")
+    return pd.array(values, dtype=object)
+
+
 def prediction_frame(parsed_frame: pd.DataFrame, out: dict[str, Any], k: int = 5,
-                     calibration: dict | None = None) -> pd.DataFrame:
-    """One row per product: fused top-k, each model's top-1, disagreement, and the X index `row`."""
-    from labeler import taxonomy
-    codes = np.asarray(taxonomy.codes())
+                     calibration: dict | None = None, tax: Any = None) -> pd.DataFrame:
+    """One row per product: fused top-k, each model's top-1, disagreement, and the X index `row`;
+    categories written as the codes of `tax`, the workspace's taxonomy (default: Rakuten's)."""
+    tax = tax or taxonomy.default()
+    codes = np.asarray(out.get("codes") or tax.keys())       # the key of each probability column
     fused = out["fused"]
     order = np.argsort(-fused, axis=1, kind="stable")[:, :k]
     table: dict[str, Any] = {"productid": parsed_frame["id"].to_numpy()}
     for j in range(k):
-        table[f"pred_{j + 1}"] = codes[order[:, j]]
+        table[f"pred_{j + 1}"] = _code_column(codes[order[:, j]], tax)
     for j in range(k):
         table[f"prob_{j + 1}"] = np.round(np.take_along_axis(fused, order[:, j:j + 1], axis=1)[:, 0], 6)
     models = {"text": out["text"]}
@@ -37,22 +47,23 @@ def prediction_frame(parsed_frame: pd.DataFrame, out: dict[str, Any], k: int = 5
     has_image = np.asarray(out.get("has_image", np.zeros(len(fused), bool)), bool)
     for name, probs in models.items():
         best = np.argmax(probs, axis=1)
-        pred = pd.array(codes[best], dtype="Int64")
+        pred = _code_column(codes[best], tax)
         prob = pd.array(np.round(probs[np.arange(len(best)), best], 6), dtype="Float64")
         if name != "text":   # image models say nothing about products without an image
             pred[~has_image], prob[~has_image] = pd.NA, pd.NA
         table[f"{name}_pred"], table[f"{name}_prob"] = pred, prob
     if out.get("image") is not None:
         table["disagreement"] = (has_image & (np.argmax(out["text"], 1) != np.argmax(out["image"], 1))).astype(int)
-    table.update(honest_columns(fused, calibration))
+    table.update(honest_columns(fused, calibration, codes, tax))
     table["row"] = parsed_frame["row"].to_numpy()
     return pd.DataFrame(table)
 
 
-def honest_columns(fused: np.ndarray, calibration: dict | None) -> dict[str, Any]:
+def honest_columns(fused: np.ndarray, calibration: dict | None, keys: Any = None, tax: Any = None) -> dict[str, Any]:
     """auto_accept (0/1) and the threshold used, from the version's guarantee (a version trained
-    before it: the fixed 0.80); pred_set (codes joined by |) and pred_set_size when it has sets."""
-    from labeler import taxonomy
+    before it: the fixed 0.80); pred_set (codes joined by |) and pred_set_size when it has sets.
+    keys: the category key of each column of `fused`; tax: their codes (default: Rakuten's)."""
+    tax = tax or taxonomy.default()
     from models.honest import Calibration
     cal = Calibration.from_dict(calibration)
     top1 = fused.max(axis=1) if len(fused) else np.zeros(0)
@@ -61,10 +72,10 @@ def honest_columns(fused: np.ndarray, calibration: dict | None) -> dict[str, Any
         "auto_accept": (top1 >= threshold).astype(int) if threshold is not None else np.zeros(len(fused), int),
         "auto_accept_threshold": pd.array([threshold] * len(fused), dtype="Float64")}
     if cal is not None:
-        codes = np.asarray(taxonomy.codes())
+        codes = np.asarray(keys if keys is not None else tax.keys())
         inside = cal.conformal.sets(fused)
         order = np.argsort(-fused, axis=1, kind="stable")
-        cols["pred_set"] = ["|".join(str(codes[j]) for j in row if ins[j]) for row, ins in zip(order, inside)]
+        cols["pred_set"] = ["|".join(tax.code(codes[j]) for j in row if ins[j]) for row, ins in zip(order, inside)]
         cols["pred_set_size"] = inside.sum(axis=1).astype(int)
     return cols
 
@@ -83,7 +94,8 @@ def predict_catalog(ws: Workspace, bundle: Any, parsed: ParsedCatalog, *, batch_
         for start in range(0, len(frame), batch_size):
             part = frame.iloc[start:start + batch_size].reset_index(drop=True)
             parts.append(prediction_frame(part, bundle.predict(part, feature_store=WorkspaceFeatures(ws), adapt=adapt),
-                                          calibration=(getattr(bundle, "info", None) or {}).get("calibration")))
+                                          calibration=(getattr(bundle, "info", None) or {}).get("calibration"),
+                                          tax=taxonomy.of(ws)))
             bar.update(len(part))
     return pd.concat(parts, ignore_index=True)
 
@@ -160,10 +172,11 @@ def read_predictions(path: Path) -> pd.DataFrame:
     return frame
 
 
-def join_labels(predictions: pd.DataFrame, labels_path: Path) -> tuple[pd.DataFrame, list[str]]:
-    """Predictions with a `true` column, joined on the X index; notes on what did not join."""
+def join_labels(predictions: pd.DataFrame, labels_path: Path, tax: Any = None) -> tuple[pd.DataFrame, list[str]]:
+    """Predictions with a `true` column (category keys of `tax`), joined on the X index; notes on
+    what did not join."""
     from labeler.importer import read_labels
-    labels, problems = read_labels(labels_path)
+    labels, problems = read_labels(labels_path, tax)
     known = {i: code for i, (code, _, _) in labels.items() if code is not None}
     notes = [f"{len(labels) - len(known)} labels with an unknown category code ignored"] if len(known) < len(labels) else []
     notes += [str(p) for p in problems[:3]]
@@ -200,19 +213,26 @@ def evaluate(workspace: Path, labels: Path, predictions: Path | None, texts: Pat
         raise click.UsageError("give either --predictions preds.csv or --texts X.csv")
     if predictions is not None:
         frame = read_predictions(predictions)
+        tax = (taxonomy.of(open_workspace(workspace, read_only=True)) if (workspace / "workspace.db").exists()
+               else taxonomy.default())
     else:
         ws = open_workspace(workspace, read_only=True)
+        tax = taxonomy.of(ws)
         frame = predict_catalog(ws, _bundle(ws, model_version), _parse_texts(texts, images))
-    joined, notes = join_labels(frame, labels)
+    joined, notes = join_labels(frame, labels, tax)
     top_cols = [c for c in (f"pred_{j}" for j in range(1, 6)) if c in joined.columns]
     model_cols = [c for c in joined.columns if c.endswith("_pred") and not c.startswith("pred_")]
-    ev = evaluation.evaluate(joined["true"].astype(int), joined["pred_1"].astype(int), joined["prob_1"],
-                             threshold=threshold, top_k=joined[top_cols].to_numpy(),
-                             by_model={c[:-len("_pred")]: joined[c].to_numpy() for c in model_cols})
+
+    def keys(col: str) -> np.ndarray:       # the file's codes as category keys (NaN: none or unknown)
+        return np.array([np.nan if (k := tax.parse(v)) is None else k for v in joined[col]], dtype=float)
+
+    ev = evaluation.evaluate(joined["true"].astype(int), keys("pred_1").astype(int), joined["prob_1"],
+                             threshold=threshold, top_k=np.stack([keys(c) for c in top_cols], axis=1),
+                             by_model={c[:-len("_pred")]: keys(c) for c in model_cols}, tax=tax)
     for note in notes:
         click.echo(f"Note: {note}", err=True)
     click.echo(evaluation.format_report(ev))
-    for line in evaluation.honest_lines(joined):
+    for line in evaluation.honest_lines(joined.assign(pred_1=keys("pred_1")), tax):
         click.echo(line)
     try:
         paths = evaluation.save_reports(ev, out_dir or workspace / "reports")
@@ -236,7 +256,6 @@ def explain(workspace: Path, product_id: str, category: str | None, out: Path, m
     """Explain a product: the text model's word contributions (CSV: field, span, start, end,
     contribution; they sum to the model's score) and one Grad-CAM / Ablation-CAM overlay PNG per
     image voter. `heatmap` is the same command."""
-    from labeler import taxonomy
     from labeler.text_highlights import explain_product_text, text_model, write_text_csv
     from models.explain import write_heatmaps
     from models.features import ImageProblem
@@ -245,11 +264,12 @@ def explain(workspace: Path, product_id: str, category: str | None, out: Path, m
     product = ws.product(product_id)
     if product is None:
         raise click.ClickException(f"no product {product_id!r} in workspace {workspace}")
-    if category is not None and not taxonomy.is_known(category):
-        raise click.ClickException(f"unknown category {category!r}; expected one of the 27 prdtypecode values: "
-                                   + ", ".join(str(c) for c in taxonomy.codes()))
+    tax = taxonomy.of(ws)
+    if category is not None and not tax.is_known(category):
+        raise click.ClickException(f"unknown category {category!r}; expected one of the {len(tax)} category codes: "
+                                   + tax.describe_codes())
     bundle = _bundle(ws, model_version)
-    code = int(category) if category is not None else _shown_top1(ws, bundle, product)
+    code = tax.parse(category) if category is not None else _shown_top1(ws, bundle, product)
     out.mkdir(parents=True, exist_ok=True)
     model = text_model(bundle)
     if model is None:
@@ -262,7 +282,7 @@ def explain(workspace: Path, product_id: str, category: str | None, out: Path, m
             path = out / f"product_{_safe(product_id)}_{code}_text.csv"
             write_text_csv(exp, path)
             click.echo(path.resolve())
-            click.echo(f"  {taxonomy.name(code)} · {code}: {exp.summary()}")
+            click.echo(f"  {tax.name(code)} · {tax.code(code)}: {exp.summary()}")
     try:
         paths = write_heatmaps(bundle, product, out, code)
     except (ImageProblem, ValueError) as exc:
