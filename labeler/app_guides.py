@@ -35,9 +35,10 @@ KEYS_JS = """() => {
       const m = (grid.querySelector(".grid-cat")?.textContent || "").match(/(\\d+)\\s*$/);
       return m ? m[1] : null;
     }
-    const card = document.querySelector("#review-card .card[data-xcodes]");
-    if (shown(card)) return (card.dataset.xcodes || "").split(" ").filter(Boolean)[0] || null;
-    return null;
+    const card = document.querySelector("#review-card .card[data-product-id]");
+    if (!shown(card)) return null;
+    const top1 = document.querySelector("#top5 .t5-row.first .code");    // the model's top-1 on the card
+    return top1 ? top1.textContent.trim() : (card.dataset.xcodes || "").split(" ").filter(Boolean)[0] || null;
   };
   const root = document.documentElement;
   document.addEventListener("keydown", (e) => {

@@ -123,3 +123,15 @@ def test_adjudication_screen_is_an_admins_and_g_shows_the_grid_categorys_guide(b
         assert overlay.locator(f'figure[data-product="{example}"]').count() == 1
         ada.keyboard.press("Escape")
         overlay.wait_for(state="hidden", timeout=TIMEOUT_MS)
+
+        ada.get_by_role("tab", name="Review").click()               # on the card: the top-1's guide
+        name = ada.locator("#reviewer-name input, #reviewer-name textarea").first
+        name.fill("ada")
+        name.press("Enter")
+        ada.wait_for_selector("#review-card .card[data-product-id]", timeout=TIMEOUT_MS)
+        top1 = ada.locator("#top5 .t5-row.first .code").first.inner_text().strip()
+        ada.locator("#review-card").click(position={"x": 5, "y": 5})
+        ada.keyboard.press("G")
+        ada.locator(f'.guide-overlay[data-category="{top1}"]').wait_for(state="visible", timeout=TIMEOUT_MS)
+        ada.keyboard.press("G")                                     # G again closes it
+        ada.locator(".guide-overlay").wait_for(state="hidden", timeout=TIMEOUT_MS)
