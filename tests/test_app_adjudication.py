@@ -11,6 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from app_server import decisions, running_app  # noqa: E402
+from app_workspace import app_workspace  # noqa: E402
 from review_workspace import copy_workspace  # noqa: E402
 
 from labeler import taxonomy  # noqa: E402
@@ -87,7 +88,7 @@ def _login(browser, url: str, name: str, password: str):
 
 def test_adjudication_screen_is_an_admins_and_g_shows_the_grid_categorys_guide(browser, sample_dir, tmp_path):
     from test_browser_review import TIMEOUT_MS
-    root = copy_workspace(sample_dir, tmp_path / "ws")
+    root = app_workspace(sample_dir, tmp_path / "ws")
     pid = _dispute(root)
     ws = Workspace(root)
     live = ws.live_version()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from review_workspace import copy_workspace  # noqa: E402
+from app_workspace import app_workspace  # noqa: E402
 
 from labeler import adjudication, guides, taxonomy  # noqa: E402
 from labeler.app_guides import guide_html  # noqa: E402
@@ -19,7 +19,7 @@ from store.workspace import Workspace  # noqa: E402
 
 @pytest.fixture
 def rws(sample_dir, tmp_path):
-    ws = Workspace(copy_workspace(sample_dir, tmp_path / "ws"))
+    ws = Workspace(app_workspace(sample_dir, tmp_path / "ws"))
     yield ws
     ws.close()
 
