@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bulk_bench import SETUP, base_workspace, browser, choose_in_dropdown, grow_with_images, pct  # noqa: E402
+from bulk_bench import SETUP, base_workspace, browser, grow_with_images, open_grid_category, pct  # noqa: E402
 
 TIMEOUT_MS = 120_000
 TARGET_MS = 300.0
@@ -72,10 +72,7 @@ def run(args) -> tuple[list[float], list[int]]:
                 for cat in cats:
                     if len(times) >= args.pages:
                         break
-                    choose_in_dropdown(page, "#grid-category", str(cat))
-                    page.locator("#grid-open").click()
-                    page.wait_for_function("() => document.querySelector('#grid-page .grid-tile, #grid-page .grid-empty')",
-                                           timeout=TIMEOUT_MS)
+                    open_grid_category(page, cat, TIMEOUT_MS)
                     while len(times) < args.pages and page.locator("#grid-page .grid-tile").count():
                         shutil.rmtree(root / "cache" / "thumbs", ignore_errors=True)   # next page's thumbnails: cold
                         page.locator("body").click(position={"x": 5, "y": 5})

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bulk_bench import Pages, base_workspace, browser, choose_in_dropdown, narrow_to_pages  # noqa: E402
+from bulk_bench import Pages, base_workspace, browser, narrow_to_pages, open_grid_category  # noqa: E402
 
 TIMEOUT_MS = 120_000
 TARGET = 25.0
@@ -85,9 +85,7 @@ def grid_pages(page, pages: Pages, reviewer: str, times: list[float] | None = No
     page.get_by_role("tab", name="Grid").click()                  # the tab itself: set-up
     page.locator("#grid-reviewer input, #grid-reviewer textarea").first.fill(reviewer)
     for cat in pages.categories:
-        actions += choose_in_dropdown(page, "#grid-category", str(cat))
-        page.locator("#grid-open").click()
-        actions += 1
+        actions += open_grid_category(page, cat, TIMEOUT_MS)
         while True:
             page.wait_for_function("() => document.querySelector('#grid-page .grid-tile, #grid-page .grid-empty')",
                                    timeout=TIMEOUT_MS)

@@ -158,3 +158,16 @@ def choose_in_dropdown(page, selector: str, text: str) -> int:
     page.wait_for_timeout(200)
     page.keyboard.press("Enter")
     return 1 + len(text) + 1
+
+
+def open_grid_category(page, cat: int, timeout_ms: int) -> int:
+    """Choose `cat` in the Grid tab's dropdown and press Open; waits for its page (or the notice
+    that nothing is left). Returns the actions used (dropdown, typed code, Enter, the button)."""
+    n = choose_in_dropdown(page, "#grid-category", str(cat))
+    page.locator("#grid-open").click()
+    page.wait_for_function(
+        "(code) => { const h = document.querySelector('#grid-page .grid-cat');"
+        " if (h && h.textContent.trim().endsWith(' ' + code)) return true;"
+        " return /Nothing left/.test(document.querySelector('#grid-note')?.textContent || ''); }",
+        arg=str(cat), timeout=timeout_ms)
+    return n + 1
