@@ -47,8 +47,11 @@ def pct(values: list[float], q: float) -> float:
 def base_workspace(dest: Path, grow: int = 0, n_categories: int = 3) -> Path:
     """A fresh copy of the app tests' template; grow > 0 adds up to `grow` more sample products of
     each of the template's `n_categories` most predicted categories, scored by the live model."""
-    from app_workspace import copy_template, template
-    root = copy_template(template(SAMPLE), dest)
+    from app_workspace import CACHE, copy_template, fingerprint, template
+    built = CACHE / f"app-ws-{fingerprint(SAMPLE)}"
+    # a template already built is copied without waiting on the builders' lock (held for minutes
+    # while another code version's template trains)
+    root = copy_template(built if (built / "READY").exists() else template(SAMPLE), dest)
     if grow:
         _grow(root, grow, n_categories)
     return root
@@ -117,10 +120,10 @@ def narrow_to_pages(root: Path, *, right_share: float = 0.9, max_categories: int
         for cat, items in sorted(by_cat.items(), key=lambda kv: -len(kv[1])):
             right = [r["id"] for r in items if truth[r["id"]] == cat]
             wrong = [r["id"] for r in items if truth[r["id"]] != cat]
-            size = min(page * max_pages, len(right) + len(wrong))
-            n_wrong = max(1, round(size * (1 - right_share)))
-            n_right = size - n_wrong
-            if len(wrong) < n_wrong or len(right) < n_right or size < 10:
+            # as many right ones as a page holds, and the wrong ones that make them `right_share`
+            n_right = min(len(right), round(page * max_pages * right_share))
+            n_wrong = max(1, round(n_right * (1 - right_share) / right_share))
+            if n_right < 6 or len(wrong) < n_wrong:
                 continue
             # spread the wrong ones over the surest-first order the grid uses
             keep = set(right[:n_right]) | set(wrong[:n_wrong])

@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from app_server import decisions, running_app  # noqa: E402
-from app_workspace import app_workspace  # noqa: E402
+from test_guides import ready_app_workspace  # noqa: E402
 from review_workspace import copy_workspace  # noqa: E402
 
 from labeler import taxonomy  # noqa: E402
@@ -88,7 +88,7 @@ def _login(browser, url: str, name: str, password: str):
 
 def test_adjudication_screen_is_an_admins_and_g_shows_the_grid_categorys_guide(browser, sample_dir, tmp_path):
     from test_browser_review import TIMEOUT_MS
-    root = app_workspace(sample_dir, tmp_path / "ws")
+    root = ready_app_workspace(sample_dir, tmp_path / "ws")
     pid = _dispute(root)
     ws = Workspace(root)
     live = ws.live_version()
@@ -125,10 +125,7 @@ def test_adjudication_screen_is_an_admins_and_g_shows_the_grid_categorys_guide(b
         ada.keyboard.press("Escape")
         overlay.wait_for(state="hidden", timeout=TIMEOUT_MS)
 
-        ada.get_by_role("tab", name="Review").click()               # on the card: the top-1's guide
-        name = ada.locator("#reviewer-name input, #reviewer-name textarea").first
-        name.fill("ada")
-        name.press("Enter")
+        ada.get_by_role("tab", name="Review").click()               # on the card (the login reviews): its top-1's guide
         ada.wait_for_selector("#review-card .card[data-product-id]", timeout=TIMEOUT_MS)
         top1 = ada.locator("#top5 .t5-row.first .code").first.inner_text().strip()
         ada.locator("#review-card").click(position={"x": 5, "y": 5})

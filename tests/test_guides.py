@@ -10,16 +10,23 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from app_workspace import app_workspace  # noqa: E402
+from app_workspace import CACHE, app_workspace, copy_template, fingerprint  # noqa: E402
 
 from labeler import adjudication, guides, taxonomy  # noqa: E402
 from labeler.app_guides import guide_html  # noqa: E402
 from store.workspace import Workspace  # noqa: E402
 
 
+def ready_app_workspace(sample_dir: Path, dest: Path) -> Path:
+    """`app_workspace`, but a template already built is copied without queueing on the builders'
+    lock (held for many minutes while another code version's template trains)."""
+    built = CACHE / f"app-ws-{fingerprint(sample_dir)}"
+    return copy_template(built, dest) if (built / "READY").exists() else app_workspace(sample_dir, dest)
+
+
 @pytest.fixture
 def rws(sample_dir, tmp_path):
-    ws = Workspace(app_workspace(sample_dir, tmp_path / "ws"))
+    ws = Workspace(ready_app_workspace(sample_dir, tmp_path / "ws"))
     yield ws
     ws.close()
 
