@@ -42,6 +42,8 @@ def open_app(page, url: str) -> None:
 def card_loop(page, pages: Pages, reviewer: str) -> tuple[int, int]:
     """Validate every card the queue serves; returns (actions, cards)."""
     actions = cards = 0
+    page.wait_for_function("() => /Who is reviewing/.test(document.querySelector('#review-card')?.textContent || '')",
+                           timeout=TIMEOUT_MS)                    # the page's start event is done
     name = page.locator("#reviewer-name input, #reviewer-name textarea").first
     name.fill(reviewer)
     name.press("Enter")                                           # set-up, not counted
