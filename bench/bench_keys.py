@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bulk_bench import Pages, base_workspace, browser, narrow_to_pages, open_grid_category  # noqa: E402
+from bulk_bench import Pages, app_server, base_workspace, browser, narrow_to_pages, open_grid_category  # noqa: E402
 
 TIMEOUT_MS = 120_000
 TARGET = 25.0
@@ -103,6 +103,7 @@ def grid_pages(page, pages: Pages, reviewer: str, times: list[float] | None = No
             page.wait_for_function(f"() => document.querySelectorAll('#grid-marked input:checked').length === {len(wrong)}",
                                    timeout=TIMEOUT_MS)
             n_marked += len(wrong)
+            page.locator("#grid-page .grid-head").click()          # keyboard off the Open button (no count)
             t0 = time.perf_counter()
             page.evaluate("() => { window.__gridFirst = document.querySelector('#grid-page .grid-tile')?.dataset.product; }")
             page.keyboard.press("Enter")
@@ -137,13 +138,12 @@ def check(pages: Pages, reviewer: str) -> tuple[int, int, list[str]]:
 
 
 def run(mode: str, tmp: Path, args) -> dict:
-    from app_server import running_app
     root = base_workspace(tmp / f"ws-{mode}", grow=0 if args.quick else args.grow)
     pages = narrow_to_pages(root, max_categories=args.categories, page=args.page)
     reviewer = f"bench-{mode}"
     pw, b = browser()
     try:
-        with running_app(root, tmp / f"gradio-{mode}") as (_, url):
+        with app_server(root, tmp / f"gradio-{mode}") as url:
             page = b.new_page(viewport={"width": 1400, "height": 1000})
             open_app(page, url)
             t0 = time.perf_counter()

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bulk_bench import SETUP, base_workspace, pct  # noqa: E402
+from bulk_bench import SETUP, app_server, base_workspace, pct  # noqa: E402
 
 TILE = re.compile(r'class="grid-tile" data-product="([^"]+)"')
 
@@ -134,7 +134,6 @@ def main() -> None:
     ap.add_argument("--grid-share", type=float, default=0.5, help="chance a step is a grid page (default 0.5)")
     ap.add_argument("--minutes", type=float, default=20.0, help="give up after this long (default 20)")
     args = ap.parse_args()
-    from app_server import running_app
     from store.workspace import Workspace
     with tempfile.TemporaryDirectory(prefix="bench-team-") as tmp:
         tmp = Path(tmp)
@@ -157,7 +156,7 @@ def main() -> None:
         stats = {"grid_open": [], "grid_accept": [], "card": [], "pages": 0}
         t0 = time.time()
         errors: list[str] = []
-        with running_app(root, tmp / "gradio") as (_, url):
+        with app_server(root, tmp / "gradio") as url:
             def run(i: int) -> None:
                 try:
                     reviewer(url, f"team-{i}", root / "workspace.db", truth, screens, args.grid_share, i, stats,

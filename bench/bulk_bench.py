@@ -10,6 +10,7 @@ left to validate is exactly those pages.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from dataclasses import dataclass
@@ -174,3 +175,24 @@ def open_grid_category(page, cat: int, timeout_ms: int) -> int:
         " return /Nothing left/.test(document.querySelector('#grid-note')?.textContent || ''); }",
         arg=str(cat), timeout=timeout_ms)
     return n + 1
+
+
+@contextlib.contextmanager
+def app_server(root: Path, tmp: Path, tries: int = 3):
+    """The app's URL over `root` (tests/app_server.running_app), launched again when Gradio's own
+    start-up check of localhost times out, which it does on a machine loaded far past its cores."""
+    from app_server import running_app
+    for attempt in range(1, tries + 1):
+        try:
+            ctx = running_app(root, tmp / f"try{attempt}")
+            _, url = ctx.__enter__()
+        except ValueError as exc:
+            if "localhost is not accessible" not in str(exc) or attempt == tries:
+                raise
+            print(f"app start-up check timed out (attempt {attempt}); launching again", flush=True)
+            continue
+        try:
+            yield url
+        finally:
+            ctx.__exit__(None, None, None)
+        return
