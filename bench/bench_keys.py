@@ -84,6 +84,7 @@ def grid_pages(page, pages: Pages, reviewer: str, times: list[float] | None = No
     """Validate every category's pages on the Grid tab; returns (actions, pages, marked).
     times: Enter -> next page (or the empty notice) on screen, ms, appended per page."""
     actions = n_pages = n_marked = 0
+    marked_before: set[str] = set()
     page.get_by_role("tab", name="Grid").click()                  # the tab itself: set-up
     page.locator("#grid-reviewer input, #grid-reviewer textarea").first.fill(reviewer)
     for cat in pages.categories:
@@ -92,8 +93,8 @@ def grid_pages(page, pages: Pages, reviewer: str, times: list[float] | None = No
             page.wait_for_function("() => document.querySelector('#grid-page .grid-tile, #grid-page .grid-empty')",
                                    timeout=TIMEOUT_MS)
             ids = page.eval_on_selector_all("#grid-page .grid-tile", "ts => ts.map(t => t.dataset.product)")
-            if not ids:
-                break
+            if not ids or set(ids) <= marked_before:
+                break          # nothing left, or only products already marked wrong (the grid offers them again)
             page.wait_for_function(f"() => document.querySelectorAll('#grid-marked input').length === {len(ids)}",
                                    timeout=TIMEOUT_MS)
             wrong = [i for i, p in enumerate(ids) if pages.truth[p] != cat]
@@ -103,15 +104,17 @@ def grid_pages(page, pages: Pages, reviewer: str, times: list[float] | None = No
             page.wait_for_function(f"() => document.querySelectorAll('#grid-marked input:checked').length === {len(wrong)}",
                                    timeout=TIMEOUT_MS)
             n_marked += len(wrong)
+            marked_before |= {ids[i] for i in wrong}
             page.locator("#grid-page .grid-head").click()          # keyboard off the Open button (no count)
             t0 = time.perf_counter()
-            page.evaluate("() => { window.__gridFirst = document.querySelector('#grid-page .grid-tile')?.dataset.product; }")
+            page.evaluate("() => { window.__gridHead = document.querySelector('#grid-page .grid-head')?.textContent; }")
             page.keyboard.press("Enter")
             actions += 1
             page.wait_for_function(
                 "() => { const t = document.querySelector('#grid-page .grid-tile');"
                 " if (!t) return !!document.querySelector('#grid-page .grid-empty');"
-                " return t.dataset.product !== window.__gridFirst && [...document.querySelectorAll('#grid-page img')]"
+                " const h = document.querySelector('#grid-page .grid-head')?.textContent;"
+                " return h !== window.__gridHead && [...document.querySelectorAll('#grid-page img')]"
                 ".every(i => i.complete); }", timeout=TIMEOUT_MS, polling="raf")
             if times is not None:
                 times.append(1000 * (time.perf_counter() - t0))
@@ -174,21 +177,26 @@ def main() -> None:
     ap.add_argument("--page", type=int, default=24)
     args = ap.parse_args()
     args.categories = args.categories or (2 if args.quick else 3)
-    ok = True
     with tempfile.TemporaryDirectory(prefix="bench-keys-") as tmp:
-        results = [run(mode, Path(tmp), args) for mode in ("card", "grid")]
-    for r in results:
-        print(f"{r['mode']:>5}: {r['actions']} key presses or clicks for {r['products']} products "
-              f"({r['categories']} categories) = {r['per100']:.1f} per 100; pages {r['pages']}, marked {r['marked']}, "
-              f"cards {r['cards']}; decided {r['decided']}/{r['products']}, right {r['right']}/{r['products']}; "
-              f"{r['seconds']:.0f} s")
-        for p in r["problems"][:10]:
-            print(f"       problem: {p}")
-        ok &= not r["problems"]
+        results = []
+        for mode in ("card", "grid"):
+            results.append(run(mode, Path(tmp), args))
+            report(results[-1])
+    ok = all(not r["problems"] for r in results)
     grid = results[1]["per100"]
     print(f"grid: {grid:.1f} per 100 ({'meets' if grid <= TARGET else 'misses'} the <= {TARGET:.0f} target); "
           f"card: {results[0]['per100']:.1f} per 100")
     sys.exit(0 if ok else 1)
+
+
+def report(r: dict) -> None:
+    """One mode's figures, printed as soon as it is done."""
+    print(f"{r['mode']:>5}: {r['actions']} key presses or clicks for {r['products']} products "
+          f"({r['categories']} categories) = {r['per100']:.1f} per 100; pages {r['pages']}, marked {r['marked']}, "
+          f"cards {r['cards']}; decided {r['decided']}/{r['products']}, right {r['right']}/{r['products']}; "
+          f"{r['seconds']:.0f} s", flush=True)
+    for p in r["problems"][:10]:
+        print(f"       problem: {p}", flush=True)
 
 
 if __name__ == "__main__":
