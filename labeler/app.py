@@ -23,8 +23,10 @@ from typing import Any
 import gradio as gr
 
 from labeler import serving, strategies, taxonomy, views
+from labeler.app_adjudication import adjudication_tab
 from labeler.app_browse import BrowseHandlers, first_page
 from labeler.app_grid import GridHandlers
+from labeler.app_guides import guide_panel
 from labeler.app_models import RETRAIN_POLL_S, ModelHandlers, _login  # noqa: F401
 from labeler.app_review import (DEFAULT_STRATEGY, HEAT_WAIT_S, HIGHLIGHT_WAIT_S, HISTORY_ROWS,  # noqa: F401
                                 N_CARD_OUTPUTS, PREFETCH_AHEAD, PRELOAD_IMAGES, ReviewHandlers, Session,
@@ -203,6 +205,8 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
 
             browse_tab(ws)
             grid_tab(ws, settings)
+            adjudication_tab(ui, demo)       # admins only (labeler/app_adjudication.py)
+        guide_panel(ws, demo)                # key G: the category's guide (labeler/app_guides.py)
 
         outs = [session, current, card, top5, side, heat, heat_token, choose, comment]
         review_events = {"concurrency_id": "review", "concurrency_limit": 4, "show_progress": "hidden"}

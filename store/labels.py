@@ -3,23 +3,34 @@
 Each reviewer's latest effective accept/correct/auto_accept (not undone) is one vote; the category with most
 votes wins; a tie goes to the category of the most recent of the tied votes. A product no
 reviewer decided keeps its imported label (if any). With one or two reviewers this is "latest
-decision wins"; a third reviewer settles a disagreement by majority.
+decision wins"; a third reviewer settles a disagreement by majority. An admin's ruling (a decision
+with via 'adjudication', labeler/adjudication.py) is final: its latest in effect is the label.
 """
 from __future__ import annotations
 
 from typing import Any
 
 
-def resolve_labels(ws: Any, *, reviewed_only: bool = False) -> dict[str, int]:
-    """product id -> label by the rule above; reviewed_only: only products a reviewer decided."""
+def resolve_labels(ws: Any, *, reviewed_only: bool = False, ids: list[str] | None = None) -> dict[str, int]:
+    """product id -> label by the rule above; reviewed_only: only products a reviewer decided;
+    ids: only these products (a few, e.g. a guide's examples)."""
     votes: dict[str, dict[str, tuple[int, int]]] = {}
-    for pid, reviewer, category, did in ws.conn.execute(
-            "SELECT product_id, reviewer, category, id FROM effective_decisions "
-            "WHERE action IN ('accept', 'correct', 'auto_accept') ORDER BY id"):
-        votes.setdefault(pid, {})[reviewer] = (int(category), int(did))   # a reviewer's latest replaces theirs
+    ruled: dict[str, int] = {}
+    only = "" if ids is None else f" AND product_id IN ({','.join('?' * len(ids))})"
+    params = [] if ids is None else [str(i) for i in ids]
+    for pid, reviewer, category, did, via in ws.conn.execute(
+            "SELECT product_id, reviewer, category, id, via FROM effective_decisions "
+            "WHERE action IN ('accept', 'correct', 'auto_accept')" + only + " ORDER BY id", params):
+        if via == "adjudication":
+            ruled[pid] = int(category)                                     # the latest ruling is final
+        else:
+            votes.setdefault(pid, {})[reviewer] = (int(category), int(did))   # a reviewer's latest replaces theirs
     labels: dict[str, int] = {}
-    for pid, source in ws.conn.execute("SELECT id, source_label FROM products ORDER BY rowid"):
-        if pid in votes:
+    for pid, source in ws.conn.execute("SELECT id, source_label FROM products WHERE 1" + only.replace("product_id", "id")
+                                       + " ORDER BY rowid", params):
+        if pid in ruled:
+            labels[pid] = ruled[pid]
+        elif pid in votes:
             labels[pid] = majority(votes[pid].values())
         elif source is not None and not reviewed_only:
             labels[pid] = int(source)

@@ -1,0 +1,203 @@
+"""Key presses or clicks per 100 validated products: one-at-a-time card vs grid, in real Chromium.
+
+A scripted reviewer who knows the sample's true labels validates pages where the live model is
+90 % right (bench/bulk_bench.py: real sample products, a really trained model):
+
+* card:  the Review tab, one product at a time: Enter when the model's top-1 is right, the digit
+         of the right category when it is in the top-5, else `/`, its code and Enter.
+* grid:  the Grid tab: the category chosen in the dropdown (a click, its code typed, Enter) and
+         Open; on each page a click on every wrong tile, then Enter accepts the rest; the marked
+         products then come one at a time on the card (as above; switching to the Review tab is
+         one click).
+
+Every key press and click that validates is counted; typing the reviewer's name once per
+session is set-up and reported apart. At the end the decisions are read back from SQLite: every
+product of the pages decided once, each with its true category (the bench fails otherwise).
+
+    python bench/bench_keys.py            # 3 categories, pages of 24 (the workspace grown with sample products)
+    python bench/bench_keys.py --quick    # 2 categories of the app tests' workspace (~1 min after its template)
+
+Target (issue 18): grid <= 25 key presses or clicks per 100 products, every decision right.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bulk_bench import Pages, app_server, base_workspace, browser, narrow_to_pages, open_grid_category  # noqa: E402
+
+TIMEOUT_MS = 120_000
+TARGET = 25.0
+
+
+def open_app(page, url: str) -> None:
+    page.goto(url, timeout=TIMEOUT_MS)
+    page.wait_for_selector("#review-card", timeout=TIMEOUT_MS)
+
+
+def card_loop(page, pages: Pages, reviewer: str) -> tuple[int, int]:
+    """Validate every card the queue serves; returns (actions, cards)."""
+    actions = cards = 0
+    page.wait_for_function("() => /Who is reviewing/.test(document.querySelector('#review-card')?.textContent || '')",
+                           timeout=TIMEOUT_MS)                    # the page's start event is done
+    name = page.locator("#reviewer-name input, #reviewer-name textarea").first
+    name.fill(reviewer)
+    name.press("Enter")                                           # set-up, not counted
+    page.wait_for_function("() => document.querySelector('#review-card .card[data-product-id]') || "
+                           "/Nothing left/.test(document.querySelector('#review-card')?.textContent || '')",
+                           timeout=TIMEOUT_MS)
+    name.press("Escape")
+    page.locator("#review-card").click(position={"x": 5, "y": 5})  # keyboard back to the shortcuts (set-up)
+    while True:
+        card = page.locator("#review-card .card[data-product-id]")
+        if card.count() == 0:
+            break
+        pid = card.first.get_attribute("data-product-id")
+        page.wait_for_selector("#top5 [data-pick] .code", timeout=TIMEOUT_MS)
+        codes = [int(c) for c in page.eval_on_selector_all("#top5 [data-pick] .code", "cs => cs.map(c => c.textContent)")]
+        want = pages.truth[pid]
+        if codes and codes[0] == want:
+            page.keyboard.press("Enter")
+            actions += 1
+        elif want in codes:
+            page.keyboard.press(str(codes.index(want) + 1))
+            actions += 1
+        else:
+            page.keyboard.press("/")
+            page.keyboard.type(str(want))
+            page.wait_for_timeout(150)
+            page.keyboard.press("Enter")
+            actions += 2 + len(str(want))
+        cards += 1
+        page.wait_for_function(
+            "(pid) => { const c = document.querySelector('#review-card .card[data-product-id]');"
+            " return c ? c.dataset.productId !== pid : /Nothing left/.test(document.querySelector('#review-card').textContent); }",
+            arg=pid, timeout=TIMEOUT_MS)
+    return actions, cards
+
+
+def grid_pages(page, pages: Pages, reviewer: str, times: list[float] | None = None) -> tuple[int, int, int]:
+    """Validate every category's pages on the Grid tab; returns (actions, pages, marked).
+    times: Enter -> next page (or the empty notice) on screen, ms, appended per page."""
+    actions = n_pages = n_marked = 0
+    marked_before: set[str] = set()
+    page.get_by_role("tab", name="Grid").click()                  # the tab itself: set-up
+    page.locator("#grid-reviewer input, #grid-reviewer textarea").first.fill(reviewer)
+    for cat in pages.categories:
+        actions += open_grid_category(page, cat, TIMEOUT_MS)
+        while True:
+            page.wait_for_function("() => document.querySelector('#grid-page .grid-tile, #grid-page .grid-empty')",
+                                   timeout=TIMEOUT_MS)
+            ids = page.eval_on_selector_all("#grid-page .grid-tile", "ts => ts.map(t => t.dataset.product)")
+            if not ids or set(ids) <= marked_before:
+                break          # nothing left, or only products already marked wrong (the grid offers them again)
+            page.wait_for_function(f"() => document.querySelectorAll('#grid-marked input').length === {len(ids)}",
+                                   timeout=TIMEOUT_MS)
+            wrong = [i for i, p in enumerate(ids) if pages.truth[p] != cat]
+            for i in wrong:
+                page.locator("#grid-page .grid-tile").nth(i).click()
+                actions += 1
+            page.wait_for_function(f"() => document.querySelectorAll('#grid-marked input:checked').length === {len(wrong)}",
+                                   timeout=TIMEOUT_MS)
+            n_marked += len(wrong)
+            marked_before |= {ids[i] for i in wrong}
+            page.locator("#grid-page .grid-head").click()          # keyboard off the Open button (no count)
+            t0 = time.perf_counter()
+            page.evaluate("() => { window.__gridHead = document.querySelector('#grid-page .grid-head')?.textContent; }")
+            page.keyboard.press("Enter")
+            actions += 1
+            page.wait_for_function(
+                "() => { const t = document.querySelector('#grid-page .grid-tile');"
+                " if (!t) return !!document.querySelector('#grid-page .grid-empty');"
+                " const h = document.querySelector('#grid-page .grid-head')?.textContent;"
+                " return h !== window.__gridHead && [...document.querySelectorAll('#grid-page img')]"
+                ".every(i => i.complete); }", timeout=TIMEOUT_MS, polling="raf")
+            if times is not None:
+                times.append(1000 * (time.perf_counter() - t0))
+            n_pages += 1
+    return actions, n_pages, n_marked
+
+
+def check(pages: Pages, reviewer: str) -> tuple[int, int, list[str]]:
+    """(decided, right, problems) read back from SQLite for the pages' products."""
+    from store.workspace import Workspace
+    ws = Workspace(pages.root)
+    try:
+        ids = [p for v in pages.left.values() for p in v]
+        labels = ws.current_labels(reviewed_only=True)
+        marks = ",".join("?" * len(ids))
+        counts = {r["product_id"]: r["n"] for r in ws.query(
+            f"SELECT product_id, count(*) AS n FROM effective_decisions WHERE reviewer = ? AND product_id IN ({marks}) "
+            "AND action IN ('accept', 'correct') GROUP BY product_id", [reviewer, *ids])}
+    finally:
+        ws.close()
+    problems = [f"{p}: decided {counts.get(p, 0)} times" for p in ids if counts.get(p, 0) != 1]
+    problems += [f"{p}: label {labels.get(p)} but truly {pages.truth[p]}" for p in ids if labels.get(p) != pages.truth[p]]
+    return sum(1 for p in ids if counts.get(p)), sum(1 for p in ids if labels.get(p) == pages.truth[p]), problems
+
+
+def run(mode: str, tmp: Path, args) -> dict:
+    root = base_workspace(tmp / f"ws-{mode}", grow=0 if args.quick else args.grow)
+    pages = narrow_to_pages(root, max_categories=args.categories, page=args.page)
+    reviewer = f"bench-{mode}"
+    pw, b = browser()
+    try:
+        with app_server(root, tmp / f"gradio-{mode}") as url:
+            page = b.new_page(viewport={"width": 1400, "height": 1000})
+            open_app(page, url)
+            t0 = time.perf_counter()
+            if mode == "grid":
+                actions, n_pages, marked = grid_pages(page, pages, reviewer)
+                page.get_by_role("tab", name="Review").click()
+                actions += 1
+                more, cards = card_loop(page, pages, reviewer)
+                actions += more
+            else:
+                n_pages = marked = 0
+                actions, cards = card_loop(page, pages, reviewer)
+            took = time.perf_counter() - t0
+    finally:
+        b.close()
+        pw.stop()
+    decided, right, problems = check(pages, reviewer)
+    return {"mode": mode, "products": pages.n, "categories": len(pages.categories), "actions": actions,
+            "per100": 100 * actions / max(1, pages.n), "pages": n_pages, "marked": marked, "cards": cards,
+            "decided": decided, "right": right, "problems": problems, "seconds": took}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="2 categories of the app tests' workspace, no growing")
+    ap.add_argument("--categories", type=int, default=None, help="categories to validate (default 3, quick 2)")
+    ap.add_argument("--grow", type=int, default=60, help="sample products added per category (default 60)")
+    ap.add_argument("--page", type=int, default=24)
+    args = ap.parse_args()
+    args.categories = args.categories or (2 if args.quick else 3)
+    with tempfile.TemporaryDirectory(prefix="bench-keys-") as tmp:
+        results = []
+        for mode in ("card", "grid"):
+            results.append(run(mode, Path(tmp), args))
+            report(results[-1])
+    ok = all(not r["problems"] for r in results)
+    grid = results[1]["per100"]
+    print(f"grid: {grid:.1f} per 100 ({'meets' if grid <= TARGET else 'misses'} the <= {TARGET:.0f} target); "
+          f"card: {results[0]['per100']:.1f} per 100")
+    sys.exit(0 if ok else 1)
+
+
+def report(r: dict) -> None:
+    """One mode's figures, printed as soon as it is done."""
+    print(f"{r['mode']:>5}: {r['actions']} key presses or clicks for {r['products']} products "
+          f"({r['categories']} categories) = {r['per100']:.1f} per 100; pages {r['pages']}, marked {r['marked']}, "
+          f"cards {r['cards']}; decided {r['decided']}/{r['products']}, right {r['right']}/{r['products']}; "
+          f"{r['seconds']:.0f} s", flush=True)
+    for p in r["problems"][:10]:
+        print(f"       problem: {p}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
