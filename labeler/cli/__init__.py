@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import click
 
-from labeler.cli import bulk, catalog, models, predict, users
+from labeler.cli import bulk, catalog, engines, models, predict, users
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -35,3 +35,4 @@ for command in (catalog.import_, models.train, predict.predict, predict.evaluate
                 users.users, bulk.auto_accept_cmd, bulk.undo_batch_cmd, bulk.batches_cmd):
     main.add_command(command)
 main.add_command(predict.explain, "heatmap")      # the command's earlier name
+main.add_command(engines.score)                   # --engine local|ray on train, retrain, predict too
