@@ -124,9 +124,17 @@ def free_port() -> int:
 
 
 def alive_nodes(address: str) -> int:
+    host, port = address.split(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+    except OSError:
+        return 0                   # the head's GCS is not listening yet
     code = ("import ray; ray.init(address=%r, logging_level='ERROR', log_to_driver=False); "
             "print(sum(n['Alive'] for n in ray.nodes()))" % address)
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=ENV)
+    try:
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=90, env=ENV)
+    except subprocess.TimeoutExpired:
+        return 0
     return int(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 and r.stdout.strip() else 0
 
 
@@ -142,7 +150,7 @@ class Cluster:
 
     def _start(self, *args: str) -> subprocess.Popen:
         cmd = ["ray", "start", "--block", "--num-cpus=1", "--object-store-memory=80000000",
-               "--disable-usage-stats", *args]
+               "--node-ip-address=127.0.0.1", "--disable-usage-stats", *args]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV,
                                 start_new_session=True)
         self.nodes.append(proc)
@@ -157,7 +165,7 @@ class Cluster:
         self._wait(1 + workers)
         return self
 
-    def _wait(self, n: int, timeout: float = 120) -> None:
+    def _wait(self, n: int, timeout: float = 300) -> None:
         end = time.time() + timeout
         while time.time() < end:
             if alive_nodes(self.address) >= n:
