@@ -27,6 +27,21 @@ standard deviation.
     python -m bench.bench_scale                         # text + image, all sizes
     python -m bench.bench_scale --sizes 2000,10000 --only text
     python -m bench.bench_scale --only retrain --retrain-sizes 10000   # retrain() end to end
+    python -m bench.bench_scale --only pipeline --pipeline-sizes 2000,10000
+    python -m bench.bench_scale --only ray --photos 240            # --quick: 48 photos
+    python -m bench.bench_scale --quick                             # every part, small
+
+Issue 19 parts:
+* pipeline: `import` -> `train` -> `score` (local engine) as separate `python -m labeler` processes on
+  N synthetic text products (fresh product ids, 20 % labelled): products/s of each command, its
+  peak RSS (os.wait4's rusage of that process alone) and the workspace's size on disk after it.
+* ray: image scoring (`labeler.engines`, `score`) of K products whose photos are the sample's,
+  re-encoded with one pixel changed (each its own file and hash, so no feature-cache hit), with one
+  small voter (lite0@224, logistic): the local engine with one torch thread, then Ray Data on a
+  head with no CPU plus 1, then 2 worker nodes of one CPU (one actor, one torch thread each).
+  Photos/s end to end (start-up included) and steady (from the first progress report on).
+  Targets: 2 workers >= 1.7x one; local within 10 % of Ray on one worker. On a shared machine
+  run it under `nice` and read the figures as inflated by the load.
 
 Target (issue 5): the text model retrains on 85k products in <= 60 s on this machine.
 Outputs: printed table, bench/out/bench_scale.csv (bench_scale-<part>.csv with --only).
