@@ -151,14 +151,14 @@ class Cluster:
     def _start(self, *args: str) -> subprocess.Popen:
         cmd = ["ray", "start", "--block", "--num-cpus=1", "--object-store-memory=80000000",
                "--node-ip-address=127.0.0.1", "--disable-usage-stats", *args]
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV,
-                                start_new_session=True)
+        log = open(Path(self.temp) / f"node{len(self.nodes)}.log", "w")
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=ENV, start_new_session=True)
+        log.close()
         self.nodes.append(proc)
         return proc
 
     def start(self, workers: int = 1) -> "Cluster":
-        self._start("--head", f"--port={self.port}", f"--temp-dir={self.temp}", "--include-dashboard=false",
-                    f"--ray-client-server-port={free_port()}")
+        self._start("--head", f"--port={self.port}", f"--temp-dir={self.temp}", "--include-dashboard=false")
         self._wait(1)
         for _ in range(workers):
             self._start(f"--address={self.address}")
@@ -170,6 +170,10 @@ class Cluster:
         while time.time() < end:
             if alive_nodes(self.address) >= n:
                 return
+            for i, proc in enumerate(self.nodes):
+                if proc.poll() is not None:
+                    tail = (Path(self.temp) / f"node{i}.log").read_text()[-1500:]
+                    raise RuntimeError(f"ray start (node {i}) exited {proc.returncode}: {tail}")
             time.sleep(1)
         raise RuntimeError(f"Ray cluster at {self.address} did not reach {n} nodes in {timeout:.0f} s")
 
