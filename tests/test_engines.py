@@ -33,6 +33,7 @@ VOTERS = json.dumps([{"backbone": "lite0", "head": "logistic", "input_size": 224
 HAS_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAS_RAY, reason="Ray is not installed (pip install -r requirements-ray.txt)")
 ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(ROOT)}
+sys.path.insert(0, str(ROOT / "tests"))
 
 
 def cli(*args: object, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -52,11 +53,10 @@ def error_lines(result: subprocess.CompletedProcess) -> list[str]:
 
 
 # -- the workspace -------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def trained(sample_dir: Path, tmp_path_factory) -> Path:
+def build_trained(sample_dir: Path, out: Path) -> None:
     """40 labelled products with an image + 40 without, then 80 unlabelled with an image + 20
     without; trained by the CLI with one small voter (lite0@224, logistic)."""
-    out = tmp_path_factory.mktemp("engines")
+    out.mkdir(parents=True)
     x = pd.read_csv(sample_dir / X_NAME, index_col=0, dtype=str, keep_default_na=False)
     y = pd.read_csv(sample_dir / Y_NAME, index_col=0)
     folder = sample_dir / "images" / "image_train"
@@ -74,7 +74,16 @@ def trained(sample_dir: Path, tmp_path_factory) -> Path:
     with sqlite3.connect(ws / "workspace.db") as db:
         db.execute("INSERT OR REPLACE INTO settings (key, value) VALUES ('image_voters', ?)", (VOTERS,))
     ok(cli("train", "-w", ws))
-    return ws
+
+
+@pytest.fixture(scope="module")
+def trained(sample_dir: Path, tmp_path_factory) -> Path:
+    """A copy of the trained workspace; the template is cached under /tmp per code fingerprint
+    (training takes minutes on the shared 2-core machine)."""
+    from app_workspace import cached, copy_template, fingerprint
+    key = fingerprint(sample_dir, ("labeler.cli", "models.training", "models.image", "models.fusion"))
+    template = cached("engines-ws-v1", key, lambda root: build_trained(sample_dir, root)) / "ws"
+    return copy_template(template, tmp_path_factory.mktemp("engines") / "ws")
 
 
 def copy_without_features(src: Path, dest: Path) -> Path:
