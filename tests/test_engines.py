@@ -81,7 +81,7 @@ def trained(sample_dir: Path, tmp_path_factory) -> Path:
     """A copy of the trained workspace; the template is cached under /tmp per code fingerprint
     (training takes minutes on the shared 2-core machine)."""
     from app_workspace import cached, copy_template, fingerprint
-    key = fingerprint(sample_dir, ("labeler.cli", "models.training", "models.image", "models.fusion"))
+    key = fingerprint(sample_dir, ("labeler.cli", "labeler.training", "models.image", "models.fusion"))
     template = cached("engines-ws-v1", key, lambda root: build_trained(sample_dir, root)) / "ws"
     return copy_template(template, tmp_path_factory.mktemp("engines") / "ws")
 
