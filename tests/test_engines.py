@@ -82,7 +82,8 @@ def trained(sample_dir: Path, tmp_path_factory) -> Path:
     (training takes minutes on the shared 2-core machine)."""
     from app_workspace import cached, copy_template, fingerprint
     key = fingerprint(sample_dir, ("labeler.cli", "labeler.training", "models.image", "models.fusion"))
-    template = cached("engines-ws-v1", key, lambda root: build_trained(sample_dir, root)) / "ws"
+    own = Path(tempfile.gettempdir()) / "labeler-test-templates" / "engines"     # its own build lock
+    template = cached("engines-ws-v1", key, lambda root: build_trained(sample_dir, root), cache=own) / "ws"
     return copy_template(template, tmp_path_factory.mktemp("engines") / "ws")
 
 
