@@ -403,7 +403,7 @@ def reencoded_photos(k: int, folder: Path) -> pd.DataFrame:
         src = real.iloc[i % len(real)]
         img = Image.open(src["image_path"]).convert("RGB")
         img.putpixel((0, 0), (i % 256, (i // 256) % 256, 7))
-        img.save(folder / f"image_{900000 + i}_product_{2 * 10**10 + i}.jpg", quality=92)
+        img.save(folder / f"image_{900000 + i}_product_{4 * 10**10 + i}.jpg", quality=92)   # write_challenge ids
         rows.append({"title": src["title"], "description": src["description"], "label": src["label"],
                      "imageid": str(900000 + i)})
     return pd.DataFrame(rows)
