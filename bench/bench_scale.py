@@ -27,6 +27,21 @@ standard deviation.
     python -m bench.bench_scale                         # text + image, all sizes
     python -m bench.bench_scale --sizes 2000,10000 --only text
     python -m bench.bench_scale --only retrain --retrain-sizes 10000   # retrain() end to end
+    python -m bench.bench_scale --only pipeline --pipeline-sizes 2000,10000
+    python -m bench.bench_scale --only ray --photos 240            # --quick: 48 photos
+    python -m bench.bench_scale --quick                             # every part, small
+
+Issue 19 parts:
+* pipeline: `import` -> `train` -> `score` (local engine) as separate `python -m labeler` processes on
+  N synthetic text products (fresh product ids, 20 % labelled): products/s of each command, its
+  peak RSS (os.wait4's rusage of that process alone) and the workspace's size on disk after it.
+* ray: image scoring (`labeler.engines`, `score`) of K products whose photos are the sample's,
+  re-encoded with one pixel changed (each its own file and hash, so no feature-cache hit), with one
+  small voter (lite0@224, logistic): the local engine with one torch thread, then Ray Data on a
+  head with no CPU plus 1, then 2 worker nodes of one CPU (one actor, one torch thread each).
+  Photos/s end to end (start-up included) and steady (from the first progress report on).
+  Targets: 2 workers >= 1.7x one; local within 10 % of Ray on one worker. On a shared machine
+  run it under `nice` and read the figures as inflated by the load.
 
 Target (issue 5): the text model retrains on 85k products in <= 60 s on this machine.
 Outputs: printed table, bench/out/bench_scale.csv (bench_scale-<part>.csv with --only).
@@ -297,6 +312,255 @@ def child_retrain(n: int) -> dict:
             "stages": {k: round(v, 1) for k, v in stages.items() if v >= 0.5}}
 
 
+# -- the scoring pipeline and its engines (issue 19) ------------------------------------------------
+def run_measured(cmd: list[str], env: dict | None = None, timeout: int = 3600) -> dict:
+    """Wall seconds and peak RSS (MB) of one command: os.wait4's rusage of that child alone."""
+    import signal
+    import threading
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env=env, cwd=ROOT)
+        timer = threading.Timer(timeout, lambda: os.kill(proc.pid, signal.SIGKILL))
+        timer.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        timer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - t
+        out.seek(0), err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if proc.returncode != 0:
+        return {"error": (stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1], "wall_s": wall}
+    return {"wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024, "stdout": stdout}
+
+
+def labeler(*args: object) -> list[str]:
+    return [sys.executable, "-m", "labeler", *map(str, args)]
+
+
+def write_challenge(df: pd.DataFrame, folder: Path, first_id: int, labelled: int) -> tuple[Path, Path]:
+    """df (title, description, label[, imageid]) as a Rakuten X file with fresh product ids from
+    first_id, and a Y file labelling its first `labelled` rows."""
+    folder.mkdir(parents=True, exist_ok=True)
+    x = pd.DataFrame({"designation": df["title"].to_numpy(), "description": df["description"].to_numpy(),
+                      "productid": [str(first_id + i) for i in range(len(df))],
+                      "imageid": df["imageid"].to_numpy() if "imageid" in df else [str(i) for i in range(len(df))]})
+    x.to_csv(folder / "X.csv")
+    pd.DataFrame({"prdtypecode": df["label"].to_numpy()[:labelled]}).to_csv(folder / "Y.csv")
+    return folder / "X.csv", folder / "Y.csv"
+
+
+def folder_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+
+
+def pipeline(n: int, timeout: int) -> list[dict]:
+    """import -> train -> score (local engine) on n synthetic text products, 20 % labelled, each a
+    separate `python -m labeler` process: products/s, its peak RSS, the workspace on disk."""
+    import shutil
+    base = load_base()
+    if not catalog_path(n).exists():
+        grow_catalog(base, n).to_pickle(catalog_path(n))
+    df = pd.read_pickle(catalog_path(n))
+    root = CACHE / f"pipeline-{n}"
+    shutil.rmtree(root, ignore_errors=True)
+    x, y = write_challenge(df, root / "files", 10**10, max(100, n // 5))
+    ws = root / "ws"
+    rows = []
+    for step, cmd, count in (("import", labeler("import", "-w", ws, "--texts", x, "--labels", y), n),
+                             ("train", labeler("train", "-w", ws), n),
+                             ("score", labeler("score", "-w", ws, "--engine", "local"), n - max(100, n // 5))):
+        res = run_measured(cmd, timeout=timeout)
+        res.pop("stdout", None)
+        rows.append({"part": "pipeline", "model": step, "n": n, "products": count, **res,
+                     "products_per_s": count / res["wall_s"] if "wall_s" in res and "error" not in res else None,
+                     "workspace_mb": folder_mb(ws)})
+        print(_pipeline_line(rows[-1]), file=sys.stderr, flush=True)
+        if "error" in res:
+            break
+    shutil.rmtree(root, ignore_errors=True)
+    return rows
+
+
+def _pipeline_line(r: dict) -> str:
+    if "error" in r:
+        return f"pipeline {r['model']:7} {r['n']:>8}  {r['error']}"
+    return (f"pipeline {r['model']:7} {r['n']:>8} {r['products']:>9} {r['wall_s']:>8.1f} "
+            f"{r['products_per_s']:>10.0f} {r['peak_rss_mb']:>10.0f} {r['workspace_mb']:>10.1f}")
+
+
+SCALE_VOTERS = json.dumps([{"backbone": "lite0", "head": "logistic", "input_size": 224, "name": "lite0+logistic"}])
+
+
+def reencoded_photos(k: int, folder: Path) -> pd.DataFrame:
+    """k products with a photo each: the sample's photos re-used in turn, each re-encoded with one
+    pixel changed so every file has its own content and hash (no feature cache hit)."""
+    from PIL import Image
+    base = load_base()
+    real = base[base["image_path"].notna()].reset_index(drop=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(k):
+        src = real.iloc[i % len(real)]
+        img = Image.open(src["image_path"]).convert("RGB")
+        img.putpixel((0, 0), (i % 256, (i // 256) % 256, 7))
+        img.save(folder / f"image_{900000 + i}_product_{4 * 10**10 + i}.jpg", quality=92)   # write_challenge ids
+        rows.append({"title": src["title"], "description": src["description"], "label": src["label"],
+                     "imageid": str(900000 + i)})
+    return pd.DataFrame(rows)
+
+
+class RayNodes:
+    """A head with no CPU (so actors run only on worker nodes) and worker nodes of one CPU each,
+    every node `ray start --block` in its own process group (stopped by killing that group)."""
+
+    def __init__(self) -> None:
+        import socket
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.address = f"127.0.0.1:{self.port}"
+        self.temp = tempfile.mkdtemp(prefix="rayb")
+        self.procs: list[subprocess.Popen] = []
+        self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+
+    def _start(self, *args: str) -> None:
+        self.procs.append(subprocess.Popen(["ray", "start", "--block", "--object-store-memory=100000000",
+                                            "--node-ip-address=127.0.0.1", "--disable-usage-stats", *args], stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.DEVNULL, env=self.env, start_new_session=True))
+
+    def head(self) -> None:
+        self._start("--head", f"--port={self.port}", "--num-cpus=0", f"--temp-dir={self.temp}",
+                    "--include-dashboard=false")
+        self.wait(0)
+
+    def worker(self) -> None:
+        self._start(f"--address={self.address}", "--num-cpus=1")
+
+    def wait(self, cpus: int, timeout: float = 180) -> None:
+        code = ("import ray; ray.init(address=%r, logging_level='ERROR', log_to_driver=False); "
+                "print(int(ray.cluster_resources().get('CPU', 0)))" % self.address)
+        end = time.time() + timeout
+        while time.time() < end:
+            try:
+                r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=self.env,
+                                   timeout=90)
+            except subprocess.TimeoutExpired:
+                continue
+            if r.returncode == 0 and r.stdout.strip() and int(r.stdout.split()[-1]) >= cpus:
+                return
+            time.sleep(2)
+        raise RuntimeError(f"Ray cluster at {self.address} did not reach {cpus} worker CPUs")
+
+    def stop(self) -> None:
+        import shutil
+        import signal
+        for p in reversed(self.procs):
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                try:
+                    os.killpg(p.pid, sig)
+                    p.wait(timeout=15)
+                    break
+                except ProcessLookupError:
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        shutil.rmtree(self.temp, ignore_errors=True)
+
+
+def child_score(ws: str, engine: str, address: str, batch: int) -> dict:
+    """One re-scoring of the workspace in this process (one torch thread), timed from the call
+    and from its first progress report (steady photos/s, past backbone and actor start-up)."""
+    import torch
+    torch.set_num_threads(1)
+    from labeler.engines import engine as make_engine, training_module
+    from store.workspace import Workspace
+    w = Workspace(ws, create=False)
+    bundle = training_module().live_bundle(w)
+    photos = int(w.scalar("SELECT count(*) FROM products p LEFT JOIN predictions q ON q.product_id = p.id AND "
+                          "q.model_version = ? WHERE q.product_id IS NULL AND p.image_path IS NOT NULL",
+                          (bundle.version,)))
+    marks: list[tuple[float, float]] = []
+    eng = make_engine(engine, address or None)
+    t = time.perf_counter()
+    n = eng.score(w, bundle, batch_size=batch, progress=lambda f, d: marks.append((time.perf_counter(), f)))
+    end = time.perf_counter()
+    first = next(((ts, f) for ts, f in marks if f > 0), (t, 0.0))
+    return {"scored": n, "photos": photos, "wall_s": end - t, "photos_per_s": photos / (end - t),
+            "steady_photos_per_s": photos * (1 - first[1]) / max(1e-9, end - first[0]), "peak_rss_mb": _rss_mb()}
+
+
+def ray_scaling(photos: int, timeout: int, batch: int = 8) -> list[dict]:
+    """Image scoring of `photos` re-encoded photos: local engine (one torch thread), then Ray with
+    1 and 2 worker nodes (one CPU, one torch thread per actor); each run starts with those photos'
+    features and predictions removed so every run computes them."""
+    import shutil
+    import sqlite3
+    root = CACHE / f"rayscale-{photos}"
+    shutil.rmtree(root, ignore_errors=True)
+    base = load_base()
+    labelled = pd.concat([base[base["image_path"].notna()].head(60), base[base["image_path"].isna()].head(140)])
+    x, y = write_challenge(labelled.assign(imageid=[str(p) for p in labelled["id"]]).reset_index(drop=True),
+                           root / "lab", 3 * 10**10, len(labelled))
+    # the labelled products keep their real photos: link them under the new ids
+    lab_images = root / "lab" / "images"
+    lab_images.mkdir()
+    for i, path in enumerate(labelled["image_path"]):
+        if isinstance(path, str):
+            os.symlink(path, lab_images / f"image_{labelled['id'].iloc[i]}_product_{3 * 10**10 + i}.jpg")
+    ws = root / "ws"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for cmd in (labeler("import", "-w", ws, "--texts", x, "--labels", y, "--images", lab_images),):
+        res = run_measured(cmd, env=env, timeout=timeout)
+        if "error" in res:
+            return [{"part": "ray", "model": "setup import", "n": photos, **res}]
+    with sqlite3.connect(ws / "workspace.db") as db:
+        db.execute("INSERT OR REPLACE INTO settings (key, value) VALUES ('image_voters', ?)", (SCALE_VOTERS,))
+    res = run_measured(labeler("train", "-w", ws), env=env, timeout=timeout)
+    if "error" in res:
+        return [{"part": "ray", "model": "setup train", "n": photos, **res}]
+    extra = reencoded_photos(photos, root / "photos")
+    x2, _ = write_challenge(extra, root / "extra", 4 * 10**10, 0)
+    res = run_measured(labeler("import", "-w", ws, "--texts", x2, "--images", root / "photos"), env=env, timeout=timeout)
+    if "error" in res:
+        return [{"part": "ray", "model": "setup import photos", "n": photos, **res}]
+
+    def reset() -> None:
+        with sqlite3.connect(ws / "workspace.db") as db:
+            db.execute("DELETE FROM image_features WHERE sha1 IN (SELECT image_sha1 FROM products WHERE id >= ?)",
+                       (str(4 * 10**10),))
+            db.execute("DELETE FROM predictions WHERE product_id >= ?", (str(4 * 10**10),))
+
+    rows = []
+
+    def measure(label: str, engine: str, address: str = "") -> None:
+        reset()
+        res = run_child(["score", str(ws), engine, address or "-", str(batch)], timeout)
+        rows.append({"part": "ray", "model": label, "n": photos, **res})
+        print(_ray_line(rows[-1]), file=sys.stderr, flush=True)
+
+    measure("local engine", "local")
+    nodes = RayNodes()
+    try:
+        nodes.head()
+        nodes.worker()
+        nodes.wait(1)
+        measure("ray, 1 worker node", "ray", nodes.address)
+        nodes.worker()
+        nodes.wait(2)
+        measure("ray, 2 worker nodes", "ray", nodes.address)
+    finally:
+        nodes.stop()
+    shutil.rmtree(root, ignore_errors=True)
+    return rows
+
+
+def _ray_line(r: dict) -> str:
+    if "error" in r and "photos_per_s" not in r:
+        return f"ray  {r['model']:22} {r['n']:>6}  {r['error']}"
+    return (f"ray  {r['model']:22} {r['photos']:>6} {r['wall_s']:>8.1f} {r['photos_per_s']:>9.2f} "
+            f"{r['steady_photos_per_s']:>9.2f}")
+
+
 def run_child(args: list[str], timeout: int) -> dict:
     cmd = [sys.executable, "-m", "bench.bench_scale", "--child", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
@@ -313,7 +577,12 @@ def run_child(args: list[str], timeout: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)))
-    ap.add_argument("--only", choices=("text", "image", "retrain"), default=None)
+    ap.add_argument("--only", choices=("text", "image", "retrain", "pipeline", "ray"), default=None)
+    ap.add_argument("--pipeline-sizes", default="2000,10000",
+                    help="sizes for import -> train -> score as CLI processes (products/s, peak RSS, disk)")
+    ap.add_argument("--photos", type=int, default=240, help="re-encoded photos the Ray scaling run scores")
+    ap.add_argument("--quick", action="store_true",
+                    help="small and fast: text at 2000, pipeline at 2000, Ray scaling on 48 photos, no retrain")
     ap.add_argument("--retrain-sizes", default="85000",
                     help="sizes for the end-to-end retrain() measurement (workspace, SQLite, scoring)")
     ap.add_argument("--heads", default="logistic,mlp,xgboost", help="image heads to time")
@@ -321,15 +590,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        kind, n = args.child[0], int(args.child[1])
+        kind = args.child[0]
+        if kind == "score":
+            ws, engine, address, batch = args.child[1:5]
+            print(json.dumps(child_score(ws, engine, "" if address == "-" else address, int(batch))))
+            return 0
+        n = int(args.child[1])
         out = (child_text(n) if kind == "text" else child_retrain(n) if kind == "retrain"
                else child_image(n, args.child[2]))
         print(json.dumps(out))
         return 0
 
+    if args.quick:
+        args.sizes, args.pipeline_sizes, args.photos, args.retrain_sizes = "2000", "2000", 48, ""
     sizes = [int(s) for s in args.sizes.split(",")]
     CACHE.mkdir(parents=True, exist_ok=True)
     rows = []
+    # issue 19's parts run only when asked for or in the default full run
+    if args.only in (None, "pipeline"):
+        for n in [int(x) for x in args.pipeline_sizes.split(",") if x]:
+            rows += pipeline(n, 2 * args.timeout)
+    if args.only in (None, "ray"):
+        rows += ray_scaling(args.photos, 2 * args.timeout)
     if args.only in (None, "text"):
         base = load_base()
         for n in sizes:
@@ -373,7 +655,27 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{'part':6} {'model':22} {'products':>9} {'fit s':>8} {'score s':>8} {'CPU s':>7} {'peak RSS MB':>12} "
           f"{'w/ workers':>12} {'RSS before':>11} {'features':>9}")
     for r in rows:
-        print(_line(r))
+        if r["part"] not in ("pipeline", "ray"):
+            print(_line(r))
+    pipe = [r for r in rows if r["part"] == "pipeline"]
+    if pipe:
+        print(f"\n{'':8} {'command':7} {'catalog':>8} {'products':>9} {'wall s':>8} {'products/s':>10} "
+              f"{'peak RSS MB':>10} {'disk MB':>10}")
+        for r in pipe:
+            print(_pipeline_line(r))
+    scale = [r for r in rows if r["part"] == "ray"]
+    if scale:
+        print(f"\n{'':4} {'engine':22} {'photos':>6} {'wall s':>8} {'photos/s':>9} {'steady/s':>9}   "
+              "(nice'd on a shared 2-core machine: figures inflated by load)")
+        for r in scale:
+            print(_ray_line(r))
+        got = {r["model"]: r for r in scale if "photos_per_s" in r}
+        one, two, loc = got.get("ray, 1 worker node"), got.get("ray, 2 worker nodes"), got.get("local engine")
+        for key in ("photos_per_s", "steady_photos_per_s"):
+            if one and two:
+                print(f"{key}: 2 workers / 1 worker = {two[key] / one[key]:.2f}x (target >= 1.7x)")
+            if one and loc:
+                print(f"{key}: local / ray on 1 worker = {loc[key] / one[key]:.2f} (target within 10 %)")
     text85 = [r for r in rows if r["part"] == "text" and r["n"] >= 85_000 and "fit_s" in r]
     if text85:
         r = text85[0]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import click
 
-from labeler.cli import adjudicate, bulk, catalog, models, predict, users
+from labeler.cli import adjudicate, bulk, catalog, engines, models, predict, users
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -36,3 +36,4 @@ for command in (catalog.import_, models.train, predict.predict, predict.evaluate
     main.add_command(command)
 main.add_command(predict.explain, "heatmap")      # the command's earlier name
 main.add_command(adjudicate.adjudicate)           # adjudicate list / rule (labeler/cli/adjudicate.py)
+main.add_command(engines.score)                   # --engine local|ray on train, retrain, predict too
