@@ -4,13 +4,11 @@ Cohen's kappa per reviewer pair, and the CLI's one-line refusals."""
 from __future__ import annotations
 
 import random
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from review_workspace import copy_workspace  # noqa: E402
 
 from labeler import adjudication  # noqa: E402

@@ -3,13 +3,11 @@ the admin-only endpoints (an annotator refused on the server, whatever sends the
 real browser (Debian chromium) for the tab only an admin sees and the G key on the grid."""
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from app_server import decisions, running_app  # noqa: E402
 from test_guides import ready_app_workspace  # noqa: E402
 from review_workspace import copy_workspace  # noqa: E402

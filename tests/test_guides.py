@@ -3,13 +3,11 @@ description from the taxonomy and the reviewed products the model is surest of, 
 a product ruled elsewhere or never reviewed by a human is no example."""
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from app_workspace import CACHE, app_workspace, copy_template, fingerprint  # noqa: E402
 
 from labeler import adjudication, guides, taxonomy  # noqa: E402
