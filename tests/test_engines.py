@@ -79,7 +79,7 @@ def build_trained(sample_dir: Path, out: Path) -> None:
 def trained(sample_dir: Path, tmp_path_factory) -> Path:
     """A copy of the trained workspace; the template is cached under /tmp per code fingerprint
     (training takes minutes on the shared 2-core machine)."""
-    from app_workspace import cached, copy_template, fingerprint
+    from labeler.templates import cached, copy_template, fingerprint
     key = fingerprint(sample_dir, ("labeler.cli", "labeler.training", "models.image", "models.fusion"))
     own = Path(tempfile.gettempdir()) / "labeler-test-templates" / "engines"     # its own build lock
     template = cached("engines-ws-v1", key, lambda root: build_trained(sample_dir, root), cache=own) / "ws"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app_workspace import CACHE, app_workspace, copy_template, fingerprint  # noqa: E402
+from labeler.templates import CACHE, app_workspace, copy_template, fingerprint
 
 from labeler import adjudication, guides, taxonomy  # noqa: E402
 from labeler.app_guides import guide_html  # noqa: E402
