@@ -8,14 +8,13 @@ cache is emptied: every thumbnail of the next page is made on the request path (
 in use each image's thumbnail is made once and cached). The clock runs from the Enter key press
 to the moment the next page's first tile is a new product and every image of the page has loaded.
 
-    python bench/bench_grid.py            # up to 30 pages, the sample's image products twice
-    python bench/bench_grid.py --quick    # 8 pages, 80 image products once (~1 min after the template)
+    python -m bench.bench_grid            # up to 30 pages, the sample's image products twice
+    python -m bench.bench_grid --quick    # 8 pages, 80 image products once (~1 min after the template)
 
 Target (issue 18): p95 <= 300 ms.
 """
 from __future__ import annotations
 
-import argparse
 import shutil
 import statistics
 import sys
@@ -23,8 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bulk_bench import SETUP, app_server, base_workspace, browser, grow_with_images, open_grid_category, pct  # noqa: E402
+from bench.bulk_bench import SETUP, app_server, base_workspace, browser, grow_with_images, open_grid_category, pct
+from bench.common import parse, parser
 
 TIMEOUT_MS = 120_000
 TARGET_MS = 300.0
@@ -93,16 +92,12 @@ def run(args) -> tuple[list[float], list[int]]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="8 pages over 80 image products")
-    ap.add_argument("--pages", type=int, default=None, help="pages to time (default 30, quick 8)")
-    ap.add_argument("--images", type=int, default=None, help="sample image products to add (default all, quick 80)")
-    ap.add_argument("--copies", type=int, default=None, help="times each is added (default 2, quick 1)")
-    ap.add_argument("--glance-ms", type=int, default=300)
-    args = ap.parse_args()
-    args.pages = args.pages or (8 if args.quick else 30)
-    args.images = args.images or (80 if args.quick else 10_000)
-    args.copies = args.copies or (1 if args.quick else 2)
+    ap = parser(__doc__)
+    ap.add_argument("--pages", type=int, default=30, help="pages to time")
+    ap.add_argument("--images", type=int, default=10_000, help="sample image products to add, at most (10000: all)")
+    ap.add_argument("--copies", type=int, default=2, help="times each is added")
+    ap.add_argument("--glance-ms", type=int, default=300, help="pause on each page before Enter")
+    args = parse(ap, quick={"pages": 8, "images": 80, "copies": 1})
     times, sizes = run(args)
     if not times:
         sys.exit("no grid page was timed: the workspace has no category with two pages; raise --images or --copies")

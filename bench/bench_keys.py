@@ -14,21 +14,20 @@ Every key press and click that validates is counted; typing the reviewer's name 
 session is set-up and reported apart. At the end the decisions are read back from SQLite: every
 product of the pages decided once, each with its true category (the bench fails otherwise).
 
-    python bench/bench_keys.py            # 3 categories, pages of 24 (the workspace grown with sample products)
-    python bench/bench_keys.py --quick    # 2 categories of the app tests' workspace (~1 min after its template)
+    python -m bench.bench_keys            # 3 categories, pages of 24 (the workspace grown with sample products)
+    python -m bench.bench_keys --quick    # 2 categories of the app template, not grown (~1 min after the template)
 
 Target (issue 18): grid <= 25 key presses or clicks per 100 products, every decision right.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bulk_bench import Pages, app_server, base_workspace, browser, narrow_to_pages, open_grid_category  # noqa: E402
+from bench.bulk_bench import Pages, app_server, base_workspace, browser, narrow_to_pages, open_grid_category
+from bench.common import parse, parser
 
 TIMEOUT_MS = 120_000
 TARGET = 25.0
@@ -141,7 +140,7 @@ def check(pages: Pages, reviewer: str) -> tuple[int, int, list[str]]:
 
 
 def run(mode: str, tmp: Path, args) -> dict:
-    root = base_workspace(tmp / f"ws-{mode}", grow=0 if args.quick else args.grow)
+    root = base_workspace(tmp / f"ws-{mode}", grow=args.grow)
     pages = narrow_to_pages(root, max_categories=args.categories, page=args.page)
     reviewer = f"bench-{mode}"
     pw, b = browser()
@@ -170,13 +169,11 @@ def run(mode: str, tmp: Path, args) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="2 categories of the app tests' workspace, no growing")
-    ap.add_argument("--categories", type=int, default=None, help="categories to validate (default 3, quick 2)")
-    ap.add_argument("--grow", type=int, default=60, help="sample products added per category (default 60)")
-    ap.add_argument("--page", type=int, default=24)
-    args = ap.parse_args()
-    args.categories = args.categories or (2 if args.quick else 3)
+    ap = parser(__doc__)
+    ap.add_argument("--categories", type=int, default=3, help="categories to validate")
+    ap.add_argument("--grow", type=int, default=60, help="sample products added per category")
+    ap.add_argument("--page", type=int, default=24, help="tiles per grid page")
+    args = parse(ap, quick={"categories": 2, "grow": 0})
     with tempfile.TemporaryDirectory(prefix="bench-keys-") as tmp:
         results = []
         for mode in ("card", "grid"):

@@ -9,14 +9,13 @@ tiles, a card's product) and cleared when it submits; a product on two screens a
 violation. When nothing is left the decisions are read back from SQLite: every product decided
 exactly once (one accept or correct in effect, none undone), with its true category.
 
-    python bench/bench_team.py              # the whole workspace (324 products), 8 reviewers
-    python bench/bench_team.py --quick      # 3 categories' products (~40), 8 reviewers
+    python -m bench.bench_team              # the whole workspace (324 products), 8 reviewers
+    python -m bench.bench_team --quick      # 3 categories' products (~40), 8 reviewers
 
 Exits 1 on any violation.
 """
 from __future__ import annotations
 
-import argparse
 import random
 import re
 import sqlite3
@@ -27,8 +26,8 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bulk_bench import SETUP, app_server, base_workspace, pct  # noqa: E402
+from bench.bulk_bench import SETUP, app_server, base_workspace, pct
+from bench.common import parse, parser
 
 TILE = re.compile(r'class="grid-tile" data-product="([^"]+)"')
 
@@ -128,12 +127,11 @@ def check(db: Path, truth: dict[str, int], ids: list[str]) -> list[str]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="only 3 categories' products are left to decide")
-    ap.add_argument("--reviewers", type=int, default=8)
-    ap.add_argument("--grid-share", type=float, default=0.5, help="chance a step is a grid page (default 0.5)")
-    ap.add_argument("--minutes", type=float, default=20.0, help="give up after this long (default 20)")
-    args = ap.parse_args()
+    ap = parser(__doc__)                           # --quick: only 3 categories' products are left to decide
+    ap.add_argument("--reviewers", type=int, default=8, help="reviewers at once, each its own session")
+    ap.add_argument("--grid-share", type=float, default=0.5, help="chance a step is a grid page")
+    ap.add_argument("--minutes", type=float, default=20.0, help="give up after this long")
+    args = parse(ap, quick={})
     from store.workspace import Workspace
     with tempfile.TemporaryDirectory(prefix="bench-team-") as tmp:
         tmp = Path(tmp)

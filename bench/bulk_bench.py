@@ -1,26 +1,31 @@
 """Shared set-up for the bulk-validation benches (bench_keys, bench_grid, bench_team).
 
 A workspace of real sample products scored by a really trained model (the app tests' cached
-template: tests/app_workspace.py), optionally grown with more sample products of a few
+template: labeler/templates.py's app template), optionally grown with more sample products of a few
 categories scored by the same live model, then narrowed to *pages where the model is 90 %
 right*: for each chosen category, undecided products the live model puts there, 9 in 10 of
 them truly of that category (the sample's own label is the truth the scripted reviewer knows).
 Every other product is decided beforehand by a set-up reviewer, with its true label, so what is
 left to validate is exactly those pages.
+
+Imported by the benches as `bench.bulk_bench`; run alone it only prepares those pages and prints
+what is left to validate (a check of the set-up):
+
+    python -m bench.bulk_bench --quick    # the app template's pages, not grown
 """
 from __future__ import annotations
 
 import contextlib
 import os
-import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+from bench.common import parse, parser
+from labeler.samples import SAMPLE
+
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-SAMPLE = Path(os.environ.get("RAKUTEN_SAMPLE", ROOT.parent / "shared" / "data" / "rakuten-sample"))
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--no-first-run"]
@@ -48,11 +53,11 @@ def pct(values: list[float], q: float) -> float:
 def base_workspace(dest: Path, grow: int = 0, n_categories: int = 3) -> Path:
     """A fresh copy of the app tests' template; grow > 0 adds up to `grow` more sample products of
     each of the template's `n_categories` most predicted categories, scored by the live model."""
-    from app_workspace import CACHE, copy_template, fingerprint, template
+    from labeler.templates import CACHE, app_template, copy_template, fingerprint
     built = CACHE / f"app-ws-{fingerprint(SAMPLE)}"
     # a template already built is copied without waiting on the builders' lock (held for minutes
     # while another code version's template trains)
-    root = copy_template(built if (built / "READY").exists() else template(SAMPLE), dest)
+    root = copy_template(built if (built / "READY").exists() else app_template(SAMPLE), dest)
     if grow:
         _grow(root, grow, n_categories)
     return root
@@ -65,7 +70,7 @@ def grow_with_images(root: Path, n: int, copies: int = 1) -> int:
     many products were added."""
     import pandas as pd
     from models.training import live_bundle, score_products
-    from review_workspace import insert_products, sample_products
+    from labeler.samples import insert_products, sample_products
     from store.workspace import Workspace
     ws = Workspace(root)
     try:
@@ -83,7 +88,7 @@ def grow_with_images(root: Path, n: int, copies: int = 1) -> int:
 
 def _grow(root: Path, per_category: int, n_categories: int) -> None:
     from models.training import live_bundle, score_products
-    from review_workspace import insert_products, sample_products
+    from labeler.samples import insert_products, sample_products
     from store.workspace import Workspace
     ws = Workspace(root)
     try:
@@ -179,9 +184,9 @@ def open_grid_category(page, cat: int, timeout_ms: int) -> int:
 
 @contextlib.contextmanager
 def app_server(root: Path, tmp: Path, tries: int = 3):
-    """The app's URL over `root` (tests/app_server.running_app), launched again when Gradio's own
+    """The app's URL over `root` (labeler.local_app.running_app), launched again when Gradio's own
     start-up check of localhost times out, which it does on a machine loaded far past its cores."""
-    from app_server import running_app
+    from labeler.local_app import running_app
     for attempt in range(1, tries + 1):
         try:
             ctx = running_app(root, tmp / f"try{attempt}")
@@ -196,3 +201,20 @@ def app_server(root: Path, tmp: Path, tries: int = 3):
         finally:
             ctx.__exit__(None, None, None)
         return
+
+
+def main() -> None:
+    ap = parser(__doc__)
+    ap.add_argument("--grow", type=int, default=60, help="sample products added per category")
+    ap.add_argument("--categories", type=int, default=3, help="categories whose pages are left")
+    ap.add_argument("--page", type=int, default=24, help="tiles per grid page")
+    args = parse(ap, quick={"grow": 0, "categories": 2})
+    with tempfile.TemporaryDirectory(prefix="bench-bulk-") as tmp:
+        root = base_workspace(Path(tmp) / "ws", grow=args.grow, n_categories=args.categories)
+        pages = narrow_to_pages(root, max_categories=args.categories, page=args.page)
+    print(f"{pages.n} products left to validate in {len(pages.categories)} categories: "
+          + ", ".join(f"{c} ({len(v)})" for c, v in pages.left.items()))
+
+
+if __name__ == "__main__":
+    main()
