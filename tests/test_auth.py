@@ -175,6 +175,7 @@ def live_history(ws: Path) -> list[tuple]:
 
 def test_an_annotator_cannot_change_the_model_an_admin_can_and_is_recorded(shop, shop_ws, tmp_path):
     live, ready = shop.versions
+    setup = live_history(shop_ws)              # the fixture's own trainings moved the pointer too
     with running_app(shop_ws, tmp_path, auth=auth.read_auth_file(shop.auth_file)) as (_, url):
         nina = Client(url, auth=(ANNOTATOR, ANNOTATOR_PW), verbose=False)
         panel, _, _ = nina.predict(api_name="/models")
@@ -187,27 +188,28 @@ def test_an_annotator_cannot_change_the_model_an_admin_can_and_is_recorded(shop,
         with sqlite3.connect(shop_ws / "workspace.db") as db:
             assert db.execute("SELECT value FROM settings WHERE key = 'live_model_version'").fetchone()[0] == live
             assert db.execute("SELECT count(*) FROM retrain_runs").fetchone()[0] == 0
-        assert live_history(shop_ws) == []
+        assert live_history(shop_ws) == setup
 
         ada = Client(url, auth=(ADMIN, ADMIN_PW), verbose=False)
         ada.predict(api_name="/models")
         panel, table, _ = ada.predict(ready, "  v2 reads titles better ", api_name="/make_live")
-        assert live_history(shop_ws) == [(ready, ADMIN, "v2 reads titles better", f"rollback from {live}")]
+        assert live_history(shop_ws) == setup + [(ready, ADMIN, "v2 reads titles better", f"rollback from {live}")]
         assert "ada" in panel and "v2 reads titles better" in panel and "needs the admin role" not in panel
         assert table["data"][0][0] == ready and "live" in table["data"][0][1]
 
 
 def test_cli_changes_record_who_and_why(shop, shop_ws):
     live, ready = shop.versions
+    setup = len(live_history(shop_ws))         # the fixture's own trainings moved the pointer too
     run = CliRunner().invoke(main, ["rollback", ready, "-w", str(shop_ws), "--by", "ops-bot", "--why", "night switch"])
     assert run.exit_code == 0, run.output
     run = CliRunner().invoke(main, ["rollback", live, "-w", str(shop_ws)])
     assert run.exit_code == 0, run.output
-    assert live_history(shop_ws) == [(ready, "ops-bot", "night switch", f"rollback from {live}"),
-                                     (live, auth.os_user(), "", f"rollback from {ready}")]
+    assert live_history(shop_ws)[setup:] == [(ready, "ops-bot", "night switch", f"rollback from {live}"),
+                                             (live, auth.os_user(), "", f"rollback from {ready}")]
     run = CliRunner().invoke(main, ["train", "-w", str(shop_ws), "--no-cv", "--by", "trainer", "--notes", "weekly"])
     assert run.exit_code == 0, run.output
-    (trained,) = live_history(shop_ws)[2:]
+    (trained,) = live_history(shop_ws)[setup + 2:]
     assert trained[1:] == ("trainer", "weekly", "train")
 
 
@@ -240,6 +242,7 @@ def _stop(proc: subprocess.Popen) -> None:
 def test_launch_on_every_interface_without_auth_is_a_demo(shop, shop_ws, tmp_path):
     """--host 0.0.0.0 and no --auth: one line says it is a demo and how to add users; reviewing
     works, the model-changing endpoints are refused."""
+    setup = live_history(shop_ws)
     port = free_port()
     proc, lines = _launch(["--workspace", str(shop_ws), "--host", "0.0.0.0", "--port", str(port)], tmp_path)
     try:
@@ -254,7 +257,7 @@ def test_launch_on_every_interface_without_auth_is_a_demo(shop, shop_ws, tmp_pat
                 client.predict(*args, api_name=api)
     finally:
         _stop(proc)
-    assert live_history(shop_ws) == []
+    assert live_history(shop_ws) == setup
 
 
 def test_launch_warns_about_a_readable_plain_auth_file(shop, shop_ws, tmp_path):
