@@ -27,7 +27,7 @@ KEYS_JS = """() => {
   window.__labelerGuides = true;
   const TEXT = new Set(["text", "search", "email", "number", "password", "url", "tel", ""]);
   const typing = (el) => !!el && el !== document.body && (el.isContentEditable || el.tagName === "TEXTAREA"
-    || el.tagName === "SELECT" || (el.tagName === "INPUT" && TEXT.has((el.getAttribute("type") || "").toLowerCase())));
+    || /^select$/i.test(el.tagName) || (el.tagName === "INPUT" && TEXT.has((el.getAttribute("type") || "").toLowerCase())));
   const shown = (el) => !!el && el.offsetParent !== null;
   const onScreen = () => {
     const grid = document.getElementById("grid-page");

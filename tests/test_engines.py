@@ -264,7 +264,8 @@ def test_ray_train_and_predict_equal_the_local_engine(trained, cluster, tmp_path
     ok(cli("predict", "-w", trained, "--texts", x, "--images", folder, "--out", tmp_path / "r.csv",
            "--engine", "ray", "--ray-address", cluster.address, "--batch-size", 7))
     pl, pr = pd.read_csv(tmp_path / "l.csv"), pd.read_csv(tmp_path / "r.csv")
-    assert list(pl.columns) == list(pr.columns) and len(pl) == 30
+    # one of those 30 rows has an empty title: rejected by both (reported), 29 predicted
+    assert list(pl.columns) == list(pr.columns) and len(pl) == len(pr) == 29
     num = pl.select_dtypes("number").columns
     assert np.abs(pl[num].fillna(-1).to_numpy() - pr[num].fillna(-1).to_numpy()).max() <= 1e-6 + 1e-12
 
@@ -321,7 +322,7 @@ def test_a_worker_node_killed_mid_scoring_changes_nothing_or_retries(trained, lo
     before, version = predictions(ws), live(ws)
     worker = cluster.nodes[-1]
     cmd = [sys.executable, "-m", "labeler", "score", "-w", str(ws), "--engine", "ray", "--ray-address",
-           cluster.address, "--batch-size", 2]
+           cluster.address, "--batch-size", "2"]
     job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=ENV)
     try:
         end = time.time() + 300

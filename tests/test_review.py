@@ -63,8 +63,12 @@ def test_auto_accept_flag_follows_the_versions_guaranteed_threshold(rws):
     review.release(rws, "ana")
     # a version trained before guarantees existed keeps the settings' fixed threshold
     row = rws.prediction(card.product_id)
-    assert review.prediction_view(row, None, replace(SETTINGS, auto_accept_threshold=0.0)).auto_accept is True
-    assert review.prediction_view(row, None, replace(SETTINGS, auto_accept_threshold=1.01)).auto_accept is False
+    tax = taxonomy.of(rws)
+    classes = taxonomy.classes_of(rws, row["model_version"])
+    for threshold, expected in ((0.0, True), (1.01, False)):
+        view = review.prediction_view(row, None, replace(SETTINGS, auto_accept_threshold=threshold),
+                                      tax=tax, classes=classes)
+        assert view.auto_accept is expected
 
 
 def test_two_reviewers_get_different_products_and_each_resumes_their_own(rws):
@@ -131,7 +135,7 @@ def test_accept_stores_top1_version_and_shown_top5_and_product_leaves_the_queue(
 def test_correct_requires_one_of_the_27_codes(rws):
     card = review.next_card(rws, "ana")
     for bad in (None, 9999, "abc", "", -10):
-        with pytest.raises(InvalidCategory, match="27 categor"):
+        with pytest.raises(InvalidCategory, match="categor"):
             review.decide(rws, "ana", card.product_id, "correct", category=bad)
     with pytest.raises(InvalidCategory, match="9999 is not one of the 27 category codes"):
         review.decide(rws, "ana", card.product_id, "accept", category=9999)

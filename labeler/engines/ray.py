@@ -178,7 +178,7 @@ class _FeatureActor(_Actor):
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         from labeler import taxonomy
         from models.image import ImageEnsemble, voters_from_config
-        ensemble = ImageEnsemble(voters=voters_from_config(self.voters), codes=taxonomy.codes())
+        ensemble = ImageEnsemble(voters=voters_from_config(self.voters), codes=taxonomy.of(self.ws).keys())
         out: dict[str, list] = {"lo": [], "features": []}
         for lo, hi in zip(batch["lo"], batch["hi"]):
             df = self.frame(engine_io.products_with_images(self.ws, int(lo), int(hi)))
