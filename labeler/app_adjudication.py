@@ -68,8 +68,8 @@ def rule(ui: Any, product: str | None, category: int | None, comment: str, inclu
     except adjudication.AdjudicationError as exc:
         raise messages.error(str(exc)) from None
     tax = taxonomy.of(ui.ws)
-    note = (f"{row['product_id']}: ruled {tax.name(row['category'])} ({tax.code(row['category'])}) by "
-            f"{row['reviewer']}; final for the label.")
+    note = html.escape(f"{row['product_id']}: ruled {tax.name(row['category'])} ({tax.code(row['category'])}) by "
+                       f"{row['reviewer']}; final for the label.")   # catalog ids and names are a stranger's
     return (*load(ui, include_ruled, request), note)
 
 
@@ -99,7 +99,7 @@ def adjudication_tab(ui: Any, demo: gr.Blocks) -> None:
                                    filterable=True, elem_id="adj-category")
             comment = gr.Textbox(label="Why (saved with the ruling)", max_lines=1, scale=2, elem_id="adj-comment")
             rule_btn = gr.Button("Rule", variant="primary", scale=0, min_width=100, elem_id="adj-rule")
-        note = gr.Markdown(elem_id="adj-note")
+        note = gr.HTML(elem_id="adj-note", js_on_load=None)   # escaped text, never Markdown
         pairs = gr.Dataframe(headers=["reviewer", "reviewer", "shared products", "agreement", "Cohen's kappa"],
                              interactive=False, label="Agreement per reviewer pair", elem_id="adj-kappa")
     outs = [table, pairs, product]
