@@ -23,10 +23,10 @@ description, keywords), a parameter like any other; without it there is no prior
 learned from `y` (`classes_`): ints or strings.
 
 Products without a title (issue 16, item 7): a description-only product is read from its
-description (its first `DESCRIPTION_AS_TITLE_CHARS` characters also stand in for the title's
-character n-grams); a product with neither (only a photo) teaches the text model nothing, so `fit`
-leaves it out, and `predict_proba` gives it the model's bias alone: `product_has_text` tells the
-bundle and the fusion to rely on its image instead.
+description (the word n-grams cover title + description; it has no title character n-grams); a
+product with neither (only a photo) teaches the text model nothing, so `fit` leaves it out, and
+`predict_proba` gives it the model's bias alone: `product_has_text` tells the bundle and the
+fusion to rely on its image instead.
 
 Follows the scikit-learn estimator contract. X is a DataFrame with `title` and `description`
 (either may be missing, empty, NaN or raw HTML).
@@ -60,9 +60,6 @@ log = logging.getLogger(__name__)
 
 WORD_BUCKETS = 2 ** 22
 CHAR_BUCKETS = 2 ** 21
-# A product without a title: this much of its cleaned description feeds the title's character
-# n-grams (the sample's titles are at most 250 characters, most under 100).
-DESCRIPTION_AS_TITLE_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -110,9 +107,7 @@ def _analyze_chunk(titles: list, descriptions: list, description_chars: int,
     tc, dc, raw = _prepare(titles, descriptions, description_chars)
     ft = [fold(t) for t in tc]
     word = hash_counts((word_ngrams(f"{t} {fold(d)}") for t, d in zip(ft, dc)), WORD_BUCKETS)
-    # a product without a title: the start of its description stands in for the title's n-grams
-    char = hash_counts((char_wb_ngrams(t or fold(d[:DESCRIPTION_AS_TITLE_CHARS])) for t, d in zip(ft, dc)),
-                       CHAR_BUCKETS)
+    char = hash_counts((char_wb_ngrams(t) for t in ft), CHAR_BUCKETS)
     dense = pattern_features(tc, dc, raw) if patterns else np.zeros((len(tc), 0), dtype=np.float32)
     return word.astype(np.float32), char.astype(np.float32), dense
 
