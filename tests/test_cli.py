@@ -304,7 +304,7 @@ def test_predict_and_versions_work_on_a_read_only_workspace(trained, subset, tmp
         preds = tmp_path / "preds.csv"
         result = run("predict", "--workspace", copy, "--texts", subset["x_test"], "--images", subset["images"],
                      "--out", preds)
-        assert str(preds.resolve()) in result.output and len(pd.read_csv(preds)) == 60
+        assert str(preds.resolve()) in result.output and len(pd.read_csv(preds)) == 61
         with _ws(trained) as ws:
             live = ws.live_version()
         assert live in run("versions", "--workspace", copy).stdout
