@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from labeler import cards, importer, interop, queue, retrain, review, taxonomy, training, views
+from labeler import cards, importer, interop, queue, retrain, review, taxonomy, training, tryit, views
 from labeler.cli import main
 from labeler.config import Settings
 from labeler.engines import engine
@@ -207,6 +207,18 @@ def test_a_description_only_product_is_read_from_its_description(built, ws):
     assert "text" in stored["voters"] and "image" not in stored["voters"]
     fused = bundle.predict(frame)["fused"][0]
     np.testing.assert_allclose(stored["probs"], fused, atol=1e-6)
+
+
+def test_try_it_takes_a_photo_alone_or_a_description_alone(built, ws):
+    bundle = training.live_bundle(ws)
+    tax = taxonomy.of(ws)
+    pred, product = tryit.predict_one(bundle, image_path=ws.product(built["photo"][0])["image_path"], tax=tax)
+    assert product["title"] == "" and "text" not in pred.voters
+    assert [v.code for v in pred.top5] == [v.code for v in pred.voters["image"]]
+    stored = ws.prediction(built["photo"][0])
+    assert [v.code for v in pred.top5] == [c for c, _ in stored["top5"]]
+    pred, _ = tryit.predict_one(bundle, description=built["description"], tax=tax)
+    assert "text" in pred.voters and "image" not in pred.voters
 
 
 def test_predict_and_the_local_engine_score_them_from_what_they_have(built, tmp_path):
