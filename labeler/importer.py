@@ -10,9 +10,15 @@ CSV that cannot be parsed, wrong or missing columns, an image folder that does n
 file whose index matches none of X's rows.
 
 What is a bad row (reported with file, line, field and reason, stored in `import_problems`, the
-row skipped, the rest imported): empty title, empty or duplicate product id within the file,
-non-UTF-8 bytes in any field, unknown category code, an X row without a Y row (or a Y row
-without an X row, which is ignored), a row with the wrong number of fields.
+row skipped, the rest imported): a product with nothing to predict from (no title, no
+description and no usable image), empty or duplicate product id within the file, non-UTF-8
+bytes in any field, unknown category code, an X row without a Y row (or a Y row without an X
+row, which is ignored), a row with the wrong number of fields.
+
+A product needs a title, a description or an image, not a title: one with only a photo or only
+a description is imported (title stored as '') and predicted from what it has (the image model
+alone, or its description). The image counts once it passed the checks below, so a row whose
+only content is a missing or broken image is refused, naming why.
 
 Long text is kept, capped: a field may be up to 16 MiB in the CSV; a title is stored up to
 TITLE_MAX_CHARS (1,000) characters and a description up to DESCRIPTION_MAX_CHARS (20,000), and
@@ -50,6 +56,7 @@ from typing import Iterator
 from labeler import taxonomy
 from labeler.taxonomy import Taxonomy
 from models.imagecheck import ImageProblem, ImageRefused, check_image_file, file_sha1
+from models.textclean import has_text
 from store import imports
 from store.workspace import Workspace
 
@@ -71,7 +78,7 @@ DESCRIPTION_MAX_CHARS = 20_000
 CSV_FIELD_LIMIT = 16 * 1024 * 1024
 
 # Problem kinds: what the summary counts ("skipped by reason").
-EMPTY_TITLE = "empty title"
+NOTHING_TO_PREDICT = "no text and no image"
 EMPTY_ID = "empty product id"
 DUPLICATE_ID = "duplicate id"
 NON_UTF8 = "non-UTF-8 bytes"
@@ -387,6 +394,31 @@ def _attach_images(products: list[tuple[ProductRecord, int, Path | None]], file:
             rec.image_path, rec.image_sha1 = str(path), sha1
 
 
+def _refuse_empty(found: list[tuple[ProductRecord, int, Path | None]], file: str, problems: list[Problem],
+                  title_field: str, skip: frozenset[str] | set[str], no_image: str
+                  ) -> list[tuple[ProductRecord, int, Path | None]]:
+    """The products with something to predict from: a title, a description or an image that
+    passed its checks. A refused row is reported once, on its title field, saying why its image
+    did not count (its image problem, reported above as "imported without image", is folded in)
+    and what to give it. Products in `skip` are already stored, never written again: kept."""
+    kept: list[tuple[ProductRecord, int, Path | None]] = []
+    for rec, line, path in found:
+        if rec.id in skip or rec.image_path is not None or has_text(rec.title, rec.description):
+            kept.append((rec, line, path))
+            continue
+        image_problems = [p for p in problems if p.file == file and p.line == line and p.field == "image"]
+        for p in image_problems:
+            problems.remove(p)
+        if image_problems:
+            why = image_problems[0].message
+        else:
+            why = no_image if path is None else f"image file {path} not found"
+        problems.append(Problem(file, line, title_field, NOTHING_TO_PREDICT,
+                                f"product {rec.id}: no {title_field}, no description and no usable image ({why}); "
+                                f"give it a {title_field}, a description or an image file"))
+    return kept
+
+
 # -- the two layouts --------------------------------------------------------------------------
 def _noop(fraction: float, desc: str) -> None:
     log.debug("%3.0f%% %s", 100 * fraction, desc)
@@ -421,7 +453,7 @@ def read_challenge(texts: Path | str, labels: Path | str | None = None, images: 
     seen_id: dict[str, int] = {}
     all_index: set[str] = set()
     found: list[tuple[ProductRecord, int, Path | None]] = []
-    n_rows = n_without_image = 0
+    n_rows = 0
     for line, value, ok in _rows(file, header, rows, cols, problems):
         n_rows += 1
         if value is not None:
@@ -432,9 +464,6 @@ def read_challenge(texts: Path | str, labels: Path | str | None = None, images: 
         at = f"index {index}" if index else "row"
         if not pid:
             problems.append(Problem(file, line, "productid", EMPTY_ID, f"{at}: empty productid")); continue
-        if not value["designation"].strip():
-            problems.append(Problem(file, line, "designation", EMPTY_TITLE,
-                                    f"{at}, product {pid}: empty designation")); continue
         if index in seen_index:
             problems.append(Problem(file, line, "index", DUPLICATE_ID,
                                     f"index {index} already used at line {seen_index[index]}")); continue
@@ -453,8 +482,6 @@ def read_challenge(texts: Path | str, labels: Path | str | None = None, images: 
                                         f"{len(tax)} category codes")); continue
         seen_index[index], seen_id[pid] = line, line
         image = image_index.get((value["imageid"].strip(), pid)) if image_dir else None
-        if image_dir and image is None:
-            n_without_image += 1
         title = _capped(file, line, "designation", pid, value["designation"].strip(), TITLE_MAX_CHARS, problems)
         description = _capped(file, line, "description", pid, value["description"], DESCRIPTION_MAX_CHARS, problems)
         rec = ProductRecord(pid, title, description, None, None, label, index or None)
@@ -472,6 +499,10 @@ def read_challenge(texts: Path | str, labels: Path | str | None = None, images: 
                 problems.append(Problem(str(y_path), y_line, "index", NO_LABEL_ROW,
                                         f"index {index} has no row in {x_path.name}", "ignored"))
     _attach_images(found, file, problems, progress, kind_missing=None, skip=known_ids)
+    no_image = (f"no image_<imageid>_product_<productid>.jpg for it in {image_dir}" if image_dir
+                else "no image folder given: --images DIR")
+    found = _refuse_empty(found, file, problems, "designation", known_ids, no_image)
+    n_without_image = sum(path is None for _, _, path in found) if image_dir else 0
     progress(0.95, "validated")
     fingerprint = _fingerprint([x_path] + ([y_path] if y_path else []), str(image_dir or ""))
     source = f"{x_path}" + (f" + {y_path}" if y_path else "") + (f" + images {image_dir}" if image_dir else "")
@@ -494,7 +525,7 @@ def read_plain_csv(path: Path | str, *, progress: Progress | None = None,
     problems: list[Problem] = []
     seen: dict[str, int] = {}
     found: list[tuple[ProductRecord, int, Path | None]] = []
-    n_rows = n_without_image = 0
+    n_rows = 0
     progress(0.02, f"reading {path.name}")
     for line, value, ok in _rows(file, header, rows, cols, problems):
         n_rows += 1
@@ -503,8 +534,6 @@ def read_plain_csv(path: Path | str, *, progress: Progress | None = None,
         pid = value["id"].strip()
         if not pid:
             problems.append(Problem(file, line, "id", EMPTY_ID, "empty id")); continue
-        if not value["title"].strip():
-            problems.append(Problem(file, line, "title", EMPTY_TITLE, f"product {pid}: empty title")); continue
         if pid in seen:
             problems.append(Problem(file, line, "id", DUPLICATE_ID, f"id {pid} already at line {seen[pid]}")); continue
         raw_label = value.get("label", "").strip()
@@ -516,14 +545,14 @@ def read_plain_csv(path: Path | str, *, progress: Progress | None = None,
         seen[pid] = line
         image = value.get("image", "").strip()
         image_path = (folder / image).resolve() if image else None
-        if image_path is None:
-            n_without_image += 1
         title = _capped(file, line, "title", pid, value["title"].strip(), TITLE_MAX_CHARS, problems)
         description = _capped(file, line, "description", pid, value.get("description", ""),
                               DESCRIPTION_MAX_CHARS, problems)
         found.append((ProductRecord(pid, title, description, None, None, label, None), line, image_path))
     progress(0.3, f"read {n_rows} rows")
     _attach_images(found, file, problems, progress, kind_missing=MISSING_IMAGE, skip=known_ids)
+    found = _refuse_empty(found, file, problems, "title", known_ids, "empty image cell")
+    n_without_image = sum(path is None for _, _, path in found)
     progress(0.95, "validated")
     ignored = [h for h in header if h and h.lower() not in (*PLAIN_REQUIRED, *PLAIN_OPTIONAL)]
     notes = [f"ignored columns: {', '.join(ignored)}"] if ignored else []

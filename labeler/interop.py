@@ -1,7 +1,8 @@
 """Interop with other labeling tools: Label Studio JSON tasks (both ways) and Parquet.
 
-* `export_labelstudio`: one Label Studio task per product. `data` holds `product_id`, `title`,
-  `text` (title and description, what a Text tag shows) and `image` (the stored path; serve it
+* `export_labelstudio`: one Label Studio task per product. `data` holds `product_id`, `title`
+  ('' for a product with only a photo or a description), `text` (title and description, what a
+  Text tag shows; '' for a photo-only product) and `image` (the stored path; serve it
   through Label Studio's local-files storage). `predictions` holds the live model's fused top-5,
   one prediction per candidate, best first, each a `choices` result with its probability as
   `score` (Label Studio pre-selects the first and sorts tasks by score). `annotations` holds each
@@ -104,7 +105,7 @@ def labelstudio_tasks(ws: Workspace) -> list[dict]:
     tax = taxonomy.of(ws)
     tasks = []
     for n, p in enumerate(ws.products(), 1):
-        text = p["title"] + (f"\n\n{p['description']}" if p["description"] else "")
+        text = "\n\n".join(part for part in (p["title"], p["description"]) if part)   # either may be empty
         data: dict[str, Any] = {"product_id": p["id"], "title": p["title"], "text": text}
         if p["image_path"]:
             data["image"] = p["image_path"]

@@ -25,7 +25,7 @@ from labeler import evaluation, taxonomy
 from labeler.domain import Progress, scaled
 from models import honest
 from models.predictor import ModelBundle, align, load_bundle, prediction_rows
-from models.text import TextClassifier
+from models.text import TextClassifier, product_has_text
 from models.text_prior import CategoryText, read_category_texts
 from store.features import WorkspaceFeatures
 from store import taxonomy as stored_taxonomy
@@ -209,7 +209,8 @@ def _out_of_fold(ensemble: Any, feats: dict[str, np.ndarray], ok: np.ndarray, df
 
 
 def _cross_fitted_fusion(text_oof: np.ndarray, voters_oof: dict[str, np.ndarray], ok: np.ndarray, y: np.ndarray,
-                         folds: np.ndarray, voter_names: list[str], codes: list) -> dict[str, Any]:
+                         folds: np.ndarray, voter_names: list[str], codes: list,
+                         has_text: np.ndarray | None = None) -> dict[str, Any]:
     """Out-of-fold predictions of every labelled product in `bundle.predict`'s layout: the fusion
     that fuses a product of fold k is itself fitted on the other folds' rows (its prior too), so
     nothing a product shows was fitted on its own label."""
@@ -219,6 +220,7 @@ def _cross_fitted_fusion(text_oof: np.ndarray, voters_oof: dict[str, np.ndarray]
     image = np.zeros_like(text_oof)
     voters = {name: np.zeros_like(text_oof) for name in voter_names}
     y_index = _index(y, codes)
+    has_text = np.ones(n, bool) if has_text is None else np.asarray(has_text, bool)   # photo only: image vote
     rows = np.flatnonzero(ok)
     fi = folds[ok]
     for k in np.unique(fi):
@@ -226,15 +228,17 @@ def _cross_fitted_fusion(text_oof: np.ndarray, voters_oof: dict[str, np.ndarray]
         if not te.any():
             continue
         fusion = Fusion(voter_names=voter_names, text_prior=category_prior(y[folds != k], codes))
-        fusion.fit(text_oof[rows[tr]], {v: p[tr] for v, p in voters_oof.items()}, y_index[rows[tr]])
+        fusion.fit(text_oof[rows[tr]], {v: p[tr] for v, p in voters_oof.items()}, y_index[rows[tr]],
+                   has_text=has_text[rows[tr]])
         part = {v: p[te] for v, p in voters_oof.items()}
         vote = fusion.image_vote(part)
-        fused[rows[te]] = fusion.fuse(text_oof[rows[te]], vote, np.ones(int(te.sum()), bool), voters=part)
+        fused[rows[te]] = fusion.fuse(text_oof[rows[te]], vote, np.ones(int(te.sum()), bool), voters=part,
+                                      has_text=has_text[rows[te]])
         image[rows[te]] = vote
         for v in voter_names:
             voters[v][rows[te]] = part[v]
     return {"text": text_oof, "image": image, "voters": voters, "has_image": ok.copy(), "fused": fused,
-            "n": n}
+            "has_text": has_text, "n": n}
 
 
 def _image_ensemble(ws: Workspace, voters=None) -> Any:
@@ -290,9 +294,10 @@ def _fit_image_and_fusion(ws: Workspace, df: pd.DataFrame, y: np.ndarray, folds:
     names = [s.label for s in ensemble.voters]
     codes = list(ensemble.codes)
     fusion = Fusion(voter_names=names, text_prior=category_prior(y, codes))
-    fusion.fit(text_oof[ok], voters_oof, _index(y[ok], codes))
+    has_text = product_has_text(df)      # a product with only a photo: its image vote, never fitted on
+    fusion.fit(text_oof[ok], voters_oof, _index(y[ok], codes), has_text=has_text[ok])
     progress(fs + 0.8 * (1 - fs), "cross-fitting the fusion for out-of-fold scores")
-    oof = _cross_fitted_fusion(text_oof, voters_oof, ok, y, folds, names, codes)
+    oof = _cross_fitted_fusion(text_oof, voters_oof, ok, y, folds, names, codes, has_text)
     ensemble.fit({k: v[ok] for k, v in feats.items()}, y[ok])
     ensemble.set_vote(fusion.params.vote_weights, fusion.params.sharpen_k)
     metrics.update(fusion.metrics)

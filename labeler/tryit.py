@@ -44,9 +44,9 @@ def predict_one(bundle, *, title: str = "", description: str = "", image_path: s
     """
     title, description = (title or "").strip(), (description or "").strip()
     has_image_model = getattr(bundle, "image", None) is not None
-    if not title and not image_path:
+    if not title and not description and not image_path:
         raise TryItError("type a title (and a description) or upload an image to get a prediction")
-    if not title and not has_image_model:
+    if not title and not description and not has_image_model:
         raise TryItError(f"model version {bundle.version} reads text only (no image model yet): type a title")
     product = {"id": TRY_ID, "title": title, "description": description,
                "image_path": image_path if image_path and has_image_model else None, "image_sha1": None}

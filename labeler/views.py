@@ -333,7 +333,7 @@ def shortcuts_html() -> str:
 
 def describe_decision(row: dict, title: object, tax: Taxonomy | None = None) -> str:
     """'accepted Piscine et accessoires for «title»' for the status line."""
-    t = plain(title)
+    t = plain(title) or "(no title)"
     t = t if len(t) <= 48 else t[:47] + "…"
     action = row.get("action")
     if action in ("accept", "correct"):
@@ -352,7 +352,7 @@ def history_html(rows: Sequence[dict], tax: Taxonomy | None = None) -> str:
     for r in rows:
         what = ("skipped" if r["action"] == "skip" else
                 f'{"✓" if r["action"] == "accept" else "✎"} {html.escape((tax or taxonomy.default()).name(r["category"]))}')
-        items.append(f'<li><span class="h-what">{what}</span><span class="h-title">{text(r.get("title"), 80)}</span></li>')
+        items.append(f'<li><span class="h-what">{what}</span><span class="h-title">{text(r.get("title"), 80) or "<em>(no title)</em>"}</span></li>')
     return (f'<details class="history" open><summary>Your last decisions <span class="muted">(U takes back the '
             f'first)</span></summary><ol>{"".join(items)}</ol></details>')
 
@@ -636,7 +636,7 @@ def grid_html(page, tiles: list, tax: Taxonomy | None = None) -> str:
         img = (f'<img src="{html.escape(url)}" alt="" loading="lazy">' if url
                else '<div class="grid-noimg">no image</div>')
         cells.append(f'<div class="grid-tile" data-product="{html.escape(item.product_id)}"><b>{n}</b>{img}'
-                     f'<div class="grid-title">{html.escape(item.title[:120])}</div>'
+                     f'<div class="grid-title">{html.escape(item.title[:120]) or "<em>(no title)</em>"}</div>'
                      f'<div class="grid-prob">{item.prob:.0%}</div></div>')
     return (head + '<div class="grid-tiles" style="display:grid;grid-template-columns:repeat(auto-fill,'
             'minmax(170px,1fr));gap:8px">' + "".join(cells) + "</div>")
@@ -660,7 +660,7 @@ def browse_detail_html(detail: dict | None, tax: Taxonomy | None = None) -> str:
         f"<td>{html.escape(d['comment'] or '')}</td></tr>" for d in detail["history"])
     label = html.escape(category_label(detail["label"], tax)) if detail["label"] is not None else "none"
     return (f'<div class="browse-detail" data-product="{html.escape(str(p["id"]))}">'
-            f'<h3>{html.escape(p["title"])}</h3><div class="muted">product {html.escape(str(p["id"]))} · '
+            f'<h3>{html.escape(p["title"]) or "<em>(no title)</em>"}</h3><div class="muted">product {html.escape(str(p["id"]))} · '
             f'label now: <b>{label}</b></div><p>{html.escape((p["description"] or "")[:600])}</p>'
             f'<b>Model top-5</b><ol>{top5}</ol><b>Decisions</b>'
             + (f'<table class="metrics"><tr><th>when (UTC)</th><th>who</th><th>action</th><th>category</th>'

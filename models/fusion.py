@@ -13,7 +13,8 @@ that job category by category, `t` a temperature, `w` the vote weights and `k` t
 exponent. The offsets matter: on the shared sample the imaged products are spread evenly over
 categories while the texts are not, and `b` alone leaves +0.03 weighted F1 on the table
 (docs/image_model.md). Products without an image get the text probabilities unchanged; products
-without text get the image vote.
+without text (only a photo: `has_text` False) get the image vote unchanged, the symmetric case,
+and are left out of the fit, whose parameters weigh two sources a product has both of.
 """
 from __future__ import annotations
 
@@ -84,7 +85,8 @@ class Fusion:
 
     def fuse(self, text: np.ndarray, image: np.ndarray, has_image: np.ndarray, *,
              voters: dict[str, np.ndarray] | None = None, has_text: np.ndarray | None = None) -> np.ndarray:
-        """(n, 27) fused probabilities; text only where has_image is False, image only without text."""
+        """(n, 27) fused probabilities; text only where has_image is False, the image vote alone
+        where has_text is False (default: where the text row is all zeros)."""
         text = np.asarray(text, dtype=np.float64)
         has_image = np.asarray(has_image, dtype=bool)
         if voters and all(n in voters for n in self.voter_names):
@@ -103,12 +105,22 @@ class Fusion:
         return out
 
     # -- fitting ----------------------------------------------------------------------------
-    def fit(self, text: np.ndarray, voters: dict[str, np.ndarray], y_index: np.ndarray) -> "Fusion":
-        """text (n,27), voters {name: (n,27)}, y_index (n,) column index of the true category."""
+    def fit(self, text: np.ndarray, voters: dict[str, np.ndarray], y_index: np.ndarray, *,
+            has_text: np.ndarray | None = None) -> "Fusion":
+        """text (n,27), voters {name: (n,27)}, y_index (n,) column index of the true category;
+        has_text (n,) bool: rows False (a product with only a photo) are left out, since `fuse`
+        gives them the image vote whatever the parameters. No row left: the parameters stay."""
         n_v = len(self.voter_names)
         V = [np.asarray(voters[n], dtype=np.float64) for n in self.voter_names]
         text = np.asarray(text, dtype=np.float64)
         y_index = np.asarray(y_index)
+        if has_text is not None:
+            keep = np.asarray(has_text, dtype=bool)
+            V, text, y_index = [v[keep] for v in V], text[keep], y_index[keep]
+        if len(y_index) == 0:
+            log.warning("fusion: no out-of-fold row has both text and an image; default parameters kept")
+            self.metrics = {"oof_n": 0}
+            return self
         use_prior = self.text_prior is not None
         n_c = text.shape[1] if self.offset_l2 is not None and len(y_index) >= self.offset_min_rows * text.shape[1] else 0
 

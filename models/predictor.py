@@ -5,6 +5,10 @@ Every probability array it returns has one column per entry of the bundle's `cod
 different models of a version line up, and a version's arrays line up with another's by code.
 Scoring is a pure function of (bundle, products): a product's probabilities do not depend on the
 other products of the call (`adapt=True` is the explicit exception, `TextClassifier`).
+
+A product is scored from what it has: text and image fused, text alone without a usable image,
+the image vote alone without a title or description (`has_text`), the text model's bias alone
+with neither (the importer refuses such products; an image may still fail to decode later).
 """
 from __future__ import annotations
 
@@ -85,14 +89,16 @@ class ModelBundle:
         """products: DataFrame with id, title, description, image_path.
 
         Returns {'text': (n,k), 'image': (n,k) or None, 'voters': {name: (n,k)},
-        'has_image': (n,) bool, 'fused': (n,k), 'codes': the k column codes}. Each row depends only on its
-        product (and on cached image features), unless `adapt` asks the text model to refit with
-        the batch's unseen texts (`TextClassifier.predict_proba`).
+        'has_image': (n,) bool, 'has_text': (n,) bool, 'fused': (n,k), 'codes': the k column codes};
+        a product without text and with a usable image is fused to its image vote alone. Each row
+        depends only on its product (and on cached image features), unless `adapt` asks the text
+        model to refit with the batch's unseen texts (`TextClassifier.predict_proba`).
         """
+        from models.text import product_has_text    # loaded with the bundle's text model anyway
         text_proba = self.text.predict_proba(products, adapt=True) if adapt else self.text.predict_proba(products)
         text = align(text_proba, self.text.classes_, self.codes)
         out: dict[str, Any] = {"text": text, "image": None, "voters": {}, "has_image": np.zeros(len(products), bool),
-                               "codes": list(self.codes)}
+                               "has_text": product_has_text(products), "codes": list(self.codes)}
         if self.image is not None:
             img = self.image.predict_products(products, progress=progress, feature_store=feature_store,
                                               codes=self.codes)
@@ -100,7 +106,8 @@ class ModelBundle:
             out["image"] = img["image"]
             out["has_image"] = img["has_image"]
         if self.fusion is not None and out["image"] is not None:
-            out["fused"] = self.fusion.fuse(text, out["image"], out["has_image"], voters=out["voters"])
+            out["fused"] = self.fusion.fuse(text, out["image"], out["has_image"], voters=out["voters"],
+                                            has_text=out["has_text"])
         else:
             out["fused"] = text
         return out
@@ -138,18 +145,23 @@ def uncertainty(probs: np.ndarray) -> dict[str, float]:
 def prediction_rows(product_ids: list[str], out: dict[str, Any], codes: Sequence | None = None,
                     k: int = 5) -> list[dict]:
     """Rows for `Workspace.save_predictions`: fused top-5, each model's own top-k, uncertainty;
-    `codes`: the arrays' column order (default: the one `ModelBundle.predict` put in `out`)."""
+    `codes`: the arrays' column order (default: the one `ModelBundle.predict` put in `out`).
+    A product without text that was scored from its image has no text vote (the text model
+    read nothing) and no disagreement."""
     codes = out["codes"] if codes is None else codes
+    has_text = out.get("has_text")
     rows = []
     for i, pid in enumerate(product_ids):
         fused = out["fused"][i]
-        voters = {"text": top_k(out["text"][i], codes, k)}
+        imaged = out["image"] is not None and bool(out["has_image"][i])
+        texted = has_text is None or bool(has_text[i])
+        voters = {"text": top_k(out["text"][i], codes, k)} if texted or not imaged else {}
         disagreement = 0
-        if out["image"] is not None and out["has_image"][i]:
+        if imaged:
             voters["image"] = top_k(out["image"][i], codes, k)
             for name, arr in out["voters"].items():
                 voters[name] = top_k(arr[i], codes, k)
-            disagreement = int(np.argmax(out["text"][i]) != np.argmax(out["image"][i]))
+            disagreement = int(texted and np.argmax(out["text"][i]) != np.argmax(out["image"][i]))
         best = top_k(fused, codes, k)
         rows.append({"product_id": pid, "top5": best, "probs": [round(float(p), 6) for p in fused],
                      "voters": voters, "top1": best[0][0], "disagreement": disagreement, **uncertainty(fused)})

@@ -22,8 +22,14 @@ The category prior comes from `categories` (`models.text_prior.CategoryText`: co
 description, keywords), a parameter like any other; without it there is no prior. Classes are
 learned from `y` (`classes_`): ints or strings.
 
+Products without a title (issue 16, item 7): a description-only product is read from its
+description (the word n-grams cover title + description; it has no title character n-grams); a
+product with neither (only a photo) teaches the text model nothing, so `fit` leaves it out, and
+`predict_proba` gives it the model's bias alone: `product_has_text` tells the bundle and the
+fusion to rely on its image instead.
+
 Follows the scikit-learn estimator contract. X is a DataFrame with `title` and `description`
-(description may be missing, empty, NaN or raw HTML).
+(either may be missing, empty, NaN or raw HTML).
 """
 from __future__ import annotations
 
@@ -47,9 +53,9 @@ from sklearn.utils.validation import check_is_fitted
 from models.text_features import HashedTfidf, char_wb_ngrams, hash_counts, word_ngrams
 from models.text_prior import PATTERN_NAMES, CategoryText, category_documents, pattern_features
 from models.text_reference import ReferenceConfig, product_texts, reference_features
-from models.textclean import clean_text, fold, is_missing
+from models.textclean import clean_text, fold, has_text, is_missing
 
-__all__ = ["TextConfig", "TextClassifier", "product_texts"]
+__all__ = ["TextConfig", "TextClassifier", "product_texts", "product_has_text"]
 log = logging.getLogger(__name__)
 
 WORD_BUCKETS = 2 ** 22
@@ -81,6 +87,12 @@ def _column(X: pd.DataFrame, name: str) -> list:
     if name not in X:
         return [""] * len(X)
     return X[name].tolist()
+
+
+def product_has_text(X: pd.DataFrame) -> np.ndarray:
+    """(n,) bool: whether each product has a title or a description (`textclean.has_text`)."""
+    return np.fromiter((has_text(t, d) for t, d in zip(_column(X, "title"), _column(X, "description"))),
+                       dtype=bool, count=len(X))
 
 
 def _prepare(titles: list, descriptions: list, description_chars: int) -> tuple[list[str], list[str], list[str]]:
@@ -248,8 +260,17 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"X has {len(X)} products but y has {len(y)} labels; they must match row for row")
         if len(X) == 0:
             raise ValueError("cannot fit the text model on 0 products")
-        self.classes_, y_idx = np.unique(y, return_inverse=True)
         titles, descs = _column(X, "title"), _column(X, "description")
+        texted = product_has_text(X)
+        if not texted.any():
+            raise ValueError(f"none of the {len(X)} labelled products has a title or a description; the text "
+                             "model needs some with text (products with only a photo are learnt by the image model)")
+        if not texted.all():   # only a photo: nothing for the text model to learn from
+            titles = [t for t, keep in zip(titles, texted) if keep]
+            descs = [d for d, keep in zip(descs, texted) if keep]
+            y = y[texted]
+        self.n_without_text_ = int((~texted).sum())
+        self.classes_, y_idx = np.unique(y, return_inverse=True)
         un_titles, un_descs = self._new_unlabelled(titles, descs, X_unlabeled)
         prior_titles, prior_y = self._prior_codes(self.classes_)
 
@@ -275,7 +296,8 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         self.fit_seconds_ = {"analyze": t_analyze, "vectorize": t_vectorize, "calibrate": t_calibrate,
                              "svm": time.perf_counter() - clock}
         self.seen_ = np.unique(product_keys(titles + un_titles, descs + un_descs))
-        self.n_train_, self.n_unlabeled_, self.n_prior_ = n, n_un, n_prior
+        # n_train: the labelled products given, those without text (left out above) included
+        self.n_train_, self.n_unlabeled_, self.n_prior_ = n + self.n_without_text_, n_un, n_prior
         # kept for predict(adapt=True): counts of every fitted row, no raw text
         self.fit_counts_ = (all_w, all_c, dense_fit, y_fit, w_fit) if n <= c.transductive_max_train else None
         return self
@@ -296,6 +318,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         keep = np.zeros(len(keys), dtype=bool)
         keep[np.unique(keys, return_index=True)[1]] = True
         keep &= ~np.isin(keys, product_keys(titles, descs))
+        keep &= product_has_text(X_unlabeled)     # an empty document would only dilute the IDF
         return ([t for t, k in zip(un_titles, keep) if k], [d for d, k in zip(un_descs, keep) if k])
 
     def _calibrate(self, Z: sp.csr_matrix, y_fit: np.ndarray, w_fit: np.ndarray, n: int):
@@ -363,6 +386,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
                "prior_categories": len(getattr(self, "categories", None) or ())}
         if hasattr(self, "coef_"):
             out.update({"temperature": round(self.temperature_, 4), "n_train": self.n_train_,
+                        "n_without_text": getattr(self, "n_without_text_", 0),
                         "n_unlabeled": self.n_unlabeled_, "n_prior_documents": self.n_prior_,
                         "n_word_features": self.word_.n_columns, "n_char_features": self.char_.n_columns,
                         "fit_seconds": {k: round(v, 2) for k, v in self.fit_seconds_.items()}})

@@ -48,6 +48,13 @@ def clean_text(text: object) -> str:
     return _SPACE.sub(" ", s.replace("\xa0", " ")).strip()
 
 
+def has_text(title: object, description: object = "") -> bool:
+    """Whether a product has words a text model can read: a title or a description that is not
+    empty once tags, entities and spaces are removed. A product with only a photo has none (the
+    importer, the bundle and the fusion then rely on its image alone)."""
+    return bool(clean_text(title) or clean_text(description))
+
+
 def _fold_table() -> dict[int, str]:
     """Accent folding as one str.translate table (10x faster than NFKD per document)."""
     table: dict[int, str] = {}

@@ -10,7 +10,8 @@ INSERT_CHUNK = 1000     # products per executemany (progress is reported between
 
 
 class NewProduct(Protocol):
-    """One product as an import brings it (`labeler.importer.ProductRecord`)."""
+    """One product as an import brings it (`labeler.importer.ProductRecord`). `title` is '' for a
+    product with only a photo or a description (m080: the schema wants one of the three)."""
     id: str
     title: str
     description: str

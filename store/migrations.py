@@ -469,3 +469,37 @@ def m050_workspace_taxonomy(conn: sqlite3.Connection) -> None:
         """
     )
 
+
+
+PRODUCT_TEXT_OR_IMAGE = ("length(trim(title)) > 0 OR length(trim(description)) > 0 OR image_path IS NOT NULL")
+
+
+@migration
+def m080_products_without_title(conn: sqlite3.Connection) -> None:
+    # A product needs something to be predicted from, not a title (issue 16, item 7): one with
+    # only a photo, or only a description, is stored with title ''; a product with no title, no
+    # description and no image is still refused by the schema. `products.title` carried
+    # CHECK (length(trim(title)) > 0) since m001. SQLite cannot ALTER a CHECK and rebuilding
+    # `products` would trip the foreign keys pointing at it (decisions, predictions, reservations,
+    # label issues: PRAGMA foreign_keys cannot be turned off inside this transaction) and the FTS
+    # triggers. The new CHECK is implied by the old one (every stored title is non-empty), so, as
+    # m030 did for `decisions`, the table's stored SQL is edited in place: SQLite's documented
+    # procedure for constraint changes that touch no row (sqlite.org/lang_altertable.html, "other
+    # kinds of table schema changes"), then the schema version is bumped and `products` checked.
+    c = getattr(conn, "conn", conn)
+    table_sql = c.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'products'").fetchone()[0]
+    old = "title TEXT NOT NULL CHECK (length(trim(title)) > 0)"
+    if table_sql.count(old) != 1:
+        raise RuntimeError(f"m080: products table no longer holds {old!r}; update this migration")
+    new_sql = table_sql.replace(old, f"title TEXT NOT NULL CHECK ({PRODUCT_TEXT_OR_IMAGE})")
+    version = c.execute("PRAGMA schema_version").fetchone()[0]
+    c.execute("PRAGMA writable_schema = ON")
+    try:
+        c.execute("UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = 'products'", (new_sql,))
+        c.execute(f"PRAGMA schema_version = {int(version) + 1}")
+    finally:
+        c.execute("PRAGMA writable_schema = OFF")
+    problems = [r[0] for r in c.execute("PRAGMA quick_check(products)")]
+    if problems != ["ok"]:
+        raise RuntimeError(f"m080: products failed its check after the schema edit ({'; '.join(problems[:3])}); "
+                           "the migration was rolled back")

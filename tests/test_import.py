@@ -29,14 +29,14 @@ def sample_ws(sample_dir: Path, tmp_path_factory):
 def test_sample_counts(sample_ws, sample_dir):
     ws, report = sample_ws
     x = pd.read_csv(sample_dir / X_NAME, index_col=0, dtype=str, keep_default_na=False)
-    empty_titles = int((x["designation"].str.strip() == "").sum())
+    photo_only = int((x["designation"].str.strip() == "").sum())
     assert report.n_rows == len(x) == 1949
-    assert empty_titles > 0
-    assert report.imported == ws.count_products() == len(x) - empty_titles
-    assert report.skipped_by_reason() == {importer.EMPTY_TITLE: empty_titles}
+    assert photo_only > 0               # no designation, no description, a photo: imported all the same
+    assert report.imported == ws.count_products() == len(x)
+    assert report.skipped_by_reason() == {}
     assert report.already_present == 0
     stored = ws.query("SELECT row, field, reason FROM import_problems WHERE batch_id = ?", (report.batch_id,))
-    assert len(stored) == empty_titles and all(r["field"] == "designation" for r in stored)
+    assert stored == []
     assert ws.scalar("SELECT n_imported FROM import_batches WHERE id = ?", (report.batch_id,)) == report.imported
 
 
@@ -56,7 +56,7 @@ def test_sample_images_found(sample_ws, sample_dir):
     ws, report = sample_ws
     folder = sample_dir / "images" / "image_train"
     x = pd.read_csv(sample_dir / X_NAME, index_col=0, dtype=str, keep_default_na=False)
-    kept = x[x["designation"].str.strip() != ""]
+    kept = x                                   # the products with only a photo too
     expected = {pid for pid, iid in zip(kept["productid"], kept["imageid"])
                 if (folder / f"image_{iid}_product_{pid}.jpg").exists()}
     with_image = ws.query("SELECT id, image_path, image_sha1 FROM products WHERE image_path IS NOT NULL")
@@ -138,7 +138,7 @@ def test_bad_rows_are_reported_skipped_and_the_rest_imported(workspace, tmp_path
         [0, "Produit correct avec image", "", "201", "1"],            # line 2
         [1, "Image tronquée", "", "202", "2"],                        # line 3: corrupt image, kept
         [2, "Pas une image", "", "203", "3"],                         # line 4: corrupt image, kept
-        [3, "   ", "description seule", "204", "4"],                  # line 5: empty title
+        [3, "   ", "", "204", "4"],                                   # line 5: no text and no image
         [4, "Doublon", "", "201", "9"],                               # line 6: duplicate id
         [5, "Code inconnu", "", "206", "6"],                          # line 7: unknown category
         [6, "Sans étiquette", "", "207", "7"],                        # line 8: no Y row
@@ -148,7 +148,7 @@ def test_bad_rows_are_reported_skipped_and_the_rest_imported(workspace, tmp_path
                   [[0, 2583], [1, 1280], [2, 1280], [3, 10], [4, 10], [5, 9999], [8, 2522], [42, 10]])
     report = import_challenge(workspace, x, y, images)
     by_line = problems_by_line(report)
-    assert by_line[5].kind == importer.EMPTY_TITLE and by_line[5].field == "designation"
+    assert by_line[5].kind == importer.NOTHING_TO_PREDICT and by_line[5].field == "designation"
     assert by_line[6].kind == importer.DUPLICATE_ID and "line 2" in by_line[6].message
     assert by_line[8].kind == importer.NO_LABEL_ROW and by_line[8].file == str(x)
     unknown = [p for p in report.problems if p.kind == importer.UNKNOWN_CATEGORY]
@@ -157,7 +157,7 @@ def test_bad_rows_are_reported_skipped_and_the_rest_imported(workspace, tmp_path
     assert len(orphan) == 1 and "index 42" in orphan[0].message and orphan[0].action == "ignored"
     corrupt = {p.line: p for p in report.problems if p.kind == importer.CORRUPT_IMAGE}
     assert set(corrupt) == {3, 4} and all(p.action == "imported without image" for p in corrupt.values())
-    assert report.skipped_by_reason() == {importer.EMPTY_TITLE: 1, importer.DUPLICATE_ID: 1,
+    assert report.skipped_by_reason() == {importer.NOTHING_TO_PREDICT: 1, importer.DUPLICATE_ID: 1,
                                           importer.UNKNOWN_CATEGORY: 1, importer.NO_LABEL_ROW: 1}
     assert sorted(p["id"] for p in workspace.products()) == ["201", "202", "203", "208"]
     assert workspace.product("202")["image_path"] is None and workspace.product("203")["image_path"] is None
@@ -166,7 +166,7 @@ def test_bad_rows_are_reported_skipped_and_the_rest_imported(workspace, tmp_path
     assert len(stored) == len(report.problems)
     line5 = [r for r in stored if r["row"] == "5"]
     assert len(line5) == 1 and line5[0]["file"] == str(x) and line5[0]["field"] == "designation"
-    assert line5[0]["reason"].startswith(importer.EMPTY_TITLE)
+    assert line5[0]["reason"].startswith(importer.NOTHING_TO_PREDICT)
 
 
 def test_non_utf8_bytes_flag_only_their_rows(workspace, tmp_path):

@@ -45,15 +45,18 @@ def prediction_frame(parsed_frame: pd.DataFrame, out: dict[str, Any], k: int = 5
         models["image"] = out["image"]
         models.update(out.get("voters") or {})
     has_image = np.asarray(out.get("has_image", np.zeros(len(fused), bool)), bool)
+    photo_only = has_image & ~np.asarray(out.get("has_text", np.ones(len(fused), bool)), bool)
     for name, probs in models.items():
         best = np.argmax(probs, axis=1)
         pred = _code_column(codes[best], tax)
         prob = pd.array(np.round(probs[np.arange(len(best)), best], 6), dtype="Float64")
         if name != "text":   # image models say nothing about products without an image
             pred[~has_image], prob[~has_image] = pd.NA, pd.NA
+        elif photo_only.any():   # nor the text model about a product with only a photo
+            pred[photo_only], prob[photo_only] = pd.NA, pd.NA
         table[f"{name}_pred"], table[f"{name}_prob"] = pred, prob
     if out.get("image") is not None:
-        table["disagreement"] = (has_image & (np.argmax(out["text"], 1) != np.argmax(out["image"], 1))).astype(int)
+        table["disagreement"] = (has_image & ~photo_only & (np.argmax(out["text"], 1) != np.argmax(out["image"], 1))).astype(int)
     table.update(honest_columns(fused, calibration, codes, tax))
     table["row"] = parsed_frame["row"].to_numpy()
     return pd.DataFrame(table)
