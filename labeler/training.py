@@ -416,7 +416,9 @@ def train_version(ws: Workspace, *, progress: Progress | None = None, evaluate: 
     stored_taxonomy.set_version_classes(ws, version, codes)   # the keys of its probability columns
     progress(spans["scoring"][0], "scoring products")
     labelled_ids = df["id"].astype(str).tolist()
-    ws.save_predictions(version, prediction_rows(labelled_ids, oof, codes), source=OUT_OF_FOLD)
+    for at in range(0, len(labelled_ids), SAVE_BATCH):   # rows built and written a batch at a time
+        ws.save_predictions(version, prediction_rows(labelled_ids[at:at + SAVE_BATCH],
+                                                     _rows(oof, at, at + SAVE_BATCH), codes), source=OUT_OF_FOLD)
     del unlabelled     # the texts went into the vocabulary; the rest is scored batch by batch
     # ids=None: every product without the out-of-fold prediction just stored, one batch at a time
     scored = len(labelled_ids) + score_products(ws, bundle, progress=scaled(progress, *spans["scoring"]))
@@ -439,6 +441,15 @@ def _oof_metrics(y: np.ndarray, fused: np.ndarray, n_folds: int, codes: list) ->
     s = evaluation.scores(y, pred)
     return {"fused_cv_weighted_f1": s["weighted_f1"], "fused_cv_macro_f1": s["macro_f1"],
             "fused_cv_accuracy": s["accuracy"], "fused_cv_n": int(len(y)), "cv_folds": int(n_folds)}
+
+
+SAVE_BATCH = 5_000     # out-of-fold prediction rows per write
+
+
+def _rows(out: dict[str, Any], start: int, stop: int) -> dict[str, Any]:
+    """Rows start:stop of `bundle.predict`'s layout (arrays sliced, None and scalars kept)."""
+    cut = lambda v: v[start:stop] if isinstance(v, np.ndarray) else v  # noqa: E731
+    return {k: ({n: cut(a) for n, a in v.items()} if isinstance(v, dict) else cut(v)) for k, v in out.items()}
 
 
 def _pending_seconds_unlabelled(ws: Workspace, ensemble: Any, labelled: set[str], features: Any,
