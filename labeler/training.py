@@ -98,10 +98,12 @@ def workspace_texts(ws: Workspace) -> pd.DataFrame:
     """Title and description of every product, nothing else: what the text model's vocabulary
     and IDF are fitted on (the one whole-catalog read of a training, kept to the two columns the
     TF-IDF fit needs)."""
-    parts = [pd.DataFrame(rows, columns=["title", "description"]) for rows in engine_io.text_batches(ws, TEXT_BATCH)]
-    df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["title", "description"])
-    df["description"] = df["description"].fillna("")
-    return df
+    titles: list[str] = []
+    descriptions: list[str] = []
+    for rows in engine_io.text_batches(ws, TEXT_BATCH):
+        titles.extend(r[0] for r in rows)
+        descriptions.extend(r[1] or "" for r in rows)
+    return pd.DataFrame({"title": titles, "description": descriptions}, dtype=object)
 
 
 def _noop(fraction: float, desc: str) -> None:
