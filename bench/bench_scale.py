@@ -321,8 +321,21 @@ def child_retrain(n: int) -> dict:
 
 
 # -- the scoring pipeline and its engines (issue 19) ------------------------------------------------
+def _hwm_mb(pid: int | str = "self") -> float:
+    """VmHWM: the peak RSS of the process's own memory since its exec. (ru_maxrss is not it: Linux
+    keeps the parent's RSS at fork as the child's starting maximum across exec, so every child of
+    a bench holding a big catalog would read at least the bench's size.)"""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
 def run_measured(cmd: list[str], env: dict | None = None, timeout: int = 3600) -> dict:
-    """Wall seconds and peak RSS (MB) of one command: os.wait4's rusage of that child alone."""
+    """Wall seconds and peak RSS (MB) of one command: its VmHWM, read every 20 ms while it runs."""
     import signal
     import threading
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
@@ -330,7 +343,21 @@ def run_measured(cmd: list[str], env: dict | None = None, timeout: int = 3600) -
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env=env, cwd=ROOT)
         timer = threading.Timer(timeout, lambda: os.kill(proc.pid, signal.SIGKILL))
         timer.start()
+        peak = [0.0]
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.is_set():
+                hwm = _hwm_mb(proc.pid)
+                if hwm == hwm:
+                    peak[0] = max(peak[0], hwm)
+                done.wait(0.02)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
         _, status, usage = os.wait4(proc.pid, 0)
+        done.set()
+        watcher.join()
         timer.cancel()
         proc.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - t
@@ -338,7 +365,7 @@ def run_measured(cmd: list[str], env: dict | None = None, timeout: int = 3600) -
         stdout, stderr = out.read(), err.read()
     if proc.returncode != 0:
         return {"error": (stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1], "wall_s": wall}
-    return {"wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024, "stdout": stdout}
+    return {"wall_s": wall, "peak_rss_mb": peak[0], "stdout": stdout}
 
 
 def labeler(*args: object) -> list[str]:
@@ -462,7 +489,7 @@ def child_review(ws_path: str, submits: int = 200, repeat: int = 10) -> dict:
     return {"imports_s": imports_s, "open_s": open_s, "first_card_s": first_card_s, "submit_p50_ms": statistics.median(steps),
             "submit_p95_ms": _pct(steps, 95), "submits": len(steps),
             "browse_build_s": browse_build_s, "browse_p50_ms": statistics.median(times),
-            "browse_p95_ms": _pct(times, 95), "queries": len(times), "peak_rss_mb": _rss_mb()}
+            "browse_p95_ms": _pct(times, 95), "queries": len(times), "peak_rss_mb": _hwm_mb()}
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -587,7 +614,7 @@ def child_score(ws: str, engine: str, address: str, batch: int) -> dict:
     end = time.perf_counter()
     first = next(((ts, f) for ts, f in marks if f > 0), (t, 0.0))
     return {"scored": n, "photos": photos, "wall_s": end - t, "photos_per_s": photos / (end - t),
-            "steady_photos_per_s": photos * (1 - first[1]) / max(1e-9, end - first[0]), "peak_rss_mb": _rss_mb()}
+            "steady_photos_per_s": photos * (1 - first[1]) / max(1e-9, end - first[0]), "peak_rss_mb": _hwm_mb()}
 
 
 def ray_scaling(photos: int, timeout: int, batch: int = 8, ray: bool = True) -> list[dict]:
@@ -766,7 +793,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{'part':6} {'model':22} {'products':>9} {'fit s':>8} {'score s':>8} {'CPU s':>7} {'peak RSS MB':>12} "
           f"{'w/ workers':>12} {'RSS before':>11} {'features':>9}")
     for r in rows:
-        if r["part"] not in ("pipeline", "ray"):
+        if r["part"] not in ("pipeline", "ray", "review"):
             print(_line(r))
     pipe = [r for r in rows if r["part"] == "pipeline"]
     if pipe:
