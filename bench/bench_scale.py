@@ -28,13 +28,21 @@ standard deviation.
     python -m bench.bench_scale --sizes 2000,10000 --only text
     python -m bench.bench_scale --only retrain --retrain-sizes 10000   # retrain() end to end
     python -m bench.bench_scale --only pipeline --pipeline-sizes 2000,10000
+    python -m bench.bench_scale --only pipeline --pipeline-sizes 100000,1000000 --review
+    python -m bench.bench_scale --only photos --photos 240         # image scoring, local engine only
     python -m bench.bench_scale --only ray --photos 240            # --quick: 48 photos
     python -m bench.bench_scale --quick                             # every part, small
 
 Issue 19 parts:
-* pipeline: `import` -> `train` -> `score` (local engine) as separate `python -m labeler` processes on
-  N synthetic text products (fresh product ids, 20 % labelled): products/s of each command, its
-  peak RSS (os.wait4's rusage of that process alone) and the workspace's size on disk after it.
+* pipeline: `import` -> `train` -> `import` -> `score` (local engine) as separate `python -m labeler`
+  processes on N synthetic text products (fresh product ids): the first min(N, 10k) imported with
+  20 % of them labelled and trained on, the rest imported after the training, unlabelled, then
+  every product but the labelled ones scored: products/s of each command, its peak RSS
+  (os.wait4's rusage of that process alone), the workspace's size on disk after it and the load
+  average. With --review, then in a fresh process (a restarted server, server side: the review
+  functions the app calls, no browser): the first card (its queue built from every live
+  prediction), 200 decide + next card steps (p50 / p95) and 13 kinds of browse query x 10.
+* photos: image scoring photos/s with the local engine only (the first line of `ray`).
 * ray: image scoring (`labeler.engines`, `score`) of K products whose photos are the sample's,
   re-encoded with one pixel changed (each its own file and hash, so no feature-cache hit), with one
   small voter (lite0@224, logistic): the local engine with one torch thread, then Ray Data on a
@@ -313,8 +321,21 @@ def child_retrain(n: int) -> dict:
 
 
 # -- the scoring pipeline and its engines (issue 19) ------------------------------------------------
+def _hwm_mb(pid: int | str = "self") -> float:
+    """VmHWM: the peak RSS of the process's own memory since its exec. (ru_maxrss is not it: Linux
+    keeps the parent's RSS at fork as the child's starting maximum across exec, so every child of
+    a bench holding a big catalog would read at least the bench's size.)"""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
 def run_measured(cmd: list[str], env: dict | None = None, timeout: int = 3600) -> dict:
-    """Wall seconds and peak RSS (MB) of one command: os.wait4's rusage of that child alone."""
+    """Wall seconds and peak RSS (MB) of one command: its VmHWM, read every 20 ms while it runs."""
     import signal
     import threading
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
@@ -322,7 +343,21 @@ def run_measured(cmd: list[str], env: dict | None = None, timeout: int = 3600) -
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env=env, cwd=ROOT)
         timer = threading.Timer(timeout, lambda: os.kill(proc.pid, signal.SIGKILL))
         timer.start()
+        peak = [0.0]
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.is_set():
+                hwm = _hwm_mb(proc.pid)
+                if hwm == hwm:
+                    peak[0] = max(peak[0], hwm)
+                done.wait(0.02)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
         _, status, usage = os.wait4(proc.pid, 0)
+        done.set()
+        watcher.join()
         timer.cancel()
         proc.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - t
@@ -330,7 +365,7 @@ def run_measured(cmd: list[str], env: dict | None = None, timeout: int = 3600) -
         stdout, stderr = out.read(), err.read()
     if proc.returncode != 0:
         return {"error": (stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1], "wall_s": wall}
-    return {"wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024, "stdout": stdout}
+    return {"wall_s": wall, "peak_rss_mb": peak[0], "stdout": stdout}
 
 
 def labeler(*args: object) -> list[str]:
@@ -353,39 +388,132 @@ def folder_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
 
 
-def pipeline(n: int, timeout: int) -> list[dict]:
-    """import -> train -> score (local engine) on n synthetic text products, 20 % labelled, each a
-    separate `python -m labeler` process: products/s, its peak RSS, the workspace on disk."""
+TRAIN_AT = 10_000        # products imported before `train`; the rest comes after it, unlabelled
+
+
+def pipeline(n: int, timeout: int, review: bool = False) -> list[dict]:
+    """import -> train -> import -> score (local engine) on n synthetic text products, each a
+    separate `python -m labeler` process: products/s, its peak RSS, the workspace on disk.
+
+    The first min(n, 10k) products are imported with 20 % of them labelled and trained on (a text
+    fit over a million texts is not what is measured here: the vocabulary is fitted on the
+    workspace's texts at training time); the other n - 10k are imported afterwards, unlabelled,
+    and `score` re-scores every product but the labelled ones with that version. review: then the
+    review side on the scored catalog in a fresh process (`child_review`)."""
     import shutil
     base = load_base()
     if not catalog_path(n).exists():
+        t = time.perf_counter()
         grow_catalog(base, n).to_pickle(catalog_path(n))
+        print(f"grew catalog to {n} products in {time.perf_counter() - t:.1f} s", file=sys.stderr, flush=True)
     df = pd.read_pickle(catalog_path(n))
     root = CACHE / f"pipeline-{n}"
     shutil.rmtree(root, ignore_errors=True)
-    x, y = write_challenge(df, root / "files", 10**10, max(100, n // 5))
+    first = min(n, TRAIN_AT)
+    labelled = max(100, first // 5)
+    x, y = write_challenge(df.iloc[:first], root / "files", 10**10, labelled)
+    steps = [("import", labeler("import", "-w", root / "ws", "--texts", x, "--labels", y), first),
+             ("train", labeler("train", "-w", root / "ws"), first)]
+    if n > first:
+        x2, _ = write_challenge(df.iloc[first:].reset_index(drop=True), root / "rest", 10**10 + first, 0)
+        steps.append(("import+", labeler("import", "-w", root / "ws", "--texts", x2), n - first))
+    steps.append(("score", labeler("score", "-w", root / "ws", "--engine", "local"), n - labelled))
+    del df
     ws = root / "ws"
     rows = []
-    for step, cmd, count in (("import", labeler("import", "-w", ws, "--texts", x, "--labels", y), n),
-                             ("train", labeler("train", "-w", ws), n),
-                             ("score", labeler("score", "-w", ws, "--engine", "local"), n - max(100, n // 5))):
+    for step, cmd, count in steps:
         res = run_measured(cmd, timeout=timeout)
         res.pop("stdout", None)
         rows.append({"part": "pipeline", "model": step, "n": n, "products": count, **res,
                      "products_per_s": count / res["wall_s"] if "wall_s" in res and "error" not in res else None,
-                     "workspace_mb": folder_mb(ws)})
+                     "workspace_mb": folder_mb(ws), "load_1min": os.getloadavg()[0]})
         print(_pipeline_line(rows[-1]), file=sys.stderr, flush=True)
         if "error" in res:
-            break
+            return rows
+    if review:
+        res = run_child(["review", str(ws)], timeout)
+        rows.append({"part": "review", "model": "review", "n": n, **res, "load_1min": os.getloadavg()[0]})
+        print(_review_line(rows[-1]), file=sys.stderr, flush=True)
     shutil.rmtree(root, ignore_errors=True)
     return rows
+
+
+def child_review(ws_path: str, submits: int = 200, repeat: int = 10) -> dict:
+    """The review side on a scored catalog, server side, in a fresh process (a restarted app):
+    the first card (the queue built from every live prediction, as the app's first request or
+    its start-up warm-up does), then `submits` decide + next card steps, then browse queries (the
+    first one builds the browse columns)."""
+    import random
+    import statistics
+
+    started = time.perf_counter()
+    from bench.bench_browse import queries
+    from labeler import review
+    from labeler.browse import BrowseQuery, browse
+    from labeler.config import Settings
+    from store.workspace import Workspace
+    imports_s = time.perf_counter() - started
+    t = time.perf_counter()
+    ws = Workspace(ws_path, create=False)          # its quick_check reads every page of the file
+    open_s = time.perf_counter() - t
+    card = review.next_card(ws, "first", strategy="least_confidence")
+    first_card_s = time.perf_counter() - t
+    assert card is not None
+    review.release(ws, "first")
+    steps: list[float] = []          # decide(card) + next_card(), ms: a key press's server side
+    card = review.next_card(ws, "r1", strategy="least_confidence")
+    for i in range(submits):
+        if card is None:
+            break
+        t = time.perf_counter()
+        if i % 4 == 0 or card.prediction is None:
+            review.decide(ws, "r1", card.product_id, "skip", idempotency_key=card.key)
+        elif i % 4 == 1:       # corrected to its second guess
+            review.decide(ws, "r1", card.product_id, "correct", category=int(card.prediction.top5[1].code),
+                          idempotency_key=card.key)
+        else:
+            review.decide(ws, "r1", card.product_id, "accept", idempotency_key=card.key)
+        card = review.next_card(ws, "r1", strategy="least_confidence", settings=Settings())
+        steps.append((time.perf_counter() - t) * 1000)
+    t = time.perf_counter()
+    browse(ws, BrowseQuery())
+    browse_build_s = time.perf_counter() - t
+    times: list[float] = []
+    for make in queries(ws, random.Random(1)).values():
+        for _ in range(repeat):
+            q = make()
+            t = time.perf_counter()
+            browse(ws, q)
+            times.append((time.perf_counter() - t) * 1000)
+    ws.close()
+    return {"imports_s": imports_s, "open_s": open_s, "first_card_s": first_card_s, "submit_p50_ms": statistics.median(steps),
+            "submit_p95_ms": _pct(steps, 95), "submits": len(steps),
+            "browse_build_s": browse_build_s, "browse_p50_ms": statistics.median(times),
+            "browse_p95_ms": _pct(times, 95), "queries": len(times), "peak_rss_mb": _hwm_mb()}
+
+
+def _pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
+
+
+def _review_line(r: dict) -> str:
+    if "error" in r and "first_card_s" not in r:
+        return f"review  {r['n']:>8}  {r['error']}"
+    return (f"review  {r['n']:>8} first card {r['first_card_s']:.1f} s (opening the workspace {r['open_s']:.1f} s "
+            f"of it; +{r['imports_s']:.1f} s imports); "
+            f"decide + next card p50 {r['submit_p50_ms']:.1f} / p95 {r['submit_p95_ms']:.1f} ms "
+            f"({r['submits']}); browse: first query {r['browse_build_s']:.1f} s, then p50 {r['browse_p50_ms']:.1f} "
+            f"/ p95 {r['browse_p95_ms']:.1f} ms ({r['queries']}); peak RSS {r['peak_rss_mb']:.0f} MB; "
+            f"load {r.get('load_1min', float('nan')):.1f}")
 
 
 def _pipeline_line(r: dict) -> str:
     if "error" in r:
         return f"pipeline {r['model']:7} {r['n']:>8}  {r['error']}"
     return (f"pipeline {r['model']:7} {r['n']:>8} {r['products']:>9} {r['wall_s']:>8.1f} "
-            f"{r['products_per_s']:>10.0f} {r['peak_rss_mb']:>10.0f} {r['workspace_mb']:>10.1f}")
+            f"{r['products_per_s']:>10.0f} {r['peak_rss_mb']:>10.0f} {r['workspace_mb']:>10.1f} "
+            f"{r.get('load_1min', float('nan')):>6.1f}")
 
 
 SCALE_VOTERS = json.dumps([{"backbone": "lite0", "head": "logistic", "input_size": 224, "name": "lite0+logistic"}])
@@ -486,13 +614,13 @@ def child_score(ws: str, engine: str, address: str, batch: int) -> dict:
     end = time.perf_counter()
     first = next(((ts, f) for ts, f in marks if f > 0), (t, 0.0))
     return {"scored": n, "photos": photos, "wall_s": end - t, "photos_per_s": photos / (end - t),
-            "steady_photos_per_s": photos * (1 - first[1]) / max(1e-9, end - first[0]), "peak_rss_mb": _rss_mb()}
+            "steady_photos_per_s": photos * (1 - first[1]) / max(1e-9, end - first[0]), "peak_rss_mb": _hwm_mb()}
 
 
-def ray_scaling(photos: int, timeout: int, batch: int = 8) -> list[dict]:
-    """Image scoring of `photos` re-encoded photos: local engine (one torch thread), then Ray with
-    1 and 2 worker nodes (one CPU, one torch thread per actor); each run starts with those photos'
-    features and predictions removed so every run computes them."""
+def ray_scaling(photos: int, timeout: int, batch: int = 8, ray: bool = True) -> list[dict]:
+    """Image scoring of `photos` re-encoded photos: local engine (one torch thread), then (ray)
+    Ray with 1 and 2 worker nodes (one CPU, one torch thread per actor); each run starts with
+    those photos' features and predictions removed so every run computes them."""
     import shutil
     import sqlite3
     root = CACHE / f"rayscale-{photos}"
@@ -539,6 +667,9 @@ def ray_scaling(photos: int, timeout: int, batch: int = 8) -> list[dict]:
         print(_ray_line(rows[-1]), file=sys.stderr, flush=True)
 
     measure("local engine", "local")
+    if not ray:
+        shutil.rmtree(root, ignore_errors=True)
+        return rows
     nodes = RayNodes()
     try:
         nodes.head()
@@ -577,9 +708,11 @@ def run_child(args: list[str], timeout: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)))
-    ap.add_argument("--only", choices=("text", "image", "retrain", "pipeline", "ray"), default=None)
+    ap.add_argument("--only", choices=("text", "image", "retrain", "pipeline", "ray", "photos"), default=None)
     ap.add_argument("--pipeline-sizes", default="2000,10000",
-                    help="sizes for import -> train -> score as CLI processes (products/s, peak RSS, disk)")
+                    help="sizes for import -> train -> import -> score as CLI processes (products/s, peak RSS, disk)")
+    ap.add_argument("--review", action="store_true",
+                    help="after each pipeline size: first card, decide + next card and browse p95 on it (server side)")
     ap.add_argument("--photos", type=int, default=240, help="re-encoded photos the Ray scaling run scores")
     ap.add_argument("--quick", action="store_true",
                     help="small and fast: text at 2000, pipeline at 2000, Ray scaling on 48 photos, no retrain")
@@ -595,6 +728,9 @@ def main(argv: list[str] | None = None) -> int:
             ws, engine, address, batch = args.child[1:5]
             print(json.dumps(child_score(ws, engine, "" if address == "-" else address, int(batch))))
             return 0
+        if kind == "review":
+            print(json.dumps(child_review(args.child[1])))
+            return 0
         n = int(args.child[1])
         out = (child_text(n) if kind == "text" else child_retrain(n) if kind == "retrain"
                else child_image(n, args.child[2]))
@@ -609,9 +745,11 @@ def main(argv: list[str] | None = None) -> int:
     # issue 19's parts run only when asked for or in the default full run
     if args.only in (None, "pipeline"):
         for n in [int(x) for x in args.pipeline_sizes.split(",") if x]:
-            rows += pipeline(n, 2 * args.timeout)
+            rows += pipeline(n, max(2 * args.timeout, n // 100), review=args.review)
     if args.only in (None, "ray"):
         rows += ray_scaling(args.photos, 2 * args.timeout)
+    if args.only == "photos":
+        rows += ray_scaling(args.photos, 2 * args.timeout, ray=False)
     if args.only in (None, "text"):
         base = load_base()
         for n in sizes:
@@ -655,14 +793,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{'part':6} {'model':22} {'products':>9} {'fit s':>8} {'score s':>8} {'CPU s':>7} {'peak RSS MB':>12} "
           f"{'w/ workers':>12} {'RSS before':>11} {'features':>9}")
     for r in rows:
-        if r["part"] not in ("pipeline", "ray"):
+        if r["part"] not in ("pipeline", "ray", "review"):
             print(_line(r))
     pipe = [r for r in rows if r["part"] == "pipeline"]
     if pipe:
         print(f"\n{'':8} {'command':7} {'catalog':>8} {'products':>9} {'wall s':>8} {'products/s':>10} "
-              f"{'peak RSS MB':>10} {'disk MB':>10}")
+              f"{'peak RSS MB':>10} {'disk MB':>10} {'load':>6}")
         for r in pipe:
             print(_pipeline_line(r))
+    for r in rows:
+        if r["part"] == "review":
+            print(_review_line(r))
     scale = [r for r in rows if r["part"] == "ray"]
     if scale:
         print(f"\n{'':4} {'engine':22} {'photos':>6} {'wall s':>8} {'photos/s':>9} {'steady/s':>9}   "

@@ -144,10 +144,15 @@ class _DecisionLog:
 @dataclass
 class _Ranking:
     ids: list[str]                 # the strategy's queue, best first (unscored tail included)
-    id_set: frozenset[str]
-    scores: dict[str, float]       # product -> strategy score (scored products only)
+    position: dict[str, int]       # product -> its index in `ids`
+    score_values: np.ndarray       # (n scored,) strategy score of ids[i], for the scored head of `ids`
     # (share, seed) -> (log's reopened count, index before which every product is closed)
     cursors: dict[tuple[float, int], tuple[int, int]] = field(default_factory=dict)
+
+    def score(self, pid: str) -> float | None:
+        """The strategy's score of a ranked product (None: unscored, or not in this queue)."""
+        i = self.position.get(pid)
+        return float(self.score_values[i]) if i is not None and i < len(self.score_values) else None
 
 
 @dataclass
@@ -242,9 +247,13 @@ def stored_suspects(ws: Workspace) -> frozenset[str]:
     return frozenset() if run is None else catalog.flagged(ws, run)
 
 
+LOAD_BATCH = 10_000     # products per page read when the queue's arrays are built
+
+
 @dataclass(frozen=True)
 class _Catalog:
-    """The live version's predictions as arrays (scored products in import order), read once."""
+    """The live version's predictions as arrays (scored products in import order), read once, a
+    page at a time: ids and numbers only, never the predictions' JSON."""
 
     ids: list[str]
     probs: np.ndarray              # (n, k) fused, one column per key of `codes`
@@ -252,27 +261,54 @@ class _Catalog:
     text_top1: np.ndarray          # (n,) codes
     image_top1: np.ndarray         # (n,) codes, 0 without an image vote
     source_labels: np.ndarray      # (n,) codes, 0 without an imported label
-    unscored: list[tuple[str, int | None]]   # (id, source_label) of products without a prediction
+    unscored: list[str]            # products without a prediction, in import order
+    unscored_labels: np.ndarray    # (len(unscored),) their imported label, 0 without one
 
 
 def _load_catalog(ws: Workspace, version: str | None) -> _Catalog:
-    rows = catalog.queue_rows(ws, version)
-    scored = [r for r in rows if r[2] is not None]
+    """Read page by page (`store.catalog.queue_batches`, LOAD_BATCH products a page) into arrays
+    sized for the catalog up front: each page's probabilities JSON is parsed into them and
+    dropped, so building holds one page of JSON, not the catalog's."""
     codes = tuple(taxonomy.classes_of(ws, version))
-    probs = (np.array(json.loads("[" + ",".join(r[2] for r in scored) + "]"), dtype=np.float64)
-             if scored else np.zeros((0, len(codes))))
-    return _Catalog(ids=[r[0] for r in scored], probs=probs, codes=codes,
-                    text_top1=np.array([r[3] or 0 for r in scored], dtype=np.int64),
-                    image_top1=np.array([r[4] or 0 for r in scored], dtype=np.int64),
-                    source_labels=np.array([r[1] or 0 for r in scored], dtype=np.int64),
-                    unscored=[(r[0], r[1]) for r in rows if r[2] is None])
+    capacity = catalog.count_products(ws)
+    probs = np.empty((capacity, len(codes)), np.float64)
+    text, image, labels, unscored_labels = (np.zeros(capacity, np.int64) for _ in range(4))
+    ids: list[str] = []
+    unscored: list[str] = []
+    for rows in catalog.queue_batches(ws, version, LOAD_BATCH):
+        scored = [r for r in rows if r[2] is not None]
+        need = max(len(ids) + len(scored), len(unscored) + len(rows) - len(scored))
+        if need > capacity:                      # products imported while reading
+            grow = need - capacity
+            probs = np.concatenate([probs, np.empty((grow, len(codes)), np.float64)])
+            text, image, labels, unscored_labels = (np.concatenate([a, np.zeros(grow, np.int64)])
+                                                    for a in (text, image, labels, unscored_labels))
+            capacity = need
+        if scored:
+            at, end = len(ids), len(ids) + len(scored)
+            probs[at:end] = json.loads("[" + ",".join(r[2] for r in scored) + "]")
+            text[at:end] = [r[3] or 0 for r in scored]
+            image[at:end] = [r[4] or 0 for r in scored]
+            labels[at:end] = [r[1] or 0 for r in scored]
+            ids.extend(r[0] for r in scored)
+        for r in rows:
+            if r[2] is None:
+                unscored_labels[len(unscored)] = r[1] or 0
+                unscored.append(r[0])
+    # in place: the room left over goes back without a copy
+    probs.resize((len(ids), len(codes)), refcheck=False)
+    for a in (text, image, labels):
+        a.resize(len(ids), refcheck=False)
+    unscored_labels.resize(len(unscored), refcheck=False)
+    return _Catalog(ids=ids, probs=probs, codes=codes, text_top1=text, image_top1=image, source_labels=labels,
+                    unscored=unscored, unscored_labels=unscored_labels)
 
 
 def _rank_catalog(cat: _Catalog, ws: Workspace, strat: strategies.Strategy, category: int | None,
                   flags_key: frozenset[str] | tuple | None, settings: Settings) -> _Ranking:
     flags = stored_suspects(ws) if isinstance(flags_key, tuple) else flags_key
     ids: list[str] = []
-    scores: dict[str, float] = {}
+    values = np.zeros(0)
     if cat.ids:
         cal = honest.version_calibration(ws, ws.live_version())
         ctx = strategies.Context(
@@ -281,17 +317,17 @@ def _rank_catalog(cat: _Catalog, ws: Workspace, strat: strategies.Strategy, cate
             threshold=threshold_of(cal, settings), category=category,
             suspect_min_confidence=settings.auto_accept_threshold, seed=settings.seed,
             set_qhat=cal.conformal.qhat if cal is not None else None, suspects_flagged_first=FLAGGED_FIRST)
-        s = strat(cat.probs, ctx)
+        s = np.asarray(strat(cat.probs, ctx), dtype=np.float64)
         order = strategies.rank(s, seed=settings.seed)
         ids = [cat.ids[i] for i in order]
-        scores = {cat.ids[i]: float(s[i]) for i in order}
+        values = s[order]
     if strat.name == "category":
-        ids += [pid for pid, label in cat.unscored if label == category]
+        ids += [pid for pid, label in zip(cat.unscored, cat.unscored_labels) if label == category]
     elif strat.name == "suspect_labels" and flags:
-        ids += [pid for pid, _ in cat.unscored if pid in flags]
+        ids += [pid for pid in cat.unscored if pid in flags]
     elif not strat.filters:
-        ids += [pid for pid, _ in cat.unscored]
-    return _Ranking(ids=ids, id_set=frozenset(ids), scores=scores)
+        ids += cat.unscored
+    return _Ranking(ids=ids, position={pid: i for i, pid in enumerate(ids)}, score_values=values)
 
 
 # -- the workflow ---------------------------------------------------------------------------------
@@ -339,7 +375,8 @@ def next_card(ws: Workspace, reviewer: str, *, strategy: str = "least_confidence
             closed = st.log.closed(share, seed)
             n_products = catalog.count_products(conn)
             # a queue over the whole catalog holds every closed product: no set intersection
-            remaining = len(rank.ids) - (len(closed) if len(rank.ids) == n_products else len(closed & rank.id_set))
+            remaining = len(rank.ids) - (len(closed) if len(rank.ids) == n_products
+                                         else len(closed & rank.position.keys()))
             total = n_products - len(closed)
         if chosen is None:
             return None
@@ -352,8 +389,8 @@ def next_card(ws: Workspace, reviewer: str, *, strategy: str = "least_confidence
     with st.lock:
         second = bool(st.log.deciders.get(pid)) and reviewer not in st.log.deciders[pid]
         mine = len(st.log.by_reviewer.get(reviewer, ()))
-    score = rank.scores.get(pid)
-    if pid in rank.id_set:
+    score = rank.score(pid)
+    if pid in rank.position:
         reason = strategies.describe_score(strategy, score)
     else:   # held from before under another strategy (release() on a strategy switch avoids it)
         reason = "picked by the queue you used before"

@@ -28,7 +28,7 @@ from models.predictor import ModelBundle, align, load_bundle, prediction_rows
 from models.text import TextClassifier, product_has_text
 from models.text_prior import CategoryText, read_category_texts
 from store.features import WorkspaceFeatures
-from store import taxonomy as stored_taxonomy
+from store import engine_io, taxonomy as stored_taxonomy
 from store.workspace import Workspace, WorkspaceError
 
 log = logging.getLogger(__name__)
@@ -74,11 +74,36 @@ def set_targets(ws: Workspace, *, target: Any = None, coverage: Any = None) -> t
     return workspace_targets(ws)
 
 
+PRODUCT_COLUMNS = ["id", "title", "description", "image_path", "image_sha1", "source_label"]
+TEXT_BATCH = 20_000     # products per read of the workspace's texts (the vocabulary's input)
+
+
 def products_frame(ws: Workspace, ids: list[str] | None = None) -> pd.DataFrame:
-    rows = ws.products(ids)
-    df = pd.DataFrame(rows, columns=["id", "title", "description", "image_path", "image_sha1", "source_label"])
+    """The listed products, in that order (every product with ids=None: for small workspaces and
+    the tests; the services read catalogs in batches). Long lists are read in slices, under
+    SQLite's bound-parameter limit."""
+    if ids is None:
+        return _frame(ws.products())
+    ids = list(ids)
+    return _frame([r for s in range(0, len(ids), TEXT_BATCH) for r in ws.products(ids[s:s + TEXT_BATCH])])
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=PRODUCT_COLUMNS)
     df["description"] = df["description"].fillna("")
     return df
+
+
+def workspace_texts(ws: Workspace) -> pd.DataFrame:
+    """Title and description of every product, nothing else: what the text model's vocabulary
+    and IDF are fitted on (the one whole-catalog read of a training, kept to the two columns the
+    TF-IDF fit needs)."""
+    titles: list[str] = []
+    descriptions: list[str] = []
+    for rows in engine_io.text_batches(ws, TEXT_BATCH):
+        titles.extend(r[0] for r in rows)
+        descriptions.extend(r[1] or "" for r in rows)
+    return pd.DataFrame({"title": titles, "description": descriptions}, dtype=object)
 
 
 def _noop(fraction: float, desc: str) -> None:
@@ -345,7 +370,7 @@ def train_version(ws: Workspace, *, progress: Progress | None = None, evaluate: 
     parent = parent if parent is not None else ws.live_version()
     version = version or ws.new_version_id()
     # every workspace product's text (never its label) enters the vocabulary and IDF
-    unlabelled = products_frame(ws)
+    unlabelled = workspace_texts(ws)
     ensemble = _image_ensemble(ws) if _has_enough_images(df) else None
     if ensemble is not None:
         progress(0.0, "loading image backbones")
@@ -358,8 +383,7 @@ def train_version(ws: Workspace, *, progress: Progress | None = None, evaluate: 
                "cross-validation": STAGE_SECONDS["cross-validation"] * n if not ensemble else 0.0,
                "scoring": STAGE_SECONDS["scoring"] * len(unlabelled)}
     if ensemble is not None:   # images of products without a label are featurised when they are scored
-        rest = unlabelled[~unlabelled["id"].isin(set(df["id"]))]
-        seconds["scoring"] += sum(ensemble.pending_feature_seconds(rest, feature_store=features).values())
+        seconds["scoring"] += _pending_seconds_unlabelled(ws, ensemble, set(df["id"]), features)
     spans = progress_spans(seconds)
     progress(spans["text"][0], f"fitting text model on {n} products")
     text = TextClassifier(categories=cats).fit(df, y, X_unlabeled=unlabelled)
@@ -394,11 +418,12 @@ def train_version(ws: Workspace, *, progress: Progress | None = None, evaluate: 
     stored_taxonomy.set_version_classes(ws, version, codes)   # the keys of its probability columns
     progress(spans["scoring"][0], "scoring products")
     labelled_ids = df["id"].astype(str).tolist()
-    ws.save_predictions(version, prediction_rows(labelled_ids, oof, codes), source=OUT_OF_FOLD)
-    known = set(labelled_ids)
-    rest_ids = [i for i in unlabelled["id"].astype(str) if i not in known]
-    scored = len(labelled_ids) + (score_products(ws, bundle, ids=rest_ids, progress=scaled(progress, *spans["scoring"]))
-                                  if rest_ids else 0)
+    for at in range(0, len(labelled_ids), SAVE_BATCH):   # rows built and written a batch at a time
+        ws.save_predictions(version, prediction_rows(labelled_ids[at:at + SAVE_BATCH],
+                                                     _rows(oof, at, at + SAVE_BATCH), codes), source=OUT_OF_FOLD)
+    del unlabelled     # the texts went into the vocabulary; the rest is scored batch by batch
+    # ids=None: every product without the out-of-fold prediction just stored, one batch at a time
+    scored = len(labelled_ids) + score_products(ws, bundle, progress=scaled(progress, *spans["scoring"]))
     from labeler.label_issues import store_issue_run
     store_issue_run(ws, labelled_ids, label_idx, oof["fused"], method=f"confident-learning/oof-fused {version}",
                     folds=int(len(np.unique(folds))), codes=codes, duration_s=round(time.perf_counter() - started, 2))
@@ -420,21 +445,52 @@ def _oof_metrics(y: np.ndarray, fused: np.ndarray, n_folds: int, codes: list) ->
             "fused_cv_accuracy": s["accuracy"], "fused_cv_n": int(len(y)), "cv_folds": int(n_folds)}
 
 
+SAVE_BATCH = 5_000     # out-of-fold prediction rows per write
+
+
+def _rows(out: dict[str, Any], start: int, stop: int) -> dict[str, Any]:
+    """Rows start:stop of `bundle.predict`'s layout (arrays sliced, None and scalars kept)."""
+    cut = lambda v: v[start:stop] if isinstance(v, np.ndarray) else v  # noqa: E731
+    return {k: ({n: cut(a) for n, a in v.items()} if isinstance(v, dict) else cut(v)) for k, v in out.items()}
+
+
+def _pending_seconds_unlabelled(ws: Workspace, ensemble: Any, labelled: set[str], features: Any,
+                                batch: int = 5_000) -> float:
+    """Seconds of image features the scoring of the unlabelled products will compute (read in
+    batches of products with an image)."""
+    total = 0.0
+    for rows in engine_io.image_batches(ws, batch):
+        part = pd.DataFrame([r for r in rows if r["id"] not in labelled], columns=["id", "image_path", "image_sha1"])
+        if len(part):
+            total += sum(ensemble.pending_feature_seconds(part, feature_store=features).values())
+    return total
+
+
 def score_products(ws: Workspace, bundle: ModelBundle, ids: list[str] | None = None,
                    batch_size: int = 2048, progress: Progress | None = None) -> int:
-    """Predict and store every (or each listed) product with the bundle (fitted on all labels);
-    images not seen in training are featurised here, so the batches report their progress."""
+    """Predict and store with the bundle (fitted on all labels) each listed product, or with
+    ids=None every product without an out-of-fold prediction of this version (the ones a training
+    stored for labelled products stay). Products are read, predicted and written `batch_size` at
+    a time, so memory follows the batch, not the catalog; images not seen in training are
+    featurised here, so the batches report their progress."""
     progress = progress or (lambda f, d: None)
-    df = products_frame(ws, ids)
     features = WorkspaceFeatures(ws)
-    n = 0
-    for start in range(0, len(df), batch_size):
-        part = df.iloc[start:start + batch_size]
-        share = (start / len(df), min(len(df), start + batch_size) / len(df))
+    if ids is None:
+        total = engine_io.count_to_score(ws, bundle.version, OUT_OF_FOLD)
+        batches = (_frame(rows) for rows in engine_io.batches_to_score(ws, bundle.version, OUT_OF_FOLD, batch_size))
+    else:
+        ids = [str(i) for i in ids]
+        total = len(ids)
+        batches = (products_frame(ws, ids[s:s + batch_size]) for s in range(0, len(ids), batch_size))
+    n = done = 0
+    for part in batches:
+        share = (done / max(1, total), min(total, done + batch_size) / max(1, total))
+        first = done + 1
         out = bundle.predict(part, feature_store=features, progress=lambda f, d: progress(
-            share[0] + (share[1] - share[0]) * f, f"scoring products {start + 1}-{start + len(part)}: {d}"))
+            share[0] + (share[1] - share[0]) * f, f"scoring products {first}-{first + len(part) - 1}: {d}"))
         n += ws.save_predictions(bundle.version, prediction_rows(part["id"].tolist(), out, bundle.codes),
                                  source=ALL_LABELS)
+        done += batch_size if ids is not None else len(part)
     return n
 
 

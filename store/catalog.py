@@ -1,10 +1,12 @@
 """Catalog reads for the review side: products with the live version's predictions, read in bulk
-for the queue and browse caches, and the generations those caches are keyed on.
+for the queue (in pages) and browse caches, and the generations those caches are keyed on.
 
 Cache invalidation is by counters (m065): 'catalog' moves with every product or prediction
 written, 'label_issues' with every stored detection run, each bumped by a trigger in the writing
 transaction, so a cache compares one integer instead of guessing from max(rowid)."""
 from __future__ import annotations
+
+from typing import Iterator
 
 from store._conn import Db, conn_of, counter, rows
 
@@ -29,14 +31,21 @@ def count_versions(db: Db) -> int:
     return int(conn_of(db).execute("SELECT count(*) FROM model_versions").fetchone()[0])
 
 
-def queue_rows(db: Db, version: str | None) -> list[tuple]:
+def queue_batches(db: Db, version: str | None, size: int) -> Iterator[list[tuple]]:
     """(id, source_label, probs JSON or None, text top-1, image top-1) of every product in import
-    order, with `version`'s prediction where it has one: what the ranked queue is built from."""
-    return conn_of(db).execute(
-        "SELECT p.id, p.source_label, pr.probs, json_extract(pr.voters, '$.text[0][0]'), "
-        "json_extract(pr.voters, '$.image[0][0]') FROM products p "
-        "LEFT JOIN predictions pr ON pr.product_id = p.id AND pr.model_version = ? ORDER BY p.rowid",
-        (version,)).fetchall()
+    order, with `version`'s prediction where it has one, `size` products at a time (a keyset walk
+    by rowid): what the ranked queue is built from, one page of JSON in memory at a time."""
+    conn, last = conn_of(db), -1
+    while True:
+        found = conn.execute(
+            "SELECT p.rowid, p.id, p.source_label, pr.probs, json_extract(pr.voters, '$.text[0][0]'), "
+            "json_extract(pr.voters, '$.image[0][0]') FROM products p "
+            "LEFT JOIN predictions pr ON pr.product_id = p.id AND pr.model_version = ? "
+            "WHERE p.rowid > ? ORDER BY p.rowid LIMIT ?", (version, last, size)).fetchall()
+        if not found:
+            return
+        last = int(found[-1][0])
+        yield [tuple(r)[1:] for r in found]
 
 
 def browse_rows(db: Db, version: str | None) -> list[tuple]:

@@ -1,10 +1,11 @@
 """What the scoring engines read from and write to the workspace, in batches.
 
-A distributed engine must not hold the catalog in memory nor leave half a job behind: products
-are read by rowid ranges (`rowid_chunks`, `products_to_score`), and predictions are staged in a
-side SQLite file (`Staging`) and moved into `predictions` in one transaction at the end, so a
-job that dies mid-way leaves the stored predictions exactly as they were. Cached image features
-are content-addressed (sha1, recipe) and are written as they arrive (`put_features`).
+No engine holds the catalog in memory nor leaves half a job behind: products are read by rowid
+ranges (`rowid_chunks`, `products_to_score`) or in keyset pages (`batches_to_score`: the local
+engine), and a distributed job's predictions are staged in a side SQLite file (`Staging`) and
+moved into `predictions` in one transaction at the end, so a job that dies mid-way leaves the
+stored predictions exactly as they were. Cached image features are content-addressed (sha1,
+recipe) and are written as they arrive (`put_features`).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import json
 import sqlite3
 import uuid
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -47,11 +48,53 @@ def products_to_score(ws: Workspace, lo: int, hi: int, version: str, keep_source
     return [dict(r) for r in rows]
 
 
-def ids_to_score(ws: Workspace, version: str, keep_source: str) -> list[str]:
-    """Every product id `products_to_score` would return, in rowid order (the local engine)."""
-    return [r[0] for r in ws.conn.execute(
-        "SELECT p.id FROM products p LEFT JOIN predictions q ON q.product_id = p.id AND q.model_version = ? "
-        "WHERE q.source IS NULL OR q.source != ? ORDER BY p.rowid", (version, keep_source))]
+_TO_SCORE = ("FROM products p LEFT JOIN predictions q ON q.product_id = p.id AND q.model_version = ? "
+             "WHERE (q.source IS NULL OR q.source != ?)")
+
+
+def count_to_score(ws: Workspace, version: str, keep_source: str) -> int:
+    """How many products `batches_to_score` will yield (a progress bar's total)."""
+    return int(ws.conn.execute(f"SELECT count(*) {_TO_SCORE}", (version, keep_source)).fetchone()[0])
+
+
+def batches_to_score(ws: Workspace, version: str, keep_source: str, size: int) -> Iterator[list[dict]]:
+    """The products `products_to_score` selects, `size` at a time in rowid order (a keyset walk:
+    one query per page, no cursor held open while the caller writes its predictions)."""
+    last = -1
+    while True:
+        rows = ws.conn.execute(
+            f"SELECT p.rowid AS _rowid, {PRODUCT_COLUMNS} {_TO_SCORE} AND p.rowid > ? ORDER BY p.rowid LIMIT ?",
+            (version, keep_source, last, size)).fetchall()
+        if not rows:
+            return
+        last = int(rows[-1]["_rowid"])
+        yield [{k: r[k] for k in r.keys() if k != "_rowid"} for r in rows]
+
+
+def text_batches(ws: Workspace, size: int) -> Iterator[list[tuple[str, str]]]:
+    """(title, description) of every product, `size` at a time in rowid order: what a text
+    model's vocabulary is fitted on, without the rest of each product row."""
+    last = -1
+    while True:
+        rows = ws.conn.execute("SELECT rowid, title, description FROM products WHERE rowid > ? ORDER BY rowid "
+                               "LIMIT ?", (last, size)).fetchall()
+        if not rows:
+            return
+        last = int(rows[-1][0])
+        yield [(r[1], r[2]) for r in rows]
+
+
+def image_batches(ws: Workspace, size: int) -> Iterator[list[dict]]:
+    """id, image_path, image_sha1 of the products that name an image, `size` at a time."""
+    last = -1
+    while True:
+        rows = ws.conn.execute(
+            "SELECT rowid, id, image_path, image_sha1 FROM products WHERE rowid > ? AND image_path IS NOT NULL "
+            "AND image_path != '' ORDER BY rowid LIMIT ?", (last, size)).fetchall()
+        if not rows:
+            return
+        last = int(rows[-1][0])
+        yield [{"id": r[1], "image_path": r[2], "image_sha1": r[3]} for r in rows]
 
 
 def products_with_images(ws: Workspace, lo: int, hi: int) -> list[dict]:

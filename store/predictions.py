@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 
 def save(ws: Any, model_version: str, rows: Iterable[dict], *, source: str | None = None) -> int:
@@ -56,12 +56,14 @@ def unscored_ids(ws: Any, model_version: str) -> list[str]:
         "WHERE pr.product_id IS NULL ORDER BY p.rowid", (model_version,))]
 
 
-def outcomes(ws: Any, model_version: str) -> list[dict]:
-    """product_id, top1, voters (decoded), source of every prediction `model_version` stored:
-    what comparing two versions needs."""
-    return [{"product_id": pid, "top1": int(top1), "voters": json.loads(voters), "source": source}
-            for pid, top1, voters, source in ws.conn.execute(
-                "SELECT product_id, top1, voters, source FROM predictions WHERE model_version = ?", (model_version,))]
+def outcomes(ws: Any, model_version: str) -> Iterator[dict]:
+    """product_id, top1, voters (decoded), source of every prediction `model_version` stored, one
+    row at a time as the caller reads them (a catalog's worth of decoded JSON never sits in
+    memory): what comparing two versions needs."""
+    cursor = ws.conn.execute("SELECT product_id, top1, voters, source FROM predictions WHERE model_version = ?",
+                             (model_version,))
+    for pid, top1, voters, source in cursor:
+        yield {"product_id": pid, "top1": int(top1), "voters": json.loads(voters), "source": source}
 
 
 def top5_by_product(ws: Any, model_version: str) -> dict[str, list]:

@@ -54,9 +54,9 @@ def _featurise_first(eng: Engine, workspace: Path) -> None:
 
 
 def _predict_on(eng: Engine, kwargs: dict[str, Any]) -> None:
-    """`predict`'s body with the products predicted by the engine (same CSV as the local path)."""
-    import pandas as pd
-    from labeler.csvsafe import neutralise_frame
+    """`predict`'s body with the products predicted by the engine (same CSV as the local path),
+    each batch written out as it comes back."""
+    from labeler import taxonomy
     from labeler.importer import CatalogError
     ws = open_workspace(kwargs["workspace"], read_only=True)
     bundle = predict_commands._bundle(ws, kwargs["model_version"])
@@ -64,15 +64,14 @@ def _predict_on(eng: Engine, kwargs: dict[str, Any]) -> None:
     if not parsed.products:
         raise CatalogError(f"{parsed.source}: no valid product to predict ({len(parsed.problems)} rows rejected)")
     calibration = (getattr(bundle, "info", None) or {}).get("calibration")
+    tax = taxonomy.of(ws)
+    out_path: Path = kwargs["out"]
     with TqdmProgress(f"predict ({bundle.version}, {eng.name})") as bar:
         parts = eng.predict(ws, bundle, parsed.frame(), batch_size=kwargs["batch_size"], adapt=kwargs["adapt"],
                             progress=bar)
-    frame = pd.concat([predict_commands.prediction_frame(p, out, calibration=calibration) for p, out in parts],
-                      ignore_index=True)
-    out_path: Path = kwargs["out"]
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    neutralise_frame(frame).to_csv(out_path, index=False)
-    click.echo(f"Predicted {len(frame)} products with model version {bundle.version} on {eng.name}: "
+        n = predict_commands.write_parts(
+            (predict_commands.prediction_frame(p, out, calibration=calibration, tax=tax) for p, out in parts), out_path)
+    click.echo(f"Predicted {n} products with model version {bundle.version} on {eng.name}: "
                f"{out_path.resolve()}")
 
 

@@ -1,9 +1,10 @@
 """Model output commands: predict an X file, evaluate predictions against a Y file, explain a product."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import click
 import numpy as np
@@ -83,24 +84,48 @@ def honest_columns(fused: np.ndarray, calibration: dict | None, keys: Any = None
     return cols
 
 
-def predict_catalog(ws: Workspace, bundle: Any, parsed: ParsedCatalog, *, batch_size: int = 512,
-                    adapt: bool = False) -> pd.DataFrame:
-    """Predictions of a model bundle for validated products, in batches with a progress bar
-    (adapt: the text model refits with each batch's unseen texts, `TextClassifier.predict_proba`)."""
+def predicted_parts(ws: Workspace, bundle: Any, parsed: ParsedCatalog, *, batch_size: int = 512,
+                    adapt: bool = False) -> Iterator[pd.DataFrame]:
+    """`prediction_frame` of a model bundle for validated products, one batch at a time with a
+    progress bar (adapt: the text model refits with each batch's unseen texts,
+    `TextClassifier.predict_proba`)."""
     from store.features import WorkspaceFeatures
     if not parsed.products:
         raise CatalogError(f"{parsed.source}: no valid product to predict ({len(parsed.problems)} rows rejected)")
     frame = parsed.frame()
-    parts = []
+    calibration = (getattr(bundle, "info", None) or {}).get("calibration")
+    tax = taxonomy.of(ws)
     with tqdm(total=len(frame), desc=f"predict ({bundle.version})", unit="product", file=sys.stderr,
               leave=False) as bar:
         for start in range(0, len(frame), batch_size):
             part = frame.iloc[start:start + batch_size].reset_index(drop=True)
-            parts.append(prediction_frame(part, bundle.predict(part, feature_store=WorkspaceFeatures(ws), adapt=adapt),
-                                          calibration=(getattr(bundle, "info", None) or {}).get("calibration"),
-                                          tax=taxonomy.of(ws)))
+            yield prediction_frame(part, bundle.predict(part, feature_store=WorkspaceFeatures(ws), adapt=adapt),
+                                   calibration=calibration, tax=tax)
             bar.update(len(part))
-    return pd.concat(parts, ignore_index=True)
+
+
+def predict_catalog(ws: Workspace, bundle: Any, parsed: ParsedCatalog, *, batch_size: int = 512,
+                    adapt: bool = False) -> pd.DataFrame:
+    """Every batch of `predicted_parts` in one frame (what `evaluate --texts` scores)."""
+    return pd.concat(list(predicted_parts(ws, bundle, parsed, batch_size=batch_size, adapt=adapt)),
+                     ignore_index=True)
+
+
+def write_parts(parts: Iterable[pd.DataFrame], out: Path) -> int:
+    """Each part appended to a CSV beside `out` as it comes, which becomes `out` once the last is
+    written (a failure half-way leaves no file and no previous `out` overwritten); rows written."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".part")
+    n = 0
+    try:
+        with open(partial, "w", newline="", encoding="utf-8") as f:
+            for part in parts:
+                neutralise_frame(part).to_csv(f, index=False, header=n == 0)
+                n += len(part)
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+    return n
 
 
 def _bundle(ws: Workspace, model_version: str | None) -> Any:
@@ -149,10 +174,8 @@ def predict(workspace: Path, texts: Path, images: Path | None, out: Path, model_
     """
     ws = open_workspace(workspace, read_only=True)
     bundle = _bundle(ws, model_version)
-    frame = predict_catalog(ws, bundle, _parse_texts(texts, images), batch_size=batch_size, adapt=adapt)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    neutralise_frame(frame).to_csv(out, index=False)
-    click.echo(f"Predicted {len(frame)} products with model version {bundle.version}: {out.resolve()}")
+    n = write_parts(predicted_parts(ws, bundle, _parse_texts(texts, images), batch_size=batch_size, adapt=adapt), out)
+    click.echo(f"Predicted {n} products with model version {bundle.version}: {out.resolve()}")
 
 
 # -- evaluate ---------------------------------------------------------------------------------

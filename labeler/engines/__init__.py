@@ -7,7 +7,7 @@ only when `ray` is chosen, so the app and `--help` never import Ray.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pandas as pd
 
@@ -56,8 +56,9 @@ class Engine:
         return self._impl().score(ws, bundle, address=self.address, batch_size=batch_size, progress=progress)
 
     def predict(self, ws: Workspace, bundle: Any, frame: pd.DataFrame, *, batch_size: int = 512,
-                adapt: bool = False, progress: Progress | None = None) -> list[tuple[pd.DataFrame, dict]]:
-        """[(part of frame, bundle.predict(part))] in frame order, for products outside the workspace."""
+                adapt: bool = False, progress: Progress | None = None) -> Iterator[tuple[pd.DataFrame, dict]]:
+        """(part of frame, bundle.predict(part)) in frame order, one batch at a time, for products
+        outside the workspace (the caller writes each part out before the next is computed)."""
         return self._impl().predict(ws, bundle, frame, address=self.address, batch_size=batch_size, adapt=adapt,
                                     progress=progress)
 

@@ -3,12 +3,11 @@
 No Ray import anywhere on this path."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 import pandas as pd
 
 from labeler.engines import Progress, training_module
-from store import engine_io
 from store.workspace import Workspace
 
 
@@ -23,23 +22,19 @@ def featurise(ws: Workspace, *, address: str | None = None, progress: Progress |
 
 def score(ws: Workspace, bundle: Any, *, address: str | None = None, batch_size: int | None = None,
           progress: Progress | None = None) -> int:
-    """`score_products` on the products without an out-of-fold prediction of this version."""
-    from models.honest import OUT_OF_FOLD_SOURCE
-    ids = engine_io.ids_to_score(ws, bundle.version, OUT_OF_FOLD_SOURCE)
-    if not ids:
-        return 0
+    """`score_products` on the products without an out-of-fold prediction of this version, read,
+    predicted and written one batch at a time."""
     size = {"batch_size": batch_size} if batch_size else {}
-    return training_module().score_products(ws, bundle, ids=ids, progress=progress, **size)
+    return training_module().score_products(ws, bundle, progress=progress, **size)
 
 
 def predict(ws: Workspace, bundle: Any, frame: pd.DataFrame, *, address: str | None = None, batch_size: int = 512,
-            adapt: bool = False, progress: Progress | None = None) -> list[tuple[pd.DataFrame, dict]]:
+            adapt: bool = False, progress: Progress | None = None) -> Iterator[tuple[pd.DataFrame, dict]]:
+    """(part of frame, bundle.predict(part)) one batch at a time, in frame order."""
     from store.features import WorkspaceFeatures
-    out = []
     features = WorkspaceFeatures(ws)
     for start in range(0, len(frame), batch_size):
         part = frame.iloc[start:start + batch_size].reset_index(drop=True)
-        out.append((part, bundle.predict(part, feature_store=features, adapt=adapt)))
+        yield part, bundle.predict(part, feature_store=features, adapt=adapt)
         if progress:
             progress(min(len(frame), start + batch_size) / len(frame), f"{start + len(part)}/{len(frame)} products")
-    return out

@@ -20,7 +20,7 @@ import os
 import pickle
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -206,7 +206,7 @@ class _PredictActor(_Actor):
 
 
 # -- jobs ----------------------------------------------------------------------------------------
-def _run(ray: Any, ds: Any, actor: type, kwargs: dict, batch_format: str = "numpy", batch_size: int = 1) -> Any:
+def _run(ray: Any, ds: Any, actor: type, kwargs: dict, batch_format: str = "numpy", batch_size: int | None = 1) -> Any:
     """Batches of `actor`'s output as they come back (streaming; order preserved)."""
     from ray.data import ActorPoolStrategy
     place = _placement(ray)
@@ -217,10 +217,42 @@ def _run(ray: Any, ds: Any, actor: type, kwargs: dict, batch_format: str = "nump
     return mapped.iter_batches(batch_size=1, batch_format="numpy", prefetch_batches=1)
 
 
-def _failed(address: str | None, exc: BaseException, what: str) -> EngineError:
-    return EngineError(f"Ray job on {address or 'a local Ray'} failed while {what} ({type(exc).__name__}: "
-                       f"{_first_line(exc)}); nothing was written to the predictions and the live version "
-                       "is unchanged")
+def _stream(ray: Any, ds: Any, actor: type, kwargs: dict, *, address: str | None, doing: str, outcome: str,
+            total: int, unit: str, progress: Progress | None = None, **run: Any) -> Iterator[dict]:
+    """Each output batch of `actor` over `ds`, as it comes back, for the driver to write before
+    the next one is taken (so the driver holds one batch, not the job's output).
+
+    Whatever Ray raises (a node lost, an actor killed, a task error) becomes one EngineError line
+    naming the cluster, what was being done (`doing`) and what that leaves (`outcome`); progress
+    is reported after the caller has handled each batch ("<doing> on Ray: i/total <unit>")."""
+    done = 0
+    try:
+        batches = iter(_run(ray, ds, actor, kwargs, **run))
+    except EngineError:
+        raise
+    except Exception as exc:
+        raise _failed(address, exc, doing, outcome) from None
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except EngineError:
+            raise
+        except Exception as exc:
+            raise _failed(address, exc, doing, outcome) from None
+        yield batch
+        done += len(next(iter(batch.values())))
+        if progress:
+            progress(done / total, f"{doing} on Ray: {done}/{total} {unit}")
+
+
+UNCHANGED = "nothing was written to the predictions and the live version is unchanged"
+
+
+def _failed(address: str | None, exc: BaseException, doing: str, outcome: str = UNCHANGED) -> EngineError:
+    return EngineError(f"Ray job on {address or 'a local Ray'} failed while {doing} ({type(exc).__name__}: "
+                       f"{_first_line(exc)}); {outcome}")
 
 
 def _chunk_items(chunks: list[tuple[int, int]]) -> list[dict]:
@@ -240,18 +272,13 @@ def featurise(ws: Workspace, *, address: str | None = None, progress: Progress |
     if not chunks:
         return 0
     ds = ray.data.from_items(_chunk_items(chunks), override_num_blocks=min(len(chunks), 200))
-    n = done = 0
-    try:
-        for batch in _run(ray, ds, _FeatureActor, {**_actor_args(ws), "voters": ws.get_setting(VOTERS_SETTING)}):
-            for blob in batch["features"]:
-                n += engine_io.put_features(ws, pickle.loads(blob))
-            done += len(batch["lo"])
-            if progress:
-                progress(done / len(chunks), f"image features on Ray: {done}/{len(chunks)} chunks")
-    except EngineError:
-        raise
-    except Exception as exc:
-        raise _failed(address, exc, "computing image features") from None
+    n = 0
+    for batch in _stream(ray, ds, _FeatureActor, {**_actor_args(ws), "voters": ws.get_setting(VOTERS_SETTING)},
+                         address=address, doing="computing image features",
+                         outcome="nothing was trained and the live version is unchanged", total=len(chunks),
+                         unit="chunks", progress=progress):
+        for blob in batch["features"]:
+            n += engine_io.put_features(ws, pickle.loads(blob))
     return n
 
 
@@ -266,45 +293,36 @@ def score(ws: Workspace, bundle: Any, *, address: str | None = None, batch_size:
         return 0
     bundle_path = str(Path(ws.model_version(bundle.version)["path"]).resolve())
     ds = ray.data.from_items(_chunk_items(chunks), override_num_blocks=min(len(chunks), 200))
-    done = 0
     with engine_io.Staging(ws) as staging:
-        try:
-            for batch in _run(ray, ds, _ScoreActor, {**_actor_args(ws), "bundle_path": bundle_path}):
-                for rows, blob in zip(batch["rows"], batch["features"]):
-                    engine_io.put_features(ws, pickle.loads(blob))
-                    staging.add(bundle.version, json.loads(rows), ALL_LABELS_SOURCE)
-                done += len(batch["lo"])
-                if progress:
-                    progress(done / len(chunks), f"scoring on Ray: {done}/{len(chunks)} chunks, {staging.n} products")
-        except EngineError:
-            raise
-        except Exception as exc:
-            raise _failed(address, exc, "scoring") from None
+        for batch in _stream(ray, ds, _ScoreActor, {**_actor_args(ws), "bundle_path": bundle_path},
+                             address=address, doing="scoring", outcome=UNCHANGED, total=len(chunks),
+                             unit="chunks", progress=progress):
+            for rows, blob in zip(batch["rows"], batch["features"]):
+                engine_io.put_features(ws, pickle.loads(blob))
+                staging.add(bundle.version, json.loads(rows), ALL_LABELS_SOURCE)
         return staging.commit()
 
 
 def predict(ws: Workspace, bundle: Any, frame: pd.DataFrame, *, address: str | None = None, batch_size: int = 512,
-            adapt: bool = False, progress: Progress | None = None) -> list[tuple[pd.DataFrame, dict]]:
-    """`bundle.predict` of a parsed file's products on the cluster, in frame order (the
-    workspace's cached features are read, new ones are not kept: `predict` writes nothing)."""
+            adapt: bool = False, progress: Progress | None = None) -> Iterator[tuple[pd.DataFrame, dict]]:
+    """`bundle.predict` of a parsed file's products on the cluster, one part at a time in frame
+    order (the workspace's cached features are read, new ones are not kept: `predict` writes
+    nothing). Parts that come back early wait only until the parts before them are handed on."""
     ray = connect(address)
     cols = ["id", "title", "description", "image_path", "image_sha1"]
     frame = frame.reset_index(drop=True)
-    parts = [frame.iloc[s:s + batch_size] for s in range(0, len(frame), batch_size)]
-    send = [p.reindex(columns=cols).assign(_start=s * batch_size) for s, p in enumerate(parts)]
+    n_parts = -(-len(frame) // batch_size)
+    send = [frame.iloc[s:s + batch_size].reindex(columns=cols).assign(_start=s)
+            for s in range(0, len(frame), batch_size)]
     ds = ray.data.from_pandas(send)
     bundle_path = str(Path(ws.model_version(bundle.version)["path"]).resolve())
-    results: dict[int, dict] = {}
-    try:
-        for batch in _run(ray, ds, _PredictActor, {**_actor_args(ws), "bundle_path": bundle_path, "adapt": adapt},
-                          batch_format="pandas", batch_size=None):
-            for start, blob in zip(batch["start"], batch["out"]):
-                results[int(start)] = pickle.loads(blob)
-            if progress:
-                progress(len(results) / len(parts), f"predicting on Ray: {len(results)}/{len(parts)} batches")
-    except EngineError:
-        raise
-    except Exception as exc:
-        raise EngineError(f"Ray job on {address or 'a local Ray'} failed while predicting "
-                          f"({type(exc).__name__}: {_first_line(exc)}); no file was written") from None
-    return [(p.reset_index(drop=True), results[s * batch_size]) for s, p in enumerate(parts)]
+    waiting: dict[int, dict] = {}
+    at = 0
+    for batch in _stream(ray, ds, _PredictActor, {**_actor_args(ws), "bundle_path": bundle_path, "adapt": adapt},
+                         address=address, doing="predicting", outcome="no file was written", total=n_parts,
+                         unit="batches", progress=progress, batch_format="pandas", batch_size=None):
+        for start, blob in zip(batch["start"], batch["out"]):
+            waiting[int(start)] = pickle.loads(blob)
+        while at in waiting:
+            yield frame.iloc[at:at + batch_size].reset_index(drop=True), waiting.pop(at)
+            at += batch_size
