@@ -32,7 +32,7 @@ from labeler.app_review import (DEFAULT_STRATEGY, HEAT_WAIT_S, HIGHLIGHT_WAIT_S,
                                 N_CARD_OUTPUTS, PREFETCH_AHEAD, PRELOAD_IMAGES, ReviewHandlers, Session,
                                 _describe, _pretty)
 from labeler.app_stats import StatsHandlers, confusion_figure  # noqa: F401
-from labeler.app_tryit import TryItHandlers
+from labeler.app_tryit import ProductPhoto, TryItHandlers
 from labeler.app_warm import LIVE_POLL_S, WarmUp  # noqa: F401
 from labeler.auth import Access, User, Authenticator
 from labeler.config import Settings
@@ -172,8 +172,9 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
                             "the words the text model read and the heatmaps. Nothing is saved.")
                 with gr.Row():
                     with gr.Column(scale=1):
-                        try_image = gr.Image(type="filepath", label="Product image", sources=["upload", "clipboard"],
-                                             height=300, image_mode=None)   # the upload itself, no converted copy
+                        # the upload itself (no converted copy), refused in one line if not a usable photo
+                        try_image = ProductPhoto(type="filepath", label="Product image", sources=["upload", "clipboard"],
+                                                 height=300, image_mode=None)
                         try_title = gr.Textbox(label="Title", placeholder="e.g. Piscine tubulaire ronde 3,66 m")
                         try_desc = gr.Textbox(label="Description", lines=4)
                         try_btn = gr.Button("Predict", variant="primary")

@@ -1,5 +1,6 @@
 """The Try-it tab's handler: a typed or uploaded product predicted by the live model, nothing
-saved (a mixin of `labeler.app.ReviewUI`)."""
+saved (a mixin of `labeler.app.ReviewUI`), and its upload widget, `ProductPhoto`, which refuses
+a file that is not a usable photo in one line before any handler runs."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,6 +11,38 @@ from labeler import messages, review, taxonomy, tryit, views
 from labeler.prefetch import render_heatmaps
 from labeler.text_highlights import build_highlights, text_model
 from store.workspace import WorkspaceError
+
+
+class ProductPhoto(gr.Image):
+    """The try-it upload: `gr.Image` (drawn by the page as one) whose server side checks the file
+    with the model's own rules before the handler sees it.
+
+    Gradio's Image opens every upload with PIL in `preprocess`, before the handler: a file that is
+    not an image (a .txt renamed .jpg, sent by `gradio_client` or a script) failed there with
+    Gradio's traceback in the server console and a vague error for the caller, and a truncated
+    JPEG got through to be predicted from the title alone. Here either is one escaped line
+    (`messages.error`, logged once, no traceback) and the uploaded file is deleted at once."""
+
+    is_template = True      # the front end draws the plain Image component
+
+    def preprocess(self, payload):
+        if payload is None:
+            return None
+        name = Path(payload.orig_name).name if payload.orig_name else None
+        try:
+            path = super().preprocess(payload)
+        except Exception as exc:   # noqa: BLE001 - PIL's UnidentifiedImageError, OSError, ValueError...
+            problem = ((tryit.upload_problem(payload.path, name) if payload.path else None)
+                       or f"the uploaded image {name or ''} cannot be read ({type(exc).__name__}); "
+                       "upload a JPEG, PNG or WebP photo")
+            tryit.discard_upload(payload.path)
+            raise messages.error(problem) from exc
+        problem = tryit.upload_problem(path, name) if path else None
+        if problem:
+            for p in {path, payload.path}:
+                tryit.discard_upload(p)
+            raise messages.error(problem)
+        return path
 
 
 class TryItHandlers:
@@ -28,9 +61,9 @@ class TryItHandlers:
 
     def _try_it(self, image: str | None, title: str, description: str, progress: gr.Progress) -> tuple[str, str, str, str]:
         from labeler.training import live_bundle
-        if image and not tryit.is_image(image):
-            raise messages.error(f"the uploaded file {Path(image).name} is not an image the model can read "
-                                 "(JPEG, PNG, WebP...); upload a product photo")
+        problem = tryit.upload_problem(image) if image else None    # a path given without ProductPhoto
+        if problem:
+            raise messages.error(problem)
         try:
             progress(0.1, desc="loading the live model")
             bundle = live_bundle(self.ws)
