@@ -35,6 +35,7 @@ from labeler.app_stats import StatsHandlers, confusion_figure  # noqa: F401
 from labeler.app_tryit import ProductPhoto, TryItHandlers
 from labeler.app_warm import LIVE_POLL_S, WarmUp  # noqa: F401
 from labeler.auth import Access, User, Authenticator
+from labeler.background import Foreground
 from labeler.config import Settings
 from labeler.prefetch import Prefetcher, default_explainer
 from labeler.text_highlights import HighlightCache
@@ -71,9 +72,10 @@ class ReviewUI(ReviewHandlers, WarmUp, StatsHandlers, TryItHandlers, ModelHandle
     prefetch cache are shared, `Session` is per tab."""
 
     def __init__(self, ws: Workspace, settings: Settings, prefetcher: Prefetcher,
-                 highlights: HighlightCache | None = None):
+                 highlights: HighlightCache | None = None, busy: Foreground | None = None):
         from labeler.training import live_bundle
         self.ws = ws
+        self.busy = busy or Foreground()     # review requests in flight: background steps wait
         self.settings = settings
         self.prefetch = prefetcher
         self.highlights = highlights or HighlightCache(lambda version: live_bundle(ws, version),
@@ -101,8 +103,10 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
     """The review app over one workspace. Launch it with `serve()`: it adds the product-image
     route and the login checks."""
     from labeler.training import live_bundle
-    prefetcher = prefetcher or Prefetcher(lambda version: live_bundle(ws, version), explain=default_explainer())
-    ui = ReviewUI(ws, settings, prefetcher)
+    busy = Foreground()     # the heatmap worker loads models and explains products between review requests
+    prefetcher = prefetcher or Prefetcher(busy.gated(lambda version: live_bundle(ws, version)),
+                                          explain=busy.gated(default_explainer()))
+    ui = ReviewUI(ws, settings, prefetcher, busy=busy)
     ui.warm(ws.live_version())
     ui.watch_live()
     # product images go to the browser by URL on the app's own route by product id (`serve` adds
