@@ -63,7 +63,7 @@ def launch_options() -> dict[str, Any]:
     return {"theme": gr.themes.Soft(primary_hue="indigo", neutral_hue="slate"),
             "css": (STATIC / "app.css").read_text(encoding="utf-8"),
             "head": "".join(f"<script>{(STATIC / name).read_text(encoding='utf-8')}</script>"
-                            for name in ("shortcuts.js", "grid.js")),
+                            for name in ("tabs.js", "shortcuts.js", "grid.js")),
             "run_history": False, "max_file_size": MAX_UPLOAD}
 
 
@@ -86,15 +86,12 @@ class ReviewUI(ReviewHandlers, WarmUp, StatsHandlers, TryItHandlers, ModelHandle
 
 
 # -- layout and wiring ----------------------------------------------------------------------------
-# The page load's inputs (name, prefs, tab token, session) with the tab token this tab keeps in
-# sessionStorage: it survives a reload (the tab resumes its product) and differs between tabs.
-TAB_TOKEN_JS = """(name, prefs, tab, session) => {
-  let t = null;
-  try { t = sessionStorage.getItem("labeler-tab"); } catch (e) {}
-  if (!t) {
-    t = Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 12);
-    try { sessionStorage.setItem("labeler-tab", t); } catch (e) {}
-  }
+# The page load's inputs (name, prefs, tab token, session) with this tab's token (static/tabs.js):
+# kept in sessionStorage, it survives a reload (the tab resumes its product) and differs between
+# tabs, a duplicated tab included (it asks the live tabs whether its copied token is taken).
+TAB_TOKEN_JS = """async (name, prefs, tab, session) => {
+  let t = "";
+  try { t = window.labelerTab ? await window.labelerTab() : (sessionStorage.getItem("labeler-tab") || ""); } catch (e) {}
   return [name, prefs, t, session];
 }"""
 
