@@ -32,7 +32,7 @@ from labeler.app_review import (DEFAULT_STRATEGY, HEAT_WAIT_S, HIGHLIGHT_WAIT_S,
                                 N_CARD_OUTPUTS, PREFETCH_AHEAD, PRELOAD_IMAGES, ReviewHandlers, Session,
                                 _describe, _pretty)
 from labeler.app_stats import StatsHandlers, confusion_figure  # noqa: F401
-from labeler.app_tryit import ProductPhoto, TryItHandlers
+from labeler.app_tryit import TryItHandlers
 from labeler.app_warm import LIVE_POLL_S, WarmUp  # noqa: F401
 from labeler.auth import Access, User, Authenticator
 from labeler.background import Foreground
@@ -173,9 +173,8 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
                             "the words the text model read and the heatmaps. Nothing is saved.")
                 with gr.Row():
                     with gr.Column(scale=1):
-                        # the upload itself (no converted copy), refused in one line if not a usable photo
-                        try_image = ProductPhoto(type="filepath", label="Product image", sources=["upload", "clipboard"],
-                                                 height=300, image_mode=None)
+                        try_image = gr.Image(type="filepath", label="Product image", sources=["upload", "clipboard"],
+                                             height=300, image_mode=None)   # the upload itself, no converted copy
                         try_title = gr.Textbox(label="Title", placeholder="e.g. Piscine tubulaire ronde 3,66 m")
                         try_desc = gr.Textbox(label="Description", lines=4)
                         try_btn = gr.Button("Predict", variant="primary")
@@ -234,8 +233,10 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
         stats_outs = [stat_cards, rates, per_cat, confusion, metrics]
         refresh.click(ui.stats, None, stats_outs, api_name="stats", concurrency_limit=1)
         stats_tab.select(ui.stats, None, stats_outs, api_name="stats_on_open", concurrency_limit=1)
+        # preprocess=False: the handler gets the upload as sent and checks it with the model's rules
+        # (Gradio's Image would open it with PIL first: a non-image failed there with a traceback)
         try_btn.click(ui.try_it, [try_image, try_title, try_desc], [try_top5, try_votes, try_heat, try_words],
-                      api_name="try_it", concurrency_limit=1)
+                      api_name="try_it", concurrency_limit=1, preprocess=False)
         models_outs = [retrain_panel, versions, version_pick]
         models_events = {"concurrency_id": "models", "concurrency_limit": 1}
         models_tab.select(ui.models, None, models_outs, api_name="models", **models_events)

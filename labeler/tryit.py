@@ -57,6 +57,19 @@ def predict_one(bundle, *, title: str = "", description: str = "", image_path: s
                                classes=out.get("codes", getattr(bundle, "codes", None))), product
 
 
+def uploaded(value: dict | str | None) -> tuple[str | None, str | None]:
+    """(path on the server, name it was uploaded under) of the try-it image: Gradio's file payload
+    (`{"path": ..., "orig_name": ...}`, already moved into its upload folder) or a plain path."""
+    if not value:
+        return None, None
+    if isinstance(value, str):
+        return value, None
+    path, name = value.get("path"), value.get("orig_name")
+    if not path:
+        raise TryItError("the image did not arrive as a file; upload it again (JPEG, PNG or WebP)")
+    return str(path), Path(name).name if name else None
+
+
 def upload_problem(path: str, name: str | None = None) -> str | None:
     """Why an uploaded file cannot be the product's photo, in the visitor's words, or None.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import gradio as gr
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
@@ -27,7 +28,7 @@ def test_a_non_image_and_a_truncated_jpeg_get_one_line_and_no_traceback(sample_d
     cut.write_bytes(photo.read_bytes()[: photo.stat().st_size // 2])
     caplog.set_level(logging.INFO, logger="labeler.app")
     capfd.readouterr()                           # what building the workspace printed
-    with running_app(root, tmp_path) as (_, url):
+    with running_app(root, tmp_path) as (demo, url):
         client = Client(url, verbose=False)
         said = {}
         for upload in (notes, cut):
@@ -37,6 +38,13 @@ def test_a_non_image_and_a_truncated_jpeg_get_one_line_and_no_traceback(sample_d
         # a good photo still predicts (the check refuses only what the model cannot read)
         top5 = client.predict(handle_file(str(photo)), "Piscine gonflable", "", api_name="/try_it")[0]
         assert "t5-row" in top5
+        # the name is the visitor's: shown as text in the toast (Gradio renders it as HTML)
+        named = uploads / "up" / "x.jpg"
+        named.parent.mkdir(parents=True, exist_ok=True)
+        named.write_bytes(notes.read_bytes())
+        with pytest.raises(gr.Error) as markup:
+            demo.review_ui.try_it({"path": str(named), "orig_name": "<img src=x onerror=alert(1)>.jpg"}, "", "")
+        assert "&lt;img src=x onerror=alert(1)&gt;.jpg" in markup.value.message and "<img" not in markup.value.message
         bodies = {notes.read_bytes(), cut.read_bytes()}
         left = [p for p in files_under(uploads) if p.read_bytes() in bodies]
     out, err = capfd.readouterr()
@@ -52,18 +60,3 @@ def test_a_non_image_and_a_truncated_jpeg_get_one_line_and_no_traceback(sample_d
     assert [m for m in logged if notes.name in m] and [m for m in logged if cut.name in m], logged
     assert all("\n" not in m for m in logged)
     assert left == [], left                      # the refused uploads were deleted at once
-
-
-def test_a_file_name_with_markup_is_shown_as_text(sample_dir, tmp_path):
-    """The name is the visitor's: the refusal escapes it (the toast renders HTML)."""
-    from labeler.app_tryit import ProductPhoto
-    from gradio.data_classes import ImageData
-    import gradio as gr
-    bad = tmp_path / "up" / "x.jpg"
-    bad.parent.mkdir()
-    bad.write_text("not an image", encoding="utf-8")
-    with pytest.raises(gr.Error) as refused:
-        ProductPhoto(type="filepath", image_mode=None).preprocess(
-            ImageData(path=str(bad), orig_name="<img src=x onerror=alert(1)>.jpg"))
-    assert "&lt;img src=x onerror=alert(1)&gt;.jpg" in refused.value.message
-    assert "<img" not in refused.value.message and refused.value.print_exception is False
