@@ -42,14 +42,12 @@ import time
 from pathlib import Path
 
 from bench.common import newest_sample_template, parse, parser, pct, sample_template
-from labeler.local_app import free_port, running_app
+from labeler.local_app import CHROMIUM as CHROMIUM_PATH, CHROMIUM_ARGS, free_port, launch_chromium, running_app
 from labeler.templates import app_template, copy_template
 
 TEMPLATE: Path | None = None      # the workspace every path copies (set by main)
 TARGET_MS = 150.0
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run"]
+CHROMIUM, ARGS = str(CHROMIUM_PATH), CHROMIUM_ARGS     # bench/bench_day.py takes them from here
 
 
 def pick_template(small: bool, rebuild: bool = False, reuse_any: bool = False) -> Path:
@@ -154,7 +152,7 @@ def bench_browser_baseline(tmp: Path, n: int, glance_ms: int) -> list[float]:
     from playwright.sync_api import sync_playwright
     times = []
     with baseline_app(tmp) as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url)
         page.wait_for_selector("#review-card .card", state="attached")
@@ -286,7 +284,7 @@ def bench_browser(tmp: Path, n: int, glance_ms: int, queue: str | None = None,
         decide_text_only(root)
     times: list[tuple[float, bool]] = []
     with running_app(root, tmp / "gradio-browser") as (_, url), sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         open_review(page, url, "bench-browser", queue)
         page.wait_for_timeout(glance_ms)
@@ -309,7 +307,7 @@ def bench_first_minute(tmp: Path, glance_ms: int, seconds: float = 60.0,
     t0 = time.perf_counter()
     with running_app(root, tmp / "gradio-first-minute") as (_, url), sync_playwright() as p:
         launched = time.perf_counter() - t0
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         open_review(page, url, "bench-first-minute")
         print(f"server up {launched:.1f} s after launch began, first card {time.perf_counter() - t0:.1f} s",

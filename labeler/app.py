@@ -35,6 +35,7 @@ from labeler.app_stats import StatsHandlers, confusion_figure  # noqa: F401
 from labeler.app_tryit import TryItHandlers
 from labeler.app_warm import LIVE_POLL_S, WarmUp  # noqa: F401
 from labeler.auth import Access, User, Authenticator
+from labeler.background import Foreground
 from labeler.config import Settings
 from labeler.prefetch import Prefetcher, default_explainer
 from labeler.text_highlights import HighlightCache
@@ -62,7 +63,7 @@ def launch_options() -> dict[str, Any]:
     return {"theme": gr.themes.Soft(primary_hue="indigo", neutral_hue="slate"),
             "css": (STATIC / "app.css").read_text(encoding="utf-8"),
             "head": "".join(f"<script>{(STATIC / name).read_text(encoding='utf-8')}</script>"
-                            for name in ("shortcuts.js", "grid.js")),
+                            for name in ("tabs.js", "shortcuts.js", "grid.js")),
             "run_history": False, "max_file_size": MAX_UPLOAD}
 
 
@@ -71,9 +72,10 @@ class ReviewUI(ReviewHandlers, WarmUp, StatsHandlers, TryItHandlers, ModelHandle
     prefetch cache are shared, `Session` is per tab."""
 
     def __init__(self, ws: Workspace, settings: Settings, prefetcher: Prefetcher,
-                 highlights: HighlightCache | None = None):
+                 highlights: HighlightCache | None = None, busy: Foreground | None = None):
         from labeler.training import live_bundle
         self.ws = ws
+        self.busy = busy or Foreground()     # review requests in flight: background steps wait
         self.settings = settings
         self.prefetch = prefetcher
         self.highlights = highlights or HighlightCache(lambda version: live_bundle(ws, version),
@@ -84,15 +86,12 @@ class ReviewUI(ReviewHandlers, WarmUp, StatsHandlers, TryItHandlers, ModelHandle
 
 
 # -- layout and wiring ----------------------------------------------------------------------------
-# The page load's inputs (name, prefs, tab token, session) with the tab token this tab keeps in
-# sessionStorage: it survives a reload (the tab resumes its product) and differs between tabs.
-TAB_TOKEN_JS = """(name, prefs, tab, session) => {
-  let t = null;
-  try { t = sessionStorage.getItem("labeler-tab"); } catch (e) {}
-  if (!t) {
-    t = Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 12);
-    try { sessionStorage.setItem("labeler-tab", t); } catch (e) {}
-  }
+# The page load's inputs (name, prefs, tab token, session) with this tab's token (static/tabs.js):
+# kept in sessionStorage, it survives a reload (the tab resumes its product) and differs between
+# tabs, a duplicated tab included (it asks the live tabs whether its copied token is taken).
+TAB_TOKEN_JS = """async (name, prefs, tab, session) => {
+  let t = "";
+  try { t = window.labelerTab ? await window.labelerTab() : (sessionStorage.getItem("labeler-tab") || ""); } catch (e) {}
   return [name, prefs, t, session];
 }"""
 
@@ -101,8 +100,10 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
     """The review app over one workspace. Launch it with `serve()`: it adds the product-image
     route and the login checks."""
     from labeler.training import live_bundle
-    prefetcher = prefetcher or Prefetcher(lambda version: live_bundle(ws, version), explain=default_explainer())
-    ui = ReviewUI(ws, settings, prefetcher)
+    busy = Foreground()     # the heatmap worker loads models and explains products between review requests
+    prefetcher = prefetcher or Prefetcher(busy.gated(lambda version: live_bundle(ws, version)),
+                                          explain=busy.gated(default_explainer()))
+    ui = ReviewUI(ws, settings, prefetcher, busy=busy)
     ui.warm(ws.live_version())
     ui.watch_live()
     # product images go to the browser by URL on the app's own route by product id (`serve` adds
@@ -232,8 +233,10 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
         stats_outs = [stat_cards, rates, per_cat, confusion, metrics]
         refresh.click(ui.stats, None, stats_outs, api_name="stats", concurrency_limit=1)
         stats_tab.select(ui.stats, None, stats_outs, api_name="stats_on_open", concurrency_limit=1)
+        # preprocess=False: the handler gets the upload as sent and checks it with the model's rules
+        # (Gradio's Image would open it with PIL first: a non-image failed there with a traceback)
         try_btn.click(ui.try_it, [try_image, try_title, try_desc], [try_top5, try_votes, try_heat, try_words],
-                      api_name="try_it", concurrency_limit=1)
+                      api_name="try_it", concurrency_limit=1, preprocess=False)
         models_outs = [retrain_panel, versions, version_pick]
         models_events = {"concurrency_id": "models", "concurrency_limit": 1}
         models_tab.select(ui.models, None, models_outs, api_name="models", **models_events)

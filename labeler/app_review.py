@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import gradio as gr
 
 from labeler import messages, review, strategies, taxonomy, views
+from labeler.background import in_foreground
 from labeler.prefetch import Heatmaps
 from store.workspace import WorkspaceError
 
@@ -61,7 +62,11 @@ def _describe(strategy: str) -> str:
 
 
 class ReviewHandlers:
-    """The Review tab's event handlers (mixed into `labeler.app.ReviewUI`)."""
+    """The Review tab's event handlers (mixed into `labeler.app.ReviewUI`, which holds `busy`).
+
+    The handlers a reviewer waits on for the next card run `in_foreground`: background work (the
+    heatmaps, the warm-up) steps aside while they run. The heatmap follow-ups do not: they wait
+    for that background work themselves."""
 
     # -- rendering ------------------------------------------------------------------------------
     def render(self, s: Session, *, clear_choice: bool = False, clear_comment: bool = False) -> tuple:
@@ -192,6 +197,7 @@ class ReviewHandlers:
         return tuple(gr.skip() for _ in range(n))
 
     # -- session start, reviewer, queue -----------------------------------------------------------
+    @in_foreground
     def start(self, name: str, prefs: dict | None, tab: str | None, s: Session, request: gr.Request) -> tuple:
         """Page load: who is reviewing (login, typed name or the one remembered by the browser).
 
@@ -214,6 +220,7 @@ class ReviewHandlers:
         return out + (name_box, gr.update(value=s.strategy, info=_describe(s.strategy)),
                       gr.update(value=s.category, visible=s.strategy == "category"), prefs)
 
+    @in_foreground
     def set_reviewer(self, name: str, s: Session, request: gr.Request) -> tuple:
         """The name box (auth off): switch the reviewer and give back the previous one's product."""
         user = getattr(request, "username", None) if request is not None else None
@@ -226,6 +233,7 @@ class ReviewHandlers:
         s.prefs = {**s.prefs, "reviewer": name}
         return self._next(s) + (s.prefs,)
 
+    @in_foreground
     def set_queue(self, strategy: str, category: int | None, s: Session) -> tuple:
         """Switch the queue strategy (and the category of the one-category queue)."""
         try:
@@ -266,6 +274,7 @@ class ReviewHandlers:
         s.last = views.describe_decision(row, card.product.get("title"), taxonomy.of(self.ws))
         return self._next(s, clear_choice=chosen, clear_comment=bool(comment))
 
+    @in_foreground
     def accept(self, current: dict | None, comment: str, s: Session) -> tuple:
         """Enter: the fused top-1 the reviewer was shown."""
         pred = s.card.prediction if s.card is not None else None
@@ -274,6 +283,7 @@ class ReviewHandlers:
             return self._same(N_CARD_OUTPUTS)
         return self._decide(s, current, "accept", pred.top1 if pred else None, comment)
 
+    @in_foreground
     def pick(self, rank: int, current: dict | None, comment: str, s: Session) -> tuple:
         """Keys 1-5: the rank-th category of the fused top-5 (1 = accept)."""
         pred = s.card.prediction if s.card is not None else None
@@ -284,6 +294,7 @@ class ReviewHandlers:
         code = pred.top5[rank - 1].code
         return self._decide(s, current, "accept" if rank == 1 else "correct", code, comment)
 
+    @in_foreground
     def choose(self, category: int | None, current: dict | None, comment: str, s: Session) -> tuple:
         """The searchable list of all 27 categories."""
         if category is None:
@@ -292,9 +303,11 @@ class ReviewHandlers:
         action = "accept" if pred is not None and int(category) == pred.top1 else "correct"
         return self._decide(s, current, action, int(category), comment, chosen=True)
 
+    @in_foreground
     def skip(self, current: dict | None, comment: str, s: Session) -> tuple:
         return self._decide(s, current, "skip", None, comment)
 
+    @in_foreground
     def undo(self, s: Session) -> tuple:
         """U: take back the latest decision still standing; its product comes back on screen."""
         if s.reviewer is None:

@@ -2,8 +2,6 @@
 saved (a mixin of `labeler.app.ReviewUI`)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import gradio as gr
 
 from labeler import messages, review, taxonomy, tryit, views
@@ -15,22 +13,30 @@ from store.workspace import WorkspaceError
 class TryItHandlers:
     """`try_it` (needs `ws`, `settings` and the prefetcher's explainer)."""
 
-    def try_it(self, image: str | None, title: str, description: str,
+    def try_it(self, image: dict | str | None, title: str, description: str,
                progress: gr.Progress = gr.Progress()) -> tuple[str, str, str, str]:
         """Predict a typed/uploaded product with the live model; the workspace is not touched.
 
-        The uploaded file is deleted once predicted (`tryit.discard_upload`): nothing a visitor
-        uploads stays on the server (Blocks' delete_cache sweeps uploads never predicted)."""
+        `image`: Gradio's file payload as uploaded (the event runs with preprocess=False: Gradio's
+        Image would open the file with PIL before this handler, and a file that is not an image
+        failed there with its own traceback) or a path. The file is checked here with the model's
+        own rules, refused in one line if unusable, and deleted once used (`tryit.discard_upload`):
+        nothing a visitor uploads stays on the server (Blocks' delete_cache sweeps the rest)."""
         try:
-            return self._try_it(image, title, description, progress)
+            path, name = tryit.uploaded(image)
+        except tryit.TryItError as exc:
+            raise messages.error(str(exc)) from exc
+        try:
+            return self._try_it(path, name, title, description, progress)
         finally:
-            tryit.discard_upload(image)
+            tryit.discard_upload(path)
 
-    def _try_it(self, image: str | None, title: str, description: str, progress: gr.Progress) -> tuple[str, str, str, str]:
+    def _try_it(self, image: str | None, name: str | None, title: str, description: str,
+                progress: gr.Progress) -> tuple[str, str, str, str]:
         from labeler.training import live_bundle
-        if image and not tryit.is_image(image):
-            raise messages.error(f"the uploaded file {Path(image).name} is not an image the model can read "
-                                 "(JPEG, PNG, WebP...); upload a product photo")
+        problem = tryit.upload_problem(image, name) if image else None
+        if problem:
+            raise messages.error(problem)
         try:
             progress(0.1, desc="loading the live model")
             bundle = live_bundle(self.ws)

@@ -15,7 +15,8 @@ LIVE_POLL_S = 5.0      # how often the app looks for a version made live by anot
 
 
 class WarmUp:
-    """`warm` and `watch_live` (needs `ws`, `settings`, `prefetch`, `highlights`, `warmed`, `warming`)."""
+    """`warm` and `watch_live` (needs `ws`, `settings`, `prefetch`, `highlights`, `warmed`, `warming`,
+    `busy`)."""
 
     def warm(self, version: str | None) -> threading.Thread:
         """Before the first card of a newly live version: its model and backbones (heatmaps) and
@@ -28,6 +29,7 @@ class WarmUp:
 
         def build() -> None:
             lower_priority()      # the first reviewers' requests come first
+            self.busy.yield_to_requests()   # a request in flight builds what it needs itself
             try:
                 review.warm(self.ws, DEFAULT_STRATEGY, settings=self.settings)
             except Exception as exc:  # noqa: BLE001 - the first card will report it properly

@@ -2,7 +2,9 @@
 benches and the docs' screenshots, which drive it with `gradio_client` or a real browser.
 
 Launched exactly as launch.py launches it (`labeler.app.serve`: theme, CSS, shortcut script,
-image route, logins), with `prevent_thread_lock=True` so the caller keeps the thread.
+image route, logins), with `prevent_thread_lock=True` so the caller keeps the thread. The real
+browser that drives it is Debian's chromium through Playwright (`launch_chromium`), one launch
+for every test and bench (never `playwright install`).
 """
 from __future__ import annotations
 
@@ -13,6 +15,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+
+
+def launch_chromium(playwright):
+    """A headless Debian chromium from a started Playwright (`sync_playwright()`); the caller closes it.
+    Raises FileNotFoundError naming the fix when it is not installed."""
+    if not CHROMIUM.exists():
+        raise FileNotFoundError(f"chromium not found at {CHROMIUM}: apt-get install -y chromium (see .ci/run)")
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
 
 
 def free_port() -> int:

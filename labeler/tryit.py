@@ -57,15 +57,38 @@ def predict_one(bundle, *, title: str = "", description: str = "", image_path: s
                                classes=out.get("codes", getattr(bundle, "codes", None))), product
 
 
-def is_image(path: str) -> bool:
-    """Whether PIL recognises the file as an image (reads the header, not the whole file)."""
-    from PIL import Image
+def uploaded(value: dict | str | None) -> tuple[str | None, str | None]:
+    """(path on the server, name it was uploaded under) of the try-it image: Gradio's file payload
+    (`{"path": ..., "orig_name": ...}`, already moved into its upload folder) or a plain path."""
+    if not value:
+        return None, None
+    if isinstance(value, str):
+        return value, None
+    path, name = value.get("path"), value.get("orig_name")
+    if not path:
+        raise TryItError("the image did not arrive as a file; upload it again (JPEG, PNG or WebP)")
+    return str(path), Path(name).name if name else None
+
+
+def upload_problem(path: str, name: str | None = None) -> str | None:
+    """Why an uploaded file cannot be the product's photo, in the visitor's words, or None.
+
+    The model's own rules (`models.imagecheck.check_image_file`: size, format, dimensions),
+    decoded too, so a truncated JPEG is caught here and not silently predicted from text alone.
+    The message names the file by the name it was uploaded under (`name`), never the server's
+    temporary path."""
+    from models.imagecheck import ImageProblem, check_image_file
     try:
-        with Image.open(path) as im:
-            im.verify()
-        return True
-    except Exception:   # noqa: BLE001 - any decoder error means "not an image we can use"
-        return False
+        check_image_file(path, decode=True)
+        return None
+    except ImageProblem as exc:
+        detail = str(exc)
+    except Exception as exc:   # noqa: BLE001 - whatever PIL raises on an odd file: not usable
+        detail = f"image {path} cannot be read ({type(exc).__name__}: {exc})"
+    shown = name or Path(path).name
+    detail = detail.replace(str(path), shown).split("; ")[0]
+    return (f"the uploaded file {shown} is not an image the model can read: {detail}. "
+            "Upload a JPEG, PNG or WebP photo, or remove it to predict from the title alone")
 
 
 def upload_folder() -> Path:

@@ -22,6 +22,19 @@ def workspace(ws_path: Path):
     ws.close()
 
 
+@pytest.fixture
+def browser():
+    """Headless Debian chromium (labeler.local_app.launch_chromium), closed after the test."""
+    from labeler.local_app import CHROMIUM, launch_chromium
+    if not CHROMIUM.exists():
+        pytest.fail(f"chromium not found at {CHROMIUM}: apt-get install -y chromium (see .ci/run)")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = launch_chromium(p)
+        yield b
+        b.close()
+
+
 @pytest.fixture(scope="session")
 def sample_dir() -> Path:
     if not (SAMPLE / "X_train_update.csv").exists():

@@ -62,18 +62,6 @@ def test_only_an_admin_lists_and_rules_disputes_through_the_api(sample_dir, tmp_
             ada.predict("12", api_name="/guide")
 
 
-@pytest.fixture
-def browser():
-    from test_browser_review import ARGS, CHROMIUM
-    if not CHROMIUM.exists():
-        pytest.fail("chromium not found at /usr/bin/chromium: apt-get install -y chromium (see .ci/run)")
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield b
-        b.close()
-
-
 def _login(browser, url: str, name: str, password: str):
     from test_browser_review import TIMEOUT_MS
     context = browser.new_context(viewport={"width": 1400, "height": 1000})

@@ -8,25 +8,12 @@ from __future__ import annotations
 
 from collections import Counter
 
-import pytest
-
 from app_server import decisions, running_app
 from review_workspace import copy_workspace
-from test_browser_review import ARGS, CHROMIUM, TIMEOUT_MS
+from test_browser_review import TIMEOUT_MS
 
 from labeler import taxonomy
 from store.workspace import Workspace
-
-
-@pytest.fixture
-def browser():
-    if not CHROMIUM.exists():
-        pytest.fail("chromium not found at /usr/bin/chromium: apt-get install -y chromium (see .ci/run)")
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield b
-        b.close()
 
 
 def test_grid_screen_marks_with_keys_and_clicks_and_accepts_with_enter(browser, sample_dir, tmp_path):

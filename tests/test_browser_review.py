@@ -9,27 +9,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from app_server import add_hostile_product, decisions, running_app
 from app_workspace import app_workspace
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run"]
 TIMEOUT_MS = 60_000   # generous: the 2-core machine is shared
 HEAT_TIMEOUT_MS = 180_000   # Grad-CAM + Ablation-CAM of three voters on a loaded CPU
-
-
-@pytest.fixture
-def browser():
-    if not CHROMIUM.exists():
-        pytest.fail("chromium not found at /usr/bin/chromium: apt-get install -y chromium (see .ci/run)")
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield b
-        b.close()
 
 
 def shown_id(page) -> str | None:

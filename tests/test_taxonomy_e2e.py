@@ -184,17 +184,14 @@ def test_the_cli_refuses_a_taxonomy_that_drops_a_used_category_in_one_line(shop,
 def test_the_review_screen_in_a_browser_shows_and_takes_the_shops_categories(shop, tmp_path):
     """Chromium on the shop's workspace: the top-5 carries the shop's codes, and the category
     search finds a shop category by name and records its key."""
-    chromium = Path("/usr/bin/chromium")
-    if not chromium.exists():
-        pytest.fail("chromium not found at /usr/bin/chromium: apt-get install -y chromium (see .ci/run)")
     from playwright.sync_api import sync_playwright
 
     from app_server import decisions, running_app
+    from labeler.local_app import launch_chromium
     root = copy_of(shop, tmp_path)
     lamps = taxonomy.of(Workspace(root)).parse("LAMP-01")
-    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
     with running_app(root, tmp_path) as (_, url), sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(chromium), args=args)
+        browser = launch_chromium(p)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(url)

@@ -271,7 +271,8 @@ def _tint(page, selector: str) -> str:
 def test_review_card_tints_words_per_category_chip_and_T_shows_words_against(text_ws, tmp_path, monkeypatch):
     import shutil
     from app_server import add_hostile_product, running_app
-    from test_browser_review import ARGS, CHROMIUM, TIMEOUT_MS, open_app, wait_for_new_card
+    from labeler.local_app import launch_chromium
+    from test_browser_review import TIMEOUT_MS, open_app, wait_for_new_card
     from playwright.sync_api import sync_playwright
     root = tmp_path / "ws"
     shutil.copytree(text_ws, root)
@@ -283,7 +284,7 @@ def test_review_card_tints_words_per_category_chip_and_T_shows_words_against(tex
     # the card never waits for its words: the first one (not computed ahead) gets them afterwards
     monkeypatch.setattr("labeler.app_review.HIGHLIGHT_WAIT_S", 0.0)
     with running_app(root, tmp_path) as (_, url), sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        browser = launch_chromium(p)
         page, errors = open_app(browser, url)
         name = page.locator("#reviewer-name input, #reviewer-name textarea").first
         name.fill("alice")
