@@ -150,7 +150,8 @@ class CatalogIndex:
         # costs 40-130 ms for a 2-letter prefix matching 40k products; cleared with the columns
         self._text_hits: "OrderedDict[str, np.ndarray]" = OrderedDict()
         # the live version's prediction sets, (n, k) bool by position, and the key of each column;
-        # made on the first query that filters by them (~1 s at 100k), cleared with the columns
+        # made on the first query that filters by them (one read of the version's probabilities),
+        # cleared with the columns
         self._sets: tuple[np.ndarray, list[int]] | None = None
 
     # -- keeping up with the store -------------------------------------------------------------

@@ -29,7 +29,7 @@ def version_probabilities(db: Db, version: str) -> tuple[np.ndarray, np.ndarray]
     probabilities a version's prediction sets are made from (`models.honest.Conformal.sets`).
 
     One pass over the version's rows by the `predictions_version` index, each product found by
-    its primary key; the JSON arrays are parsed in one call (a few hundred ms at 100k)."""
+    its primary key; the JSON arrays are parsed in one call."""
     rows = conn_of(db).execute(VERSION_PROBS_SQL, (version,)).fetchall()
     if not rows:
         return np.zeros(0, np.int64), np.zeros((0, 0))
