@@ -100,7 +100,7 @@ class GridHandlers:
                 card = grid.fix_card(self.ws, reviewer, fixing[0], remaining=len(fixing), settings=self.settings)
                 return replace(st, fixing=fixing, card=card)
             except review.HeldByAnother as exc:
-                note.append(f"{exc}; skipped.")
+                note.append(f"A marked product is with another reviewer ({exc.holder}) now; left to them.")
                 fixing = fixing[1:]
         return self._open(reviewer, replace(st, fixing=(), card=None), st.category, note)
 
@@ -156,9 +156,12 @@ class GridHandlers:
             raise messages.error("no marked product on screen")
         reviewer = self.who(name, request)
         try:
-            row = grid.fix(self.ws, reviewer, st.card, category)
-            tax = taxonomy.of(self.ws)        # no product text in the note: it is Markdown, the catalog a stranger's
-            note = [f"{'Accepted' if row['action'] == 'accept' else 'Corrected to'} {tax.label(row['category'])}."]
+            try:
+                row = grid.fix(self.ws, reviewer, st.card, category)
+                tax = taxonomy.of(self.ws)    # no product text in the note: it is Markdown, the catalog a stranger's
+                note = [f"{'Accepted' if row['action'] == 'accept' else 'Corrected to'} {tax.label(row['category'])}."]
+            except review.HeldByAnother as exc:       # its reservation ran out and someone took it: move on
+                note = [f"Left alone: another reviewer ({exc.holder}) has it now."]
             st = self._next_fix(reviewer, replace(st, fixing=st.fixing[1:], card=None), note)
         except review.ReviewError as exc:
             raise messages.error(str(exc)) from None
