@@ -48,9 +48,10 @@ class GridHandlers:
 
     N_OUTPUTS = 6          # tiles, marked, note, fix row, fix category, state
 
-    def __init__(self, ws: Workspace, settings: Settings):
+    def __init__(self, ws: Workspace, settings: Settings, *, size: int = grid.DEFAULT_SIZE):
         self.ws = ws
         self.settings = settings
+        self.size = size                    # products a page
 
     @staticmethod
     def who(name: str, request: gr.Request | None) -> str:
@@ -81,7 +82,7 @@ class GridHandlers:
             if cat in tried:
                 continue
             tried.append(cat)
-            page = grid.open_page(self.ws, reviewer, cat, order=st.order, settings=self.settings,
+            page = grid.open_page(self.ws, reviewer, cat, size=self.size, order=st.order, settings=self.settings,
                                   exclude=st.skipped)
             if page is not None:
                 if category is not None and cat != category:
