@@ -91,6 +91,9 @@ def grid_pages(page, pages: Pages, reviewer: str, times: list[float] | None = No
     page.locator("#grid-reviewer input, #grid-reviewer textarea").first.fill(reviewer)
     page.locator("#grid-open").click()
     actions += 1
+    page.wait_for_function("() => document.querySelector('#grid-page .grid-tile, #grid-page .grid-fix .card') || "
+                           "/Nothing left/.test(document.querySelector('#grid-note')?.textContent || '')",
+                           timeout=TIMEOUT_MS)                    # not the placeholder shown before Open
     shown = "() => document.querySelector('#grid-page .grid-tile, #grid-page .grid-fix .card, #grid-page .grid-empty')"
     while True:
         page.wait_for_function(shown, timeout=TIMEOUT_MS)
