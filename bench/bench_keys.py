@@ -5,10 +5,10 @@ A scripted reviewer who knows the sample's true labels validates pages where the
 
 * card:  the Review tab, one product at a time: Enter when the model's top-1 is right, the digit
          of the right category when it is in the top-5, else `/`, its code and Enter.
-* grid:  the Grid tab: the category chosen in the dropdown (a click, its code typed, Enter) and
-         Open; on each page a click on every wrong tile, then Enter accepts the rest; the marked
-         products then come one at a time on the card (as above; switching to the Review tab is
-         one click).
+* grid:  the Grid tab: one click on Open (no category chosen: the one with most undecided
+         products first; a category done leads to the next); on each page a click on every wrong
+         tile, then Enter accepts the rest; each marked product then opens its card on the grid,
+         fixed as above (its top-5 digit, else `/`, its code and Enter).
 
 Every key press and click that validates is counted; typing the reviewer's name once per
 session is set-up and reported apart. At the end the decisions are read back from SQLite: every
@@ -79,46 +79,76 @@ def card_loop(page, pages: Pages, reviewer: str) -> tuple[int, int]:
     return actions, cards
 
 
-def grid_pages(page, pages: Pages, reviewer: str, times: list[float] | None = None) -> tuple[int, int, int]:
-    """Validate every category's pages on the Grid tab; returns (actions, pages, marked).
-    times: Enter -> next page (or the empty notice) on screen, ms, appended per page."""
-    actions = n_pages = n_marked = 0
-    marked_before: set[str] = set()
+def grid_pages(page, pages: Pages, reviewer: str, times: list[float] | None = None) -> tuple[int, int, int, int]:
+    """Validate every page on the Grid tab; returns (actions, pages, marked, fix actions).
+
+    Open (no category chosen: the one with most undecided products comes first, and each
+    category done leads to the next), then per page a click on every wrong tile and Enter; each
+    marked product then opens its card, fixed with its top-5 digit or `/`, its code and Enter.
+    times: Enter -> next page (or the first marked card, or the end) on screen, ms, per page."""
+    actions = n_pages = n_marked = fix_actions = 0
     page.get_by_role("tab", name="Grid").click()                  # the tab itself: set-up
     page.locator("#grid-reviewer input, #grid-reviewer textarea").first.fill(reviewer)
-    for cat in pages.categories:
-        actions += open_grid_category(page, cat, TIMEOUT_MS)
-        while True:
-            page.wait_for_function("() => document.querySelector('#grid-page .grid-tile, #grid-page .grid-empty')",
-                                   timeout=TIMEOUT_MS)
-            ids = page.eval_on_selector_all("#grid-page .grid-tile", "ts => ts.map(t => t.dataset.product)")
-            if not ids or set(ids) <= marked_before:
-                break          # nothing left, or only products already marked wrong (the grid offers them again)
-            page.wait_for_function(f"() => document.querySelectorAll('#grid-marked input').length === {len(ids)}",
-                                   timeout=TIMEOUT_MS)
-            wrong = [i for i, p in enumerate(ids) if pages.truth[p] != cat]
-            for i in wrong:
-                page.locator("#grid-page .grid-tile").nth(i).click()
-                actions += 1
-            page.wait_for_function(f"() => document.querySelectorAll('#grid-marked input:checked').length === {len(wrong)}",
-                                   timeout=TIMEOUT_MS)
-            n_marked += len(wrong)
-            marked_before |= {ids[i] for i in wrong}
-            page.locator("#grid-page .grid-head").click()          # keyboard off the Open button (no count)
-            t0 = time.perf_counter()
-            page.evaluate("() => { window.__gridHead = document.querySelector('#grid-page .grid-head')?.textContent; }")
-            page.keyboard.press("Enter")
-            actions += 1
+    page.locator("#grid-open").click()
+    actions += 1
+    page.wait_for_function("() => document.querySelector('#grid-page .grid-tile, #grid-page .grid-fix .card') || "
+                           "/Nothing left/.test(document.querySelector('#grid-note')?.textContent || '')",
+                           timeout=TIMEOUT_MS)                    # not the placeholder shown before Open
+    shown = "() => document.querySelector('#grid-page .grid-tile, #grid-page .grid-fix .card, #grid-page .grid-empty')"
+    while True:
+        page.wait_for_function(shown, timeout=TIMEOUT_MS)
+        fix = page.locator("#grid-page .grid-fix .card[data-product-id]")
+        if fix.count():
+            pid = fix.first.get_attribute("data-product-id")
+            codes = [int(c) for c in page.eval_on_selector_all("#grid-page .grid-fix [data-pick] .code",
+                                                                 "cs => cs.map(c => c.textContent)")]
+            want = pages.truth[pid]
+            if want in codes:
+                page.keyboard.press(str(codes.index(want) + 1))
+                used = 1
+            else:
+                page.keyboard.press("/")
+                page.keyboard.type(str(want))
+                page.wait_for_timeout(150)
+                page.keyboard.press("Enter")
+                used = 2 + len(str(want))
+            actions += used
+            fix_actions += used
             page.wait_for_function(
-                "() => { const t = document.querySelector('#grid-page .grid-tile');"
-                " if (!t) return !!document.querySelector('#grid-page .grid-empty');"
-                " const h = document.querySelector('#grid-page .grid-head')?.textContent;"
-                " return h !== window.__gridHead && [...document.querySelectorAll('#grid-page img')]"
-                ".every(i => i.complete); }", timeout=TIMEOUT_MS, polling="raf")
-            if times is not None:
-                times.append(1000 * (time.perf_counter() - t0))
-            n_pages += 1
-    return actions, n_pages, n_marked
+                "(pid) => { const c = document.querySelector('#grid-page .grid-fix .card[data-product-id]');"
+                " if (c) return c.dataset.productId !== pid;"
+                " return !!document.querySelector('#grid-page .grid-tile, #grid-page .grid-empty'); }",
+                arg=pid, timeout=TIMEOUT_MS)
+            page.wait_for_timeout(50)                              # the blur of the search field (grid.js)
+            continue
+        ids = page.eval_on_selector_all("#grid-page .grid-tile", "ts => ts.map(t => t.dataset.product)")
+        if not ids:
+            break                                                  # nothing left on the grid
+        head = page.locator("#grid-page .grid-cat").first.inner_text()
+        cat = int(head.rsplit(" · ", 1)[1])
+        page.wait_for_function(f"() => document.querySelectorAll('#grid-marked input').length === {len(ids)}",
+                               timeout=TIMEOUT_MS)
+        wrong = [i for i, p in enumerate(ids) if pages.truth[p] != cat]
+        for i in wrong:
+            page.locator("#grid-page .grid-tile").nth(i).click()
+            actions += 1
+        page.wait_for_function(f"() => document.querySelectorAll('#grid-marked input:checked').length === {len(wrong)}",
+                               timeout=TIMEOUT_MS)
+        n_marked += len(wrong)
+        page.locator("#grid-page .grid-head").click()              # keyboard off the Open button (no count)
+        page.evaluate("() => { window.__gridHead = document.querySelector('#grid-page')?.innerHTML; }")
+        t0 = time.perf_counter()
+        page.keyboard.press("Enter")
+        actions += 1
+        page.wait_for_function(
+            "() => { const g = document.querySelector('#grid-page');"
+            " if (!g || g.innerHTML === window.__gridHead) return false;"
+            " if (!g.querySelector('.grid-tile, .grid-fix .card, .grid-empty')) return false;"
+            " return [...g.querySelectorAll('img')].every(i => i.complete); }", timeout=TIMEOUT_MS, polling="raf")
+        if times is not None:
+            times.append(1000 * (time.perf_counter() - t0))
+        n_pages += 1
+    return actions, n_pages, n_marked, fix_actions
 
 
 def check(pages: Pages, reviewer: str) -> tuple[int, int, list[str]]:
@@ -141,7 +171,7 @@ def check(pages: Pages, reviewer: str) -> tuple[int, int, list[str]]:
 
 def run(mode: str, tmp: Path, args) -> dict:
     root = base_workspace(tmp / f"ws-{mode}", grow=args.grow)
-    pages = narrow_to_pages(root, max_categories=args.categories, page=args.page)
+    pages = narrow_to_pages(root, max_categories=args.categories, page=args.page, max_pages=args.pages_per_category)
     reviewer = f"bench-{mode}"
     pw, b = browser()
     try:
@@ -150,13 +180,10 @@ def run(mode: str, tmp: Path, args) -> dict:
             open_app(page, url)
             t0 = time.perf_counter()
             if mode == "grid":
-                actions, n_pages, marked = grid_pages(page, pages, reviewer)
-                page.get_by_role("tab", name="Review").click()
-                actions += 1
-                more, cards = card_loop(page, pages, reviewer)
-                actions += more
+                actions, n_pages, marked, fixes = grid_pages(page, pages, reviewer)
+                cards = marked
             else:
-                n_pages = marked = 0
+                n_pages = marked = fixes = 0
                 actions, cards = card_loop(page, pages, reviewer)
             took = time.perf_counter() - t0
     finally:
@@ -165,6 +192,7 @@ def run(mode: str, tmp: Path, args) -> dict:
     decided, right, problems = check(pages, reviewer)
     return {"mode": mode, "products": pages.n, "categories": len(pages.categories), "actions": actions,
             "per100": 100 * actions / max(1, pages.n), "pages": n_pages, "marked": marked, "cards": cards,
+            "fixes": fixes,
             "decided": decided, "right": right, "problems": problems, "seconds": took}
 
 
@@ -173,6 +201,7 @@ def main() -> None:
     ap.add_argument("--categories", type=int, default=3, help="categories to validate")
     ap.add_argument("--grow", type=int, default=60, help="sample products added per category")
     ap.add_argument("--page", type=int, default=24, help="tiles per grid page")
+    ap.add_argument("--pages-per-category", type=int, default=1, help="grid pages left in each category")
     args = parse(ap, quick={"categories": 2, "grow": 0})
     with tempfile.TemporaryDirectory(prefix="bench-keys-") as tmp:
         results = []
@@ -190,7 +219,7 @@ def report(r: dict) -> None:
     """One mode's figures, printed as soon as it is done."""
     print(f"{r['mode']:>5}: {r['actions']} key presses or clicks for {r['products']} products "
           f"({r['categories']} categories) = {r['per100']:.1f} per 100; pages {r['pages']}, marked {r['marked']}, "
-          f"cards {r['cards']}; decided {r['decided']}/{r['products']}, right {r['right']}/{r['products']}; "
+          f"cards {r['cards']} ({r['fixes']} keys on the marked ones' cards); decided {r['decided']}/{r['products']}, right {r['right']}/{r['products']}; "
           f"{r['seconds']:.0f} s", flush=True)
     for p in r["problems"][:10]:
         print(f"       problem: {p}", flush=True)

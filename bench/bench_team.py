@@ -30,6 +30,14 @@ from bench.bulk_bench import SETUP, app_server, base_workspace, pct
 from bench.common import parse, parser
 
 TILE = re.compile(r'class="grid-tile" data-product="([^"]+)"')
+PAGE_CATEGORY = re.compile(r'class="grid-cat">([^<]*)</span>')
+FIX_CARD = re.compile(r'class="grid-fix">\s*<div class="card[^"]*"[^>]*data-product-id="([^"]+)"')
+
+
+def page_category(page_html: str) -> int | None:
+    """The category of a grid page (its head, 'name · code'), None when no page is shown."""
+    found = PAGE_CATEGORY.search(page_html)
+    return int(found.group(1).rsplit(" · ", 1)[1]) if found and TILE.search(page_html) else None
 
 
 class Screens:
@@ -77,7 +85,7 @@ def reviewer(url: str, name: str, db: Path, truth: dict[str, int], screens: Scre
             cat = rng.choice(sorted(left))
             screens.clear(name)
             t = time.perf_counter()
-            html, _, _ = client.predict(name, cat, "surest", api_name="/grid_open")
+            html = client.predict(name, cat, "surest", api_name="/grid_open")[0]
             stats["grid_open"].append(1000 * (time.perf_counter() - t))
             current = None                             # opening a page gives the held card back
             while True:
@@ -85,12 +93,20 @@ def reviewer(url: str, name: str, db: Path, truth: dict[str, int], screens: Scre
                 screens.show(name, set(ids))
                 if not ids:
                     break
-                wrong = [p for p in ids if truth[p] != cat]
+                shown = page_category(html)        # the chosen category, or the next one when it had none left
+                wrong = [p for p in ids if truth[p] != shown]
                 screens.clear(name)
                 t = time.perf_counter()
-                html, _, note = client.predict(name, wrong, "surest", api_name="/grid_accept")
+                html = client.predict(name, wrong, api_name="/grid_accept")[0]
                 stats["grid_accept"].append(1000 * (time.perf_counter() - t))
                 stats["pages"] += 1
+                while (fix := FIX_CARD.search(html)) is not None:     # each marked one on its card
+                    pid = fix.group(1)
+                    screens.show(name, {pid})
+                    screens.clear(name)
+                    t = time.perf_counter()
+                    html = client.predict(name, truth[pid], api_name="/grid_choose")[0]
+                    stats["card"].append(1000 * (time.perf_counter() - t))
                 if rng.random() < 0.5:                # sometimes the reviewer stays on the grid for the next page
                     break
             screens.clear(name)                        # leaving the grid: its next page goes back

@@ -69,7 +69,7 @@ def grow_with_images(root: Path, n: int, copies: int = 1) -> int:
     under fresh ids (same texts and image, as the browse bench repeats the sample); returns how
     many products were added."""
     import pandas as pd
-    from models.training import live_bundle, score_products
+    from labeler.training import live_bundle, score_products
     from labeler.samples import insert_products, sample_products
     from store.workspace import Workspace
     ws = Workspace(root)
@@ -87,7 +87,7 @@ def grow_with_images(root: Path, n: int, copies: int = 1) -> int:
 
 
 def _grow(root: Path, per_category: int, n_categories: int) -> None:
-    from models.training import live_bundle, score_products
+    from labeler.training import live_bundle, score_products
     from labeler.samples import insert_products, sample_products
     from store.workspace import Workspace
     ws = Workspace(root)

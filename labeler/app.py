@@ -25,7 +25,7 @@ import gradio as gr
 from labeler import serving, strategies, taxonomy, views
 from labeler.app_adjudication import adjudication_tab
 from labeler.app_browse import BrowseHandlers, first_page
-from labeler.app_grid import GridHandlers
+from labeler.app_grid import grid_tab   # the Grid tab's layout and handlers live there
 from labeler.app_guides import guide_panel
 from labeler.app_models import RETRAIN_POLL_S, ModelHandlers, _login  # noqa: F401
 from labeler.app_review import (DEFAULT_STRATEGY, HEAT_WAIT_S, HIGHLIGHT_WAIT_S, HISTORY_ROWS,  # noqa: F401
@@ -278,6 +278,8 @@ def browse_tab(ws: Workspace) -> None:
             hi = gr.Slider(0, 1, value=1, step=0.01, label="Confidence to")
             flags = gr.CheckboxGroup([("text and image disagree", "disagreement"), ("suspect label", "suspect")],
                                      value=[], label="Only")
+            in_set = gr.Dropdown(categories, value=None, label="In the prediction set", filterable=True,
+                                 elem_id="browse-in-set")
             page = gr.Number(value=1, label="Page", precision=0, minimum=1)
             go = gr.Button("Search", variant="primary", elem_id="browse-go")
         info = gr.Markdown(elem_id="browse-info")
@@ -295,43 +297,15 @@ def browse_tab(ws: Workspace) -> None:
     product.submit(h.open_product, [product], [detail], api_name="browse_open_id", concurrency_id="browse")
     table.select(h.pick_row, None, [product, detail], api_name="browse_pick", concurrency_id="browse")
     set_btn.click(h.set_category, [who, product, new_cat], [detail], api_name="browse_set", concurrency_id="browse")
-    inputs = [text, imported, predicted, decided, status, reviewer, lo, hi, sort, flags, page]
+    inputs = [text, imported, predicted, decided, status, reviewer, lo, hi, sort, flags, in_set, page]
     outputs = [table, info, page]
     events = {"concurrency_id": "browse", "concurrency_limit": 2}
     go.click(h.run, inputs, outputs, api_name="browse", **events)
     text.submit(h.run, inputs, outputs, api_name="browse_text", **events)
     for widget, name in ((imported, "imported"), (predicted, "predicted"), (decided, "decided"),
-                         (status, "status"), (sort, "sort"), (flags, "flags")):
+                         (status, "status"), (sort, "sort"), (flags, "flags"), (in_set, "in_set")):
         widget.input(functools.partial(first_page, h.run), inputs, outputs, api_name=f"browse_by_{name}",
                      api_visibility="undocumented", **events)
-
-
-def grid_tab(ws: Workspace, settings: Settings) -> None:
-    """The Grid tab (inside `gr.Tabs`): a page of one predicted category over `labeler.grid`."""
-    h = GridHandlers(ws, settings)
-
-    with gr.Tab("Grid", id="grid"):
-        with gr.Row(equal_height=True):
-            name = gr.Textbox(label="Reviewer", max_lines=1, scale=1, elem_id="grid-reviewer")
-            category = gr.Dropdown(views.category_choices(tax=taxonomy.of(ws)), value=None, label="Predicted category", scale=2,
-                                   filterable=True, elem_id="grid-category")
-            order = gr.Radio([("surest first", "surest"), ("least sure first", "least_sure")], value="surest",
-                             label="Order", scale=1)
-            open_btn = gr.Button("Open page", variant="primary", scale=0, min_width=120, elem_id="grid-open")
-        tiles = _html(views.grid_html(None, []), elem_id="grid-page")
-        marked = gr.CheckboxGroup([], label="Wrong ones (they go back to the one-at-a-time queue)",
-                                  elem_id="grid-marked")
-        with gr.Row():
-            accept_btn = gr.Button("Accept the page except the marked", variant="primary", elem_id="grid-accept")
-            undo_btn = gr.Button("Undo the last page", elem_id="grid-undo")
-        note = gr.Markdown(elem_id="grid-note")
-        page = gr.State(None)
-        last = gr.State(None)
-    outs = [tiles, marked, note, page, last]
-    events = {"concurrency_id": "grid", "concurrency_limit": 4}
-    open_btn.click(h.open_page, [name, category, order], outs, api_name="grid_open", **events)
-    accept_btn.click(h.accept, [name, marked, page, order], outs, api_name="grid_accept", **events)
-    undo_btn.click(h.undo, [name, last, page], outs, api_name="grid_undo", **events)
 
 
 def serve(demo: gr.Blocks, *, access: Access | None = None, **launch_kwargs: Any):

@@ -7,6 +7,7 @@ API is refused the same way.
 """
 from __future__ import annotations
 
+import functools
 import html
 from typing import Any
 
@@ -22,22 +23,24 @@ def _admin_or_error(ui: Any, request: gr.Request | None) -> str:
     return ui._admin(request, ADMIN_ACTION, None)
 
 
-def disputes_html(ov: adjudication.Overview) -> str:
-    """One row per disputed product: title, model, imported label, then each reviewer's choice."""
+def disputes_html(ov: adjudication.Overview, tax: taxonomy.Taxonomy | None = None) -> str:
+    """One row per disputed product: title, model, imported label, then each reviewer's choice;
+    categories named in `tax` (the workspace's taxonomy; default Rakuten's)."""
+    label = functools.partial(views.category_label, tax=tax or taxonomy.default())
     if not ov.disputes:
         more = f" ({ov.n_ruled} already ruled)" if ov.n_ruled else ""
         return f'<div class="muted" id="adj-empty">No open disputes{more}.</div>'
     rows = []
     for d in ov.disputes:
         votes = "".join(
-            f'<li><b>{html.escape(v.reviewer)}</b>: {html.escape(views.category_label(v.category))}'
+            f'<li><b>{html.escape(v.reviewer)}</b>: {html.escape(label(v.category))}'
             + (f' <span class="muted">“{html.escape(v.comment)}”</span>' if v.comment else "") + "</li>"
             for v in d.votes)
-        model = (f"{html.escape(views.category_label(d.model_top1))} {d.model_prob:.0%}"
+        model = (f"{html.escape(label(d.model_top1))} {d.model_prob:.0%}"
                  if d.model_top1 is not None else "not scored")
-        imported = html.escape(views.category_label(d.imported)) if d.imported is not None else "—"
+        imported = html.escape(label(d.imported)) if d.imported is not None else "—"
         ruling = (f'<div class="adj-ruled">ruled by {html.escape(d.ruling.reviewer)}: '
-                  f'{html.escape(views.category_label(d.ruling.category))}</div>' if d.ruling else "")
+                  f'{html.escape(label(d.ruling.category))}</div>' if d.ruling else "")
         rows.append(f'<tr data-product="{html.escape(d.product_id)}"><td><code>{html.escape(d.product_id)}</code></td>'
                     f'<td>{html.escape(d.title[:120])}</td><td>{model}</td><td>{imported}</td>'
                     f'<td><ul class="adj-votes">{votes}</ul>{ruling}</td></tr>')
@@ -53,7 +56,7 @@ def load(ui: Any, include_ruled: bool, request: gr.Request | None = None) -> tup
     _admin_or_error(ui, request)
     ov = adjudication.overview(ui.ws, include_ruled=bool(include_ruled))
     choices = [(f"{d.product_id} · {d.title[:50]}", d.product_id) for d in ov.disputes]
-    return disputes_html(ov), pairs_rows(ov), gr.update(choices=choices, value=None)
+    return disputes_html(ov, taxonomy.of(ui.ws)), pairs_rows(ov), gr.update(choices=choices, value=None)
 
 
 def rule(ui: Any, product: str | None, category: int | None, comment: str, include_ruled: bool,
@@ -92,10 +95,11 @@ def adjudication_tab(ui: Any, demo: gr.Blocks) -> None:
             include_ruled = gr.Checkbox(False, label="Also show ruled disputes", elem_id="adj-all")
             refresh = gr.Button("Refresh", size="sm", scale=0, min_width=100, elem_id="adj-refresh")
         table = gr.HTML(disputes_html(adjudication.Overview()), elem_id="adj-disputes", js_on_load=None)
+        tax = taxonomy.of(ui.ws)            # the workspace's own categories, as the Review tab lists them
         with gr.Row(equal_height=True):
             product = gr.Dropdown([], value=None, label="Product", scale=2, elem_id="adj-product",
                                   allow_custom_value=True)   # typed ids too; the handler checks them
-            category = gr.Dropdown(views.category_choices(), value=None, label="Final category", scale=2,
+            category = gr.Dropdown(views.category_choices(tax=tax), value=None, label="Final category", scale=2,
                                    filterable=True, elem_id="adj-category")
             comment = gr.Textbox(label="Why (saved with the ruling)", max_lines=1, scale=2, elem_id="adj-comment")
             rule_btn = gr.Button("Rule", variant="primary", scale=0, min_width=100, elem_id="adj-rule")

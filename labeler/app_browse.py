@@ -17,10 +17,11 @@ class BrowseHandlers:
         self.ws = ws
 
     def run(self, text: str, imported: int | None, predicted: int | None, decided: int | None, status: str,
-            reviewer: str, lo: float, hi: float, sort: str, flags: list[str], page: float) -> tuple:
+            reviewer: str, lo: float, hi: float, sort: str, flags: list[str], in_set: int | None,
+            page: float) -> tuple:
         try:
             result = browse.browse(self.ws, browse.BrowseQuery(
-                text=text or "", imported=imported, predicted=predicted, decided=decided, status=status,
+                text=text or "", imported=imported, predicted=predicted, decided=decided, in_set=in_set, status=status,
                 reviewer=(reviewer or "").strip() or None, min_confidence=lo if lo > 0 else None,
                 max_confidence=hi if hi < 1 else None, sort=sort, disagreement="disagreement" in (flags or []),
                 suspect="suspect" in (flags or []), page=max(1, int(page or 1))))

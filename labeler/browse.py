@@ -3,7 +3,9 @@
 Words are looked up in the `products_fts` full-text index (title and description, accents
 folded, each word a prefix: "pisc gonfl" finds "Piscine gonflable"; 2- and 3-letter prefixes are
 indexed too), and a text that is a product id also matches that product. Filters: imported,
-predicted (live version's fused top-1) and decided category; decided or not; a reviewer who
+predicted (live version's fused top-1) and decided category; a category in the live version's
+prediction set (its conformal set, `models.honest`: the categories the product may well be);
+decided or not; a reviewer who
 decided it; a confidence range on the fused top-1; text and image disagree; flagged as a suspect
 label by the latest label-issue run. Decided means a label decision in effect
 (accept / correct / auto-accept not undone); its category and reviewer are the latest such.
@@ -30,6 +32,7 @@ import numpy as np
 
 from labeler import taxonomy
 from labeler.taxonomy import Taxonomy
+from models import honest
 from store import catalog, decisions, search
 from store.workspace import Workspace, WorkspaceError
 
@@ -49,6 +52,7 @@ class BrowseQuery:
     imported: int | None = None     # imported category code
     predicted: int | None = None    # live model's fused top-1
     decided: int | None = None      # category of the decision in effect
+    in_set: int | None = None       # a category in the live version's prediction set
     status: str = "any"             # 'any' | 'decided' | 'undecided'
     reviewer: str | None = None     # decided by this reviewer (their decision in effect)
     min_confidence: float | None = None
@@ -79,12 +83,13 @@ def fts_expression(text: str) -> str | None:
 def _check(q: BrowseQuery, tax: Taxonomy) -> BrowseQuery:
     """The query with its category filters as keys of `tax` (a code such as 'toys' or a key)."""
     keys = {}
-    for name in ("imported", "predicted", "decided"):
+    for name in ("imported", "predicted", "decided", "in_set"):
         value = getattr(q, name)
         if value is not None:
             keys[name] = tax.parse(value)
             if keys[name] is None:
-                raise BrowseError(f"{name} category {value!r} is not one of the {len(tax)} category codes")
+                what = "prediction set" if name == "in_set" else name
+                raise BrowseError(f"{what} category {value!r} is not one of the {len(tax)} category codes")
     q = replace(q, **keys)
     if q.status not in STATUSES:
         raise BrowseError(f"status {q.status!r}: expected one of {', '.join(STATUSES)}")
@@ -144,6 +149,10 @@ class CatalogIndex:
         # text -> positions it matched: paging through one search repeats its FTS query, which
         # costs 40-130 ms for a 2-letter prefix matching 40k products; cleared with the columns
         self._text_hits: "OrderedDict[str, np.ndarray]" = OrderedDict()
+        # the live version's prediction sets, (n, k) bool by position, and the key of each column;
+        # made on the first query that filters by them (one read of the version's probabilities),
+        # cleared with the columns
+        self._sets: tuple[np.ndarray, list[int]] | None = None
 
     # -- keeping up with the store -------------------------------------------------------------
     def _key(self) -> tuple:
@@ -171,6 +180,7 @@ class CatalogIndex:
         if self._cols is None or self._cols.key != key:
             self._cols = self._load(key)
             self._text_hits.clear()
+            self._sets = None
             self._dec = _Decisions()          # positions changed: replay the log from the start
             self._decided_id = np.zeros(len(self._cols.ids), np.int64)
             self._decided_cat = np.zeros(len(self._cols.ids), np.int64)
@@ -232,6 +242,8 @@ class CatalogIndex:
                 mask &= cols.confidence >= float(q.min_confidence)     # nan compares False: unscored out
             if q.max_confidence is not None:
                 mask &= cols.confidence <= float(q.max_confidence)
+            if q.in_set is not None:
+                mask &= self._in_set(cols, int(q.in_set))
             if q.disagreement:
                 mask &= cols.disagreement
             if q.suspect:
@@ -258,6 +270,38 @@ class CatalogIndex:
         rows = _rows(self.ws, ids, version, decided)
         return BrowsePage(rows=rows, total=total, page=page, pages=pages, query=replace(q, page=page),
                           elapsed_ms=(time.perf_counter() - started) * 1000)
+
+    def _in_set(self, cols: _Columns, key: int) -> np.ndarray:
+        """(n,) bool: products whose live prediction set holds category `key`."""
+        if self._sets is None:
+            self._sets = self._load_sets(cols)
+        sets, classes = self._sets
+        if key not in classes:          # a category added after the version was trained: in no set
+            return np.zeros(len(cols.ids), bool)
+        return sets[:, classes.index(key)]
+
+    def _load_sets(self, cols: _Columns) -> tuple[np.ndarray, list[int]]:
+        version = cols.key[0]
+        if version is None:
+            raise BrowseError("no live model version: the prediction-set filter reads its sets; train one first")
+        cal = honest.version_calibration(self.ws, version)
+        if cal is None:
+            raise BrowseError(f"the live version {version} has no prediction sets (trained before they were "
+                              "calibrated): retrain to filter by them, or clear the prediction-set filter")
+        classes = [int(c) for c in taxonomy.classes_of(self.ws, version)]
+        try:
+            rowids, probs = search.version_probabilities(self.ws, version)
+        except ValueError as exc:
+            raise BrowseError(str(exc)) from None
+        sets = np.zeros((len(cols.ids), len(classes)), bool)
+        if len(rowids):
+            if probs.shape[1] != len(classes):
+                raise BrowseError(f"the live version {version} stores {probs.shape[1]} probabilities a product "
+                                  f"for {len(classes)} categories: score the catalog with it again")
+            at = np.searchsorted(cols.rowids, rowids)
+            ok = (at < len(cols.rowids)) & (cols.rowids[np.minimum(at, len(cols.rowids) - 1)] == rowids)
+            sets[at[ok]] = cal.conformal.sets(probs[ok])
+        return sets, classes
 
     def _text_mask(self, cols: _Columns, text: str) -> np.ndarray:
         mask = np.zeros(len(cols.ids), bool)

@@ -8,13 +8,20 @@ The workflow under a grid screen, plain Python (no Gradio):
   picks them (and the store refuses a second holder), so two reviewers never get the same
   product on screen. Opening
   a page gives back the reviewer's previous reservations first (one screen at a time).
+  `exclude`: products not to offer again (those the reviewer marked wrong earlier in the
+  session: they are fixed on their card or sent to the queue, never re-offered on the grid).
 * `accept_page(ws, reviewer, page, marked)`: every product of the page but the marked ones gets
   an ordinary append-only decision, action 'accept' with `via='grid'`, in one batch
   (`decision_batches`, kind 'grid'). A product whose reservation expired or that someone else
   decided meanwhile is named in the result and left alone; the rest are saved. Marked products
-  are released back to the one-at-a-time queue (the card then asks for their category). A
+  are released back to the one-at-a-time queue, or with `hold_marked` kept for the reviewer
+  (reservation tab FIX_TAB) so that each opens the usual card to choose its category. A
   retried accept of the same page writes nothing twice (idempotency key per page and product).
+* A marked product held for its card: `fix_card` (the usual `Card`, top-5 and all), `fix` (the
+  category chosen there: an ordinary card decision, `review.decide`) or `send_to_queue`.
 * `undo_page(ws, reviewer, batch_id)`: takes the page's decisions back in one step.
+* `next_categories(ws)`: categories with undecided products, most first: where a reviewer who
+  has finished one goes next.
 
 A reviewer's card queue (`review.next_card`) resumes one held product and frees the others, so
 switching from the grid to cards gives the page's products back.
@@ -29,11 +36,12 @@ from dataclasses import dataclass, field
 
 from labeler import bulk, review, taxonomy
 from labeler.config import Settings
-from store import batches, catalog, decisions, reservations
+from store import batches, catalog, decisions, reservations, search
 from store.workspace import Workspace
 
 ORDERS = tuple(catalog.GRID_ORDERS)        # 'surest' first, or 'least_sure'
 DEFAULT_SIZE = 24
+FIX_TAB = "grid"      # reservations of products marked wrong, held for their cards (a card tab never resumes them)
 
 
 @dataclass(frozen=True)
@@ -64,7 +72,8 @@ class GridPage:
 class PageResult:
     batch_id: str | None
     accepted: list[str] = field(default_factory=list)
-    marked: list[str] = field(default_factory=list)           # released to the card queue
+    marked: list[str] = field(default_factory=list)           # released to the card queue, or held
+    held: list[str] = field(default_factory=list)             # marked ones held for their cards (hold_marked)
     expired: list[str] = field(default_factory=list)          # reservation gone: left alone
     decided_by_others: dict[str, str] = field(default_factory=dict)   # product -> who decided it first
     replayed: bool = False
@@ -79,8 +88,9 @@ class PageResult:
 
 
 def open_page(ws: Workspace, reviewer: str, category: int, *, size: int = DEFAULT_SIZE, order: str = "surest",
-              settings: Settings = Settings()) -> GridPage | None:
-    """Pick and reserve the next page (see the module doc); None when the category has nothing left."""
+              settings: Settings = Settings(), exclude: set[str] | frozenset[str] = frozenset()) -> GridPage | None:
+    """Pick and reserve the next page (see the module doc); None when the category has nothing
+    left but products in `exclude`."""
     reviewer = review.check_reviewer(reviewer)
     category = review.check_category(category, "grid page", taxonomy.of(ws))
     if order not in ORDERS:
@@ -96,7 +106,8 @@ def open_page(ws: Workspace, reviewer: str, category: int, *, size: int = DEFAUL
         now = time.time()
         reservations.drop_expired(conn, now)
         reservations.release(conn, reviewer)
-        remaining, rows = catalog.undecided_in_category(conn, version, category, order, size)
+        remaining, rows = catalog.undecided_in_category(conn, version, category, order, size + len(exclude))
+        rows = [r for r in rows if r[0] not in exclude][:size]
         expires = now + settings.reservation_ttl_s
         got = set(reservations.hold_many(conn, [r[0] for r in rows], reviewer, expires, now=now))
         rows = [r for r in rows if r[0] in got]
@@ -110,8 +121,10 @@ def open_page(ws: Workspace, reviewer: str, category: int, *, size: int = DEFAUL
     return ws.write(tx)
 
 
-def accept_page(ws: Workspace, reviewer: str, page: GridPage, marked: set[str] | list[str] = ()) -> PageResult:
-    """Accept the page's category for every product not marked (see the module doc)."""
+def accept_page(ws: Workspace, reviewer: str, page: GridPage, marked: set[str] | list[str] = (), *,
+                hold_marked: bool = False, settings: Settings = Settings()) -> PageResult:
+    """Accept the page's category for every product not marked (see the module doc); hold_marked:
+    keep the marked ones reserved for the reviewer's cards (`fix_card`) instead of releasing them."""
     reviewer = review.check_reviewer(reviewer)
     if reviewer != page.reviewer:
         raise review.ReviewError(f"grid page {page.page_id} was opened by {page.reviewer!r}, not {reviewer!r}")
@@ -150,9 +163,65 @@ def accept_page(ws: Workspace, reviewer: str, page: GridPage, marked: set[str] |
             result.batch_id = batch
             result.accepted = [i.product_id for i in todo]
         reservations.release_many(conn, reviewer, page.product_ids)
+        if hold_marked:
+            until = now + settings.reservation_ttl_s
+            result.held = [p for p in result.marked if decisions.first_label_holder(conn, p) is None
+                           and reservations.hold(conn, p, reviewer, until, tab=FIX_TAB, now=now)]
         return result
 
     return ws.write(tx)
+
+
+def fix_card(ws: Workspace, reviewer: str, product_id: str, *, remaining: int = 1,
+             settings: Settings = Settings()) -> review.Card:
+    """The usual card of a product marked wrong on a grid page (its top-5, voters, imported label),
+    its reservation renewed for the reviewer; HeldByAnother when someone else holds it now.
+    `remaining`: marked products still to fix, this one included (shown on the card)."""
+    reviewer = review.check_reviewer(reviewer)
+    pid = str(product_id)
+    product = ws.product(pid)
+    if product is None:
+        raise review.UnknownProduct(f"unknown product {pid!r}; it is not in workspace {ws.root}")
+
+    def tx(conn: sqlite3.Connection) -> None:
+        now = time.time()
+        if not reservations.hold(conn, pid, reviewer, now + settings.reservation_ttl_s, tab=FIX_TAB, now=now):
+            raise review.HeldByAnother(pid, reservations.holder(conn, pid, other_than=reviewer, now=now)
+                                       or "another reviewer")
+
+    ws.write(tx)
+    return review.Card(product=product, prediction=review.card_prediction(ws, pid, settings), strategy="grid",
+                       score=None, reason="marked wrong on a grid page: choose its category", remaining=remaining,
+                       total_remaining=remaining, reviewed_by_me=0, shown_at=time.time(), key=uuid.uuid4().hex)
+
+
+def fix(ws: Workspace, reviewer: str, card: review.Card, category: object) -> dict:
+    """The category chosen on a marked product's card: an ordinary card decision (accept when it
+    is the model's top-1 after all, else correct), recorded once per card (its key)."""
+    pred = card.prediction
+    key = review.check_category(category, "grid card", taxonomy.of(ws))
+    action = "accept" if pred is not None and pred.top1 == key else "correct"
+    return review.decide(ws, reviewer, card.product_id, action, category=key, comment="marked wrong on a grid page",
+                         lead_time_ms=card.lead_time_ms(), idempotency_key=card.key,
+                         shown_version=pred.model_version if pred is not None else None)
+
+
+def send_to_queue(ws: Workspace, reviewer: str, product_ids: list[str]) -> None:
+    """Give marked products back to the one-at-a-time queue (their reservations dropped)."""
+    reviewer = review.check_reviewer(reviewer)
+    ids = [str(p) for p in product_ids]
+    ws.write(lambda conn: reservations.release_many(conn, reviewer, ids))
+
+
+def next_categories(ws: Workspace, *, after: int | None = None) -> list[int]:
+    """Categories with undecided products of the live version, most first (`after` last: the
+    one just finished goes to the end of the line); [] without a live version."""
+    version = ws.live_version()
+    if version is None:
+        return []
+    counts = search.undecided_per_category(ws, version)
+    order = sorted((c for c, n in counts.items() if n > 0), key=lambda c: (-counts[c], c))
+    return [c for c in order if c != after] + ([after] if after in order else [])
 
 
 def undo_page(ws: Workspace, reviewer: str, batch_id: str) -> bulk.UndoBatchResult:

@@ -503,3 +503,40 @@ def m080_products_without_title(conn: sqlite3.Connection) -> None:
     if problems != ["ok"]:
         raise RuntimeError(f"m080: products failed its check after the schema edit ({'; '.join(problems[:3])}); "
                            "the migration was rolled back")
+
+
+@migration
+def m085_current_labels_rulings(conn: sqlite3.Connection) -> None:
+    # `current_labels` follows the one label rule of store/labels.py (`resolve_labels`), which
+    # it read differently before ("latest decision wins", so a reviewer's decision after an
+    # admin's ruling overturned the ruling here while the rule kept it):
+    # 1. the latest ruling in effect (a label decision with via 'adjudication') is the label;
+    # 2. else each reviewer's latest label decision in effect (rulings aside) is one vote, the
+    #    category with most votes wins, a tie goes to the category of the latest tied vote;
+    # 3. else the imported label. `reviewed`: any label decision in effect, rulings included.
+    # Every subquery is per product (decisions_product index), as the view's reads are.
+    conn.executescript(
+        """
+        DROP VIEW current_labels;
+        CREATE VIEW current_labels AS
+            SELECT p.id AS product_id,
+                   COALESCE(
+                     (SELECT r.category FROM effective_decisions r
+                       WHERE r.product_id = p.id AND r.action IN ('accept', 'correct', 'auto_accept')
+                         AND r.via IS 'adjudication'
+                       ORDER BY r.id DESC LIMIT 1),
+                     (SELECT v.category FROM effective_decisions v
+                       WHERE v.product_id = p.id AND v.action IN ('accept', 'correct', 'auto_accept')
+                         AND v.via IS NOT 'adjudication'
+                         AND v.id = (SELECT max(w.id) FROM effective_decisions w
+                                      WHERE w.product_id = p.id AND w.reviewer = v.reviewer
+                                        AND w.action IN ('accept', 'correct', 'auto_accept')
+                                        AND w.via IS NOT 'adjudication')
+                       GROUP BY v.category ORDER BY count(*) DESC, max(v.id) DESC LIMIT 1),
+                     p.source_label) AS category,
+                   EXISTS (SELECT 1 FROM effective_decisions e
+                            WHERE e.product_id = p.id
+                              AND e.action IN ('accept', 'correct', 'auto_accept')) AS reviewed
+            FROM products p;
+        """
+    )

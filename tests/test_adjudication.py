@@ -145,3 +145,43 @@ def test_a_category_name_is_accepted_as_well_as_its_code(ws):
     assert row["category"] == C
     with pytest.raises(adjudication.AdjudicationError, match="needs the admin's name"):
         adjudication.rule(ws, "  ", pid, C)
+
+
+def test_the_current_labels_view_keeps_a_ruling_over_a_later_reviewers_decision(ws):
+    from store.decisions import current_label
+    from store.labels import label_table
+    pid = ws.products()[0]["id"]
+    _vote(ws, pid, "ann", A)
+    ruling = adjudication.rule(ws, "root", pid, B, comment="the photo shows a chair")
+    _vote(ws, pid, "bob", C)                                   # a later decision: not the label
+    ws.record_decision(pid, "ann", "accept", category=A)       # nor another one
+    assert label_table(ws)[pid] == (B, True) and current_label(ws, pid) == B == resolve_labels(ws)[pid]
+    ws.record_decision(pid, "root", "undo", undoes=ruling["id"])   # taken back: ann A vs bob C, the latest wins
+    assert label_table(ws)[pid] == (A, True) == (resolve_labels(ws)[pid], True)
+
+
+def test_the_view_and_the_label_rule_agree_on_a_real_workspace(ws):
+    """Majorities, ties, undos, auto-accepts, rulings and rulings undone over the sample's products."""
+    from store.labels import label_table
+    rng = random.Random(18)
+    ids = [p["id"] for p in ws.products()]
+    cats = [A, B, C, 10, 1280]
+    rows = []
+    for pid in rng.sample(ids, min(len(ids), 150)):
+        for _ in range(rng.randint(1, 5)):
+            who = rng.choice(["ann", "bob", "cid", "dan"])
+            action = rng.choice(["correct", "correct", "accept", "auto_accept", "skip"])
+            rows.append(ws.record_decision(pid, who, action, category=None if action == "skip" else rng.choice(cats)))
+        if rng.random() < 0.3:
+            rows.append(adjudication.rule(ws, "root", pid, rng.choice(cats)))
+        if rng.random() < 0.3:
+            rows.append(ws.record_decision(pid, rng.choice(["ann", "bob"]), "correct", category=rng.choice(cats)))
+    for row in rng.sample(rows, len(rows) // 6):
+        ws.record_decision(row["product_id"], row["reviewer"], "undo", undoes=row["id"])
+    view = label_table(ws)
+    labels, reviewed = resolve_labels(ws), resolve_labels(ws, reviewed_only=True)
+    assert set(view) == set(ids)
+    assert {p: c for p, (c, _) in view.items() if c is not None} == labels
+    assert {p for p, (_, r) in view.items() if r} == set(reviewed)
+    ruled = {r["product_id"] for r in ws.decisions() if r["via"] == "adjudication"}
+    assert len(ruled) > 10 and len(reviewed) > 100            # the cases above did happen

@@ -62,6 +62,36 @@ def test_only_an_admin_lists_and_rules_disputes_through_the_api(sample_dir, tmp_
             ada.predict("12", api_name="/guide")
 
 
+def test_the_adjudication_tab_lists_and_rules_in_the_workspaces_own_categories(tmp_path):
+    """A shop with text codes (tests/taxonomy_shop.py): the Final category dropdown offers its
+    categories, not Rakuten's, and a ruling on one of them is recorded and named in its words."""
+    from gradio_client import Client
+    from taxonomy_shop import CATEGORIES, write_taxonomy
+    from test_taxonomy import add_product
+    root = tmp_path / "shop-ws"
+    ws = Workspace(root)
+    taxonomy.set_for(ws, taxonomy.load(write_taxonomy(tmp_path / "categories.csv")))
+    tax = taxonomy.of(ws)
+    toys, garden = tax.parse("toys"), tax.parse("garden")
+    add_product(ws, "s1", toys)
+    ws.record_decision("s1", "nina", "correct", category=toys, comment="a doll")
+    ws.record_decision("s1", "omar", "correct", category=garden, comment="a rake")
+    ws.close()
+    with running_app(root, tmp_path, auth=USERS) as (_, url):
+        ada = Client(url, auth=("ada", "ada-pw-123"), verbose=False)
+        config = ada.config
+        dropdown = next(c for c in config["components"] if c.get("props", {}).get("elem_id") == "adj-category")
+        offered = [value for _, value in dropdown["props"]["choices"]]
+        assert offered == tax.keys() and len(offered) == len(CATEGORIES)
+        table, _, _ = ada.predict(False, api_name="/adjudication")
+        assert "Jouets · toys" in table and "Jardin · garden" in table
+        table, _, _, note = ada.predict("s1", garden, "a rake in the photo", False, api_name="/adjudicate")
+        assert "ruled Jardin (garden) by ada" in note
+    ws = Workspace(root)
+    assert ws.current_labels()["s1"] == garden
+    ws.close()
+
+
 def _login(browser, url: str, name: str, password: str):
     from test_browser_review import TIMEOUT_MS
     context = browser.new_context(viewport={"width": 1400, "height": 1000})

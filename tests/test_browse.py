@@ -156,15 +156,15 @@ def test_browse_tab_through_the_api(sample_dir, tmp_path):
     ws.close()
     with running_app(root, tmp_path) as (_, url):
         client = Client(url, verbose=False)
-        table, info, page = client.predict(pid, None, None, None, "any", "", 0, 1, "imported", [], 1,
+        table, info, page = client.predict(pid, None, None, None, "any", "", 0, 1, "imported", [], None, 1,
                                            api_name="/browse")
         assert [row[0] for row in table["data"]] == [pid] and "of 1 " in info and page == 1
-        table, info, _ = client.predict("", cat, None, None, "undecided", "", 0, 1, "-confidence", [], 1,
+        table, info, _ = client.predict("", cat, None, None, "undecided", "", 0, 1, "-confidence", [], None, 1,
                                         api_name="/browse")
         assert len(table["data"]) == min(50, n_cat) and f"of {n_cat} " in info
         assert all(row[2].startswith(f"{cat} · ") for row in table["data"])
         with pytest.raises(Exception, match="minimum value 1"):
-            client.predict("", None, None, None, "any", "", 0, 1, "imported", [], 0, api_name="/browse")
+            client.predict("", None, None, None, "any", "", 0, 1, "imported", [], None, 0, api_name="/browse")
 
 
 def test_browse_opens_a_product_and_records_a_new_decision_on_it(sample_dir, tmp_path):
@@ -214,3 +214,43 @@ def test_disagreement_and_suspect_filters(rws):
                          [(run, pid, i + 1) for i, pid in enumerate(flagged)])
     rws.write(store)
     assert {r["product_id"] for r in every(rws, suspect=True)} == set(flagged)
+
+
+def test_prediction_set_filter_is_the_live_versions_sets_and_reads_by_an_index(rws):
+    """Products whose live prediction set (models.honest, the card's "in the set" marks) holds a
+    category: checked product by product against the card's own set, combined with another filter."""
+    from labeler import review, taxonomy
+    from labeler.config import Settings
+    from store import search
+    live = rws.live_version()
+    cards = {p["id"]: review.card_prediction(rws, p["id"], Settings()) for p in rws.products()}
+    sets = {pid: set(pred.pred_set) if pred is not None else set() for pid, pred in cards.items()}
+    assert any(len(s) > 1 for s in sets.values())             # real sets, not only the top-1
+    tried = 0
+    for key in taxonomy.of(rws).keys():
+        wanted = {pid for pid, s in sets.items() if key in s}
+        got = {r["product_id"] for r in every(rws, in_set=key)}
+        assert got == wanted, key
+        tried += bool(wanted)
+    assert tried >= 10
+    key = max(taxonomy.of(rws).keys(), key=lambda k: sum(k in s for s in sets.values()))
+    not_top1 = {r["product_id"] for r in every(rws, in_set=key, status="undecided")
+                if r["predicted"] != key}
+    assert not_top1 == {pid for pid, s in sets.items() if key in s and rws.prediction(pid)["top1"] != key}
+    assert browse(rws, BrowseQuery(in_set=str(key))).total == len({p for p, s in sets.items() if key in s})
+    with pytest.raises(BrowseError, match="prediction set category 'nope' is not one of"):
+        browse(rws, BrowseQuery(in_set="nope"))
+    plan = " | ".join(search.query_plan(rws, search.VERSION_PROBS_SQL, (live,)))
+    assert "USING INDEX" in plan and "SCAN" not in plan.replace("SCAN pr USING", ""), plan
+
+
+def test_prediction_set_filter_refuses_a_version_without_sets_in_one_line(rws):
+    from models import honest
+    live = rws.live_version()
+    honest._VERSION_CACHE[(str(rws.db_path), live)] = None      # as a version trained before calibration
+    try:
+        with pytest.raises(BrowseError, match=f"live version {live} has no prediction sets"):
+            browse(rws, BrowseQuery(in_set=10))
+        assert browse(rws, BrowseQuery(predicted=10)).total >= 0  # other filters still work
+    finally:
+        honest._VERSION_CACHE.pop((str(rws.db_path), live), None)

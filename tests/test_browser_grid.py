@@ -2,7 +2,9 @@
 
 Opens a page of one predicted category, marks one product with the arrow keys and Space and one
 with a click, accepts the page with Enter, and checks in SQLite that every other product on the
-page got a grid accept and the marked ones none.
+page got a grid accept; the first marked product then opens its card, where the 2 key chooses
+its second category, the second one goes back to the queue with Q, and the next page shows
+neither.
 """
 from __future__ import annotations
 
@@ -50,3 +52,19 @@ def test_grid_screen_marks_with_keys_and_clicks_and_accepts_with_enter(browser, 
         rows = decisions(root)
         assert sorted(r["product_id"] for r in rows) == sorted(p for i, p in enumerate(ids) if i not in (1, n - 1))
         assert {(r["action"], r["via"], r["category"], r["reviewer"]) for r in rows} == {("accept", "grid", cat, "gina")}
+
+        card = page.locator("#grid-page .grid-fix .card[data-product-id]")
+        card.wait_for(timeout=TIMEOUT_MS)
+        assert card.get_attribute("data-product-id") == ids[1]     # the first marked product's usual card
+        second = page.locator("#grid-page .grid-fix [data-pick='2'] .code").inner_text().strip()
+        page.keyboard.press("2")
+        page.wait_for_function(f"() => document.querySelector('#grid-page .grid-fix .card')?.dataset.productId === "
+                               f"'{ids[n - 1]}'", timeout=TIMEOUT_MS)
+        page.keyboard.press("q")                                    # the other one: back to the queue
+        page.wait_for_function("() => document.querySelectorAll('#grid-page .grid-tile').length > 0 || "
+                               "!!document.querySelector('#grid-page .grid-empty')", timeout=TIMEOUT_MS)
+        again = page.eval_on_selector_all("#grid-page .grid-tile", "ts => ts.map(t => t.dataset.product)")
+        assert not {ids[1], ids[n - 1]} & set(again)
+        fixed = [r for r in decisions(root) if r["product_id"] == ids[1]]
+        assert [(r["action"], r["category"], r["reviewer"]) for r in fixed] == [("correct", int(second), "gina")]
+        assert not [r for r in decisions(root) if r["product_id"] == ids[n - 1]]

@@ -133,18 +133,81 @@ def test_grid_tab_through_the_api(sample_dir, tmp_path):
     ws.close()
     with running_app(root, tmp_path) as (_, url):
         client = Client(url, verbose=False)
-        tiles, marked, note = client.predict("alice", cat, "surest", api_name="/grid_open")
+        tiles, marked, note, _ = client.predict("alice", cat, "surest", api_name="/grid_open")
         assert tiles.count('class="grid-tile"') == n and f"{n} on this page" in tiles
         assert (marked["value"] if isinstance(marked, dict) else marked) == []
         ids = re.findall(r'data-product="([^"]+)"', tiles)
-        _, _, note = client.predict("alice", ids[:2], "surest", api_name="/grid_accept")
-        assert f"Accepted {n - 2}; 2 marked" in note
+        shown, _, note, _ = client.predict("alice", ids[:2], api_name="/grid_accept")
+        assert f"Accepted {n - 2}; 2 marked: choose their category" in note
+        assert f'data-product-id="{ids[0]}"' in shown and "grid-fix" in shown    # the first marked one's card
         rows = decisions(root)
         assert sorted(r["product_id"] for r in rows) == sorted(ids[2:])
         assert {(r["via"], r["category"], r["reviewer"]) for r in rows} == {("grid", cat, "alice")}
-        _, _, note = client.predict("alice", api_name="/grid_undo")
+        other = next(c for c in (10, 40, 50, 60) if c != cat)
+        shown, _, note, _ = client.predict("alice", other, api_name="/grid_choose")
+        assert f'data-product-id="{ids[1]}"' in shown                           # then the second one's
+        last = decisions(root)[-1]
+        assert (last["product_id"], last["action"], last["category"], last["reviewer"]) == (
+            ids[0], "correct", other, "alice")
+        shown, _, note, _ = client.predict("alice", api_name="/grid_to_queue")
+        assert "went back to the one-at-a-time queue" in note and ids[1] not in shown
+        n_rows = len(decisions(root))
+        _, _, note, _ = client.predict("alice", api_name="/grid_undo")
         assert f"Undid {n - 2}" in note
-        assert len(decisions(root)) == 2 * (n - 2)
+        assert len(decisions(root)) == n_rows + n - 2
+
+
+def test_marked_products_open_their_card_or_go_to_the_queue_and_never_come_back_on_the_grid(rws):
+    """The Grid tab's handlers (no Gradio server): a page accepted but two marked; the first marked
+    product's card is chosen by its top-5 rank, the second sent back to the queue, and the next
+    page of the same category shows neither, though the queued one is undecided and among the surest."""
+    from labeler.app_grid import GridHandlers
+    from labeler.config import Settings
+    cat = biggest_category(rws)
+    h = GridHandlers(rws, Settings(), size=6)                # pages of 6: the category fills several
+    out = h.open_page("alice", cat, "surest", None, None)
+    st = out[-1]
+    page_ids = st.page.product_ids
+    first, second = page_ids[0], page_ids[1]                 # the surest two: they would lead the next page
+    out = h.accept("alice", [first, second], st, None)
+    st = out[-1]
+    assert st.card is not None and st.card.product_id == first and st.fixing == (first, second)
+    assert 'class="grid-fix"' in out[0] and f'data-product-id="{first}"' in out[0] and "data-pick=" in out[0]
+    assert review.holdings(rws)[first] == review.holdings(rws)[second] == "alice"
+    assert first not in review.upcoming(rws, "bob", rws.count_products())   # held for alice's card
+    rank = next(r for r, v in enumerate(st.card.prediction.top5, start=1) if v.code != cat)
+    wanted = st.card.prediction.top5[rank - 1].code
+    st = h.pick(rank, "alice", st, None)[-1]
+    row = rws.decisions(product_id=first)[-1]
+    assert (row["reviewer"], row["action"], row["category"]) == ("alice", "correct", wanted)
+    assert st.card.product_id == second
+    out = h.to_queue("alice", st, None)
+    st = out[-1]
+    assert rws.decisions(product_id=second) == [] and second in review.upcoming(rws, "bob", rws.count_products())
+    assert st.card is None and st.page is not None and st.page.category == cat      # the next page came
+    assert not {first, second} & set(st.page.product_ids)
+    assert not set(page_ids) & set(st.page.product_ids)
+    st = h.accept("alice", [], st, None)[-1]                  # and the one after that
+    assert st.page is None or second not in st.page.product_ids
+
+
+def test_a_finished_category_leads_to_the_next_one_with_most_undecided(rws):
+    from labeler.app_grid import GridHandlers
+    from labeler.config import Settings
+    live = rws.live_version()
+    counts = Counter(r["top1"] for r in rws.query("SELECT top1 FROM predictions WHERE model_version = ?", (live,)))
+    small = min(counts, key=lambda c: (counts[c], c))
+    assert grid.next_categories(rws) == sorted(counts, key=lambda c: (-counts[c], c))
+    assert grid.next_categories(rws, after=small)[-1] == small
+    h = GridHandlers(rws, Settings(), size=6)
+    st = h.open_page("alice", None, "surest", None, None)[-1]       # no category: the biggest first
+    assert st.page.category == grid.next_categories(rws)[0] and counts[st.page.category] == max(counts.values())
+    st = h.open_page("alice", small, "surest", None, None)[-1]
+    while st.page is not None and st.page.category == small:
+        out = h.accept("alice", [], st, None)
+        st = out[-1]
+    assert st.page is not None and st.page.category != small
+    assert "Nothing left in " in out[2] and st.page.category == grid.next_categories(rws)[0]
 
 
 def test_thumbnails_are_made_once_per_image_and_cached_in_the_workspace(rws):

@@ -1,6 +1,8 @@
 // Grid tab from the keyboard or the mouse: a click on a tile, or the arrow keys and Space, marks a
 // product wrong (by ticking its box in the "Wrong ones" list, so the mouse path is the same);
-// Enter accepts the page except the marked ones. Inert on other tabs and while typing in a field.
+// Enter accepts the page except the marked ones. Each marked product then opens its card (in
+// #grid-page .grid-fix): 1-5 (or a click on a top-5 row) choose, / searches every category, Q
+// sends it back to the queue. Inert on other tabs and while typing in a field.
 (() => {
   if (window.__labelerGrid) return;
   window.__labelerGrid = true;
@@ -35,7 +37,16 @@
     const n = ts.findIndex((t) => t.offsetTop !== top);
     return n === -1 ? ts.length : n;
   };
+  const press = (id) => {
+    const el = document.getElementById(id);
+    const btn = el && (el.tagName === "BUTTON" ? el : el.querySelector("button"));
+    if (btn && !btn.disabled) { btn.click(); return true; }
+    return false;
+  };
+  const fixing = () => document.querySelector("#grid-page .grid-fix .card[data-product-id]");
   document.addEventListener("click", (e) => {
+    const row = e.target.closest && e.target.closest("#grid-page .grid-fix [data-pick]");
+    if (row) { press("grid-pick-" + row.dataset.pick); return; }
     const tile = e.target.closest && e.target.closest("#grid-page .grid-tile");
     if (!tile) return;
     paint();
@@ -44,7 +55,23 @@
   });
   document.addEventListener("keydown", (e) => {
     const page = document.getElementById("grid-page");
-    if (!page || page.offsetParent === null || typing(e.target) || e.ctrlKey || e.metaKey || e.altKey) return;
+    if (!page || page.offsetParent === null || e.ctrlKey || e.metaKey || e.altKey) return;
+    if (typing(e.target)) {
+      // a category chosen in the card's search: the keyboard goes back to the shortcuts
+      if (e.key === "Enter" && e.target.closest("#grid-fix-category")) {
+        const field = e.target;
+        setTimeout(() => field.blur(), 60);
+      }
+      return;
+    }
+    if (fixing()) {
+      if (/^[1-5]$/.test(e.key)) press("grid-pick-" + e.key);
+      else if (e.key === "/") { const s = document.querySelector("#grid-fix-category input"); if (s) s.focus(); }
+      else if (e.key === "q" || e.key === "Q") press("grid-fix-queue");
+      else return;
+      e.preventDefault();
+      return;
+    }
     const ts = tiles();
     if (!ts.length) return;
     paint();
