@@ -4,7 +4,8 @@
 // token. So at load a tab asks the others, on a BroadcastChannel of this origin, whether its
 // token is already held: a live tab holding it answers, and the newcomer takes a fresh token.
 // Two tabs asking for the same token at once: the one whose page load id is smaller keeps it
-// (whichever of the two heard the other's question).
+// (whichever of the two heard the other's question). An answer that comes after the wait (a tab
+// still loading its page answers late) makes this tab reload with a fresh token.
 // window.labelerTab() -> Promise of this tab's token (the page load's event awaits it).
 (() => {
   if (window.labelerTab) return;
@@ -30,6 +31,12 @@
         }
       } else if (data.taken && data.to === load && data.taken === asking) {
         taken = true;
+      } else if (data.taken && data.to === load && data.taken === held) {
+        // the answer came after this tab had claimed the token (a page still loading answers
+        // late): take a fresh token and start over with it, so the two tabs part ways anyway
+        held = null;
+        keep(fresh());
+        location.reload();
       }
     };
   }
