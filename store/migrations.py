@@ -254,13 +254,7 @@ def m030_bulk_auto_accept_batches(conn: sqlite3.Connection) -> None:
         if old not in new_sql:
             raise RuntimeError(f"m030: decisions table no longer holds {old!r}; update this migration")
         new_sql = new_sql.replace(old, new)
-    version = c.execute("PRAGMA schema_version").fetchone()[0]
-    c.execute("PRAGMA writable_schema = ON")
-    try:
-        c.execute("UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = 'decisions'", (new_sql,))
-        c.execute(f"PRAGMA schema_version = {int(version) + 1}")
-    finally:
-        c.execute("PRAGMA writable_schema = OFF")
+    _rewrite_table_sql(c, "decisions", new_sql)
     views = c.execute("SELECT name, sql FROM sqlite_master WHERE type = 'view' AND sql LIKE '%''accept''%' "
                       "ORDER BY rowid").fetchall()
     for name, _ in reversed(views):
@@ -332,12 +326,26 @@ def m040_honest_loop(conn: sqlite3.Connection) -> None:
     )
 
 
-def apply(conn: sqlite3.Connection) -> list[str]:
-    """Apply pending migrations; returns the names applied."""
+def _rewrite_table_sql(c: sqlite3.Connection, table: str, new_sql: str) -> None:
+    """Replace `table`'s stored CREATE statement and bump the schema version: SQLite's documented
+    procedure for a constraint change no stored row can break (m030, m080); the caller checks it."""
+    version = c.execute("PRAGMA schema_version").fetchone()[0]
+    c.execute("PRAGMA writable_schema = ON")
+    try:
+        c.execute("UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = ?", (new_sql, table))
+        c.execute(f"PRAGMA schema_version = {int(version) + 1}")
+    finally:
+        c.execute("PRAGMA writable_schema = OFF")
+
+
+def apply(conn: sqlite3.Connection, before: str | None = None) -> list[str]:
+    """Apply pending migrations (those listed before `before` only, when given: the schema an
+    older version left, for upgrade tests); returns the names applied."""
     conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
     done = {r[0] for r in conn.execute("SELECT name FROM _migrations")}
     applied = []
-    for name, fn in MIGRATIONS:
+    names = [n for n, _ in MIGRATIONS]
+    for name, fn in MIGRATIONS[:names.index(before) if before else None]:
         if name in done:
             continue
         conn.execute("BEGIN IMMEDIATE")
@@ -492,13 +500,7 @@ def m080_products_without_title(conn: sqlite3.Connection) -> None:
     if table_sql.count(old) != 1:
         raise RuntimeError(f"m080: products table no longer holds {old!r}; update this migration")
     new_sql = table_sql.replace(old, f"title TEXT NOT NULL CHECK ({PRODUCT_TEXT_OR_IMAGE})")
-    version = c.execute("PRAGMA schema_version").fetchone()[0]
-    c.execute("PRAGMA writable_schema = ON")
-    try:
-        c.execute("UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = 'products'", (new_sql,))
-        c.execute(f"PRAGMA schema_version = {int(version) + 1}")
-    finally:
-        c.execute("PRAGMA writable_schema = OFF")
+    _rewrite_table_sql(c, "products", new_sql)
     problems = [r[0] for r in c.execute("PRAGMA quick_check(products)")]
     if problems != ["ok"]:
         raise RuntimeError(f"m080: products failed its check after the schema edit ({'; '.join(problems[:3])}); "

@@ -5,8 +5,6 @@ image voter), real SQLite files; the migration is checked on a database built at
 before it."""
 from __future__ import annotations
 
-import csv
-import io
 import json
 import sqlite3
 import time
@@ -31,20 +29,12 @@ from models.text import product_has_text
 from store import Workspace, migrations
 from store.features import WorkspaceFeatures
 from store.seed import checkpoint_and_close
+from test_import_limits import write_csv
 
 X_NAME, Y_NAME = "X_train_update.csv", "Y_train_CVw08PX.csv"
 VOTERS = json.dumps([{"backbone": "lite0", "head": "logistic", "input_size": 224, "name": "lite0+logistic"}])
 CATEGORIES = (2583, 2522, 1300)     # each holds one of the sample's own photo-only products
 HEADER = ["", "designation", "description", "productid", "imageid"]
-
-
-def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(header)
-    writer.writerows(rows)
-    path.write_text(buf.getvalue(), encoding="utf-8")
-    return path
 
 
 # -- the catalog and its trained workspace ------------------------------------------------------
@@ -323,14 +313,7 @@ def test_the_migration_keeps_every_row_of_an_old_workspace(tmp_path):
     root.mkdir()
     conn = sqlite3.connect(root / "workspace.db", isolation_level=None)
     conn.execute("PRAGMA foreign_keys=ON")
-    names = [n for n, _ in migrations.MIGRATIONS]
-    cut = names.index("m080_products_without_title")
-    saved = list(migrations.MIGRATIONS)
-    try:
-        migrations.MIGRATIONS[:] = saved[:cut]
-        migrations.apply(conn)
-    finally:
-        migrations.MIGRATIONS[:] = saved
+    migrations.apply(conn, before="m080_products_without_title")
     conn.execute("INSERT INTO products (id, title, description, image_path, source_label, imported_at) VALUES "
                  "('p1', 'Piscine gonflable', 'ronde, 3 m', '/img/p1.jpg', 2583, 'now'), "
                  "('p2', 'Lego City', '', NULL, NULL, 'now')")
@@ -345,7 +328,8 @@ def test_the_migration_keeps_every_row_of_an_old_workspace(tmp_path):
     ws = Workspace(root)                                  # opening it applies m080 and what follows
     try:
         c = ws.conn
-        assert sorted(r[0] for r in c.execute("SELECT name FROM _migrations")) == sorted(names)
+        assert sorted(r[0] for r in c.execute("SELECT name FROM _migrations")) == \
+            sorted(n for n, _ in migrations.MIGRATIONS)
         after = (c.execute("SELECT rowid, * FROM products ORDER BY rowid").fetchall(),
                  c.execute("SELECT * FROM decisions ORDER BY id").fetchall())
         assert [tuple(r)[:len(before[0][0])] for r in after[0]] == [tuple(r) for r in before[0]]
