@@ -59,6 +59,14 @@ def open_app(browser, url: str):
     return page, errors
 
 
+def sign_in(page, reviewer: str) -> str:
+    """Type the reviewer's name on a page that asks for it: the id of the first card shown."""
+    name = page.locator("#reviewer-name input, #reviewer-name textarea").first
+    name.fill(reviewer)
+    name.press("Enter")
+    return wait_for_new_card(page, None)
+
+
 def test_review_screen_keyboard_undo_reload(browser, sample_dir, tmp_path):
     root = app_workspace(sample_dir, tmp_path / "ws")
     hostile = add_hostile_product(root, "alice")
@@ -66,10 +74,7 @@ def test_review_screen_keyboard_undo_reload(browser, sample_dir, tmp_path):
         page, errors = open_app(browser, url)
 
         # the name, then the held product: its text is shown as text, never run as markup
-        name = page.locator("#reviewer-name input, #reviewer-name textarea").first
-        name.fill("alice")
-        name.press("Enter")
-        assert wait_for_new_card(page, None) == hostile
+        assert sign_in(page, "alice") == hostile
         assert page.evaluate("() => window.__xss") is None
         assert page.locator("#review-card script, #review-card svg, #review-card img[src='x']").count() == 0
         assert "Piscine hors-sol" in page.locator("#review-card .product-title").inner_text()
@@ -325,10 +330,7 @@ def test_first_minute_after_launch_then_a_second_tab_of_the_same_reviewer(browse
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(url)
         page.wait_for_selector("#review-card >> text=Who is reviewing?", timeout=TIMEOUT_MS)
-        name = page.locator("#reviewer-name input, #reviewer-name textarea").first
-        name.fill("alice")
-        name.press("Enter")
-        shown = wait_for_new_card(page, None)
+        shown = sign_in(page, "alice")
         page.wait_for_function("() => !document.activeElement.closest('#reviewer-name')", timeout=TIMEOUT_MS)
         for _ in range(3):
             page.keyboard.press("Enter")

@@ -12,7 +12,7 @@ import json
 
 from app_server import decisions, running_app
 from app_workspace import app_workspace
-from test_browser_review import TIMEOUT_MS, wait_for_new_card
+from test_browser_review import TIMEOUT_MS, sign_in, wait_for_new_card
 
 TOKEN = "() => sessionStorage.getItem('labeler-tab')"
 
@@ -33,10 +33,7 @@ def test_a_duplicated_tab_takes_a_token_and_a_product_of_its_own(browser, sample
         first.on("pageerror", lambda e: errors.append(str(e)))
         first.goto(url)
         first.wait_for_selector("#review-card >> text=Who is reviewing?", timeout=TIMEOUT_MS)
-        name = first.locator("#reviewer-name input, #reviewer-name textarea").first
-        name.fill("alice")
-        name.press("Enter")
-        a = wait_for_new_card(first, None)
+        a = sign_in(first, "alice")
         storage = first.evaluate("() => Object.fromEntries(Object.entries(sessionStorage))")
         assert storage.get("labeler-tab")
 
