@@ -59,7 +59,9 @@ class GridHandlers:
         return user or (name or "").strip()
 
     # -- what the tab shows ------------------------------------------------------------------
-    def show(self, st: GridState, note: str) -> tuple:
+    def show(self, st: GridState, lines: list[str]) -> tuple:
+        # the note names reviewers and categories that anyone could have typed: escaped HTML
+        note = "<br>".join(messages.safe(line) for line in lines)
         tax = taxonomy.of(self.ws)
         if st.card is not None:
             body = fix_html(st.card, st.category, len(st.fixing), self.settings.auto_accept_threshold, tax)
@@ -118,7 +120,7 @@ class GridHandlers:
                             None if category is None else int(category), note)
         except review.ReviewError as exc:
             raise messages.error(str(exc)) from None
-        return self.show(st, "  \n".join(note))
+        return self.show(st, note)
 
     def accept(self, name: str, marked: list[str], st: GridState | None, request: gr.Request) -> tuple:
         st = st or GridState()
@@ -137,7 +139,7 @@ class GridHandlers:
             st = self._next_fix(reviewer, st, note)
         except review.ReviewError as exc:
             raise messages.error(str(exc)) from None
-        return self.show(st, "  \n".join(note))
+        return self.show(st, note)
 
     def pick(self, rank: int, name: str, st: GridState | None, request: gr.Request) -> tuple:
         st = st or GridState()
@@ -166,7 +168,7 @@ class GridHandlers:
             st = self._next_fix(reviewer, replace(st, fixing=st.fixing[1:], card=None), note)
         except review.ReviewError as exc:
             raise messages.error(str(exc)) from None
-        return self.show(st, "  \n".join(note))
+        return self.show(st, note)
 
     def to_queue(self, name: str, st: GridState | None, request: gr.Request) -> tuple:
         st = st or GridState()
@@ -179,7 +181,7 @@ class GridHandlers:
             st = self._next_fix(reviewer, replace(st, fixing=st.fixing[1:], card=None), note)
         except review.ReviewError as exc:
             raise messages.error(str(exc)) from None
-        return self.show(st, "  \n".join(note))
+        return self.show(st, note)
 
     def undo(self, name: str, st: GridState | None, request: gr.Request) -> tuple:
         st = st or GridState()
@@ -194,7 +196,7 @@ class GridHandlers:
             st = self._open(reviewer, replace(st, last_batch=None, fixing=(), card=None), st.category, note)
         except review.ReviewError as exc:
             raise messages.error(str(exc)) from None
-        return self.show(st, "  \n".join(note))
+        return self.show(st, note)
 
 
 def grid_tab(ws: Workspace, settings: Settings) -> None:
@@ -221,7 +223,7 @@ def grid_tab(ws: Workspace, settings: Settings) -> None:
         with gr.Row():
             accept_btn = gr.Button("Accept the page except the marked", variant="primary", elem_id="grid-accept")
             undo_btn = gr.Button("Undo the last page", elem_id="grid-undo")
-        note = gr.Markdown(elem_id="grid-note")
+        note = gr.HTML(elem_id="grid-note")
         state = gr.State(GridState())
     outs = [tiles, marked, note, fix_row, fix_category, state]
     events = {"concurrency_id": "grid", "concurrency_limit": 4}
