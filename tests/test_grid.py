@@ -221,3 +221,19 @@ def test_thumbnails_are_made_once_per_image_and_cached_in_the_workspace(rws):
     assert grid.thumbnail(rws, path) == first and Path(first).stat().st_mtime_ns == stamp
     assert grid.thumbnail_uri(rws, path).startswith("data:image/jpeg;base64,")
     assert grid.thumbnail(rws, None) is None and grid.thumbnail(rws, "/nope/missing.jpg") is None
+
+
+def test_grid_note_shows_a_hostile_reviewer_name_as_text(rws):
+    """The note names the reviewer who decided a page's product first: their typed name is text."""
+    from labeler.app_grid import GridHandlers
+    from labeler.config import Settings
+
+    hostile = '<img src=x onerror="window.__xss=1">[eve](javascript:alert(1))'
+    h = GridHandlers(rws, Settings(workspace=rws.root), size=6)
+    cat = biggest_category(rws)
+    st = h.open_page("alice", cat, "surest", None, None)[-1]
+    taken = st.page.product_ids[0]
+    rws.record_decision(taken, hostile, "correct", category=10 if cat != 10 else 40)
+    note = h.accept("alice", [], st, None)[2]
+    assert taken in note and "already decided by" in note
+    assert "<img" not in note and "&lt;img src=x" in note
