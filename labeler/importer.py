@@ -1,13 +1,23 @@
 """Catalog import: the Rakuten challenge layout and a plain CSV, into a workspace.
 
-Two layers. `read_challenge` / `read_plain_csv` parse and validate files without touching a
-workspace (the CLI's `predict` uses them too); `import_challenge` / `import_plain_csv` write what
-they parsed into one import batch, in ONE `Workspace.write` transaction, so an interrupted or
-failed import never leaves half a batch behind.
+One reader per layout, streaming: the file is read, validated, its images checked and its
+products staged CHUNK_ROWS (2,048) rows at a time, so an import's memory follows the chunk, not
+the catalog (issue 19). `import_challenge` / `import_plain_csv` stage on the workspace's
+connection (`store.imports.Staging`: SQLite's temp schema, not the workspace file) and, once the
+whole file was read, publish the batch in ONE `Workspace.write` transaction: an interrupted or
+failed import never leaves half a batch behind, and the review app's writes are not held up while
+a large catalog is read. `read_challenge` / `read_plain_csv` run the same readers with no
+workspace and return every valid product (`predict --texts` uses them).
+
+What still grows with the catalog while importing: the problems (one `Problem` per reported row),
+the Y file (`read_labels`: one entry per row, ~270 bytes each) and the image folder's index
+(names only: ~250 bytes per file). Not the X file: its rows, texts, ids and indexes are either in
+the chunk or in the staging table.
 
 What stops an import (raises `CatalogError`, nothing written): a missing or unreadable file, a
-CSV that cannot be parsed, wrong or missing columns, an image folder that does not exist, a Y
-file whose index matches none of X's rows.
+CSV that cannot be parsed (also when the bad line comes after many good chunks: they were only
+staged), wrong or missing columns, an image folder that does not exist, a Y file whose index
+matches none of X's rows.
 
 What is a bad row (reported with file, line, field and reason, stored in `import_problems`, the
 row skipped, the rest imported): a product with nothing to predict from (no title, no
@@ -43,6 +53,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import logging
 import os
 import re
@@ -50,8 +61,9 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 from labeler import taxonomy
 from labeler.taxonomy import Taxonomy
@@ -76,6 +88,8 @@ DESCRIPTION_MAX_CHARS = 20_000
 # One CSV field may hold up to 16 MiB (Python's default stops at 128 KiB and aborts the import);
 # past that it is most likely an unclosed quote swallowing the rest of the file.
 CSV_FIELD_LIMIT = 16 * 1024 * 1024
+# Rows read, validated, image-checked and staged at a time: what an import holds in memory.
+CHUNK_ROWS = 2048
 
 # Problem kinds: what the summary counts ("skipped by reason").
 NOTHING_TO_PREDICT = "no text and no image"
@@ -182,13 +196,42 @@ class ImportReport:
 
 
 # -- reading CSV files ------------------------------------------------------------------------
+class _Counted(io.RawIOBase):
+    """A binary file that counts, and may hash, the bytes read through it: the progress of a
+    streamed read, and the import fingerprint without reading the file a second time."""
+
+    def __init__(self, path: Path, hasher: Any = None):
+        self.fh, self.hasher, self.done = path.open("rb"), hasher, 0
+        self.size = os.fstat(self.fh.fileno()).st_size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = self.fh.readinto(buffer)
+        if n:
+            self.done += n
+            if self.hasher is not None:
+                self.hasher.update(memoryview(buffer)[:n])
+        return n
+
+    def close(self) -> None:
+        self.fh.close()
+        super().close()
+
+
+def _hash_file(h: Any, path: Path) -> None:
+    h.update(path.name.encode())
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+
+
 def _fingerprint(paths: list[Path], extra: str = "") -> str:
+    """sha256 of each file's name and bytes, then `extra`: what says "these files were imported"."""
     h = hashlib.sha256()
     for path in paths:
-        h.update(path.name.encode())
-        with path.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
+        _hash_file(h, path)
     h.update(extra.encode())
     return h.hexdigest()
 
@@ -202,11 +245,16 @@ def _check_file(path: Path | str, what: str) -> Path:
     return path
 
 
-def _records(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
-    """Header and (start line, fields) per record; undecodable bytes kept as surrogates."""
+def _records(path: Path, hasher: Any = None) -> tuple[list[str], Iterator[tuple[int, list[str]]], _Counted]:
+    """Header, (start line, fields) per record, and the byte counter of the file (which feeds
+    `hasher` the file's bytes as they are read); undecodable bytes kept as surrogates."""
     if csv.field_size_limit() < CSV_FIELD_LIMIT:
         csv.field_size_limit(CSV_FIELD_LIMIT)
-    fh = path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="")
+    if hasher is not None:
+        hasher.update(path.name.encode())
+    raw = _Counted(path, hasher)
+    fh = io.TextIOWrapper(io.BufferedReader(raw, 1 << 20), encoding="utf-8-sig", errors="surrogateescape",
+                          newline="")
     reader = csv.reader(fh)
     try:
         header = next(reader)
@@ -232,7 +280,7 @@ def _records(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
         finally:
             fh.close()
 
-    return [h.strip() for h in header], rows()
+    return [h.strip() for h in header], rows(), raw
 
 
 def _require_columns(path: Path, header: list[str], expected: tuple[str, ...], layout: str,
@@ -268,10 +316,11 @@ def _rows(file: str, header: list[str], rows: Iterator[tuple[int, list[str]]], c
           problems: list[Problem]) -> Iterator[tuple[int, dict[str, str] | None, bool]]:
     """(line, {column: value}, ok) per record; a wrong field count or non-UTF-8 bytes is reported
     and yields ok=False (with the values when they could be split, so the index is still known)."""
+    width = len(header)
     for line, fields in rows:
-        if len(fields) != len(header):
+        if len(fields) != width:
             problems.append(Problem(file, line, None, BAD_FIELD_COUNT,
-                                    f"{len(fields)} fields, expected {len(header)}; check quoting on that line"))
+                                    f"{len(fields)} fields, expected {width}; check quoting on that line"))
             yield line, None, False
             continue
         value = {c: fields[i] for c, i in cols.items()}
@@ -298,10 +347,13 @@ def _parse_code(value: str, tax: Taxonomy) -> int | None:
 
 def read_labels(path: Path | str, tax: Taxonomy | None = None) -> tuple[dict[str, tuple[int | None, int, str]], list[Problem]]:
     """Y file -> {index: (category key or None if unknown, line, raw value)} and its row problems;
-    codes are read in `tax` (default: the Rakuten taxonomy)."""
+    codes are read in `tax` (default: the Rakuten taxonomy).
+
+    Held whole (an import joins X's rows to it as they stream): one entry per Y row, its index
+    and a few small objects, a few hundred bytes each; the X file's texts never are."""
     tax = tax or taxonomy.default()
     path = _check_file(path, "labels (Y)")
-    header, rows = _records(path)
+    header, rows, _ = _records(path)
     cols = _require_columns(path, header, Y_COLUMNS, "a Rakuten Y file")
     labels: dict[str, tuple[int | None, int, str]] = {}
     problems: list[Problem] = []
@@ -325,14 +377,16 @@ def read_labels(path: Path | str, tax: Taxonomy | None = None) -> tuple[dict[str
 
 
 # -- images -----------------------------------------------------------------------------------
-def _image_index(folder: Path) -> dict[tuple[str, str], Path]:
-    """(imageid, productid) -> file, from one directory listing (no stat per product)."""
+def _image_index(folder: Path) -> dict[tuple[str, str], str]:
+    """(imageid, productid) -> file name in `folder` (the resolved target for a symbolic link),
+    from one directory listing: no stat and no Path object per file."""
     index = {}
     with os.scandir(folder) as entries:
         for entry in entries:
             m = IMAGE_NAME.match(entry.name)
             if m and entry.is_file():
-                index[(m.group(1), m.group(2))] = Path(entry.path).resolve()
+                index[(m.group(1), m.group(2))] = (str(Path(entry.path).resolve()) if entry.is_symlink()
+                                                   else entry.name)
     if not index:
         subfolders = sorted(p.name for p in folder.iterdir() if p.is_dir()
                             and any(IMAGE_NAME.match(f.name) for f in p.iterdir()))
@@ -359,34 +413,22 @@ def check_image(path: Path) -> tuple[str | None, str | None, str | None]:
         return None, CORRUPT_IMAGE, f"cannot read {path} ({exc.strerror or exc})"
 
 
-def _check_images(paths: list[Path], progress: Progress, start: float, span: float
-                  ) -> list[tuple[str | None, str | None, str | None]]:
-    if not paths:
-        return []
-    out: list[tuple[str | None, str | None, str | None]] = []
-    step = max(1, len(paths) // 50)
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        for i, result in enumerate(pool.map(check_image, paths), 1):
-            out.append(result)
-            if i % step == 0 or i == len(paths):
-                progress(start + span * i / len(paths), f"checking images {i}/{len(paths)}")
-    return out
+Found = tuple[ProductRecord, int, "str | None", "Path | None"]     # product, line, X index as read, image file
 
 
-def _attach_images(products: list[tuple[ProductRecord, int, Path | None]], file: str, problems: list[Problem],
-                   progress: Progress, kind_missing: str | None, skip: frozenset[str] | set[str]) -> None:
+def _attach_images(found: list[Found], file: str, problems: list[Problem], checker: "_Checker",
+                   kind_missing: str | None, skip: set[str]) -> None:
     """Verify each product's image file; a bad file is reported and the product kept without image.
 
     Products in `skip` (already in the workspace, so never written again) are not checked."""
-    wanted = [(rec, line, path) for rec, line, path in products if path is not None and rec.id not in skip]
+    wanted = [(rec, line, path) for rec, line, _, path in found if path is not None and rec.id not in skip]
     present = [(rec, line, path) for rec, line, path in wanted if path.is_file()]
     if kind_missing:
         for rec, line, path in wanted:
             if not path.is_file():
                 problems.append(Problem(file, line, "image", kind_missing, f"image file {path} not found",
                                         "imported without image"))
-    checked = _check_images([p for _, _, p in present], progress, 0.3, 0.65)
-    for (rec, line, path), (sha1, kind, reason) in zip(present, checked):
+    for (rec, line, path), (sha1, kind, reason) in zip(present, checker([p for _, _, p in present])):
         if sha1 is None:
             problems.append(Problem(file, line, "image", kind or CORRUPT_IMAGE, reason or "unreadable image",
                                     "imported without image"))
@@ -394,45 +436,122 @@ def _attach_images(products: list[tuple[ProductRecord, int, Path | None]], file:
             rec.image_path, rec.image_sha1 = str(path), sha1
 
 
-def _refuse_empty(found: list[tuple[ProductRecord, int, Path | None]], file: str, problems: list[Problem],
-                  title_field: str, skip: frozenset[str] | set[str], no_image: str
-                  ) -> list[tuple[ProductRecord, int, Path | None]]:
-    """The products with something to predict from: a title, a description or an image that
-    passed its checks. A refused row is reported once, on its title field, saying why its image
-    did not count (its image problem, reported above as "imported without image", is folded in)
-    and what to give it. Products in `skip` are already stored, never written again: kept."""
-    kept: list[tuple[ProductRecord, int, Path | None]] = []
-    for rec, line, path in found:
+def _refuse_empty(found: list[Found], file: str, problems: list[Problem], title_field: str, skip: set[str],
+                  no_image: str) -> tuple[list[Found], list[Found]]:
+    """(kept, refused): kept have something to predict from: a title, a description or an image
+    that passed its checks. A refused row is reported once, on its title field, saying why its
+    image did not count (its image problem in `problems`, reported as "imported without image",
+    is folded in) and what to give it. Products in `skip` are already stored, never written
+    again: kept."""
+    kept: list[Found] = []
+    refused: list[Found] = []
+    image_problems = {p.line: p for p in problems if p.field == "image"} if problems else {}
+    for item in found:
+        rec, line, _, path = item
         if rec.id in skip or rec.image_path is not None or has_text(rec.title, rec.description):
-            kept.append((rec, line, path))
+            kept.append(item)
             continue
-        image_problems = [p for p in problems if p.file == file and p.line == line and p.field == "image"]
-        for p in image_problems:
-            problems.remove(p)
-        if image_problems:
-            why = image_problems[0].message
+        refused.append(item)
+        image_problem = image_problems.get(line)
+        if image_problem is not None:
+            problems.remove(image_problem)
+            why = image_problem.message
         else:
             why = no_image if path is None else f"image file {path} not found"
         problems.append(Problem(file, line, title_field, NOTHING_TO_PREDICT,
                                 f"product {rec.id}: no {title_field}, no description and no usable image ({why}); "
                                 f"give it a {title_field}, a description or an image file"))
-    return kept
+    return kept, refused
 
 
-# -- the two layouts --------------------------------------------------------------------------
+class _Checker:
+    """Image checks on a few threads (decoding releases the GIL), the pool started at the first
+    image and kept for every chunk of the import; progress is told how many are done."""
+
+    def __init__(self, tell: Callable[[int], None]):
+        self.pool: ThreadPoolExecutor | None = None
+        self.done, self.tell = 0, tell
+
+    def __call__(self, paths: list[Path]) -> list[tuple[str | None, str | None, str | None]]:
+        if not paths:
+            return []
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1))
+        out = []
+        for result in self.pool.map(check_image, paths):
+            out.append(result)
+            self.done += 1
+            if self.done % 64 == 0:
+                self.tell(self.done)
+        return out
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+
+
+# -- the two layouts, read a chunk at a time ----------------------------------------------------
 def _noop(fraction: float, desc: str) -> None:
     log.debug("%3.0f%% %s", 100 * fraction, desc)
 
 
-def read_challenge(texts: Path | str, labels: Path | str | None = None, images: Path | str | None = None,
-                   *, progress: Progress | None = None, known_ids: frozenset[str] | set[str] = frozenset(),
-                   tax: Taxonomy | None = None) -> ParsedCatalog:
-    """Validate an X file (with optional Y file and image folder) in the Rakuten challenge layout;
-    label codes are read in `tax`, the workspace's taxonomy (default: Rakuten's).
+@dataclass
+class _Reading:
+    """An import being read: the files, and what the chunks read so far found."""
+    source: str
+    files: list[Path]
+    notes: list[str]
+    problems: list[Problem]
+    n_rows: int = 0
+    n_without_image: int = 0
+    fingerprint: str = ""
 
-    `known_ids`: products already stored; their images are not verified again (a re-import of a
-    large catalog then costs seconds, not minutes)."""
-    progress = progress or _noop
+
+def _chunked(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    while True:
+        part = list(islice(items, size))
+        if not part:
+            return
+        yield part
+
+
+def _in_file_order(row_problems: list[Problem], more: list[tuple[int, Problem]]) -> list[Problem]:
+    """A chunk's problems in the order of its X lines (a Y file's problem goes where its X row is)."""
+    if not more:
+        return row_problems
+    return [p for _, p in sorted([(p.line or 0, p) for p in row_problems] + more, key=lambda t: t[0])]
+
+
+def _finish_chunk(reading: _Reading, found: list[Found], file: str, problems: list[Problem],
+                  staging: imports.Staging, checker: _Checker, *, kind_missing: str | None, title_field: str,
+                  no_image: str, count_without_image: bool) -> list[tuple[ProductRecord, bool]]:
+    """Images checked, empty products refused, the chunk staged; its (product, already stored) kept."""
+    stored = staging.stored([rec.id for rec, _, _, _ in found])
+    chunk_problems: list[Problem] = []
+    _attach_images(found, file, chunk_problems, checker, kind_missing, stored)
+    kept, refused = _refuse_empty(found, file, chunk_problems, title_field, stored, no_image)
+    problems.extend(chunk_problems)
+    if count_without_image:
+        reading.n_without_image += sum(path is None for _, _, _, path in kept)
+    staging.add([(rec, idx, line, True) for rec, line, idx, _ in kept]
+                + [(rec, idx, line, False) for rec, line, idx, _ in refused])
+    return [(rec, rec.id in stored) for rec, _, _, _ in kept]
+
+
+def _progress(progress: Progress, raw: _Counted, what: str) -> Callable[[int, int], None]:
+    def tell(rows: int, images: int) -> None:
+        progress(0.95 * raw.done / max(1, raw.size),
+                 f"reading {what}: {rows} rows" + (f", {images} images checked" if images else ""))
+    return tell
+
+
+def _challenge(texts: Path | str, labels: Path | str | None, images: Path | str | None, *, tax: Taxonomy,
+               staging: imports.Staging, progress: Progress, chunk_rows: int
+               ) -> tuple[_Reading, Iterator[list[tuple[ProductRecord, bool]]]]:
+    """The files checked (a `CatalogError` now, before any row is read, for a missing file or a
+    wrong column), then the X file's rows a chunk at a time, each chunk validated, its images
+    checked and staged, yielding its kept products; `_Reading` is complete once it is exhausted
+    (Y rows without an X row reported; a Y file matching no X index raises `CatalogError`)."""
     x_path = _check_file(texts, "texts (X)")
     y_path = _check_file(labels, "labels (Y)") if labels is not None else None
     image_dir = None
@@ -441,167 +560,250 @@ def read_challenge(texts: Path | str, labels: Path | str | None = None, images: 
         if not image_dir.is_dir():
             raise CatalogError(f"image folder {images} not found; pass the folder holding "
                                "image_<imageid>_product_<productid>.jpg files")
-    header, rows = _records(x_path)
+    hasher = hashlib.sha256()
+    header, rows, raw = _records(x_path, hasher)
     cols = _require_columns(x_path, header, X_COLUMNS, "a Rakuten X file")
-    tax = tax or taxonomy.default()
     y_labels, problems = read_labels(y_path, tax) if y_path else ({}, [])
     image_index = _image_index(image_dir) if image_dir else {}
-    progress(0.02, f"reading {x_path.name}")
-
-    file = str(x_path)
-    seen_index: dict[str, int] = {}
-    seen_id: dict[str, int] = {}
-    all_index: set[str] = set()
-    found: list[tuple[ProductRecord, int, Path | None]] = []
-    n_rows = 0
-    for line, value, ok in _rows(file, header, rows, cols, problems):
-        n_rows += 1
-        if value is not None:
-            all_index.add(value[""].strip())
-        if not ok:
-            continue
-        index, pid = value[""].strip(), value["productid"].strip()
-        at = f"index {index}" if index else "row"
-        if not pid:
-            problems.append(Problem(file, line, "productid", EMPTY_ID, f"{at}: empty productid")); continue
-        if index in seen_index:
-            problems.append(Problem(file, line, "index", DUPLICATE_ID,
-                                    f"index {index} already used at line {seen_index[index]}")); continue
-        if pid in seen_id:
-            problems.append(Problem(file, line, "productid", DUPLICATE_ID,
-                                    f"{at}: productid {pid} already at line {seen_id[pid]}")); continue
-        label = None
-        if y_path is not None:
-            if index not in y_labels:
-                problems.append(Problem(file, line, "index", NO_LABEL_ROW,
-                                        f"index {index} (product {pid}) has no row in {y_path.name}")); continue
-            label, y_line, raw = y_labels[index]
-            if label is None:
-                problems.append(Problem(str(y_path), y_line, "prdtypecode", UNKNOWN_CATEGORY,
-                                        f"index {index} (product {pid}): {raw!r} is not one of the "
-                                        f"{len(tax)} category codes")); continue
-        seen_index[index], seen_id[pid] = line, line
-        image = image_index.get((value["imageid"].strip(), pid)) if image_dir else None
-        title = _capped(file, line, "designation", pid, value["designation"].strip(), TITLE_MAX_CHARS, problems)
-        description = _capped(file, line, "description", pid, value["description"], DESCRIPTION_MAX_CHARS, problems)
-        rec = ProductRecord(pid, title, description, None, None, label, index or None)
-        found.append((rec, line, image))
-        if n_rows % 5000 == 0:
-            progress(0.02 + 0.28 * min(1.0, n_rows / 100_000), f"reading {x_path.name}: {n_rows} rows")
-    progress(0.3, f"read {n_rows} rows")
-
-    if y_path is not None:
-        if all_index and not all_index & y_labels.keys():
-            raise CatalogError(f"no index of {y_path.name} matches {x_path.name} ({n_rows} rows): "
-                               "is the Y file from the same split as the X file?")
-        for index, (_, y_line, _) in y_labels.items():
-            if index not in all_index:
-                problems.append(Problem(str(y_path), y_line, "index", NO_LABEL_ROW,
-                                        f"index {index} has no row in {x_path.name}", "ignored"))
-    _attach_images(found, file, problems, progress, kind_missing=None, skip=known_ids)
-    no_image = (f"no image_<imageid>_product_<productid>.jpg for it in {image_dir}" if image_dir
-                else "no image folder given: --images DIR")
-    found = _refuse_empty(found, file, problems, "designation", known_ids, no_image)
-    n_without_image = sum(path is None for _, _, path in found) if image_dir else 0
-    progress(0.95, "validated")
-    fingerprint = _fingerprint([x_path] + ([y_path] if y_path else []), str(image_dir or ""))
     source = f"{x_path}" + (f" + {y_path}" if y_path else "") + (f" + images {image_dir}" if image_dir else "")
     notes = [] if image_dir else ["no image folder given: products imported without images (--images DIR)"]
-    return ParsedCatalog(source, [x_path] + ([y_path] if y_path else []), fingerprint, n_rows,
-                         [r for r, _, _ in found], problems, n_without_image, notes)
+    reading = _Reading(source, [x_path] + ([y_path] if y_path else []), notes, problems)
+    no_image = (f"no image_<imageid>_product_<productid>.jpg for it in {image_dir}" if image_dir
+                else "no image folder given: --images DIR")
+    file = str(x_path)
+    tell = _progress(progress, raw, x_path.name)
+    checker = _Checker(lambda n: tell(reading.n_rows, n))
+
+    def chunks() -> Iterator[list[tuple[ProductRecord, bool]]]:
+        matched: set[str] = set()          # Y indexes some X row has (bounded by the Y file)
+        saw_index = False
+        row_problems: list[Problem] = []   # a chunk's wrong field counts and non-UTF-8 bytes
+        progress(0.0, f"reading {x_path.name}")
+        try:
+            for part in _chunked(_rows(file, header, rows, cols, row_problems), chunk_rows):
+                reading.n_rows += len(part)
+                candidates = []
+                for line, value, ok in part:
+                    if value is None:
+                        continue
+                    index = value[""].strip()
+                    saw_index = True
+                    if index in y_labels:
+                        matched.add(index)
+                    if ok:
+                        candidates.append((line, index, value))
+                earlier_id, earlier_index = staging.seen([v["productid"].strip() for _, _, v in candidates],
+                                                         [i for _, i, _ in candidates])
+                seen_index: dict[str, int] = {}
+                seen_id: dict[str, int] = {}
+                more: list[tuple[int, Problem]] = []
+                found: list[Found] = []
+                for line, index, value in candidates:
+                    pid = value["productid"].strip()
+                    at = f"index {index}" if index else "row"
+                    if not pid:
+                        more.append((line, Problem(file, line, "productid", EMPTY_ID, f"{at}: empty productid")))
+                        continue
+                    first = seen_index.get(index) or earlier_index.get(index)
+                    if first:
+                        more.append((line, Problem(file, line, "index", DUPLICATE_ID,
+                                                   f"index {index} already used at line {first}")))
+                        continue
+                    first = seen_id.get(pid) or earlier_id.get(pid)
+                    if first:
+                        more.append((line, Problem(file, line, "productid", DUPLICATE_ID,
+                                                   f"{at}: productid {pid} already at line {first}")))
+                        continue
+                    label = None
+                    if y_path is not None:
+                        if index not in y_labels:
+                            more.append((line, Problem(file, line, "index", NO_LABEL_ROW,
+                                                       f"index {index} (product {pid}) has no row in {y_path.name}")))
+                            continue
+                        label, y_line, code = y_labels[index]
+                        if label is None:
+                            more.append((line, Problem(str(y_path), y_line, "prdtypecode", UNKNOWN_CATEGORY,
+                                                       f"index {index} (product {pid}): {code!r} is not one of the "
+                                                       f"{len(tax)} category codes")))
+                            continue
+                    seen_index[index], seen_id[pid] = line, line
+                    image = None
+                    if image_dir is not None:
+                        name = image_index.get((value["imageid"].strip(), pid))
+                        image = None if name is None else image_dir / name
+                    cut: list[Problem] = []
+                    title = _capped(file, line, "designation", pid, value["designation"].strip(), TITLE_MAX_CHARS, cut)
+                    description = _capped(file, line, "description", pid, value["description"],
+                                          DESCRIPTION_MAX_CHARS, cut)
+                    more += [(line, p) for p in cut]
+                    found.append((ProductRecord(pid, title, description, None, None, label, index or None),
+                                  line, index, image))
+                problems.extend(_in_file_order(row_problems, more))
+                row_problems.clear()
+                yield _finish_chunk(reading, found, file, problems, staging, checker, kind_missing=None,
+                                    title_field="designation", no_image=no_image,
+                                    count_without_image=image_dir is not None)
+                tell(reading.n_rows, checker.done)
+        finally:
+            checker.close()
+        if y_path is not None:
+            if saw_index and not matched:
+                raise CatalogError(f"no index of {y_path.name} matches {x_path.name} ({reading.n_rows} rows): "
+                                   "is the Y file from the same split as the X file?")
+            for index, (_, y_line, _) in y_labels.items():
+                if index not in matched:
+                    problems.append(Problem(str(y_path), y_line, "index", NO_LABEL_ROW,
+                                            f"index {index} has no row in {x_path.name}", "ignored"))
+            _hash_file(hasher, y_path)
+        hasher.update(str(image_dir or "").encode())
+        reading.fingerprint = (hasher.hexdigest() if raw.done == raw.size
+                               else _fingerprint(reading.files, str(image_dir or "")))
+        progress(0.95, f"read {reading.n_rows} rows")
+
+    return reading, chunks()
 
 
-def read_plain_csv(path: Path | str, *, progress: Progress | None = None,
-                   known_ids: frozenset[str] | set[str] = frozenset(), tax: Taxonomy | None = None) -> ParsedCatalog:
-    """Validate a plain CSV: id, title, and optional description, image (relative to the CSV's
-    folder, or absolute) and label (a category code, empty for unlabelled)."""
-    progress = progress or _noop
-    tax = tax or taxonomy.default()
+def _plain(path: Path | str, *, tax: Taxonomy, staging: imports.Staging, progress: Progress, chunk_rows: int
+           ) -> tuple[_Reading, Iterator[list[tuple[ProductRecord, bool]]]]:
+    """A plain CSV (id, title, and optional description, image, label) read as `_challenge`
+    reads an X file: checked first, then a chunk at a time."""
     path = _check_file(path, "catalog CSV")
-    header, rows = _records(path)
+    hasher = hashlib.sha256()
+    header, rows, raw = _records(path, hasher)
     cols = _require_columns(path, header, PLAIN_REQUIRED, "a plain catalog CSV", PLAIN_OPTIONAL)
     folder = path.resolve().parent
     file = str(path)
-    problems: list[Problem] = []
-    seen: dict[str, int] = {}
-    found: list[tuple[ProductRecord, int, Path | None]] = []
-    n_rows = 0
-    progress(0.02, f"reading {path.name}")
-    for line, value, ok in _rows(file, header, rows, cols, problems):
-        n_rows += 1
-        if not ok:
-            continue
-        pid = value["id"].strip()
-        if not pid:
-            problems.append(Problem(file, line, "id", EMPTY_ID, "empty id")); continue
-        if pid in seen:
-            problems.append(Problem(file, line, "id", DUPLICATE_ID, f"id {pid} already at line {seen[pid]}")); continue
-        raw_label = value.get("label", "").strip()
-        label = _parse_code(raw_label, tax) if raw_label else None
-        if raw_label and label is None:
-            problems.append(Problem(file, line, "label", UNKNOWN_CATEGORY,
-                                    f"product {pid}: {raw_label!r} is not one of the "
-                                    f"{len(tax)} category codes")); continue
-        seen[pid] = line
-        image = value.get("image", "").strip()
-        image_path = (folder / image).resolve() if image else None
-        title = _capped(file, line, "title", pid, value["title"].strip(), TITLE_MAX_CHARS, problems)
-        description = _capped(file, line, "description", pid, value.get("description", ""),
-                              DESCRIPTION_MAX_CHARS, problems)
-        found.append((ProductRecord(pid, title, description, None, None, label, None), line, image_path))
-    progress(0.3, f"read {n_rows} rows")
-    _attach_images(found, file, problems, progress, kind_missing=MISSING_IMAGE, skip=known_ids)
-    found = _refuse_empty(found, file, problems, "title", known_ids, "empty image cell")
-    n_without_image = sum(path is None for _, _, path in found)
-    progress(0.95, "validated")
     ignored = [h for h in header if h and h.lower() not in (*PLAIN_REQUIRED, *PLAIN_OPTIONAL)]
-    notes = [f"ignored columns: {', '.join(ignored)}"] if ignored else []
-    return ParsedCatalog(str(path), [path], _fingerprint([path]), n_rows, [r for r, _, _ in found],
-                         problems, n_without_image, notes)
+    reading = _Reading(str(path), [path], [f"ignored columns: {', '.join(ignored)}"] if ignored else [], [])
+    tell = _progress(progress, raw, path.name)
+    checker = _Checker(lambda n: tell(reading.n_rows, n))
+
+    def chunks() -> Iterator[list[tuple[ProductRecord, bool]]]:
+        problems = reading.problems
+        row_problems: list[Problem] = []
+        progress(0.0, f"reading {path.name}")
+        try:
+            for part in _chunked(_rows(file, header, rows, cols, row_problems), chunk_rows):
+                reading.n_rows += len(part)
+                candidates = [(line, value) for line, value, ok in part if ok]
+                earlier, _ = staging.seen([v["id"].strip() for _, v in candidates])
+                seen: dict[str, int] = {}
+                more: list[tuple[int, Problem]] = []
+                found: list[Found] = []
+                for line, value in candidates:
+                    pid = value["id"].strip()
+                    if not pid:
+                        more.append((line, Problem(file, line, "id", EMPTY_ID, "empty id")))
+                        continue
+                    first = seen.get(pid) or earlier.get(pid)
+                    if first:
+                        more.append((line, Problem(file, line, "id", DUPLICATE_ID, f"id {pid} already at line {first}")))
+                        continue
+                    raw_label = value.get("label", "").strip()
+                    label = _parse_code(raw_label, tax) if raw_label else None
+                    if raw_label and label is None:
+                        more.append((line, Problem(file, line, "label", UNKNOWN_CATEGORY,
+                                                   f"product {pid}: {raw_label!r} is not one of the "
+                                                   f"{len(tax)} category codes")))
+                        continue
+                    seen[pid] = line
+                    image = value.get("image", "").strip()
+                    image_path = (folder / image).resolve() if image else None
+                    cut: list[Problem] = []
+                    title = _capped(file, line, "title", pid, value["title"].strip(), TITLE_MAX_CHARS, cut)
+                    description = _capped(file, line, "description", pid, value.get("description", ""),
+                                          DESCRIPTION_MAX_CHARS, cut)
+                    more += [(line, p) for p in cut]
+                    found.append((ProductRecord(pid, title, description, None, None, label, None), line, None,
+                                  image_path))
+                problems.extend(_in_file_order(row_problems, more))
+                row_problems.clear()
+                yield _finish_chunk(reading, found, file, problems, staging, checker, kind_missing=MISSING_IMAGE,
+                                    title_field="title", no_image="empty image cell", count_without_image=True)
+                tell(reading.n_rows, checker.done)
+        finally:
+            checker.close()
+        reading.fingerprint = hasher.hexdigest() if raw.done == raw.size else _fingerprint([path])
+        progress(0.95, f"read {reading.n_rows} rows")
+
+    return reading, chunks()
 
 
-# -- writing into a workspace -----------------------------------------------------------------
-def store_catalog(ws: Workspace, parsed: ParsedCatalog, *, progress: Progress | None = None) -> ImportReport:
-    """One import batch in ONE transaction (`store.imports.store_batch`): the batch row, its new
-    products and its problems."""
+# -- parse only, or import --------------------------------------------------------------------
+def _parsed(reading: _Reading, products: list[ProductRecord]) -> ParsedCatalog:
+    return ParsedCatalog(reading.source, reading.files, reading.fingerprint, reading.n_rows, products,
+                         reading.problems, reading.n_without_image, reading.notes)
+
+
+def _parse(open_: Callable[[imports.Staging], tuple[_Reading, Iterator[list[tuple[ProductRecord, bool]]]]]
+           ) -> ParsedCatalog:
+    """Every kept product of a layout's chunks in one list (staged on a scratch database)."""
+    conn = imports.scratch()
+    try:
+        with imports.Staging(conn, workspace=False) as staging:
+            reading, chunks = open_(staging)
+            products = [rec for chunk in chunks for rec, _ in chunk]
+    finally:
+        conn.close()
+    return _parsed(reading, products)
+
+
+def read_challenge(texts: Path | str, labels: Path | str | None = None, images: Path | str | None = None,
+                   *, progress: Progress | None = None, tax: Taxonomy | None = None,
+                   chunk_rows: int = CHUNK_ROWS) -> ParsedCatalog:
+    """Validate an X file (with optional Y file and image folder) in the Rakuten challenge layout,
+    writing nothing; label codes are read in `tax`, the workspace's taxonomy (default: Rakuten's).
+    Every valid product is returned: this is what `predict --texts` reads, not what `import` does
+    (`import_challenge` streams)."""
+    return _parse(lambda staging: _challenge(texts, labels, images, tax=tax or taxonomy.default(), staging=staging,
+                                             progress=progress or _noop, chunk_rows=chunk_rows))
+
+
+def read_plain_csv(path: Path | str, *, progress: Progress | None = None, tax: Taxonomy | None = None,
+                   chunk_rows: int = CHUNK_ROWS) -> ParsedCatalog:
+    """Validate a plain CSV: id, title, and optional description, image (relative to the CSV's
+    folder, or absolute) and label (a category code, empty for unlabelled); writes nothing."""
+    return _parse(lambda staging: _plain(path, tax=tax or taxonomy.default(), staging=staging,
+                                         progress=progress or _noop, chunk_rows=chunk_rows))
+
+
+def _import(ws: Workspace, open_: Callable[[imports.Staging], tuple[_Reading, Iterator[list[tuple[ProductRecord, bool]]]]],
+            progress: Progress | None) -> ImportReport:
+    """Read a catalog a chunk at a time into staging (its images checked against the products
+    already stored, one chunk in memory), then publish it as one batch in ONE transaction."""
     progress = progress or _noop
     started = time.perf_counter()
-    previous = imports.first_batch_with(ws, parsed.fingerprint)
-    problems = [imports.Problem(p.file, None if p.line is None else str(p.line), p.field,
-                                f"{p.kind}: {p.message} ({p.action})") for p in parsed.problems]
-    batch, new = imports.store_batch(
-        ws, source=parsed.source, fingerprint=parsed.fingerprint, n_rows=parsed.n_rows,
-        n_skipped=sum(p.skipped for p in parsed.problems), products=parsed.products, problems=problems,
-        progress=lambda done, total: progress(0.95 + 0.05 * done / total, f"writing {done}/{total}"))
-    imported, already = len(new), len(parsed.products) - len(new)
-    with_image = sum(p.image_path is not None for p in new)
+    if ws.read_only:            # the one-line refusal any write gives, before a row is read
+        ws.write(lambda conn: None)
+    with imports.Staging(ws.conn, workspace=True) as staging:
+        reading, chunks = open_(staging)
+        for _ in chunks:
+            pass
+        previous = imports.first_batch_with(ws, reading.fingerprint)
+        problems = [imports.Problem(p.file, None if p.line is None else str(p.line), p.field,
+                                    f"{p.kind}: {p.message} ({p.action})") for p in reading.problems]
+        batch, kept, imported, with_image = imports.publish(
+            ws, staging, source=reading.source, fingerprint=reading.fingerprint, n_rows=reading.n_rows,
+            n_skipped=sum(p.skipped for p in reading.problems), problems=problems,
+            progress=lambda done, total: progress(0.95 + 0.05 * done / total, f"writing {done}/{total}"))
     progress(1.0, f"imported {imported} products")
-    log.info("batch %s: %s imported, %s already present, %s problems", batch, imported, already,
-             len(parsed.problems))
-    return ImportReport(parsed.source, ws.root, batch, parsed.fingerprint, parsed.n_rows, imported, already,
-                        with_image, imported - with_image, parsed.problems, parsed.notes,
+    log.info("batch %s: %s imported, %s already present, %s problems", batch, imported, kept - imported,
+             len(reading.problems))
+    return ImportReport(reading.source, ws.root, batch, reading.fingerprint, reading.n_rows, imported,
+                        kept - imported, with_image, imported - with_image, reading.problems, reading.notes,
                         round(time.perf_counter() - started, 3), previous)
 
 
-def _stored_ids(ws: Workspace) -> set[str]:
-    return imports.product_ids(ws)
-
-
 def import_challenge(ws: Workspace, texts: Path | str, labels: Path | str | None = None,
-                     images: Path | str | None = None, *, progress: Progress | None = None) -> ImportReport:
+                     images: Path | str | None = None, *, progress: Progress | None = None,
+                     chunk_rows: int = CHUNK_ROWS) -> ImportReport:
     """Import X (+ optional Y and image folder) in the Rakuten challenge layout."""
-    started = time.perf_counter()
-    parsed = read_challenge(texts, labels, images, progress=progress, known_ids=_stored_ids(ws),
-                            tax=taxonomy.of(ws))
-    report = store_catalog(ws, parsed, progress=progress)
-    report.duration_s = round(time.perf_counter() - started, 3)
-    return report
+    return _import(ws, lambda staging: _challenge(texts, labels, images, tax=taxonomy.of(ws), staging=staging,
+                                                  progress=progress or _noop, chunk_rows=chunk_rows), progress)
 
 
-def import_plain_csv(ws: Workspace, path: Path | str, *, progress: Progress | None = None) -> ImportReport:
+def import_plain_csv(ws: Workspace, path: Path | str, *, progress: Progress | None = None,
+                     chunk_rows: int = CHUNK_ROWS) -> ImportReport:
     """Import a plain CSV (id, title, description, image, label)."""
-    started = time.perf_counter()
-    report = store_catalog(ws, read_plain_csv(path, progress=progress, known_ids=_stored_ids(ws), tax=taxonomy.of(ws)),
-                           progress=progress)
-    report.duration_s = round(time.perf_counter() - started, 3)
-    return report
+    return _import(ws, lambda staging: _plain(path, tax=taxonomy.of(ws), staging=staging,
+                                              progress=progress or _noop, chunk_rows=chunk_rows), progress)

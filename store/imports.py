@@ -6,7 +6,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
-INSERT_CHUNK = 1000     # products per executemany (progress is reported between chunks)
+INSERT_CHUNK = 1000     # products per statement (progress is reported between chunks)
 
 
 class NewProduct(Protocol):
@@ -54,34 +54,124 @@ def products_of_batches(ws: Any, batch_ids: Sequence[int]) -> list[str]:
         list(batch_ids))]
 
 
-def store_batch(ws: Any, *, source: str, fingerprint: str, n_rows: int, n_skipped: int,
-                products: Sequence[NewProduct], problems: Sequence[Problem],
-                progress: Callable[[int, int], None] | None = None) -> tuple[int, list[NewProduct]]:
-    """One import batch in ONE transaction: the batch row, the products not stored yet (checked
-    again inside the transaction) and the problems. Returns (batch id, the products written).
+# -- an import read a chunk at a time --------------------------------------------------------
+STAGING = "temp.import_staging"
+
+
+class Staging:
+    """The products of an import being read, held in SQLite's temp schema of one connection (a
+    file of SQLite's own, never the workspace, gone with the connection) until `publish` moves
+    them into the workspace in ONE transaction.
+
+    Why: the importer reads, checks and refuses a catalog a chunk at a time, so its memory follows
+    the chunk, not the catalog; what it must remember across chunks (every id and index already
+    read, with its line, for the duplicate messages) lives here instead of in Python dicts, and
+    nothing reaches the workspace until the whole file was read (a file that stops the import
+    half-way, such as an unparsable line, still writes nothing). The workspace's write lock is only
+    taken by `publish`, so the review app keeps writing decisions while a large catalog is read.
+
+    `workspace`: whether `conn` is a workspace's (then `stored` looks its products up); a parse
+    with no workspace stages on a private scratch connection (`scratch()`)."""
+
+    def __init__(self, conn: sqlite3.Connection, *, workspace: bool):
+        self.conn, self.workspace = conn, workspace
+        self.staged = 0
+
+    def __enter__(self) -> "Staging":
+        self.conn.execute(f"DROP TABLE IF EXISTS {STAGING}")
+        self.conn.execute(
+            f"CREATE TABLE {STAGING} (n INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, idx TEXT, "
+            "line INTEGER NOT NULL, title TEXT NOT NULL, description TEXT NOT NULL, image_path TEXT, "
+            "image_sha1 TEXT, source_label INTEGER, source_row TEXT, keep INTEGER NOT NULL, "
+            "new INTEGER NOT NULL DEFAULT 0)")
+        self.conn.execute(f"CREATE INDEX {STAGING}_idx ON import_staging(idx)")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+        self.conn.execute(f"DROP TABLE IF EXISTS {STAGING}")
+
+    def seen(self, ids: Sequence[str], indexes: Sequence[str] = ()) -> tuple[dict[str, int], dict[str, int]]:
+        """({id: line}, {X index: line}) of these already staged by an earlier chunk."""
+        def lookup(column: str, keys: Sequence[str]) -> dict[str, int]:
+            keys = list(dict.fromkeys(keys))
+            found: dict[str, int] = {}
+            for start in range(0, len(keys), INSERT_CHUNK):
+                part = keys[start:start + INSERT_CHUNK]
+                found.update((r[0], r[1]) for r in self.conn.execute(
+                    f"SELECT {column}, line FROM {STAGING} WHERE {column} IN ({','.join('?' * len(part))})", part))
+            return found
+        return lookup("id", ids) if ids else {}, lookup("idx", indexes) if indexes else {}
+
+    def stored(self, ids: Sequence[str]) -> set[str]:
+        """Which of these product ids the workspace already holds (none without a workspace)."""
+        if not self.workspace or not ids:
+            return set()
+        out: set[str] = set()
+        ids = list(ids)
+        for start in range(0, len(ids), INSERT_CHUNK):
+            part = ids[start:start + INSERT_CHUNK]
+            out.update(r[0] for r in self.conn.execute(
+                f"SELECT id FROM main.products WHERE id IN ({','.join('?' * len(part))})", part))
+        return out
+
+    def add(self, rows: Sequence[tuple[NewProduct, str | None, int, bool]]) -> None:
+        """Stage (product, X index as read, line, keep) rows in file order; keep=False: refused,
+        yet its id and index still count as read (a later duplicate of it is reported)."""
+        if not rows:
+            return
+        self.conn.execute("BEGIN")
+        try:
+            self.conn.executemany(
+                f"INSERT INTO {STAGING} (id, idx, line, title, description, image_path, image_sha1, source_label, "
+                "source_row, keep) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(p.id, idx, line, p.title, p.description, p.image_path, p.image_sha1, p.source_label,
+                  p.source_row, int(keep)) for p, idx, line, keep in rows])
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.staged += len(rows)
+
+
+def scratch() -> sqlite3.Connection:
+    """A private SQLite database on disk, deleted when closed: staging for a parse with no workspace."""
+    return sqlite3.connect("", isolation_level=None)
+
+
+def publish(ws: Any, staging: Staging, *, source: str, fingerprint: str, n_rows: int, n_skipped: int,
+            problems: Sequence[Problem], progress: Callable[[int, int], None] | None = None
+            ) -> tuple[int, int, int, int]:
+    """The staged import as one batch in ONE transaction: the batch row, the kept products not
+    stored yet (checked again inside the transaction), in file order, and the problems.
+    Returns (batch id, products kept, products written, of them with an image).
     progress(done, total) is called between chunks of products."""
     from store.workspace import now_iso
 
-    def write(conn: sqlite3.Connection) -> tuple[int, list[NewProduct]]:
+    def write(conn: sqlite3.Connection) -> tuple[int, int, int, int]:
         imported_at = now_iso()
-        existing = {r[0] for r in conn.execute("SELECT id FROM products")}
-        new = [p for p in products if p.id not in existing]
+        conn.execute(f"UPDATE {STAGING} SET new = 1 WHERE keep = 1 AND id NOT IN (SELECT id FROM main.products)")
+        kept, total, with_image = conn.execute(
+            f"SELECT count(*), coalesce(sum(new), 0), count(CASE WHEN new = 1 THEN image_path END) FROM {STAGING} "
+            "WHERE keep = 1").fetchone()
         cur = conn.execute(
             "INSERT INTO import_batches (source, fingerprint, started_at, n_rows, n_imported, n_skipped) "
-            "VALUES (?, ?, ?, ?, ?, ?)", (source, fingerprint, imported_at, n_rows, len(new), n_skipped))
+            "VALUES (?, ?, ?, ?, ?, ?)", (source, fingerprint, imported_at, n_rows, total, n_skipped))
         batch = int(cur.lastrowid)
-        for start in range(0, len(new), INSERT_CHUNK):
-            chunk = new[start:start + INSERT_CHUNK]
-            conn.executemany(
-                "INSERT INTO products (id, title, description, image_path, image_sha1, source_label, batch_id, "
-                "source_row, imported_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(p.id, p.title, p.description, p.image_path, p.image_sha1, p.source_label, batch,
-                  p.source_row, imported_at) for p in chunk])
-            if progress is not None:
-                progress(start + len(chunk), len(new))
+        last = conn.execute(f"SELECT coalesce(max(n), 0) FROM {STAGING}").fetchone()[0]
+        done = 0
+        for start in range(0, last, INSERT_CHUNK):
+            done += conn.execute(
+                "INSERT INTO main.products (id, title, description, image_path, image_sha1, source_label, batch_id, "
+                "source_row, imported_at) SELECT id, title, description, image_path, image_sha1, source_label, ?, "
+                f"source_row, ? FROM {STAGING} WHERE new = 1 AND n > ? AND n <= ? ORDER BY n",
+                (batch, imported_at, start, start + INSERT_CHUNK)).rowcount
+            if progress is not None and total:
+                progress(done, total)
         conn.executemany("INSERT INTO import_problems (batch_id, file, row, field, reason) VALUES (?, ?, ?, ?, ?)",
                          [(batch, p.file, p.line, p.field, p.reason) for p in problems])
-        return batch, new
+        return batch, int(kept), int(total), int(with_image)
 
     return ws.write(write)
 
