@@ -13,7 +13,7 @@ its own, then imported again (every id already stored): products/s and that proc
 
     python -m bench.bench_import            # 5 runs each; synthetic 10,000 and 40,000
     python -m bench.bench_import --runs 3 --synthetic 100000
-    python -m bench.bench_import --quick    # one run of each; synthetic 5,000
+    python -m bench.bench_import --quick    # one run of each; synthetic 2,000
     python -m bench.bench_import --runs 0 --synthetic 10000,40000     # synthetic only
 """
 from __future__ import annotations
@@ -98,7 +98,7 @@ def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--runs", type=int, default=5, help="runs of each stage on the sample (0: skip them)")
     ap.add_argument("--synthetic", default="10000,40000", help="sizes of the synthetic catalogs ('' to skip)")
-    args = parse(ap, quick={"runs": 1, "synthetic": "5000"})
+    args = parse(ap, quick={"runs": 1, "synthetic": "2000"})
     if args.runs:
         sample_stages(args.runs)
     sizes = [int(s) for s in args.synthetic.split(",") if s.strip()]

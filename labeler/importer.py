@@ -9,10 +9,9 @@ failed import never leaves half a batch behind, and the review app's writes are 
 a large catalog is read. `read_challenge` / `read_plain_csv` run the same readers with no
 workspace and return every valid product (`predict --texts` uses them).
 
-What still grows with the catalog while importing: the problems (one `Problem` per reported row),
-the Y file (`read_labels`: one entry per row, ~270 bytes each) and the image folder's index
-(names only: ~250 bytes per file). Not the X file: its rows, texts, ids and indexes are either in
-the chunk or in the staging table.
+What still grows with the catalog while importing: the problems (one `Problem` per reported row)
+and the image folder's index (names only: ~250 bytes per file). Not the X or Y file: their rows,
+texts, ids, indexes and labels are either in the chunk or in the staging tables.
 
 What stops an import (raises `CatalogError`, nothing written): a missing or unreadable file, a
 CSV that cannot be parsed (also when the bad line comes after many good chunks: they were only
@@ -345,35 +344,65 @@ def _parse_code(value: str, tax: Taxonomy) -> int | None:
     return tax.parse(value.strip())
 
 
-def read_labels(path: Path | str, tax: Taxonomy | None = None) -> tuple[dict[str, tuple[int | None, int, str]], list[Problem]]:
-    """Y file -> {index: (category key or None if unknown, line, raw value)} and its row problems;
-    codes are read in `tax` (default: the Rakuten taxonomy).
-
-    Held whole (an import joins X's rows to it as they stream): one entry per Y row, its index
-    and a few small objects, a few hundred bytes each; the X file's texts never are."""
-    tax = tax or taxonomy.default()
-    path = _check_file(path, "labels (Y)")
+def _label_rows(path: Path, tax: Taxonomy, problems: list[Problem]
+                ) -> Iterator[tuple[str, int | None, int, str]]:
+    """(index, category key or None if unknown, line, raw value) per readable Y row; a row with
+    the wrong number of fields or non-UTF-8 bytes is reported in `problems` and ignored."""
     header, rows, _ = _records(path)
     cols = _require_columns(path, header, Y_COLUMNS, "a Rakuten Y file")
-    labels: dict[str, tuple[int | None, int, str]] = {}
-    problems: list[Problem] = []
     file = str(path)
-    for line, fields in rows:
-        if len(fields) != len(header):
-            problems.append(Problem(file, line, None, BAD_FIELD_COUNT,
-                                    f"{len(fields)} fields, expected {len(header)}", "ignored"))
-            continue
-        index, raw = fields[cols[""]].strip(), fields[cols["prdtypecode"]]
-        bad = _non_utf8(file, line, {"": index, "prdtypecode": raw})
-        if bad:
-            problems.append(Problem(bad.file, bad.line, bad.field, bad.kind, bad.message, "ignored"))
-            continue
+
+    def valid() -> Iterator[tuple[str, int | None, int, str]]:
+        for line, fields in rows:
+            if len(fields) != len(header):
+                problems.append(Problem(file, line, None, BAD_FIELD_COUNT,
+                                        f"{len(fields)} fields, expected {len(header)}", "ignored"))
+                continue
+            index, raw = fields[cols[""]].strip(), fields[cols["prdtypecode"]]
+            bad = _non_utf8(file, line, {"": index, "prdtypecode": raw})
+            if bad:
+                problems.append(Problem(bad.file, bad.line, bad.field, bad.kind, bad.message, "ignored"))
+                continue
+            yield index, _parse_code(raw, tax), line, raw.strip()
+    return valid()
+
+
+def _duplicate_label(file: str, line: int, index: str, first: int) -> Problem:
+    return Problem(file, line, "index", DUPLICATE_ID, f"index {index} already labelled at line {first}", "ignored")
+
+
+def read_labels(path: Path | str, tax: Taxonomy | None = None) -> tuple[dict[str, tuple[int | None, int, str]], list[Problem]]:
+    """Y file -> {index: (category key or None if unknown, line, raw value)} and its row problems;
+    codes are read in `tax` (default: the Rakuten taxonomy). Held whole: what `evaluate` joins
+    predictions with (an import stages its Y file instead, `_stage_labels`)."""
+    path = _check_file(path, "labels (Y)")
+    problems: list[Problem] = []
+    labels: dict[str, tuple[int | None, int, str]] = {}
+    for index, label, line, raw in _label_rows(path, tax or taxonomy.default(), problems):
         if index in labels:
-            problems.append(Problem(file, line, "index", DUPLICATE_ID,
-                                    f"index {index} already labelled at line {labels[index][1]}", "ignored"))
-            continue
-        labels[index] = (_parse_code(raw, tax), line, raw.strip())
+            problems.append(_duplicate_label(str(path), line, index, labels[index][1]))
+        else:
+            labels[index] = (label, line, raw)
     return labels, problems
+
+
+def _stage_labels(path: Path, tax: Taxonomy, staging: imports.Staging, chunk_rows: int) -> list[Problem]:
+    """The Y file's rows staged beside the X rows (`Staging.labels`), a chunk at a time, so an
+    import holds no entry per Y row either; returns its row problems."""
+    problems: list[Problem] = []
+    for part in _chunked(_label_rows(path, tax, problems), chunk_rows):
+        earlier = staging.labels([index for index, _, _, _ in part])
+        seen: dict[str, int] = {}
+        rows = []
+        for index, label, line, raw in part:
+            first = seen.get(index) or (earlier[index][1] if index in earlier else None)
+            if first:
+                problems.append(_duplicate_label(str(path), line, index, first))
+                continue
+            seen[index] = line
+            rows.append((index, label, line, raw))
+        staging.add_labels(rows)
+    return problems
 
 
 # -- images -----------------------------------------------------------------------------------
@@ -563,7 +592,7 @@ def _challenge(texts: Path | str, labels: Path | str | None, images: Path | str 
     hasher = hashlib.sha256()
     header, rows, raw = _records(x_path, hasher)
     cols = _require_columns(x_path, header, X_COLUMNS, "a Rakuten X file")
-    y_labels, problems = read_labels(y_path, tax) if y_path else ({}, [])
+    problems = _stage_labels(y_path, tax, staging, chunk_rows) if y_path else []
     image_index = _image_index(image_dir) if image_dir else {}
     source = f"{x_path}" + (f" + {y_path}" if y_path else "") + (f" + images {image_dir}" if image_dir else "")
     notes = [] if image_dir else ["no image folder given: products imported without images (--images DIR)"]
@@ -575,7 +604,6 @@ def _challenge(texts: Path | str, labels: Path | str | None, images: Path | str 
     checker = _Checker(lambda n: tell(reading.n_rows, n))
 
     def chunks() -> Iterator[list[tuple[ProductRecord, bool]]]:
-        matched: set[str] = set()          # Y indexes some X row has (bounded by the Y file)
         saw_index = False
         row_problems: list[Problem] = []   # a chunk's wrong field counts and non-UTF-8 bytes
         progress(0.0, f"reading {x_path.name}")
@@ -583,15 +611,16 @@ def _challenge(texts: Path | str, labels: Path | str | None, images: Path | str 
             for part in _chunked(_rows(file, header, rows, cols, row_problems), chunk_rows):
                 reading.n_rows += len(part)
                 candidates = []
+                indexes = []
                 for line, value, ok in part:
                     if value is None:
                         continue
                     index = value[""].strip()
-                    saw_index = True
-                    if index in y_labels:
-                        matched.add(index)
+                    indexes.append(index)
                     if ok:
                         candidates.append((line, index, value))
+                saw_index = saw_index or bool(indexes)
+                y_labels = staging.labels(indexes, match=True) if y_path is not None else {}
                 earlier_id, earlier_index = staging.seen([v["productid"].strip() for _, _, v in candidates],
                                                          [i for _, i, _ in candidates])
                 seen_index: dict[str, int] = {}
@@ -647,13 +676,12 @@ def _challenge(texts: Path | str, labels: Path | str | None, images: Path | str 
         finally:
             checker.close()
         if y_path is not None:
-            if saw_index and not matched:
+            if saw_index and not staging.any_label_matched():
                 raise CatalogError(f"no index of {y_path.name} matches {x_path.name} ({reading.n_rows} rows): "
                                    "is the Y file from the same split as the X file?")
-            for index, (_, y_line, _) in y_labels.items():
-                if index not in matched:
-                    problems.append(Problem(str(y_path), y_line, "index", NO_LABEL_ROW,
-                                            f"index {index} has no row in {x_path.name}", "ignored"))
+            for index, y_line in staging.unmatched_labels():
+                problems.append(Problem(str(y_path), y_line, "index", NO_LABEL_ROW,
+                                        f"index {index} has no row in {x_path.name}", "ignored"))
             _hash_file(hasher, y_path)
         hasher.update(str(image_dir or "").encode())
         reading.fingerprint = (hasher.hexdigest() if raw.done == raw.size

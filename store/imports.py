@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 INSERT_CHUNK = 1000     # products per statement (progress is reported between chunks)
 
@@ -56,6 +56,7 @@ def products_of_batches(ws: Any, batch_ids: Sequence[int]) -> list[str]:
 
 # -- an import read a chunk at a time --------------------------------------------------------
 STAGING = "temp.import_staging"
+LABELS = "temp.import_labels"
 
 
 class Staging:
@@ -85,12 +86,52 @@ class Staging:
             "image_sha1 TEXT, source_label INTEGER, source_row TEXT, keep INTEGER NOT NULL, "
             "new INTEGER NOT NULL DEFAULT 0)")
         self.conn.execute(f"CREATE INDEX {STAGING}_idx ON import_staging(idx)")
+        self.conn.execute(f"DROP TABLE IF EXISTS {LABELS}")
+        self.conn.execute(f"CREATE TABLE {LABELS} (idx TEXT PRIMARY KEY, label INTEGER, line INTEGER NOT NULL, "
+                          "raw TEXT NOT NULL, matched INTEGER NOT NULL DEFAULT 0)")
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
         self.conn.execute(f"DROP TABLE IF EXISTS {STAGING}")
+        self.conn.execute(f"DROP TABLE IF EXISTS {LABELS}")
+
+    def _many(self, sql: str, rows: Sequence[tuple]) -> None:
+        self.conn.execute("BEGIN")
+        try:
+            self.conn.executemany(sql, rows)
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
+    def add_labels(self, rows: Sequence[tuple[str, int | None, int, str]]) -> None:
+        """Stage (X index, category key or None if unknown, line, raw code) rows of a Y file."""
+        if rows:
+            self._many(f"INSERT INTO {LABELS} (idx, label, line, raw) VALUES (?, ?, ?, ?)", rows)
+
+    def labels(self, indexes: Sequence[str], *, match: bool = False) -> dict[str, tuple[int | None, int, str]]:
+        """{index: (category key or None, line, raw code)} of the staged Y rows among `indexes`;
+        match: those are marked as having an X row (`unmatched_labels`)."""
+        keys = list(dict.fromkeys(indexes))
+        found: dict[str, tuple[int | None, int, str]] = {}
+        for start in range(0, len(keys), INSERT_CHUNK):
+            part = keys[start:start + INSERT_CHUNK]
+            marks = ",".join("?" * len(part))
+            found.update((r[0], (r[1], r[2], r[3])) for r in self.conn.execute(
+                f"SELECT idx, label, line, raw FROM {LABELS} WHERE idx IN ({marks})", part))
+            if match:
+                self.conn.execute(f"UPDATE {LABELS} SET matched = 1 WHERE idx IN ({marks}) AND matched = 0", part)
+        return found
+
+    def any_label_matched(self) -> bool:
+        return self.conn.execute(f"SELECT 1 FROM {LABELS} WHERE matched = 1 LIMIT 1").fetchone() is not None
+
+    def unmatched_labels(self) -> Iterator[tuple[str, int]]:
+        """(index, line) of the staged Y rows no X row had, in file order."""
+        for r in self.conn.execute(f"SELECT idx, line FROM {LABELS} WHERE matched = 0 ORDER BY line"):
+            yield r[0], r[1]
 
     def seen(self, ids: Sequence[str], indexes: Sequence[str] = ()) -> tuple[dict[str, int], dict[str, int]]:
         """({id: line}, {X index: line}) of these already staged by an earlier chunk."""
@@ -121,17 +162,10 @@ class Staging:
         yet its id and index still count as read (a later duplicate of it is reported)."""
         if not rows:
             return
-        self.conn.execute("BEGIN")
-        try:
-            self.conn.executemany(
-                f"INSERT INTO {STAGING} (id, idx, line, title, description, image_path, image_sha1, source_label, "
-                "source_row, keep) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(p.id, idx, line, p.title, p.description, p.image_path, p.image_sha1, p.source_label,
-                  p.source_row, int(keep)) for p, idx, line, keep in rows])
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
+        self._many(f"INSERT INTO {STAGING} (id, idx, line, title, description, image_path, image_sha1, source_label, "
+                   "source_row, keep) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   [(p.id, idx, line, p.title, p.description, p.image_path, p.image_sha1, p.source_label,
+                     p.source_row, int(keep)) for p, idx, line, keep in rows])
         self.staged += len(rows)
 
 
