@@ -323,7 +323,7 @@ def _rows(file: str, header: list[str], rows: Iterator[tuple[int, list[str]]], c
             yield line, None, False
             continue
         value = {c: fields[i] for c, i in cols.items()}
-        bad = _non_utf8(file, line, value)
+        bad = _non_utf8(file, line, value) if SURROGATE.search("".join(fields)) else None   # one scan a row
         if bad:
             problems.append(bad)
         yield line, value, bad is None
@@ -351,6 +351,7 @@ def _label_rows(path: Path, tax: Taxonomy, problems: list[Problem]
     header, rows, _ = _records(path)
     cols = _require_columns(path, header, Y_COLUMNS, "a Rakuten Y file")
     file = str(path)
+    codes: dict[str, int | None] = {}          # a Y file holds a few distinct codes: each parsed once
 
     def valid() -> Iterator[tuple[str, int | None, int, str]]:
         for line, fields in rows:
@@ -363,7 +364,14 @@ def _label_rows(path: Path, tax: Taxonomy, problems: list[Problem]
             if bad:
                 problems.append(Problem(bad.file, bad.line, bad.field, bad.kind, bad.message, "ignored"))
                 continue
-            yield index, _parse_code(raw, tax), line, raw.strip()
+            code = raw.strip()
+            if code in codes:
+                label = codes[code]
+            else:
+                label = _parse_code(code, tax)
+                if len(codes) < 10_000:        # bounded, whatever a broken file holds
+                    codes[code] = label
+            yield index, label, line, code
     return valid()
 
 

@@ -83,8 +83,7 @@ class Staging:
         self.conn.execute(
             f"CREATE TABLE {STAGING} (n INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, idx TEXT, "
             "line INTEGER NOT NULL, title TEXT NOT NULL, description TEXT NOT NULL, image_path TEXT, "
-            "image_sha1 TEXT, source_label INTEGER, source_row TEXT, keep INTEGER NOT NULL, "
-            "new INTEGER NOT NULL DEFAULT 0)")
+            "image_sha1 TEXT, source_label INTEGER, source_row TEXT, keep INTEGER NOT NULL)")
         self.conn.execute(f"CREATE INDEX {STAGING}_idx ON import_staging(idx)")
         self.conn.execute(f"DROP TABLE IF EXISTS {LABELS}")
         self.conn.execute(f"CREATE TABLE {LABELS} (idx TEXT PRIMARY KEY, label INTEGER, line INTEGER NOT NULL, "
@@ -185,27 +184,27 @@ def publish(ws: Any, staging: Staging, *, source: str, fingerprint: str, n_rows:
 
     def write(conn: sqlite3.Connection) -> tuple[int, int, int, int]:
         imported_at = now_iso()
-        conn.execute(f"UPDATE {STAGING} SET new = 1 WHERE keep = 1 AND id NOT IN (SELECT id FROM main.products)")
-        kept, total, with_image = conn.execute(
-            f"SELECT count(*), coalesce(sum(new), 0), count(CASE WHEN new = 1 THEN image_path END) FROM {STAGING} "
-            "WHERE keep = 1").fetchone()
+        new = "keep = 1 AND id NOT IN (SELECT id FROM main.products)"
+        kept, total, last = conn.execute(
+            f"SELECT count(CASE WHEN keep = 1 THEN 1 END), count(CASE WHEN {new} THEN 1 END), coalesce(max(n), 0) "
+            f"FROM {STAGING}").fetchone()
         cur = conn.execute(
             "INSERT INTO import_batches (source, fingerprint, started_at, n_rows, n_imported, n_skipped) "
             "VALUES (?, ?, ?, ?, ?, ?)", (source, fingerprint, imported_at, n_rows, total, n_skipped))
         batch = int(cur.lastrowid)
-        last = conn.execute(f"SELECT coalesce(max(n), 0) FROM {STAGING}").fetchone()[0]
         done = 0
         for start in range(0, last, INSERT_CHUNK):
             done += conn.execute(
                 "INSERT INTO main.products (id, title, description, image_path, image_sha1, source_label, batch_id, "
                 "source_row, imported_at) SELECT id, title, description, image_path, image_sha1, source_label, ?, "
-                f"source_row, ? FROM {STAGING} WHERE new = 1 AND n > ? AND n <= ? ORDER BY n",
+                f"source_row, ? FROM {STAGING} WHERE n > ? AND n <= ? AND {new} ORDER BY n",
                 (batch, imported_at, start, start + INSERT_CHUNK)).rowcount
             if progress is not None and total:
                 progress(done, total)
+        with_image = conn.execute("SELECT count(image_path) FROM products WHERE batch_id = ?", (batch,)).fetchone()[0]
         conn.executemany("INSERT INTO import_problems (batch_id, file, row, field, reason) VALUES (?, ?, ?, ?, ?)",
                          [(batch, p.file, p.line, p.field, p.reason) for p in problems])
-        return batch, int(kept), int(total), int(with_image)
+        return batch, int(kept), int(done), int(with_image)
 
     return ws.write(write)
 
