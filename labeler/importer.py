@@ -544,6 +544,9 @@ class _Reading:
     fingerprint: str = ""
 
 
+Chunks = Iterator[list[tuple[ProductRecord, bool]]]     # per chunk: (kept product, already stored)
+
+
 def _chunked(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
     while True:
         part = list(islice(items, size))
@@ -570,8 +573,8 @@ def _finish_chunk(reading: _Reading, found: list[Found], file: str, problems: li
     problems.extend(chunk_problems)
     if count_without_image:
         reading.n_without_image += sum(path is None for _, _, _, path in kept)
-    staging.add([(rec, idx, line, True) for rec, line, idx, _ in kept]
-                + [(rec, idx, line, False) for rec, line, idx, _ in refused])
+    staging.add([(rec, idx, line, imports.STORED if rec.id in stored else imports.NEW) for rec, line, idx, _ in kept]
+                + [(rec, idx, line, imports.REFUSED) for rec, line, idx, _ in refused])
     return [(rec, rec.id in stored) for rec, _, _, _ in kept]
 
 
@@ -733,7 +736,8 @@ def _plain(path: Path | str, *, tax: Taxonomy, staging: imports.Staging, progres
                         continue
                     first = seen.get(pid) or earlier.get(pid)
                     if first:
-                        more.append((line, Problem(file, line, "id", DUPLICATE_ID, f"id {pid} already at line {first}")))
+                        more.append((line, Problem(file, line, "id", DUPLICATE_ID,
+                                                   f"id {pid} already at line {first}")))
                         continue
                     raw_label = value.get("label", "").strip()
                     label = _parse_code(raw_label, tax) if raw_label else None
@@ -771,8 +775,7 @@ def _parsed(reading: _Reading, products: list[ProductRecord]) -> ParsedCatalog:
                          reading.problems, reading.n_without_image, reading.notes)
 
 
-def _parse(open_: Callable[[imports.Staging], tuple[_Reading, Iterator[list[tuple[ProductRecord, bool]]]]]
-           ) -> ParsedCatalog:
+def _parse(open_: Callable[[imports.Staging], tuple[_Reading, Chunks]]) -> ParsedCatalog:
     """Every kept product of a layout's chunks in one list (staged on a scratch database)."""
     conn = imports.scratch()
     try:
@@ -803,7 +806,7 @@ def read_plain_csv(path: Path | str, *, progress: Progress | None = None, tax: T
                                          progress=progress or _noop, chunk_rows=chunk_rows))
 
 
-def _import(ws: Workspace, open_: Callable[[imports.Staging], tuple[_Reading, Iterator[list[tuple[ProductRecord, bool]]]]],
+def _import(ws: Workspace, open_: Callable[[imports.Staging], tuple[_Reading, Chunks]],
             progress: Progress | None) -> ImportReport:
     """Read a catalog a chunk at a time into staging (its images checked against the products
     already stored, one chunk in memory), then publish it as one batch in ONE transaction."""

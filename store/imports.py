@@ -57,6 +57,7 @@ def products_of_batches(ws: Any, batch_ids: Sequence[int]) -> list[str]:
 # -- an import read a chunk at a time --------------------------------------------------------
 STAGING = "temp.import_staging"
 LABELS = "temp.import_labels"
+REFUSED, NEW, STORED = 0, 1, 2          # a staged row's `keep`
 
 
 class Staging:
@@ -156,15 +157,17 @@ class Staging:
                 f"SELECT id FROM main.products WHERE id IN ({','.join('?' * len(part))})", part))
         return out
 
-    def add(self, rows: Sequence[tuple[NewProduct, str | None, int, bool]]) -> None:
-        """Stage (product, X index as read, line, keep) rows in file order; keep=False: refused,
-        yet its id and index still count as read (a later duplicate of it is reported)."""
+    def add(self, rows: Sequence[tuple[NewProduct, str | None, int, int]]) -> None:
+        """Stage (product, X index as read, line, keep) rows in file order. keep: NEW (to write),
+        STORED (already in the workspace: counted, never written) or REFUSED (its id and index
+        still count as read: a later duplicate of it is reported); only NEW rows' texts are kept."""
         if not rows:
             return
         self._many(f"INSERT INTO {STAGING} (id, idx, line, title, description, image_path, image_sha1, source_label, "
                    "source_row, keep) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                    [(p.id, idx, line, p.title, p.description, p.image_path, p.image_sha1, p.source_label,
-                     p.source_row, int(keep)) for p, idx, line, keep in rows])
+                     p.source_row, keep) if keep == NEW else (p.id, idx, line, "", "", None, None, None, None, keep)
+                    for p, idx, line, keep in rows])
         self.staged += len(rows)
 
 
@@ -184,10 +187,10 @@ def publish(ws: Any, staging: Staging, *, source: str, fingerprint: str, n_rows:
 
     def write(conn: sqlite3.Connection) -> tuple[int, int, int, int]:
         imported_at = now_iso()
-        new = "keep = 1 AND id NOT IN (SELECT id FROM main.products)"
+        new = f"keep = {NEW} AND id NOT IN (SELECT id FROM main.products)"
         kept, total, last = conn.execute(
-            f"SELECT count(CASE WHEN keep = 1 THEN 1 END), count(CASE WHEN {new} THEN 1 END), coalesce(max(n), 0) "
-            f"FROM {STAGING}").fetchone()
+            f"SELECT count(CASE WHEN keep IN ({NEW}, {STORED}) THEN 1 END), count(CASE WHEN {new} THEN 1 END), "
+            f"coalesce(max(n), 0) FROM {STAGING}").fetchone()
         cur = conn.execute(
             "INSERT INTO import_batches (source, fingerprint, started_at, n_rows, n_imported, n_skipped) "
             "VALUES (?, ?, ?, ?, ?, ?)", (source, fingerprint, imported_at, n_rows, total, n_skipped))
