@@ -360,7 +360,7 @@ def _label_rows(path: Path, tax: Taxonomy, problems: list[Problem]
                                         f"{len(fields)} fields, expected {len(header)}", "ignored"))
                 continue
             index, raw = fields[cols[""]].strip(), fields[cols["prdtypecode"]]
-            bad = _non_utf8(file, line, {"": index, "prdtypecode": raw})
+            bad = _non_utf8(file, line, {"": index, "prdtypecode": raw}) if SURROGATE.search(index + raw) else None
             if bad:
                 problems.append(Problem(bad.file, bad.line, bad.field, bad.kind, bad.message, "ignored"))
                 continue
