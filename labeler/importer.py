@@ -10,7 +10,7 @@ a large catalog is read. `read_challenge` / `read_plain_csv` run the same reader
 workspace and return every valid product (`predict --texts` uses them).
 
 What still grows with the catalog while importing: the problems (one `Problem` per reported row)
-and the image folder's index (names only: ~250 bytes per file). Not the X or Y file: their rows,
+and the image folder's index (names only: ~275 bytes per file). Not the X or Y file: their rows,
 texts, ids, indexes and labels are either in the chunk or in the staging tables.
 
 What stops an import (raises `CatalogError`, nothing written): a missing or unreadable file, a
