@@ -157,6 +157,33 @@ def browser():
     return p, p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
 
 
+# The Grid tab's screen after an answer, read from the page (gradio's HTML component patches the
+# old page's nodes into the new one in place, so "the HTML changed" can be seen half-way, with
+# old tiles left or a tile without its product): a marked product's card other than `oldCard`
+# and no tile left; or a page whose every tile is a product not on `oldIds`, with as many
+# "Wrong ones" boxes as tiles and its images loaded; or no page and the note that nothing is
+# left (the placeholder shown before the first page is not an end).
+GRID_SETTLED = """([oldIds, oldCard]) => {
+  const g = document.querySelector('#grid-page');
+  if (!g) return false;
+  const tiles = [...g.querySelectorAll('.grid-tile')];
+  const cards = [...g.querySelectorAll('.grid-fix .card[data-product-id]')];
+  if (cards.length === 1 && !tiles.length) return cards[0].dataset.productId !== oldCard;
+  if (tiles.length && !cards.length) {
+    return tiles.every(t => t.dataset.product && !oldIds.includes(t.dataset.product))
+      && document.querySelectorAll('#grid-marked input').length === tiles.length
+      && [...g.querySelectorAll('img')].every(i => i.complete);
+  }
+  const nothing = /Nothing left/.test(document.querySelector('#grid-note')?.textContent || '');
+  return !tiles.length && !cards.length && !!g.querySelector('.grid-empty') && nothing;
+}"""
+
+
+def wait_grid_settled(page, old_ids: list[str], old_card: str | None, timeout_ms: int) -> None:
+    """Until the Grid tab shows the next screen (GRID_SETTLED), polled every frame."""
+    page.wait_for_function(GRID_SETTLED, arg=[list(old_ids), old_card], timeout=timeout_ms, polling="raf")
+
+
 def choose_in_dropdown(page, selector: str, text: str) -> int:
     """Pick an option of a Gradio dropdown by typing `text` then Enter; returns the actions used
     (one click, the characters typed, Enter)."""

@@ -2,10 +2,11 @@
 each of which then opens the usual card to choose its category (or goes back to the
 one-at-a-time queue); undo the last page. Layout (`grid_tab`) and handlers over `labeler.grid`.
 
-Keys (labeler/static/grid.js): a click or the arrows and Space mark a tile, Enter accepts the
-page; on a marked product's card 1-5 choose a top-5 category, / searches every category, Q sends
-it back to the queue. When a category has nothing left, the next one with most undecided
-products opens (Open with no category chosen starts there).
+Keys (labeler/static/grid.js): Enter in the reviewer's name opens the first page; a click or the
+arrows and Space mark a tile, Enter accepts the page; on a marked product's card 1-5 choose among
+the model's five likeliest categories other than the page's (just said wrong), / searches every
+category, Q sends it back to the queue. When a category has nothing left, the next one with most
+undecided products opens (Open with no category chosen starts there).
 """
 from __future__ import annotations
 
@@ -36,8 +37,8 @@ def fix_html(card: review.Card, category: int, left: int, threshold: float, tax:
     """A marked product's card (the Review tab's own card and top-5) under the grid's head."""
     head = (f'<div class="grid-head grid-fix-head"><span class="grid-cat">Marked wrong: not '
             f'{html.escape(views.category_label(category, tax))}</span> <span class="grid-count">'
-            f'{left} marked product{"s" if left != 1 else ""} to fix · 1-5 choose, / searches, '
-            f'Q sends it back to the queue</span></div>')
+            f'{left} marked product{"s" if left != 1 else ""} to fix · 1-5 choose among the five likeliest '
+            f'other categories, / searches every category, Q sends it back to the queue</span></div>')
     return (head + '<div class="grid-fix">'
             + views.card_html(card, views.image_src(card.product), threshold=threshold, tax=tax)
             + views.top5_html(card.prediction, threshold=threshold) + "</div>")
@@ -100,7 +101,8 @@ class GridHandlers:
         fixing = st.fixing
         while fixing:
             try:
-                card = grid.fix_card(self.ws, reviewer, fixing[0], remaining=len(fixing), settings=self.settings)
+                card = grid.fix_card(self.ws, reviewer, fixing[0], remaining=len(fixing), settings=self.settings,
+                                     category=st.category)
                 return replace(st, fixing=fixing, card=card)
             except review.HeldByAnother as exc:
                 note.append(f"A marked product is with another reviewer ({exc.holder}) now; left to them.")
@@ -108,6 +110,15 @@ class GridHandlers:
         return self._open(reviewer, replace(st, fixing=(), card=None), st.category, note)
 
     # -- events ----------------------------------------------------------------------------------
+    def start(self, name: str, category: int | None, order: str, st: GridState | None,
+              request: gr.Request) -> tuple:
+        """The reviewer's name entered (Enter in its field): the first page opens, as the Review
+        tab's first card does; nothing changes while a page or a marked card is on screen."""
+        st = st or GridState()
+        if st.page is not None or st.card is not None or not self.who(name, request):
+            return tuple(gr.skip() for _ in range(self.N_OUTPUTS))
+        return self.open_page(name, category, order, st, request)
+
     def open_page(self, name: str, category: int | None, order: str, st: GridState | None,
                   request: gr.Request) -> tuple:
         st = st or GridState()
@@ -228,6 +239,7 @@ def grid_tab(ws: Workspace, settings: Settings) -> None:
     outs = [tiles, marked, note, fix_row, fix_category, state]
     events = {"concurrency_id": "grid", "concurrency_limit": 4}
     open_btn.click(h.open_page, [name, category, order, state], outs, api_name="grid_open", **events)
+    name.submit(h.start, [name, category, order, state], outs, api_name="grid_start", **events)
     accept_btn.click(h.accept, [name, marked, state], outs, api_name="grid_accept", **events)
     undo_btn.click(h.undo, [name, state], outs, api_name="grid_undo", **events)
     queue_btn.click(h.to_queue, [name, state], outs, api_name="grid_to_queue", **events)

@@ -32,10 +32,11 @@ import json
 import sqlite3
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from labeler import bulk, review, taxonomy
+from labeler import bulk, cards, review, taxonomy
 from labeler.config import Settings
+from models import honest
 from store import batches, catalog, decisions, reservations, search
 from store.workspace import Workspace
 
@@ -173,10 +174,12 @@ def accept_page(ws: Workspace, reviewer: str, page: GridPage, marked: set[str] |
 
 
 def fix_card(ws: Workspace, reviewer: str, product_id: str, *, remaining: int = 1,
-             settings: Settings = Settings()) -> review.Card:
+             settings: Settings = Settings(), category: int | None = None) -> review.Card:
     """The usual card of a product marked wrong on a grid page (its top-5, voters, imported label),
     its reservation renewed for the reviewer; HeldByAnother when someone else holds it now.
-    `remaining`: marked products still to fix, this one included (shown on the card)."""
+    `remaining`: marked products still to fix, this one included (shown on the card).
+    `category`: the page's category, which the reviewer has just said is wrong: left out of the
+    card's top-5, whose 1-5 are then the model's five likeliest *other* categories."""
     reviewer = review.check_reviewer(reviewer)
     pid = str(product_id)
     product = ws.product(pid)
@@ -190,9 +193,29 @@ def fix_card(ws: Workspace, reviewer: str, product_id: str, *, remaining: int = 
                                        or "another reviewer")
 
     ws.write(tx)
-    return review.Card(product=product, prediction=review.card_prediction(ws, pid, settings), strategy="grid",
+    return review.Card(product=product, prediction=others_prediction(ws, pid, category, settings), strategy="grid",
                        score=None, reason="marked wrong on a grid page: choose its category", remaining=remaining,
                        total_remaining=remaining, reviewed_by_me=0, shown_at=time.time(), key=uuid.uuid4().hex)
+
+
+def others_prediction(ws: Workspace, product_id: str, category: int | None,
+                      settings: Settings = Settings()) -> cards.Prediction | None:
+    """The product's card prediction with `category` left out of its top-5 (the next likeliest
+    category, by the model's own probabilities, moves up); top-1 and the rest stay the model's.
+    None without a live prediction; unchanged when `category` is None."""
+    row = ws.prediction(product_id)
+    if row is None:
+        return None
+    version = row["model_version"]
+    tax = taxonomy.of(ws)
+    classes = taxonomy.classes_of(ws, version)
+    pred = cards.prediction_view(row, honest.version_calibration(ws, version), settings, tax=tax, classes=classes)
+    if category is None:
+        return pred
+    probs = [float(p) for p in row["probs"]]
+    order = sorted(range(len(probs)), key=lambda j: -probs[j])            # stable: ties keep column order
+    others = [[classes[j], probs[j]] for j in order if classes[j] != category][:5]
+    return replace(pred, top5=cards.votes(others, tax))
 
 
 def fix(ws: Workspace, reviewer: str, card: review.Card, category: object) -> dict:

@@ -68,3 +68,28 @@ def test_grid_screen_marks_with_keys_and_clicks_and_accepts_with_enter(browser, 
         fixed = [r for r in decisions(root) if r["product_id"] == ids[1]]
         assert [(r["action"], r["category"], r["reviewer"]) for r in fixed] == [("correct", int(second), "gina")]
         assert not [r for r in decisions(root) if r["product_id"] == ids[n - 1]]
+
+
+def test_grid_screen_opens_on_the_reviewers_name_and_takes_keys_at_once(browser, sample_dir, tmp_path):
+    """The reviewer's name and Enter open the first page (no Open click), and the keyboard leaves
+    the field: Enter at once accepts that page, with no click anywhere in between."""
+    root = copy_workspace(sample_dir, tmp_path / "ws")
+    with running_app(root, tmp_path) as (_, url):
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url, timeout=TIMEOUT_MS)
+        page.get_by_role("tab", name="Grid").click()
+        name = page.locator("#grid-reviewer input, #grid-reviewer textarea").first
+        name.fill("gina")
+        name.press("Enter")
+        page.wait_for_function("() => document.querySelectorAll('#grid-page .grid-tile').length > 0",
+                               timeout=TIMEOUT_MS)
+        ids = page.eval_on_selector_all("#grid-page .grid-tile", "ts => ts.map(t => t.dataset.product)")
+        page.wait_for_function(f"() => document.querySelectorAll('#grid-marked input').length === {len(ids)}",
+                               timeout=TIMEOUT_MS)
+        page.wait_for_timeout(200)                                  # the field's blur (grid.js)
+        page.keyboard.press("Enter")
+        page.wait_for_function("() => /Accepted \\d+/.test(document.querySelector('#grid-note')?.textContent || '')",
+                               timeout=TIMEOUT_MS)
+        rows = decisions(root)
+        assert sorted(r["product_id"] for r in rows) == sorted(ids)
+        assert {(r["action"], r["via"], r["reviewer"]) for r in rows} == {("accept", "grid", "gina")}

@@ -237,3 +237,47 @@ def test_grid_note_shows_a_hostile_reviewer_name_as_text(rws):
     note = h.accept("alice", [], st, None)[2]
     assert taken in note and "already decided by" in note
     assert "<img" not in note and "&lt;img src=x" in note
+
+
+def test_a_marked_products_card_offers_the_five_likeliest_other_categories(rws):
+    """The reviewer has just said the page's category is wrong: the marked product's card leaves it
+    out, so its 1-5 are the model's five likeliest *other* categories in order (one more within a
+    digit's reach); the model's own top-1 is still the page's category, and 1 chooses the first."""
+    from labeler import taxonomy
+    from labeler.app_grid import GridHandlers
+    from labeler.config import Settings
+    cat = biggest_category(rws)
+    h = GridHandlers(rws, Settings(), size=6)
+    st = h.open_page("alice", cat, "surest", None, None)[-1]
+    marked = st.page.product_ids[0]
+    out = h.accept("alice", [marked], st, None)
+    st = out[-1]
+    row = rws.prediction(marked)
+    classes = taxonomy.classes_of(rws, row["model_version"])
+    ranked = sorted(zip(row["probs"], classes), key=lambda t: -t[0])
+    want = [c for _, c in ranked if c != cat][:5]
+    assert row["top1"] == cat and ranked[0][1] == cat
+    assert [v.code for v in st.card.prediction.top5] == want and st.card.prediction.top1 == cat
+    assert [float(p) for p, c in ranked if c == want[0]] == [st.card.prediction.top5[0].prob]
+    tax = taxonomy.of(rws)
+    assert 'data-pick="1"' in out[0] and f'<span class="code">{tax.code(want[0])}</span>' in out[0]
+    assert "five likeliest other categories" in out[0]
+    h.pick(1, "alice", st, None)
+    last = rws.decisions(product_id=marked)[-1]
+    assert (last["reviewer"], last["action"], last["category"]) == ("alice", "correct", want[0])
+
+
+def test_entering_the_reviewers_name_opens_the_first_page(rws):
+    """Enter in the name field (`start`) opens the page of the category with most undecided
+    products, as the Review tab's first card comes; it changes nothing while a page is on screen
+    or without a name."""
+    from labeler.app_grid import GridHandlers
+    from labeler.config import Settings
+    h = GridHandlers(rws, Settings(), size=6)
+    first = grid.next_categories(rws)[0]
+    skip = {"__type__": "update"}
+    assert h.start("  ", None, "surest", None, None) == (skip,) * GridHandlers.N_OUTPUTS
+    st = h.start("alice", None, "surest", None, None)[-1]
+    assert st.page is not None and st.page.category == first and len(st.page.items) == 6
+    assert h.start("alice", None, "surest", st, None) == (skip,) * GridHandlers.N_OUTPUTS
+    assert review.holdings(rws) == {pid: "alice" for pid in st.page.product_ids}

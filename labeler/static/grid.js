@@ -1,8 +1,10 @@
-// Grid tab from the keyboard or the mouse: a click on a tile, or the arrow keys and Space, marks a
-// product wrong (by ticking its box in the "Wrong ones" list, so the mouse path is the same);
-// Enter accepts the page except the marked ones. Each marked product then opens its card (in
-// #grid-page .grid-fix): 1-5 (or a click on a top-5 row) choose, / searches every category, Q
-// sends it back to the queue. Inert on other tabs and while typing in a field.
+// Grid tab from the keyboard or the mouse: Enter in the reviewer's name opens the first page (and
+// leaves the field, so the keys below work at once); a click on a tile, or the arrow keys and
+// Space, marks a product wrong (by ticking its box in the "Wrong ones" list, so the mouse path is
+// the same); Enter accepts the page except the marked ones. Each marked product then opens its
+// card (in #grid-page .grid-fix): 1-5 (or a click on a top-5 row) choose among the five likeliest
+// other categories, / searches every category, Q sends it back to the queue. Inert on other tabs
+// and while typing in a field.
 (() => {
   if (window.__labelerGrid) return;
   window.__labelerGrid = true;
@@ -57,8 +59,9 @@
     const page = document.getElementById("grid-page");
     if (!page || page.offsetParent === null || e.ctrlKey || e.metaKey || e.altKey) return;
     if (typing(e.target)) {
-      // a category chosen in the card's search: the keyboard goes back to the shortcuts
-      if (e.key === "Enter" && e.target.closest("#grid-fix-category")) {
+      // a category chosen in the card's search, or the reviewer's name entered (the first page
+      // opens): the keyboard goes back to the shortcuts
+      if (e.key === "Enter" && e.target.closest("#grid-fix-category, #grid-reviewer")) {
         const field = e.target;
         setTimeout(() => field.blur(), 60);
       }
