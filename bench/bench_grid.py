@@ -6,7 +6,8 @@ times under fresh ids so a category fills pages of 24; products without an image
 beforehand, so every tile of a page has a thumbnail. Before each page the workspace's thumbnail
 cache is emptied: every thumbnail of the next page is made on the request path (the worst case;
 in use each image's thumbnail is made once and cached). The clock runs from the Enter key press
-to the moment the next page's first tile is a new product and every image of the page has loaded.
+to the moment every tile on screen is a product of the next page, its "Wrong ones" boxes are
+there and every image of the page has loaded (bulk_bench.GRID_SETTLED).
 
     python -m bench.bench_grid            # up to 30 pages, the sample's image products twice
     python -m bench.bench_grid --quick    # 8 pages, 80 image products once (~1 min after the template)
@@ -22,15 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.bulk_bench import SETUP, app_server, base_workspace, browser, grow_with_images, open_grid_category, pct
+from bench.bulk_bench import (SETUP, app_server, base_workspace, browser, grow_with_images, open_grid_category,
+                               pct, wait_grid_settled)
 from bench.common import parse, parser
 
 TIMEOUT_MS = 120_000
 TARGET_MS = 300.0
-NEXT_PAGE = ("() => { const t = document.querySelector('#grid-page .grid-tile');"
-             " if (!t) return !!document.querySelector('#grid-page .grid-empty');"
-             " return t.dataset.product !== window.__gridFirst && [...document.querySelectorAll('#grid-page img')]"
-             ".every(i => i.complete && i.naturalWidth > 0); }")
 
 
 def prepare(tmp: Path, n_images: int, copies: int) -> tuple[Path, list[int]]:
@@ -74,11 +72,10 @@ def run(args) -> tuple[list[float], list[int]]:
                     while len(times) < args.pages and page.locator("#grid-page .grid-tile").count():
                         shutil.rmtree(root / "cache" / "thumbs", ignore_errors=True)   # next page's thumbnails: cold
                         page.locator("#grid-page .grid-head").click()     # keyboard off the Open button
-                        page.evaluate("() => { window.__gridFirst = "
-                                      "document.querySelector('#grid-page .grid-tile')?.dataset.product; }")
+                        old = page.eval_on_selector_all("#grid-page .grid-tile", "ts => ts.map(t => t.dataset.product)")
                         t0 = time.perf_counter()
                         page.keyboard.press("Enter")
-                        page.wait_for_function(NEXT_PAGE, timeout=TIMEOUT_MS, polling="raf")
+                        wait_grid_settled(page, old, None, TIMEOUT_MS)
                         ms = 1000 * (time.perf_counter() - t0)
                         n = page.locator("#grid-page .grid-tile").count()
                         if n:                                    # a next page came (not the end of the category)

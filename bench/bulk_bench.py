@@ -172,7 +172,7 @@ GRID_SETTLED = """([oldIds, oldCard]) => {
   if (tiles.length && !cards.length) {
     return tiles.every(t => t.dataset.product && !oldIds.includes(t.dataset.product))
       && document.querySelectorAll('#grid-marked input').length === tiles.length
-      && [...g.querySelectorAll('img')].every(i => i.complete);
+      && [...g.querySelectorAll('img')].every(i => i.complete && i.naturalWidth > 0);
   }
   const nothing = /Nothing left/.test(document.querySelector('#grid-note')?.textContent || '');
   return !tiles.length && !cards.length && !!g.querySelector('.grid-empty') && nothing;
