@@ -6,7 +6,7 @@ with the version's guaranteed auto-accept threshold and conformal prediction set
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -160,9 +160,20 @@ def prediction_view(row: dict, cal: "honest.Calibration | None", settings: Setti
                       set_coverage=cal.conformal.coverage if cal is not None else None)
 
 
-def card_prediction(ws: Workspace, product_id: str, settings: Settings) -> Prediction | None:
+def card_prediction(ws: Workspace, product_id: str, settings: Settings, *,
+                    leave_out: int | None = None) -> Prediction | None:
+    """The live prediction as a card shows it; None without one. leave_out: a category the
+    reviewer has just said is wrong (a grid page's), left out of the top-5, whose 1-5 are then the
+    model's five likeliest *other* categories (top-1 and the rest stay the model's)."""
     row = ws.prediction(product_id)
     if row is None:
         return None
-    return prediction_view(row, honest.version_calibration(ws, row["model_version"]), settings,
-                           tax=taxonomy.of(ws), classes=taxonomy.classes_of(ws, row["model_version"]))
+    version, tax = row["model_version"], taxonomy.of(ws)
+    classes = taxonomy.classes_of(ws, version)
+    pred = prediction_view(row, honest.version_calibration(ws, version), settings, tax=tax, classes=classes)
+    if leave_out is None:
+        return pred
+    probs = [float(p) for p in row["probs"]]
+    order = sorted(range(len(probs)), key=lambda j: -probs[j])            # stable: ties keep column order
+    others = [[classes[j], probs[j]] for j in order if classes[j] != leave_out][:5]
+    return replace(pred, top5=votes(others, tax))

@@ -32,11 +32,10 @@ import json
 import sqlite3
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from labeler import bulk, cards, review, taxonomy
 from labeler.config import Settings
-from models import honest
 from store import batches, catalog, decisions, reservations, search
 from store.workspace import Workspace
 
@@ -193,29 +192,10 @@ def fix_card(ws: Workspace, reviewer: str, product_id: str, *, remaining: int = 
                                        or "another reviewer")
 
     ws.write(tx)
-    return review.Card(product=product, prediction=others_prediction(ws, pid, category, settings), strategy="grid",
+    prediction = cards.card_prediction(ws, pid, settings, leave_out=category)
+    return review.Card(product=product, prediction=prediction, strategy="grid",
                        score=None, reason="marked wrong on a grid page: choose its category", remaining=remaining,
                        total_remaining=remaining, reviewed_by_me=0, shown_at=time.time(), key=uuid.uuid4().hex)
-
-
-def others_prediction(ws: Workspace, product_id: str, category: int | None,
-                      settings: Settings = Settings()) -> cards.Prediction | None:
-    """The product's card prediction with `category` left out of its top-5 (the next likeliest
-    category, by the model's own probabilities, moves up); top-1 and the rest stay the model's.
-    None without a live prediction; unchanged when `category` is None."""
-    row = ws.prediction(product_id)
-    if row is None:
-        return None
-    version = row["model_version"]
-    tax = taxonomy.of(ws)
-    classes = taxonomy.classes_of(ws, version)
-    pred = cards.prediction_view(row, honest.version_calibration(ws, version), settings, tax=tax, classes=classes)
-    if category is None:
-        return pred
-    probs = [float(p) for p in row["probs"]]
-    order = sorted(range(len(probs)), key=lambda j: -probs[j])            # stable: ties keep column order
-    others = [[classes[j], probs[j]] for j in order if classes[j] != category][:5]
-    return replace(pred, top5=cards.votes(others, tax))
 
 
 def fix(ws: Workspace, reviewer: str, card: review.Card, category: object) -> dict:
