@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import os
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -66,12 +67,13 @@ def fresh(tmp: Path, name: str) -> Path:
 
 
 def bench_handler(tmp: Path, n: int) -> list[float]:
-    from labeler.app import Session, build_app
+    from labeler.app import SWITCH_INTERVAL_S, Session, build_app
     from labeler.config import Settings
     from store.workspace import Workspace
 
     ws = Workspace(fresh(tmp, "handler"))
     demo = build_app(ws, Settings(workspace=ws.root))
+    sys.setswitchinterval(SWITCH_INTERVAL_S)      # as serve() sets it for the served app
     ui = demo.review_ui
     s = Session(reviewer="bench-handler")
     ui.start("bench-handler", {}, "", s, None)
