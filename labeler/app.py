@@ -37,6 +37,7 @@ from labeler.app_tryit import TryItHandlers
 from labeler.app_warm import LIVE_POLL_S, WarmUp  # noqa: F401
 from labeler.auth import Access, User, Authenticator
 from labeler.background import Foreground
+from labeler.card_pack import packed, tagged
 from labeler.config import Settings
 from labeler.prefetch import Prefetcher, default_explainer
 from labeler.text_highlights import HighlightCache
@@ -45,6 +46,7 @@ from store.workspace import Workspace
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_UPLOAD = "20mb"    # try-it uploads: a product photo is well under; Gradio answers 413 above
+SLOT_HTML = '<div class="slot" data-slot-target="{}"></div>'   # a column part cardpack.js fills
 SWITCH_INTERVAL_S = 0.001   # the server process's GIL switch interval (see serve)
 UPLOAD_SWEEP = (600, 3600)   # Blocks(delete_cache=): every 10 min, uploads older than an hour go
 
@@ -65,7 +67,7 @@ def launch_options() -> dict[str, Any]:
     return {"theme": gr.themes.Soft(primary_hue="indigo", neutral_hue="slate"),
             "css": (STATIC / "app.css").read_text(encoding="utf-8"),
             "head": "".join(f"<script>{(STATIC / name).read_text(encoding='utf-8')}</script>"
-                            for name in ("tabs.js", "shortcuts.js", "grid.js")),
+                            for name in ("tabs.js", "cardpack.js", "shortcuts.js", "grid.js")),
             "run_history": False, "max_file_size": MAX_UPLOAD}
 
 
@@ -135,12 +137,15 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
                     with gr.Column(scale=6, min_width=480):
                         card = _html(views.card_with_status(views.status_html(reviewer=None, card=None),
                                                             views.empty_card_html("Loading…")), elem_id="review-card")
-                        heat = _html(elem_id="heatmaps")
+                        # the heatmaps shown (filled by static/cardpack.js from the card or from the
+                        # follow-ups' hidden carrier: labeler/card_pack.py)
+                        _html(SLOT_HTML.format("heat"), elem_id="heatmaps")
+                        heat = _html(elem_id="heat-carrier", elem_classes=["carrier"])
                         heat_token = gr.Textbox(visible="hidden", elem_id="heat-token")
                         heat_request = gr.Textbox(visible="hidden", elem_id="heat-request")
                         heat_btn = gr.Button("heatmaps", visible="hidden", elem_id="btn-heat")
                     with gr.Column(scale=4, min_width=380):
-                        top5 = _html(elem_id="top5")
+                        _html(SLOT_HTML.format("top5"), elem_id="top5")   # filled by cardpack.js
                         with gr.Row(elem_id="decide-row"):
                             accept_btn = gr.Button("Accept top-1  ⏎", variant="primary", elem_id="btn-accept",
                                                    scale=2)
@@ -151,7 +156,7 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
                                              filterable=True, elem_id="category-search")
                         comment = gr.Textbox(label="Comment (optional, saved with the decision)", max_lines=2,
                                              elem_id="comment")
-                        side = _html(elem_id="review-side")
+                        _html(SLOT_HTML.format("side"), elem_id="review-side")
                         pick_btns = [gr.Button(f"pick {r}", visible="hidden", elem_id=f"btn-pick-{r}")
                                      for r in range(1, 6)]
 
@@ -211,26 +216,27 @@ def build_app(ws: Workspace, settings: Settings = Settings(), *, prefetcher: Pre
             adjudication_tab(ui, demo)       # admins only (labeler/app_adjudication.py)
         guide_panel(ws, demo)                # key G: the category's guide (labeler/app_guides.py)
 
-        outs = [session, current, card, top5, side, heat, heat_token, choose, comment]
+        # three declared outputs per decision, not nine (labeler/card_pack.py: what that saves)
+        outs = [session, current, card]
         review_events = {"concurrency_id": "review", "concurrency_limit": 4, "show_progress": "hidden"}
         heat_events = {"concurrency_limit": None, "show_progress": "hidden"}
 
-        demo.load(ui.start, [reviewer, prefs, tab_token, session], outs + [reviewer, strategy, queue_category, prefs],
+        demo.load(packed(ui.start), [reviewer, prefs, tab_token, session], outs + [reviewer, strategy, queue_category, prefs],
                   api_name="start", js=TAB_TOKEN_JS, **review_events)
-        reviewer.submit(ui.set_reviewer, [reviewer, session], outs + [prefs], api_name="set_reviewer", **review_events)
+        reviewer.submit(packed(ui.set_reviewer), [reviewer, session], outs + [prefs], api_name="set_reviewer", **review_events)
         for trigger, name in ((strategy.input, "set_queue"), (queue_category.input, "set_queue_category")):
-            trigger(ui.set_queue, [strategy, queue_category, session], outs + [strategy, queue_category, prefs],
+            trigger(packed(ui.set_queue), [strategy, queue_category, session], outs + [strategy, queue_category, prefs],
                     api_name=name, **review_events)
-        accept_btn.click(ui.accept, [current, comment, session], outs, api_name="accept", **review_events)
+        accept_btn.click(packed(ui.accept), [current, comment, session], outs, api_name="accept", **review_events)
         for rank, btn in enumerate(pick_btns, start=1):
-            btn.click(functools.partial(ui.pick, rank), [current, comment, session], outs, api_name=f"pick_{rank}",
+            btn.click(packed(functools.partial(ui.pick, rank)), [current, comment, session], outs, api_name=f"pick_{rank}",
                       **review_events)
-        choose.input(ui.choose, [choose, current, comment, session], outs, api_name="choose", **review_events)
-        skip_btn.click(ui.skip, [current, comment, session], outs, api_name="skip", **review_events)
-        undo_btn.click(ui.undo, [session], outs, api_name="undo", **review_events)
-        heat_token.change(ui.heatmaps_pending, [heat_token, session], [heat], api_name="heatmaps_pending",
+        choose.input(packed(ui.choose, keep_choice=True), [choose, current, comment, session], outs + [choose], api_name="choose", **review_events)
+        skip_btn.click(packed(ui.skip), [current, comment, session], outs, api_name="skip", **review_events)
+        undo_btn.click(packed(ui.undo), [session], outs, api_name="undo", **review_events)
+        heat_token.change(tagged(ui.heatmaps_pending, 1), [heat_token, session], [heat], api_name="heatmaps_pending",
                           **heat_events)
-        heat_btn.click(ui.heatmaps_for, [heat_request, session], [heat], api_name="heatmaps", **heat_events)
+        heat_btn.click(tagged(ui.heatmaps_for, 1), [heat_request, session], [heat], api_name="heatmaps", **heat_events)
 
         stats_outs = [stat_cards, rates, per_cat, confusion, metrics]
         refresh.click(ui.stats, None, stats_outs, api_name="stats", concurrency_limit=1)

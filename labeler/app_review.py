@@ -14,6 +14,7 @@ import gradio as gr
 
 from labeler import messages, review, strategies, taxonomy, views
 from labeler.background import in_foreground
+from labeler.card_pack import token_of
 from labeler.prefetch import Heatmaps
 from store.workspace import WorkspaceError
 
@@ -343,7 +344,7 @@ class ReviewHandlers:
         fills them in. The words ride in the heatmap output, keyed by the card, and the page's
         script moves them into the card only if that card is still on screen."""
         card = s.card
-        if card is None or card.prediction is None or token != f"{card.key}:{s.heat_category}":
+        if card is None or card.prediction is None or token_of(token) != f"{card.key}:{s.heat_category}":
             yield gr.skip()
             return
         late = self._await_words(s) if not s.words_shown else ""

@@ -13,15 +13,16 @@ import pytest
 from gradio_client import Client, handle_file
 
 from app_server import XSS_TITLE, add_hostile_product, decisions, running_app
-from labeler import taxonomy
+from labeler import card_pack, taxonomy
 from app_workspace import app_workspace
 
-CARD_FIELDS = ("current", "card", "top5", "side", "heat", "heat_token", "choose", "comment")   # card: status line too
+CARD_FIELDS = ("current", "card")   # the card's HTML carries the status line, top-5, side panel and heatmaps
 
 
 def card(out) -> dict:
-    """A card endpoint's outputs by name (gradio_client leaves the gr.State out)."""
-    return dict(zip(CARD_FIELDS, out))
+    """A card endpoint's outputs by name (gradio_client leaves the gr.State out), the packed
+    card's parts unpacked (labeler/card_pack.py)."""
+    return {"current": out[0], **card_pack.unpack(out[1])}
 
 
 @pytest.fixture

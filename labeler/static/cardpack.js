@@ -1,0 +1,38 @@
+// A review card arrives as one HTML output (labeler/card_pack.py): its top-5, side panel and
+// heatmaps ride in <script type="text/html" data-slot> parts (raw text) that this script parses
+// into their columns, in the same task as the card, before the browser paints. The heatmaps that
+// come later (a hidden carrier) are shown only while their card is on screen.
+(() => {
+  if (window.__labelerCardPack) return;
+  window.__labelerCardPack = true;
+  let sent = 0;
+  const slot = (name) => document.querySelector(`[data-slot-target="${name}"]`);
+  const type = (selector, value) => {       // a hidden Gradio box: set it as typing would
+    const box = document.querySelector(`${selector} textarea, ${selector} input`);
+    if (!box) return;
+    box.value = value;
+    box.dispatchEvent(new Event("input", { bubbles: true }));
+  };
+  const onCard = (pack) => {
+    pack.dataset.done = "1";
+    pack.querySelectorAll(":scope > script[data-slot]").forEach((part) => {
+      const el = slot(part.dataset.slot);
+      if (el) el.innerHTML = part.textContent;
+    });
+    if (pack.dataset.clearComment) type("#comment", "");
+    if (pack.dataset.heatToken) type("#heat-token", `${pack.dataset.heatToken}#${++sent}`);
+  };
+  const onHeat = (part) => {
+    part.dataset.done = "1";
+    const pack = document.querySelector("#review-card .card-pack");
+    const el = slot("heat");
+    if (pack && el && pack.dataset.key === part.dataset.for) el.innerHTML = part.textContent;   // else its card is gone
+  };
+  // Gradio morphs an HTML output's old DOM into the new one: a new card changes the pack's
+  // attributes (its key, the done mark dropped) rather than always adding nodes.
+  new MutationObserver(() => {
+    document.querySelectorAll("#review-card .card-pack:not([data-done])").forEach(onCard);
+    document.querySelectorAll("#heat-carrier .heat-for:not([data-done])").forEach(onHeat);
+  }).observe(document.documentElement,
+             { childList: true, subtree: true, attributes: true, attributeFilter: ["data-key", "data-done", "data-n"] });
+})();
