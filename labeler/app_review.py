@@ -71,7 +71,8 @@ class ReviewHandlers:
 
     # -- rendering ------------------------------------------------------------------------------
     def render(self, s: Session, *, clear_choice: bool = False, clear_comment: bool = False) -> tuple:
-        """Everything a card shows, in the order of `outs` in build_app (N_CARD_OUTPUTS values).
+        """Everything a card shows (N_CARD_OUTPUTS values; `labeler.card_pack.pack` folds them
+        into the three outputs the events declare).
 
         Only what changes is sent: the category search and the comment are reset only when they
         were used, and the heatmap follow-up is triggered only when the overlays are not ready."""

@@ -317,7 +317,7 @@ def status_html(*, reviewer: str | None, card, last: str = "", done_today: int |
 
 
 def card_with_status(status: str, card: str) -> str:
-    """The status line and the card travel as one HTML output (see app.N_CARD_OUTPUTS)."""
+    """The status line and the card travel as one HTML output (labeler/card_pack.py packs the rest in)."""
     return f'<div id="review-status">{status}</div>{card}'
 
 

@@ -110,6 +110,9 @@ def test_review_screen_keyboard_undo_reload(browser, sample_dir, tmp_path):
         fourth = wait_for_new_card(page, third)
         row = decisions(root)[-1]
         assert (row["product_id"], row["action"], row["comment"]) == (third, "skip", "su1 Enter")
+        # the comment went with that decision: the box is empty for the next product (cardpack.js)
+        page.wait_for_function("() => document.querySelector('#comment textarea, #comment input').value === ''",
+                               timeout=TIMEOUT_MS)
 
         # / searches the 27 categories; Enter on the filtered list decides
         page.keyboard.press("/")

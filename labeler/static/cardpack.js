@@ -6,6 +6,7 @@
   if (window.__labelerCardPack) return;
   window.__labelerCardPack = true;
   let sent = 0;
+  const afterPaint = (fn) => requestAnimationFrame(() => setTimeout(fn, 0));
   const slot = (name) => document.querySelector(`[data-slot-target="${name}"]`);
   const type = (selector, value) => {       // a hidden Gradio box: set it as typing would
     const box = document.querySelector(`${selector} textarea, ${selector} input`);
@@ -19,8 +20,14 @@
       const el = slot(part.dataset.slot);
       if (el) el.innerHTML = part.textContent;
     });
-    if (pack.dataset.clearComment) type("#comment", "");
-    if (pack.dataset.heatToken) type("#heat-token", `${pack.dataset.heatToken}#${++sent}`);
+    // the comment box and the heatmap request wait for the card's first paint: each sets off
+    // Gradio's own updates (the request, a whole event), which would otherwise delay it
+    const clear = !!pack.dataset.clearComment;
+    const token = pack.dataset.heatToken ? `${pack.dataset.heatToken}#${++sent}` : "";
+    if (clear || token) afterPaint(() => {
+      if (clear) type("#comment", "");
+      if (token) type("#heat-token", token);
+    });
   };
   const onHeat = (part) => {
     part.dataset.done = "1";
