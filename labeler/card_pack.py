@@ -36,14 +36,6 @@ TOKEN_SEP = "#"                            # the script appends "#n" so a repeat
 _COUNTER = itertools.count(1)
 
 
-def _is_skip(value: Any) -> bool:
-    """gr.skip() (an update that changes nothing)."""
-    return isinstance(value, dict) and value.get("__type__") == "update" and set(value) == {"__type__"}
-
-
-def _cleared(update: Any) -> bool:
-    return isinstance(update, dict) and update.get("__type__") == "update" and update.get("value") in ("", None) \
-        and "value" in update
 
 
 def _raw(part: str) -> str:
@@ -57,14 +49,14 @@ def pack(out: tuple, *, keep_choice: bool = False) -> tuple:
     (plus the category search when `keep_choice`: only the event that used it clears it)."""
     s, current, card, top5, side, heat, token, choice, comment, *rest = out
     head = (s, current)
-    if _is_skip(card):
+    if card == gr.skip():
         body: Any = gr.skip()
     else:
-        key = (current or {}).get("key", "") if isinstance(current, dict) else ""
+        key = current.get("key", "") if isinstance(current, dict) else ""
         attrs = f' data-key="{html.escape(str(key), quote=True)}"'
         if isinstance(token, str) and token:
             attrs += f' data-heat-token="{html.escape(token, quote=True)}"'
-        if _cleared(comment):
+        if comment == gr.update(value=""):        # render(clear_comment=True)
             attrs += ' data-clear-comment="1"'
         slots = "".join(f'<script type="text/html" data-slot="{name}">{_raw(part)}</script>'
                         for name, part in zip(SLOTS, (top5, side, heat)) if isinstance(part, str))
