@@ -71,8 +71,8 @@ class GridHandlers:
         hide = gr.update(visible=False)
         if st.page is None:
             return views.grid_html(None, []), gr.update(choices=[], value=[]), note, hide, gr.skip(), st
-        tiles = [(i + 1, item, grid.thumbnail_uri(self.ws, item.image_path))
-                 for i, item in enumerate(st.page.items)]
+        uris = grid.thumbnail_uris(self.ws, [item.image_path for item in st.page.items])
+        tiles = [(i + 1, item, uri) for i, (item, uri) in enumerate(zip(st.page.items, uris))]
         marks = [(f"{n} · {item.title[:60]}", item.product_id) for n, item, _ in tiles]
         return (views.grid_html(st.page, tiles, tax), gr.update(choices=marks, value=[]), note, hide, gr.skip(), st)
 

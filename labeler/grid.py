@@ -29,6 +29,7 @@ switching from the grid to cards gives the page's products back.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 import uuid
@@ -41,6 +42,7 @@ from store.workspace import Workspace
 
 ORDERS = tuple(catalog.GRID_ORDERS)        # 'surest' first, or 'least_sure'
 DEFAULT_SIZE = 24
+THUMB_THREADS = max(1, min(4, os.cpu_count() or 1))   # a page's cold thumbnails made side by side
 FIX_TAB = "grid"      # reservations of products marked wrong, held for their cards (a card tab never resumes them)
 
 
@@ -258,6 +260,9 @@ def thumbnail(ws: Workspace, image_path: str | None, size: int = 192) -> str | N
         out.parent.mkdir(parents=True, exist_ok=True)
         try:
             with Image.open(src) as im:
+                # a JPEG decoded at 1/2, 1/4 or 1/8 scale (its DCT, no full-size pixels): a 500 px
+                # photo to 250 px before the resize, about half the time of a full decode
+                im.draft("RGB", (size, size))
                 im = im.convert("RGB")
                 im.thumbnail((size, size))
                 tmp = out.with_suffix(f".{uuid.uuid4().hex[:6]}.tmp")
@@ -266,6 +271,17 @@ def thumbnail(ws: Workspace, image_path: str | None, size: int = 192) -> str | N
         except (OSError, UnidentifiedImageError):
             return None
     return str(out)
+
+
+def thumbnail_uris(ws: Workspace, image_paths: list[str | None], size: int = 192) -> list[str | None]:
+    """`thumbnail_uri` of a page's images, those not cached yet made side by side (Pillow
+    decodes and encodes without the GIL): a cold page of 24 on two cores in about half the time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if len(image_paths) < 2:
+        return [thumbnail_uri(ws, p, size) for p in image_paths]
+    with ThreadPoolExecutor(max_workers=THUMB_THREADS, thread_name_prefix="thumbs") as pool:
+        return list(pool.map(lambda p: thumbnail_uri(ws, p, size), image_paths))
 
 
 def thumbnail_uri(ws: Workspace, image_path: str | None, size: int = 192) -> str | None:

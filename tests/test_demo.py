@@ -12,6 +12,8 @@ from labeler import taxonomy
 from labeler.demo import DEMO_CATALOG, DEMO_DIR, ensure_demo
 from labeler.importer import read_plain_csv
 
+from app_workspace import demo_workspace
+
 
 def catalog() -> pd.DataFrame:
     return pd.read_csv(DEMO_CATALOG, dtype=str, keep_default_na=False)
@@ -61,16 +63,19 @@ def test_demo_texts_are_not_copied_from_the_sample(sample_dir):
     assert not set(df["description"].str.strip().str.lower()) & sample_descriptions
 
 
-def test_ensure_demo_imports_and_trains_only_an_empty_workspace(workspace, tmp_path):
-    calls: list[float] = []
-    assert ensure_demo(workspace, progress=lambda f, d: calls.append(f)) is True
+def test_ensure_demo_imports_and_trains_only_an_empty_workspace(tmp_path):
+    """On the demo launch.py makes of an empty workspace (ensure_demo under its progress bar; the
+    tests' cached template, trained once for this test and test_launch's)."""
+    from store import Workspace
+    root = demo_workspace(tmp_path / "ws")
+    assert "is empty: loading the demo catalog and training a first model" in (root / "prepare.log").read_text()
+    workspace = Workspace(root)
     assert workspace.count_products() == 81
     assert workspace.live_version() is not None
     (moved,) = workspace.live_history()          # the demo's first version went live through the audited path
     assert moved["version"] == workspace.live_version() and moved["reason"] == "demo" and moved["who"]
     assert workspace.scalar("SELECT count(*) FROM predictions WHERE model_version = ?", (workspace.live_version(),)) == 81
     assert workspace.scalar("SELECT count(*) FROM products WHERE image_path IS NOT NULL") == 81
-    assert calls and calls == sorted(calls) and calls[-1] == 1.0
     # trained on its own catalog, the model recognises most of it
     rows = workspace.query("SELECT p.source_label, q.top1 FROM products p JOIN predictions q ON q.product_id = p.id")
     assert np.mean([r["source_label"] == r["top1"] for r in rows]) > 0.8
@@ -78,6 +83,7 @@ def test_ensure_demo_imports_and_trains_only_an_empty_workspace(workspace, tmp_p
     assert ensure_demo(workspace) is False
     assert workspace.count_products() == 81 and workspace.live_version() == version
     import_keeps_apart_from_the_demo(workspace, tmp_path)
+
 
 
 # -- a real catalog never lands in the demo's workspace ------------------------------------------
@@ -95,8 +101,8 @@ def _catalog(tmp_path: Path) -> Path:
 
 def import_keeps_apart_from_the_demo(ws, tmp_path: Path) -> None:
     """`import` refuses the demo's workspace; --replace-demo empties it. Run at the end of
-    test_ensure_demo_imports_and_trains_only_an_empty_workspace, on the demo it trained (one
-    training of the demo for both: it takes 1.5 to 10 minutes on a shared 2-core machine)."""
+    test_ensure_demo_imports_and_trains_only_an_empty_workspace, on its copy of the demo (trained
+    once for the tests: 1.5 to 10 minutes on a shared 2-core machine)."""
     from labeler.demo import DEMO_MARK
     from store import Workspace
     version_dir = Path(ws.model_version(ws.live_version())["path"]).parent

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import threading
 from collections import Counter
 from pathlib import Path
@@ -221,6 +222,27 @@ def test_thumbnails_are_made_once_per_image_and_cached_in_the_workspace(rws):
     assert grid.thumbnail(rws, path) == first and Path(first).stat().st_mtime_ns == stamp
     assert grid.thumbnail_uri(rws, path).startswith("data:image/jpeg;base64,")
     assert grid.thumbnail(rws, None) is None and grid.thumbnail(rws, "/nope/missing.jpg") is None
+
+
+def test_a_pages_thumbnails_made_side_by_side_keep_the_pages_order(rws, tmp_path):
+    """thumbnail_uris: one per tile in the page's order (threads finish in any order), None for
+    a missing or broken image, each 192 px at most though decoded at a reduced JPEG scale."""
+    import base64
+    import io
+    from PIL import Image
+    paths = [p["image_path"] for p in rws.products() if p["image_path"]][:5]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    asked = [paths[0], None, *paths[1:], str(broken), "/nope/missing.jpg"]
+    shutil.rmtree(rws.cache_dir / "thumbs", ignore_errors=True)
+    uris = grid.thumbnail_uris(rws, asked)
+    assert uris == [grid.thumbnail_uri(rws, p) for p in asked]
+    assert uris[1] is None and uris[-1] is None and uris[-2] is None
+    assert len(set(u for u in uris if u)) == len(paths)           # one picture per product, none swapped
+    for uri in uris:
+        if uri:
+            with Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))) as im:
+                assert max(im.size) <= 192 and min(im.size) >= 64
 
 
 def test_grid_note_shows_a_hostile_reviewer_name_as_text(rws):
