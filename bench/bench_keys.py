@@ -8,8 +8,8 @@ A scripted reviewer who knows the sample's true labels validates pages where the
 * grid:  the Grid tab: the reviewer's name and Enter open the first page (as they open the first
          card on the Review tab; no category chosen: the one with most undecided products first,
          and a category done leads to the next); on each page a click on every wrong tile, then
-         Enter accepts the rest; each marked product then opens its card on the grid, whose 1-5
-         are the five likeliest categories other than the page's (just said wrong): its digit
+         Enter accepts the rest; each marked product then opens its card on the grid, whose 1-9
+         are the nine likeliest categories other than the page's (just said wrong): its digit
          when its category is among them, else `/`, its code and Enter.
 
 Every key press and click that validates is counted; typing the reviewer's name and Enter once
@@ -87,7 +87,7 @@ def grid_pages(page, pages: Pages, reviewer: str, times: list[float] | None = No
     The name and Enter open the first page (set-up, as on the Review tab; no category chosen: the
     one with most undecided products comes first, and each category done leads to the next), then
     per page a click on every wrong tile and Enter; each marked product then opens its card, fixed
-    with its digit (1-5: the likeliest other categories) or `/`, its code and Enter.
+    with its digit (1-9: the likeliest other categories) or `/`, its code and Enter.
     times: Enter -> next page (or the first marked card, or the end) on screen, ms, per page."""
     actions = n_pages = n_marked = fix_actions = 0
     page.get_by_role("tab", name="Grid").click()                  # the tab itself: set-up

@@ -3,8 +3,8 @@ each of which then opens the usual card to choose its category (or goes back to 
 one-at-a-time queue); undo the last page. Layout (`grid_tab`) and handlers over `labeler.grid`.
 
 Keys (labeler/static/grid.js): Enter in the reviewer's name opens the first page; a click or the
-arrows and Space mark a tile, Enter accepts the page; on a marked product's card 1-5 choose among
-the model's five likeliest categories other than the page's (just said wrong), / searches every
+arrows and Space mark a tile, Enter accepts the page; on a marked product's card 1-9 choose among
+the model's nine likeliest categories other than the page's (just said wrong), / searches every
 category, Q sends it back to the queue. When a category has nothing left, the next one with most
 undecided products opens (Open with no category chosen starts there).
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 import gradio as gr
 
-from labeler import grid, messages, review, taxonomy, views
+from labeler import cards, grid, messages, review, taxonomy, views
 from labeler.config import Settings
 from store.workspace import Workspace
 
@@ -37,11 +37,13 @@ def fix_html(card: review.Card, category: int, left: int, threshold: float, tax:
     """A marked product's card (the Review tab's own card and top-5) under the grid's head."""
     head = (f'<div class="grid-head grid-fix-head"><span class="grid-cat">Marked wrong: not '
             f'{html.escape(views.category_label(category, tax))}</span> <span class="grid-count">'
-            f'{left} marked product{"s" if left != 1 else ""} to fix · 1-5 choose among the five likeliest '
-            f'other categories, / searches every category, Q sends it back to the queue</span></div>')
+            f'{left} marked product{"s" if left != 1 else ""} to fix · 1-{len(card.prediction.top5) if card.prediction else 9} '
+            f'choose among the likeliest other categories, / searches every category, Q sends it back to the '
+            f'queue</span></div>')
     return (head + '<div class="grid-fix">'
             + views.card_html(card, views.image_src(card.product), threshold=threshold, tax=tax)
-            + views.top5_html(card.prediction, threshold=threshold) + "</div>")
+            + views.top5_html(card.prediction, threshold=threshold, title="Likeliest other categories")
+            + "</div>")
 
 
 class GridHandlers:
@@ -137,7 +139,7 @@ class GridHandlers:
         st = st or GridState()
         if st.page is None or st.card is not None:
             raise messages.error("open a page first" if st.page is None else
-                                 "choose the marked product's category first (1-5, /), or Q for the queue")
+                                 "choose the marked product's category first (1-9, /), or Q for the queue")
         reviewer = self.who(name, request)
         try:
             res = grid.accept_page(self.ws, reviewer, st.page, marked or [], hold_marked=True,
@@ -228,7 +230,8 @@ def grid_tab(ws: Workspace, settings: Settings) -> None:
             fix_category = gr.Dropdown(categories, value=None, label="Another category (press / to search)",
                                        filterable=True, scale=3, elem_id="grid-fix-category")
             queue_btn = gr.Button("Back to the queue (Q)", scale=1, elem_id="grid-fix-queue")
-        pick_btns = [gr.Button(f"pick {r}", visible="hidden", elem_id=f"grid-pick-{r}") for r in range(1, 6)]
+        pick_btns = [gr.Button(f"pick {r}", visible="hidden", elem_id=f"grid-pick-{r}")
+                     for r in range(1, cards.FIX_CHOICES + 1)]
         marked = gr.CheckboxGroup([], label="Wrong ones (each then opens its card; Q there sends it to the queue)",
                                   elem_id="grid-marked")
         with gr.Row():
@@ -237,7 +240,7 @@ def grid_tab(ws: Workspace, settings: Settings) -> None:
         note = gr.HTML(elem_id="grid-note")
         state = gr.State(GridState())
     outs = [tiles, marked, note, fix_row, fix_category, state]
-    events = {"concurrency_id": "grid", "concurrency_limit": 4}
+    events = {"concurrency_id": "grid", "concurrency_limit": 4, "show_progress": "hidden"}
     open_btn.click(h.open_page, [name, category, order, state], outs, api_name="grid_open", **events)
     name.submit(h.start, [name, category, order, state], outs, api_name="grid_start", **events)
     accept_btn.click(h.accept, [name, marked, state], outs, api_name="grid_accept", **events)

@@ -180,7 +180,7 @@ def fix_card(ws: Workspace, reviewer: str, product_id: str, *, remaining: int = 
     its reservation renewed for the reviewer; HeldByAnother when someone else holds it now.
     `remaining`: marked products still to fix, this one included (shown on the card).
     `category`: the page's category, which the reviewer has just said is wrong: left out of the
-    card's top-5, whose 1-5 are then the model's five likeliest *other* categories."""
+    card's list, whose 1-9 are then the model's nine likeliest *other* categories."""
     reviewer = review.check_reviewer(reviewer)
     pid = str(product_id)
     product = ws.product(pid)

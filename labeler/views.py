@@ -201,10 +201,11 @@ def _voter_top1(pred) -> dict[int, list[str]]:
     return out
 
 
-def top5_html(pred, *, threshold: float, clickable: bool = True) -> str:
+def top5_html(pred, *, threshold: float, clickable: bool = True, title: str = "Model top-5 (fused)") -> str:
     """The fused top-5 as rows: key, category name, probability bar, voters agreeing.
 
-    clickable: rows are buttons that decide (the review card); False for the try-it tab."""
+    clickable: rows are buttons that decide (the review card); False for the try-it tab. title:
+    the list's head (a grid's marked product: its likeliest other categories, up to nine)."""
     if pred is None:
         return ('<div class="top5 none"><div class="none-msg">No model prediction for this product yet.'
                 '<br>Choose its category with <kbd>/</kbd> or skip with <kbd>S</kbd>.</div></div>')
@@ -231,7 +232,7 @@ def top5_html(pred, *, threshold: float, clickable: bool = True) -> str:
     note = html.escape(getattr(pred, "auto_accept_note", "") or "")
     rule = (f"auto-accept at {pct(t)}" if t is not None else note) if hasattr(pred, "auto_accept_note") \
         else f"auto-accept at {pct(threshold)}"
-    head = ('<div class="t5-head"><span>Model top-5 (fused)</span>'
+    head = (f'<div class="t5-head"><span>{html.escape(title)}</span>'
             f'<span class="muted" title="{note}">version {html.escape(pred.model_version)} · {rule}</span></div>')
     return f'<div class="top5">{head}{"".join(rows)}</div>'
 
@@ -633,7 +634,7 @@ def grid_html(page, tiles: list, tax: Taxonomy | None = None) -> str:
             f' <span class="grid-count">{len(tiles)} on this page · {page.remaining} undecided in it</span></div>')
     cells = []
     for n, item, url in tiles:
-        img = (f'<img src="{html.escape(url)}" alt="" loading="lazy">' if url
+        img = (f'<img src="{html.escape(url)}" alt="">' if url
                else '<div class="grid-noimg">no image</div>')
         cells.append(f'<div class="grid-tile" data-product="{html.escape(item.product_id)}"><b>{n}</b>{img}'
                      f'<div class="grid-title">{html.escape(item.title[:120]) or "<em>(no title)</em>"}</div>'

@@ -2,7 +2,7 @@
 // leaves the field, so the keys below work at once); a click on a tile, or the arrow keys and
 // Space, marks a product wrong (by ticking its box in the "Wrong ones" list, so the mouse path is
 // the same); Enter accepts the page except the marked ones. Each marked product then opens its
-// card (in #grid-page .grid-fix): 1-5 (or a click on a top-5 row) choose among the five likeliest
+// card (in #grid-page .grid-fix): 1-9 (or a click on a row) choose among the nine likeliest
 // other categories, / searches every category, Q sends it back to the queue. Inert on other tabs
 // and while typing in a field.
 (() => {
@@ -68,7 +68,7 @@
       return;
     }
     if (fixing()) {
-      if (/^[1-5]$/.test(e.key)) press("grid-pick-" + e.key);
+      if (/^[1-9]$/.test(e.key)) press("grid-pick-" + e.key);
       else if (e.key === "/") { const s = document.querySelector("#grid-fix-category input"); if (s) s.focus(); }
       else if (e.key === "q" || e.key === "Q") press("grid-fix-queue");
       else return;
