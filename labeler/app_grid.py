@@ -37,7 +37,7 @@ def fix_html(card: review.Card, category: int, left: int, threshold: float, tax:
     """A marked product's card (the Review tab's own card and top-5) under the grid's head."""
     head = (f'<div class="grid-head grid-fix-head"><span class="grid-cat">Marked wrong: not '
             f'{html.escape(views.category_label(category, tax))}</span> <span class="grid-count">'
-            f'{left} marked product{"s" if left != 1 else ""} to fix · 1-{len(card.prediction.top5) if card.prediction else 9} '
+            f'{left} marked product{"s" if left != 1 else ""} to fix · 1-{len(card.prediction.top5) if card.prediction else cards.FIX_CHOICES} '
             f'choose among the likeliest other categories, / searches every category, Q sends it back to the '
             f'queue</span></div>')
     return (head + '<div class="grid-fix">'

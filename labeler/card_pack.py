@@ -36,8 +36,6 @@ TOKEN_SEP = "#"                            # the script appends "#n" so a repeat
 _COUNTER = itertools.count(1)
 
 
-
-
 def _raw(part: str) -> str:
     """A part as a script element's raw text: our markup has no script end tag and no comment
     opener (user text is escaped before it gets here); a bug that made one would end the part early."""

@@ -113,13 +113,13 @@ class Card:
         return int(round(((now if now is not None else time.time()) - self.shown_at) * 1000))
 
 
+
 # -- checks ---------------------------------------------------------------------------------------
 def check_reviewer(reviewer: str) -> str:
     name = (reviewer or "").strip()
     if not name:
         raise ReviewError("reviewer name is empty: log in or type your name before reviewing")
     return name
-
 
 
 def check_category(category: object, what: str, tax: Taxonomy) -> int:

@@ -85,7 +85,6 @@ def test_ensure_demo_imports_and_trains_only_an_empty_workspace(tmp_path):
     import_keeps_apart_from_the_demo(workspace, tmp_path)
 
 
-
 # -- a real catalog never lands in the demo's workspace ------------------------------------------
 def _import(ws_path: Path, catalog: Path, *extra: str):
     from click.testing import CliRunner
