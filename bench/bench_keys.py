@@ -9,8 +9,9 @@ A scripted reviewer who knows the sample's true labels validates pages where the
          card on the Review tab; no category chosen: the one with most undecided products first,
          and a category done leads to the next); on each page a click on every wrong tile, then
          Enter accepts the rest; each marked product then opens its card on the grid, whose 1-9
-         are the nine likeliest categories other than the page's (just said wrong): its digit
-         when its category is among them, else `/`, its code and Enter.
+         are the nine likeliest categories other than the page's (just said wrong) and whose
+         letters are the others, by name: its digit or letter, else (a taxonomy with more
+         categories than keys) `/`, its code and Enter.
 
 Every key press and click that validates is counted; typing the reviewer's name and Enter once
 per session is set-up (in both modes) and not counted. At the end the decisions are read back from SQLite: every
@@ -87,7 +88,8 @@ def grid_pages(page, pages: Pages, reviewer: str, times: list[float] | None = No
     The name and Enter open the first page (set-up, as on the Review tab; no category chosen: the
     one with most undecided products comes first, and each category done leads to the next), then
     per page a click on every wrong tile and Enter; each marked product then opens its card, fixed
-    with its digit (1-9: the likeliest other categories) or `/`, its code and Enter.
+    with its digit (1-9: the likeliest other categories), its letter (the others) or `/`, its code
+    and Enter.
     times: Enter -> next page (or the first marked card, or the end) on screen, ms, per page."""
     actions = n_pages = n_marked = fix_actions = 0
     page.get_by_role("tab", name="Grid").click()                  # the tab itself: set-up
@@ -103,11 +105,16 @@ def grid_pages(page, pages: Pages, reviewer: str, times: list[float] | None = No
         fix = page.locator("#grid-page .grid-fix .card[data-product-id]")
         if fix.count():
             card = fix.first.get_attribute("data-product-id")
-            codes = [int(c) for c in page.eval_on_selector_all("#grid-page .grid-fix [data-pick] .code",
+            codes = [int(c) for c in page.eval_on_selector_all("#grid-page .grid-fix .top5 [data-pick] .code",
                                                                  "cs => cs.map(c => c.textContent)")]
             want = pages.truth[card]
+            letters = dict(page.eval_on_selector_all(
+                "#grid-page .grid-fix .fix-other", "cs => cs.map(c => [c.querySelector('.code').textContent, c.dataset.letter])"))
             if want in codes:
                 page.keyboard.press(str(codes.index(want) + 1))
+                used = 1
+            elif str(want) in letters:
+                page.keyboard.press(letters[str(want)])
                 used = 1
             else:
                 page.keyboard.press("/")

@@ -4,8 +4,8 @@ one-at-a-time queue); undo the last page. Layout (`grid_tab`) and handlers over 
 
 Keys (labeler/static/grid.js): Enter in the reviewer's name opens the first page; a click or the
 arrows and Space mark a tile, Enter accepts the page; on a marked product's card 1-9 choose among
-the model's nine likeliest categories other than the page's (just said wrong), / searches every
-category, Q sends it back to the queue. When a category has nothing left, the next one with most
+the model's nine likeliest categories other than the page's (just said wrong), the letters a-z
+(no q) the others, listed by name, / searches every category, Q sends it back to the queue. When a category has nothing left, the next one with most
 undecided products opens (Open with no category chosen starts there).
 """
 from __future__ import annotations
@@ -35,15 +35,21 @@ class GridState:
 
 def fix_html(card: review.Card, category: int, left: int, threshold: float, tax: taxonomy.Taxonomy) -> str:
     """A marked product's card (the Review tab's own card and top-5) under the grid's head."""
+    pred = card.prediction
+    nine = len(pred.top5) if pred else cards.FIX_CHOICES
+    others = len(pred.others) if pred else 0
+    letters = f" and {cards.FIX_LETTERS[0]}-{cards.FIX_LETTERS[others - 1]}" if others else ""
     head = (f'<div class="grid-head grid-fix-head"><span class="grid-cat">Marked wrong: not '
             f'{html.escape(views.category_label(category, tax))}</span> <span class="grid-count">'
-            f'{left} marked product{"s" if left != 1 else ""} to fix · 1-{len(card.prediction.top5) if card.prediction else cards.FIX_CHOICES} '
-            f'choose among the likeliest other categories, / searches every category, Q sends it back to the '
-            f'queue</span></div>')
+            f'{left} marked product{"s" if left != 1 else ""} to fix · 1-{nine}{letters} '
+            f'choose its category, / searches every category, Q sends it back to the queue</span></div>')
+    more = pred is not None and 1 + nine + others < len(tax)
     return (head + '<div class="grid-fix">'
             + views.card_html(card, views.image_src(card.product), threshold=threshold, tax=tax)
-            + views.top5_html(card.prediction, threshold=threshold, title="Likeliest other categories")
-            + "</div>")
+            + '<div class="fix-lists">'
+            + views.top5_html(pred, threshold=threshold, title="Likeliest other categories")
+            + views.others_html(pred, cards.FIX_LETTERS, more=more)
+            + "</div></div>")
 
 
 class GridHandlers:
@@ -139,7 +145,7 @@ class GridHandlers:
         st = st or GridState()
         if st.page is None or st.card is not None:
             raise messages.error("open a page first" if st.page is None else
-                                 "choose the marked product's category first (1-9, /), or Q for the queue")
+                                 "choose the marked product's category first (1-9, a letter, /), or Q for the queue")
         reviewer = self.who(name, request)
         try:
             res = grid.accept_page(self.ws, reviewer, st.page, marked or [], hold_marked=True,
@@ -157,9 +163,10 @@ class GridHandlers:
     def pick(self, rank: int, name: str, st: GridState | None, request: gr.Request) -> tuple:
         st = st or GridState()
         pred = st.card.prediction if st.card is not None else None
-        if pred is None or not 1 <= rank <= len(pred.top5):
+        choices = (pred.top5 + pred.others) if pred is not None else ()
+        if not 1 <= rank <= len(choices):
             raise messages.error("no marked product's card with that many categories: choose with / instead")
-        return self._decide(name, st, pred.top5[rank - 1].code, request)
+        return self._decide(name, st, choices[rank - 1].code, request)
 
     def choose(self, name: str, category: int | None, st: GridState | None, request: gr.Request) -> tuple:
         st = st or GridState()
@@ -231,7 +238,7 @@ def grid_tab(ws: Workspace, settings: Settings) -> None:
                                        filterable=True, scale=3, elem_id="grid-fix-category")
             queue_btn = gr.Button("Back to the queue (Q)", scale=1, elem_id="grid-fix-queue")
         pick_btns = [gr.Button(f"pick {r}", visible="hidden", elem_id=f"grid-pick-{r}")
-                     for r in range(1, cards.FIX_CHOICES + 1)]
+                     for r in range(1, cards.FIX_CHOICES + len(cards.FIX_LETTERS) + 1)]
         marked = gr.CheckboxGroup([], label="Wrong ones (each then opens its card; Q there sends it to the queue)",
                                   elem_id="grid-marked")
         with gr.Row():

@@ -6,6 +6,7 @@ with the version's guaranteed auto-accept threshold and conformal prediction set
 from __future__ import annotations
 
 import time
+import unicodedata
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -22,6 +23,10 @@ from store.workspace import Workspace
 # the time against 77 % among five: 1.65 keys per fix against 2.16 (held-out quarters 1.54-1.73
 # against 2.01-2.35; python -m experiments.fix_choices).
 FIX_CHOICES = 9
+# The categories after those nine, each under a letter key (Label Studio gives every choice a
+# hotkey the same way): one key for any fix while the taxonomy has at most 9 + 25 other
+# categories (Rakuten's 27 do), the search (/) beyond. No q: it sends the product to the queue.
+FIX_LETTERS = "abcdefghijklmnoprstuvwxyz"
 
 
 # -- errors ---------------------------------------------------------------------------------------
@@ -82,6 +87,7 @@ class Prediction:
     auto_accept_note: str = ""              # why, in words (target precision, or too few labels)
     pred_set: tuple[int, ...] = ()          # conformal prediction set (codes), empty without calibration
     set_coverage: float | None = None       # its nominal coverage
+    others: tuple[Vote, ...] = ()           # a grid's marked product: the categories after top5, by name
 
     def agreement(self) -> dict[str, bool]:
         """voter -> whether its own top-1 is the fused top-1 (agreement at a glance)."""
@@ -173,7 +179,9 @@ def card_prediction(ws: Workspace, product_id: str, settings: Settings, *,
     """The live prediction as a card shows it; None without one. leave_out: a category the
     reviewer has just said is wrong (a grid page's), left out of the list, which then holds the
     model's FIX_CHOICES likeliest *other* categories, one per digit key (top-1 and the rest stay
-    the model's)."""
+    the model's), and `others` the next len(FIX_LETTERS) likeliest, sorted by name: the reviewer
+    scans them for a category they know, and the model's order among such unlikely ones says
+    little."""
     row = ws.prediction(product_id)
     if row is None:
         return None
@@ -184,5 +192,12 @@ def card_prediction(ws: Workspace, product_id: str, settings: Settings, *,
         return pred
     probs = [float(p) for p in row["probs"]]
     order = sorted(range(len(probs)), key=lambda j: -probs[j])            # stable: ties keep column order
-    others = [[classes[j], probs[j]] for j in order if classes[j] != leave_out][:FIX_CHOICES]
-    return replace(pred, top5=votes(others, tax))
+    ranked = [[classes[j], probs[j]] for j in order if classes[j] != leave_out]
+    rest = votes(ranked[FIX_CHOICES:FIX_CHOICES + len(FIX_LETTERS)], tax)
+    return replace(pred, top5=votes(ranked[:FIX_CHOICES], tax),
+                   others=tuple(sorted(rest, key=lambda v: (_sort_name(v.name), v.code))))
+
+
+def _sort_name(name: str) -> str:
+    """A name as a reader alphabetises it: 'Épicerie' among the E's, not after 'Z'."""
+    return "".join(c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c)).casefold()

@@ -237,6 +237,23 @@ def top5_html(pred, *, threshold: float, clickable: bool = True, title: str = "M
     return f'<div class="top5">{head}{"".join(rows)}</div>'
 
 
+def others_html(pred, letters: str, *, more: bool) -> str:
+    """A grid's marked product: the categories after its nine likeliest, by name, each a button
+    under a letter key (its `data-pick` continues the nine's ranks). more: the taxonomy has
+    categories beyond these (the search finds them)."""
+    others = getattr(pred, "others", ()) if pred is not None else ()
+    if not others:
+        return ""
+    first = len(pred.top5) + 1
+    chips = "".join(
+        f'<button type="button" class="fix-other" data-pick="{first + i}" data-letter="{key}" title="press {key}">'
+        f'<kbd>{key}</kbd> {html.escape(vote.name)} <span class="code">{html.escape(vote.text_code)}</span></button>'
+        for i, (key, vote) in enumerate(zip(letters, others)))
+    tail = " · more with <kbd>/</kbd>" if more else ""
+    return (f'<div class="fix-others"><div class="t5-head"><span>Every other category, A-Z{tail}</span></div>'
+            f'<div class="fix-chips">{chips}</div></div>')
+
+
 def _set_mark(code: int, in_set: set[int], pred) -> str:
     """A mark on the top-5 rows inside the conformal prediction set."""
     if code not in in_set:

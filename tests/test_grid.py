@@ -1,9 +1,11 @@
 """Grid validation workflow (labeler/grid.py) on a real workspace: pages, reservations, accept, undo."""
 from __future__ import annotations
 
+import html
 import re
 import shutil
 import threading
+import unicodedata
 from collections import Counter
 from pathlib import Path
 
@@ -266,34 +268,50 @@ def test_grid_note_shows_a_hostile_reviewer_name_as_text(rws):
     assert "<img" not in note and "&lt;img src=x" in note
 
 
-def test_a_marked_products_card_offers_the_nine_likeliest_other_categories(rws):
+def test_a_marked_products_card_has_a_key_for_every_other_category(rws):
     """The reviewer has just said the page's category is wrong: the marked product's card leaves it
     out, so its 1-9 are the model's nine likeliest *other* categories in order (every digit key:
-    the right one offered 87 % of the time against 77 % with five, experiments/fix_choices.py);
-    the model's own top-1 is still the page's category; 1 chooses the first, 9 the ninth."""
-    from labeler import taxonomy
+    the right one offered 87 % of the time against 77 % with five, experiments/fix_choices.py),
+    and every category after them has a letter key (a-z but q), listed by name: any fix is one
+    key on the 27-category taxonomy. The model's own top-1 is still the page's category; 9
+    chooses the ninth, a letter its category."""
+    from labeler import cards, taxonomy
     from labeler.app_grid import GridHandlers
     from labeler.config import Settings
     cat = biggest_category(rws)
     h = GridHandlers(rws, Settings(), size=6)
     st = h.open_page("alice", cat, "surest", None, None)[-1]
-    marked = st.page.product_ids[0]
-    out = h.accept("alice", [marked], st, None)
+    marked, second = st.page.product_ids[:2]
+    out = h.accept("alice", [marked, second], st, None)
     st = out[-1]
     row = rws.prediction(marked)
     classes = taxonomy.classes_of(rws, row["model_version"])
     ranked = sorted(zip(row["probs"], classes), key=lambda t: -t[0])
     want = [c for _, c in ranked if c != cat][:9]
+    rest = [c for _, c in ranked if c != cat][9:]
+    tax = taxonomy.of(rws)
     assert row["top1"] == cat and ranked[0][1] == cat
     assert [v.code for v in st.card.prediction.top5] == want and st.card.prediction.top1 == cat
     assert [float(p) for p, c in ranked if c == want[0]] == [st.card.prediction.top5[0].prob]
-    tax = taxonomy.of(rws)
-    assert len(want) == 9 and 'data-pick="9"' in out[0] and 'data-pick="10"' not in out[0]
+    others = st.card.prediction.others
+    assert sorted(v.code for v in others) == sorted(rest) and len(rest) == len(tax) - 10 == 17
+    names = [v.name for v in others]
+    initials = [unicodedata.normalize("NFKD", n)[0].upper() for n in names]
+    assert initials == sorted(initials) and len(set(initials)) > 5    # by name, 'É' among the E's
+    assert len(want) == 9 and 'data-pick="9"' in out[0] and 'data-pick="27"' not in out[0]
     assert 'data-pick="1"' in out[0] and f'<span class="code">{tax.code(want[0])}</span>' in out[0]
-    assert "1-9 choose among the likeliest other categories" in out[0] and "Likeliest other categories" in out[0]
-    h.pick(9, "alice", st, None)
+    assert 'data-pick="26" data-letter="r"' in out[0] and 'data-letter="q"' not in out[0]     # q: back to the queue
+    assert f'data-pick="10" data-letter="a" title="press a"><kbd>a</kbd> {html.escape(others[0].name)}' in out[0]
+    assert "1-9 and a-r choose its category" in out[0] and "Likeliest other categories" in out[0]
+    assert "Every other category, A-Z</span>" in out[0]                # all 26 shown: nothing more to search
+    st = h.pick(9, "alice", st, None)[-1]
     last = rws.decisions(product_id=marked)[-1]
     assert (last["reviewer"], last["action"], last["category"]) == ("alice", "correct", want[8])
+    letter = st.card.prediction.others[2]                              # c, on the second marked card
+    assert st.card.product_id == second and cards.FIX_LETTERS[2] == "c"
+    h.pick(9 + 3, "alice", st, None)
+    last = rws.decisions(product_id=second)[-1]
+    assert (last["reviewer"], last["action"], last["category"]) == ("alice", "correct", letter.code)
 
 
 def test_entering_the_reviewers_name_opens_the_first_page(rws):

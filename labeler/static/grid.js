@@ -3,8 +3,9 @@
 // Space, marks a product wrong (by ticking its box in the "Wrong ones" list, so the mouse path is
 // the same); Enter accepts the page except the marked ones. Each marked product then opens its
 // card (in #grid-page .grid-fix): 1-9 (or a click on a row) choose among the nine likeliest
-// other categories, / searches every category, Q sends it back to the queue. Inert on other tabs
-// and while typing in a field.
+// other categories, a letter (or a click) one of the others, each shown with its key (the page
+// says which: data-letter), / searches every category, Q sends it back to the queue. Inert on other
+// tabs and while typing in a field.
 (() => {
   if (window.__labelerGrid) return;
   window.__labelerGrid = true;
@@ -68,7 +69,10 @@
       return;
     }
     if (fixing()) {
+      const chip = /^[a-z]$/.test(e.key) &&
+        document.querySelector(`#grid-page .grid-fix [data-letter="${e.key}"]`);
       if (/^[1-9]$/.test(e.key)) press("grid-pick-" + e.key);
+      else if (chip) press("grid-pick-" + chip.dataset.pick);
       else if (e.key === "/") { const s = document.querySelector("#grid-fix-category input"); if (s) s.focus(); }
       else if (e.key === "q" || e.key === "Q") press("grid-fix-queue");
       else return;
