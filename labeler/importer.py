@@ -50,6 +50,7 @@ Re-importing adds nothing: products whose id is already in the workspace are cou
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -154,15 +155,20 @@ class ParsedCatalog:
 
     def frame(self):
         """Products as the DataFrame `ModelBundle.predict` expects (id, title, description, image_path)."""
-        import pandas as pd
-        return pd.DataFrame({
-            "id": [p.id for p in self.products],
-            "title": [p.title for p in self.products],
-            "description": [p.description for p in self.products],
-            "image_path": [p.image_path for p in self.products],
-            "image_sha1": [p.image_sha1 for p in self.products],
-            "row": [p.source_row for p in self.products],
-        })
+        return products_frame(self.products)
+
+
+def products_frame(products: list[ProductRecord]):
+    """Validated products as the DataFrame `ModelBundle.predict` expects."""
+    import pandas as pd
+    return pd.DataFrame({
+        "id": [p.id for p in products],
+        "title": [p.title for p in products],
+        "description": [p.description for p in products],
+        "image_path": [p.image_path for p in products],
+        "image_sha1": [p.image_sha1 for p in products],
+        "row": [p.source_row for p in products],
+    })
 
 
 @dataclass
@@ -775,15 +781,24 @@ def _parsed(reading: _Reading, products: list[ProductRecord]) -> ParsedCatalog:
                          reading.problems, reading.n_without_image, reading.notes)
 
 
-def _parse(open_: Callable[[imports.Staging], tuple[_Reading, Chunks]]) -> ParsedCatalog:
-    """Every kept product of a layout's chunks in one list (staged on a scratch database)."""
+@contextlib.contextmanager
+def _streamed(open_: Callable[[imports.Staging], tuple[_Reading, Chunks]]
+              ) -> Iterator[tuple[_Reading, Iterator[list[ProductRecord]]]]:
+    """A layout's kept products a chunk at a time, staged on a scratch database (what checks
+    duplicate ids across chunks) that lives as long as the block."""
     conn = imports.scratch()
     try:
         with imports.Staging(conn, workspace=False) as staging:
             reading, chunks = open_(staging)
-            products = [rec for chunk in chunks for rec, _ in chunk]
+            yield reading, ([rec for rec, _ in chunk] for chunk in chunks)
     finally:
         conn.close()
+
+
+def _parse(open_: Callable[[imports.Staging], tuple[_Reading, Chunks]]) -> ParsedCatalog:
+    """Every kept product of a layout's chunks in one list."""
+    with _streamed(open_) as (reading, chunks):
+        products = [rec for chunk in chunks for rec in chunk]
     return _parsed(reading, products)
 
 
@@ -796,6 +811,16 @@ def read_challenge(texts: Path | str, labels: Path | str | None = None, images: 
     (`import_challenge` streams)."""
     return _parse(lambda staging: _challenge(texts, labels, images, tax=tax or taxonomy.default(), staging=staging,
                                              progress=progress or _noop, chunk_rows=chunk_rows))
+
+
+def stream_challenge(texts: Path | str, images: Path | str | None = None, *, progress: Progress | None = None,
+                     tax: Taxonomy | None = None, chunk_rows: int = CHUNK_ROWS
+                     ) -> contextlib.AbstractContextManager[tuple[_Reading, Iterator[list[ProductRecord]]]]:
+    """`read_challenge` of an X file a chunk of valid products at a time, for a caller that is
+    done with each chunk before the next is read (`predict --texts`: memory follows the chunk,
+    not the file). The reading's `problems` and counts are whole once the chunks are exhausted."""
+    return _streamed(lambda staging: _challenge(texts, None, images, tax=tax or taxonomy.default(), staging=staging,
+                                                progress=progress or _noop, chunk_rows=chunk_rows))
 
 
 def read_plain_csv(path: Path | str, *, progress: Progress | None = None, tax: Taxonomy | None = None,

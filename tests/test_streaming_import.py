@@ -235,3 +235,34 @@ def test_nothing_is_visible_and_nothing_is_locked_until_the_batch_is_published(w
     report = importer.import_plain_csv(workspace, path, progress=progress, chunk_rows=5)
     assert report.imported == 30 == workspace.count_products()
     assert len(seen) >= 5 and set(seen) == {0}
+
+
+def test_predict_reads_predicts_and_writes_the_file_a_chunk_at_a_time(sample_dir, tmp_path):
+    """`predict --texts` streams its X file as import does: the first batch is predicted before
+    the reader has reached the file's end, batches keep their size across chunks, and the
+    predictions are those of the file read whole (`predict_catalog`, what evaluate uses)."""
+    from review_workspace import copy_workspace
+
+    from labeler.cli.predict import predict_catalog, predicted_parts
+    from labeler.importer import read_challenge, stream_challenge
+    from labeler.training import live_bundle
+    from store.workspace import Workspace
+
+    x = tmp_path / "X.csv"
+    pd.read_csv(sample_dir / "X_train_update.csv", index_col=0, nrows=300).to_csv(x)
+    ws = Workspace(copy_workspace(sample_dir, tmp_path / "ws"))
+    try:
+        bundle = live_bundle(ws, None)
+        seen: list[tuple[int, int]] = []                  # (batch size, rows the reader had read then)
+        parts = []
+        with stream_challenge(x, chunk_rows=50) as (reading, chunks):
+            for part in predicted_parts(ws, bundle, chunks, source=reading.source, rejected=reading.problems,
+                                        batch_size=40, bar=False):
+                seen.append((len(part), reading.n_rows))
+                parts.append(part)
+        whole = predict_catalog(ws, bundle, read_challenge(x), batch_size=40)
+    finally:
+        ws.close()
+    assert seen[0][1] < 300 and reading.n_rows == 300    # the first batch came before the end of the file
+    assert [n for n, _ in seen[:-1]] == [40] * (len(seen) - 1) and sum(n for n, _ in seen) == len(whole) > 250
+    pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True), whole)

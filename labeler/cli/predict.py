@@ -15,7 +15,7 @@ from labeler import taxonomy
 from labeler.cli.common import FILE, FOLDER, TqdmProgress, _table, open_workspace, workspace_option
 from labeler.config import Settings
 from labeler.csvsafe import neutralise_frame, restore
-from labeler.importer import CatalogError, ParsedCatalog
+from labeler.importer import CatalogError, ParsedCatalog, ProductRecord, products_frame
 from store.workspace import Workspace
 
 
@@ -84,30 +84,48 @@ def honest_columns(fused: np.ndarray, calibration: dict | None, keys: Any = None
     return cols
 
 
-def predicted_parts(ws: Workspace, bundle: Any, parsed: ParsedCatalog, *, batch_size: int = 512,
-                    adapt: bool = False) -> Iterator[pd.DataFrame]:
-    """`prediction_frame` of a model bundle for validated products, one batch at a time with a
-    progress bar (adapt: the text model refits with each batch's unseen texts,
-    `TextClassifier.predict_proba`)."""
+def predicted_parts(ws: Workspace, bundle: Any, chunks: Iterable[list[ProductRecord]], *, source: str,
+                    rejected: list, batch_size: int = 512, adapt: bool = False, bar: bool = True
+                    ) -> Iterator[pd.DataFrame]:
+    """`prediction_frame` of a model bundle for validated products as the reader hands them over
+    (`chunks`), in batches of `batch_size` whatever the chunks' size (adapt: the text model refits
+    with each batch's unseen texts, `TextClassifier.predict_proba`). bar: a count of products
+    predicted (off when the caller shows the file's own progress). `rejected`: the reader's
+    problems, for the message when nothing was valid."""
     from store.features import WorkspaceFeatures
-    if not parsed.products:
-        raise CatalogError(f"{parsed.source}: no valid product to predict ({len(parsed.problems)} rows rejected)")
-    frame = parsed.frame()
     calibration = (getattr(bundle, "info", None) or {}).get("calibration")
     tax = taxonomy.of(ws)
-    with tqdm(total=len(frame), desc=f"predict ({bundle.version})", unit="product", file=sys.stderr,
-              leave=False) as bar:
-        for start in range(0, len(frame), batch_size):
-            part = frame.iloc[start:start + batch_size].reset_index(drop=True)
-            yield prediction_frame(part, bundle.predict(part, feature_store=WorkspaceFeatures(ws), adapt=adapt),
+    features = WorkspaceFeatures(ws)
+    n = 0
+    with tqdm(desc=f"predict ({bundle.version})", unit="product", file=sys.stderr, leave=False,
+              disable=not bar) as counter:
+        for batch in _rebatched(chunks, batch_size):
+            part = products_frame(batch)
+            yield prediction_frame(part, bundle.predict(part, feature_store=features, adapt=adapt),
                                    calibration=calibration, tax=tax)
-            bar.update(len(part))
+            n += len(part)
+            counter.update(len(part))
+    if n == 0:
+        raise CatalogError(f"{source}: no valid product to predict ({len(rejected)} rows rejected)")
+
+
+def _rebatched(chunks: Iterable[list[Any]], size: int) -> Iterator[list[Any]]:
+    """The chunks' items in lists of `size` (the last shorter), in order."""
+    held: list[Any] = []
+    for chunk in chunks:
+        held.extend(chunk)
+        while len(held) >= size:
+            yield held[:size]
+            held = held[size:]
+    if held:
+        yield held
 
 
 def predict_catalog(ws: Workspace, bundle: Any, parsed: ParsedCatalog, *, batch_size: int = 512,
                     adapt: bool = False) -> pd.DataFrame:
-    """Every batch of `predicted_parts` in one frame (what `evaluate --texts` scores)."""
-    return pd.concat(list(predicted_parts(ws, bundle, parsed, batch_size=batch_size, adapt=adapt)),
+    """Every batch of `predicted_parts` of a parsed file in one frame (what `evaluate --texts` scores)."""
+    return pd.concat(list(predicted_parts(ws, bundle, [parsed.products], source=parsed.source,
+                                          rejected=parsed.problems, batch_size=batch_size, adapt=adapt)),
                      ignore_index=True)
 
 
@@ -134,8 +152,8 @@ def _bundle(ws: Workspace, model_version: str | None) -> Any:
     return live_bundle(ws, model_version)
 
 
-def _report_rejected(parsed: ParsedCatalog) -> None:
-    skipped = [p for p in parsed.problems if p.skipped]
+def _report_rejected(problems: list) -> None:
+    skipped = [p for p in problems if p.skipped]
     if skipped:
         counts = pd.Series([p.kind for p in skipped]).value_counts()
         click.echo(f"{len(skipped)} rows not predicted ({', '.join(f'{k}: {n}' for k, n in counts.items())}); "
@@ -146,7 +164,7 @@ def _parse_texts(texts: Path, images: Path | None) -> ParsedCatalog:
     from labeler.importer import read_challenge
     with TqdmProgress("read") as bar:
         parsed = read_challenge(texts, images=images, progress=bar)
-    _report_rejected(parsed)
+    _report_rejected(parsed.problems)
     return parsed
 
 
@@ -172,9 +190,19 @@ def predict(workspace: Path, texts: Path, images: Path | None, out: Path, model_
     pred_set (category codes joined by |, the conformal prediction set) and pred_set_size; the
     last column, row, is the X index (for evaluate).
     """
+    from labeler.importer import stream_challenge
     ws = open_workspace(workspace, read_only=True)
     bundle = _bundle(ws, model_version)
-    n = write_parts(predicted_parts(ws, bundle, _parse_texts(texts, images), batch_size=batch_size, adapt=adapt), out)
+    # the file a chunk at a time, each predicted and written before the next is read
+    rejected: list = []
+    try:
+        with TqdmProgress(f"predict ({bundle.version})") as bar, \
+                stream_challenge(texts, images, progress=bar) as (reading, chunks):
+            rejected = reading.problems
+            n = write_parts(predicted_parts(ws, bundle, chunks, source=reading.source, rejected=rejected,
+                                            batch_size=batch_size, adapt=adapt, bar=False), out)
+    finally:
+        _report_rejected(rejected)
     click.echo(f"Predicted {n} products with model version {bundle.version}: {out.resolve()}")
 
 
