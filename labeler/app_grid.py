@@ -5,8 +5,9 @@ one-at-a-time queue); undo the last page. Layout (`grid_tab`) and handlers over 
 Keys (labeler/static/grid.js): Enter in the reviewer's name opens the first page; a click or the
 arrows and Space mark a tile, Enter accepts the page; on a marked product's card 1-9 choose among
 the model's nine likeliest categories other than the page's (just said wrong), the letters a-z
-(no q) the others, listed by name, / searches every category, Q sends it back to the queue. When a category has nothing left, the next one with most
-undecided products opens (Open with no category chosen starts there).
+(no q) the others, listed by name, / searches every category, Q sends it back to the queue. When
+a category has nothing left, the next one with most undecided products opens (Open with no
+category chosen starts there).
 """
 from __future__ import annotations
 

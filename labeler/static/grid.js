@@ -4,8 +4,8 @@
 // the same); Enter accepts the page except the marked ones. Each marked product then opens its
 // card (in #grid-page .grid-fix): 1-9 (or a click on a row) choose among the nine likeliest
 // other categories, a letter (or a click) one of the others, each shown with its key (the page
-// says which: data-letter), / searches every category, Q sends it back to the queue. Inert on other
-// tabs and while typing in a field.
+// says which: data-letter), / searches every category, Q sends it back to the queue. Inert on
+// other tabs and while typing in a field.
 (() => {
   if (window.__labelerGrid) return;
   window.__labelerGrid = true;
