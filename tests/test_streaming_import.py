@@ -238,12 +238,12 @@ def test_nothing_is_visible_and_nothing_is_locked_until_the_batch_is_published(w
 
 
 def test_predict_reads_predicts_and_writes_the_file_a_chunk_at_a_time(sample_dir, tmp_path):
-    """`predict --texts` streams its X file as import does: the first batch is predicted before
-    the reader has reached the file's end, batches keep their size across chunks, and the
-    predictions are those of the file read whole (`predict_catalog`, what evaluate uses)."""
+    """`predict --texts` (and `evaluate --texts`) stream the X file as import does: the first batch
+    is predicted before the reader has reached the file's end, batches keep their size across
+    chunks, and the predictions are those of the file read whole."""
     from review_workspace import copy_workspace
 
-    from labeler.cli.predict import predict_catalog, predicted_parts
+    from labeler.cli.predict import predicted_parts
     from labeler.importer import read_challenge, stream_challenge
     from labeler.training import live_bundle
     from store.workspace import Workspace
@@ -260,7 +260,9 @@ def test_predict_reads_predicts_and_writes_the_file_a_chunk_at_a_time(sample_dir
                                         batch_size=40, bar=False):
                 seen.append((len(part), reading.n_rows))
                 parts.append(part)
-        whole = predict_catalog(ws, bundle, read_challenge(x), batch_size=40)
+        parsed = read_challenge(x)
+        whole = pd.concat(list(predicted_parts(ws, bundle, [parsed.products], source=parsed.source,
+                                               rejected=parsed.problems, batch_size=40, bar=False)), ignore_index=True)
     finally:
         ws.close()
     assert seen[0][1] < 300 and reading.n_rows == 300    # the first batch came before the end of the file

@@ -1,6 +1,7 @@
 """Model output commands: predict an X file, evaluate predictions against a Y file, explain a product."""
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -121,12 +122,22 @@ def _rebatched(chunks: Iterable[list[Any]], size: int) -> Iterator[list[Any]]:
         yield held
 
 
-def predict_catalog(ws: Workspace, bundle: Any, parsed: ParsedCatalog, *, batch_size: int = 512,
-                    adapt: bool = False) -> pd.DataFrame:
-    """Every batch of `predicted_parts` of a parsed file in one frame (what `evaluate --texts` scores)."""
-    return pd.concat(list(predicted_parts(ws, bundle, [parsed.products], source=parsed.source,
-                                          rejected=parsed.problems, batch_size=batch_size, adapt=adapt)),
-                     ignore_index=True)
+@contextlib.contextmanager
+def file_predictions(ws: Workspace, bundle: Any, texts: Path, images: Path | None, *, batch_size: int = 512,
+                     adapt: bool = False) -> Iterator[Iterator[pd.DataFrame]]:
+    """`predicted_parts` of an X file read a chunk at a time, each chunk predicted before the next
+    is read (memory follows the chunk, not the file), under one progress bar (the file's share
+    read); its rejected rows reported at the end, also when nothing was valid."""
+    from labeler.importer import stream_challenge
+    rejected: list = []
+    try:
+        with TqdmProgress(f"predict ({bundle.version})") as bar, \
+                stream_challenge(texts, images, progress=bar) as (reading, chunks):
+            rejected = reading.problems
+            yield predicted_parts(ws, bundle, chunks, source=reading.source, rejected=rejected,
+                                  batch_size=batch_size, adapt=adapt, bar=False)
+    finally:
+        _report_rejected(rejected)
 
 
 def write_parts(parts: Iterable[pd.DataFrame], out: Path) -> int:
@@ -190,19 +201,10 @@ def predict(workspace: Path, texts: Path, images: Path | None, out: Path, model_
     pred_set (category codes joined by |, the conformal prediction set) and pred_set_size; the
     last column, row, is the X index (for evaluate).
     """
-    from labeler.importer import stream_challenge
     ws = open_workspace(workspace, read_only=True)
     bundle = _bundle(ws, model_version)
-    # the file a chunk at a time, each predicted and written before the next is read
-    rejected: list = []
-    try:
-        with TqdmProgress(f"predict ({bundle.version})") as bar, \
-                stream_challenge(texts, images, progress=bar) as (reading, chunks):
-            rejected = reading.problems
-            n = write_parts(predicted_parts(ws, bundle, chunks, source=reading.source, rejected=rejected,
-                                            batch_size=batch_size, adapt=adapt, bar=False), out)
-    finally:
-        _report_rejected(rejected)
+    with file_predictions(ws, bundle, texts, images, batch_size=batch_size, adapt=adapt) as parts:
+        n = write_parts(parts, out)
     click.echo(f"Predicted {n} products with model version {bundle.version}: {out.resolve()}")
 
 
@@ -272,7 +274,8 @@ def evaluate(workspace: Path, labels: Path, predictions: Path | None, texts: Pat
     else:
         ws = open_workspace(workspace, read_only=True)
         tax = taxonomy.of(ws)
-        frame = predict_catalog(ws, _bundle(ws, model_version), _parse_texts(texts, images))
+        with file_predictions(ws, _bundle(ws, model_version), texts, images) as parts:
+            frame = pd.concat(list(parts), ignore_index=True)
     joined, notes = join_labels(frame, labels, tax)
     top_cols = [c for c in (f"pred_{j}" for j in range(1, 6)) if c in joined.columns]
     model_cols = [c for c in joined.columns if c.endswith("_pred") and not c.startswith("pred_")]
