@@ -30,7 +30,7 @@ standard deviation.
     python -m bench.bench_scale --only pipeline --pipeline-sizes 2000,10000
     python -m bench.bench_scale --only pipeline --pipeline-sizes 100000,1000000 --review
     python -m bench.bench_scale --only photos --photos 240         # image scoring, local engine only
-    python -m bench.bench_scale --only ray --photos 240            # --quick: 48 photos
+    python -m bench.bench_scale --only ray --photos 960            # ~5 min idle; --quick: 48 photos
     python -m bench.bench_scale --quick                             # every part, small
 
 Issue 19 parts:
@@ -713,7 +713,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="sizes for import -> train -> import -> score as CLI processes (products/s, peak RSS, disk)")
     ap.add_argument("--review", action="store_true",
                     help="after each pipeline size: first card, decide + next card and browse p95 on it (server side)")
-    ap.add_argument("--photos", type=int, default=240, help="re-encoded photos the Ray scaling run scores")
+    ap.add_argument("--photos", type=int, default=960,
+                    help="re-encoded photos the Ray scaling run scores (fewer: start-up weighs on the ratios)")
     ap.add_argument("--quick", action="store_true",
                     help="small and fast: text at 2000, pipeline at 2000, Ray scaling on 48 photos, no retrain")
     ap.add_argument("--retrain-sizes", default="85000",
