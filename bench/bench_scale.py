@@ -70,9 +70,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from labeler.samples import SAMPLE   # beside the project, or RAKUTEN_SAMPLE
+
 ROOT = Path(__file__).resolve().parent.parent
 
-SAMPLE = ROOT.parent / "shared" / "data" / "rakuten-sample"
 OUT = ROOT / "bench" / "out"
 CACHE = Path(tempfile.gettempdir()) / "labeler-bench" / "scale"
 SIZES = (2_000, 10_000, 50_000, 85_000)
