@@ -550,7 +550,7 @@ class RayNodes:
         self.address = f"127.0.0.1:{self.port}"
         self.temp = tempfile.mkdtemp(prefix="rayb")
         self.procs: list[subprocess.Popen] = []
-        self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}  # tests/test_engines.py
 
     def _start(self, *args: str) -> None:
         self.procs.append(subprocess.Popen(["ray", "start", "--block", "--object-store-memory=100000000",

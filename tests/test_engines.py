@@ -13,6 +13,7 @@ import glob
 import importlib.util
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -32,7 +33,10 @@ X_NAME, Y_NAME = "X_train_update.csv", "Y_train_CVw08PX.csv"
 VOTERS = json.dumps([{"backbone": "lite0", "head": "logistic", "input_size": 224, "name": "lite0+logistic"}])
 HAS_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAS_RAY, reason="Ray is not installed (pip install -r requirements-ray.txt)")
-ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(ROOT)}
+# Token authentication off for the test clusters and their clients alike: `ray start --head` turns
+# it on by itself when ~/.ray/auth_token exists (any local `ray.init()` writes one), and a client
+# given an address then fails (tested below with the token on).
+ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(ROOT), "RAY_AUTH_MODE": "disabled"}
 
 
 def cli(*args: object, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -133,7 +137,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def alive_nodes(address: str) -> int:
+def alive_nodes(address: str, env: dict | None = None) -> int:
     host, port = address.split(":")
     try:
         socket.create_connection((host, int(port)), timeout=2).close()
@@ -142,7 +146,7 @@ def alive_nodes(address: str) -> int:
     code = ("import ray; ray.init(address=%r, logging_level='ERROR', log_to_driver=False); "
             "print(sum(n['Alive'] for n in ray.nodes()))" % address)
     try:
-        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=90, env=ENV)
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=90, env=env or ENV)
     except subprocess.TimeoutExpired:
         return 0
     return int(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 and r.stdout.strip() else 0
@@ -152,7 +156,8 @@ class Cluster:
     """A Ray head and worker nodes on this machine, each `ray start --block` in its own process
     group, so stopping one kills exactly its processes."""
 
-    def __init__(self) -> None:
+    def __init__(self, env: dict | None = None) -> None:
+        self.env = env or ENV
         self.temp = tempfile.mkdtemp(prefix="rayt")      # short: Ray's socket paths must stay short
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
@@ -162,7 +167,7 @@ class Cluster:
         cmd = ["ray", "start", "--block", "--num-cpus=1", "--object-store-memory=80000000",
                "--node-ip-address=127.0.0.1", "--disable-usage-stats", *args]
         log = open(Path(self.temp) / f"node{len(self.nodes)}.log", "w")
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=ENV, start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
         log.close()
         self.nodes.append(proc)
         return proc
@@ -172,13 +177,14 @@ class Cluster:
         self._wait(1)
         for _ in range(workers):
             self._start(f"--address={self.address}")
-        self._wait(1 + workers)
+        if workers:
+            self._wait(1 + workers)
         return self
 
     def _wait(self, n: int, timeout: float = 300) -> None:
         end = time.time() + timeout
         while time.time() < end:
-            if alive_nodes(self.address) >= n:
+            if alive_nodes(self.address, self.env) >= n:
                 return
             for i, proc in enumerate(self.nodes):
                 if proc.poll() is not None:
@@ -272,6 +278,71 @@ def test_ray_train_and_predict_equal_the_local_engine(trained, cluster, tmp_path
     assert np.abs(pl[num].fillna(-1).to_numpy() - pr[num].fillna(-1).to_numpy()).max() <= 1e-6 + 1e-12
 
 
+STREAMING_DRIVER = """
+import gc, json, sys, weakref
+from pathlib import Path
+import numpy as np
+from labeler.engines import engine
+from labeler.importer import stream_challenge
+from labeler.training import live_bundle
+from store.workspace import Workspace
+
+ws_path, x, images, address, spool = sys.argv[1:6]
+ws = Workspace(ws_path, create=False, read_only=True)
+bundle = live_bundle(ws, None)
+alive_late = []               # per chunk read: products of the chunk before last still in memory
+refs = []
+
+def tracked(chunks):
+    for chunk in chunks:
+        gc.collect()
+        alive_late.append(sum(r() is not None for r in refs[-2]) if len(refs) >= 2 else 0)
+        refs.append([weakref.ref(p) for p in chunk])
+        yield chunk
+        del chunk
+
+def parts(name, **kw):
+    with stream_challenge(x, images, chunk_rows=10) as (reading, chunks):
+        return [(list(part["id"]), out["fused"].tolist(), out["text"].tolist())
+                for part, out in engine(name, address if name == "ray" else None).predict(
+                    ws, bundle, tracked(chunks), batch_size=7, **kw)]
+
+ray_parts = parts("ray", spool=Path(spool))
+n_chunks, late = len(refs), list(alive_late)
+refs.clear()
+local_parts = parts("local")
+print(json.dumps({"ray": ray_parts, "local": local_parts, "alive_late": late, "chunks": n_chunks}))
+"""
+
+
+@needs_ray
+def test_ray_predict_streams_the_file_through_a_spool(trained, cluster, tmp_path, sample_dir):
+    """predict on Ray holds a chunk of the X file, not the file: the reader's chunks are spooled
+    to Parquet a batch at a time (no product of a chunk is alive once the chunk after the next
+    is read), the cluster predicts the spooled batches, and they come back in the file's order,
+    the reader's batches of 7 across chunks of 10 rows, equal to the local engine's; the spool
+    is removed at the end."""
+    x = tmp_path / "X.csv"
+    pd.read_csv(sample_dir / X_NAME, index_col=0, dtype=str, keep_default_na=False).iloc[1800:1850].to_csv(x)
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    script = tmp_path / "driver.py"
+    script.write_text(STREAMING_DRIVER)
+    result = subprocess.run([sys.executable, str(script), str(trained), str(x),
+                             str(sample_dir / "images" / "image_train"), cluster.address, str(spool)],
+                            capture_output=True, text=True, timeout=600, cwd=ROOT, env=ENV)
+    assert result.returncode == 0, result.stderr[-3000:]
+    got = json.loads(result.stdout.strip().splitlines()[-1])
+    assert got["chunks"] == 5 and got["alive_late"] == [0] * 5
+    ray_parts, local_parts = got["ray"], got["local"]
+    assert [len(ids) for ids, _, _ in ray_parts] == [7] * 7 + [1]
+    assert [i for ids, _, _ in ray_parts for i in ids] == [i for ids, _, _ in local_parts for i in ids]
+    for (_, fr, tr), (_, fl, tl) in zip(ray_parts, local_parts):
+        assert np.abs(np.array(fr) - np.array(fl)).max() <= 1e-6
+        assert np.abs(np.array(tr) - np.array(tl)).max() <= 1e-6
+    assert list(spool.iterdir()) == []
+
+
 # -- bad input -----------------------------------------------------------------------------------
 def test_engine_ray_without_ray_says_how_to_install(tmp_path):
     """Ray made unimportable in the CLI's own process (sys.modules['ray'] = None is what Python
@@ -312,6 +383,32 @@ def test_unreachable_ray_address_is_one_line_within_30_s(trained, tmp_path, addr
     lines = error_lines(r)
     assert len(lines) == 1 and f"Ray cluster at {address} cannot be reached" in lines[0], r.stderr
     pd.testing.assert_frame_equal(predictions(ws), before)
+
+
+@needs_ray
+def test_a_cluster_with_token_authentication_says_how_to_send_the_token(trained, tmp_path, sample_dir):
+    """A head started with a token (as `ray start --head` does by itself once ~/.ray/auth_token
+    exists) refuses a client that sends none: one line naming RAY_AUTH_MODE=token and where the
+    token goes, instead of Ray's "Failed to connect" to an address it made up; with them set, the
+    same command runs."""
+    token = secrets.token_hex(32)
+    head = Cluster(env={**ENV, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token})
+    x = tmp_path / "X.csv"
+    pd.read_csv(sample_dir / X_NAME, index_col=0, dtype=str, keep_default_na=False).iloc[1800:1803].to_csv(x)
+    try:
+        head.start(workers=0)
+        args = ("predict", "-w", trained, "--texts", x, "--out", tmp_path / "p.csv", "--engine", "ray",
+                "--ray-address", head.address)
+        r = cli(*args, timeout=120)
+        assert r.returncode == 1 and "Traceback" not in r.stderr
+        lines = error_lines(r)
+        assert len(lines) == 1 and f"Ray cluster at {head.address} uses token authentication" in lines[0], r.stderr
+        assert "RAY_AUTH_MODE=token" in lines[0] and "RAY_AUTH_TOKEN" in lines[0]
+        assert not (tmp_path / "p.csv").exists()
+        ok(cli(*args, env=head.env))
+        assert len(pd.read_csv(tmp_path / "p.csv")) == 3
+    finally:
+        head.stop()
 
 
 @needs_ray

@@ -257,12 +257,12 @@ def test_predict_reads_predicts_and_writes_the_file_a_chunk_at_a_time(sample_dir
         parts = []
         with stream_challenge(x, chunk_rows=50) as (reading, chunks):
             for part in predicted_parts(ws, bundle, chunks, source=reading.source, rejected=reading.problems,
-                                        batch_size=40, bar=False):
+                                        batch_size=40):
                 seen.append((len(part), reading.n_rows))
                 parts.append(part)
         parsed = read_challenge(x)
         whole = pd.concat(list(predicted_parts(ws, bundle, [parsed.products], source=parsed.source,
-                                               rejected=parsed.problems, batch_size=40, bar=False)), ignore_index=True)
+                                               rejected=parsed.problems, batch_size=40)), ignore_index=True)
     finally:
         ws.close()
     assert seen[0][1] < 300 and reading.n_rows == 300    # the first batch came before the end of the file

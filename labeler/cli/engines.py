@@ -2,11 +2,13 @@
 
 Registered in `labeler.cli` (`main.add_command(engines.score)`; importing this module adds the
 options). The options are added to the existing command objects here (a click command's params
-and callback can be extended), so the commands' own modules stay engine-agnostic:
+and callback can be extended), so the commands' own modules declare no engine options:
 
 * train / retrain with `ray`: every product image's features are computed on the cluster and
   cached first; the fits (text, image heads, fusion) then run here, reading the cache.
-* predict with `ray`: the X file's products are predicted by the cluster's actors.
+* predict with `ray`: the X file is read a chunk at a time and spooled beside the output file a
+  batch at a time (Parquet), each batch predicted by one of the cluster's actors, written out in
+  the file's order (`predict.file_predictions` with the engine).
 * score: re-scores the workspace with the live version (every product without an out-of-fold
   prediction of it), locally or on the cluster.
 """
@@ -55,22 +57,16 @@ def _featurise_first(eng: Engine, workspace: Path) -> None:
 
 def _predict_on(eng: Engine, kwargs: dict[str, Any]) -> None:
     """`predict`'s body with the products predicted by the engine (same CSV as the local path),
-    each batch written out as it comes back."""
-    from labeler import taxonomy
-    from labeler.importer import CatalogError
+    spooled beside the output file (where the cluster's nodes can read them: they read the
+    workspace and the photos by path too), each batch written out as it comes back."""
     ws = open_workspace(kwargs["workspace"], read_only=True)
     bundle = predict_commands._bundle(ws, kwargs["model_version"])
-    parsed = predict_commands._parse_texts(kwargs["texts"], kwargs["images"])
-    if not parsed.products:
-        raise CatalogError(f"{parsed.source}: no valid product to predict ({len(parsed.problems)} rows rejected)")
-    calibration = (getattr(bundle, "info", None) or {}).get("calibration")
-    tax = taxonomy.of(ws)
     out_path: Path = kwargs["out"]
-    with TqdmProgress(f"predict ({bundle.version}, {eng.name})") as bar:
-        parts = eng.predict(ws, bundle, parsed.frame(), batch_size=kwargs["batch_size"], adapt=kwargs["adapt"],
-                            progress=bar)
-        n = predict_commands.write_parts(
-            (predict_commands.prediction_frame(p, out, calibration=calibration, tax=tax) for p, out in parts), out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with predict_commands.file_predictions(ws, bundle, kwargs["texts"], kwargs["images"],
+                                           batch_size=kwargs["batch_size"], adapt=kwargs["adapt"], engine=eng,
+                                           spool=out_path.parent) as parts:
+        n = predict_commands.write_parts(parts, out_path)
     click.echo(f"Predicted {n} products with model version {bundle.version} on {eng.name}: "
                f"{out_path.resolve()}")
 

@@ -3,20 +3,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import click
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from labeler import taxonomy
 from labeler.cli.common import FILE, FOLDER, TqdmProgress, _table, open_workspace, workspace_option
 from labeler.config import Settings
 from labeler.csvsafe import neutralise_frame, restore
-from labeler.importer import CatalogError, ParsedCatalog, ProductRecord, products_frame
+from labeler.engines import Engine
+from labeler.importer import CatalogError, ProductRecord
 from store.workspace import Workspace
 
 
@@ -86,56 +85,43 @@ def honest_columns(fused: np.ndarray, calibration: dict | None, keys: Any = None
 
 
 def predicted_parts(ws: Workspace, bundle: Any, chunks: Iterable[list[ProductRecord]], *, source: str,
-                    rejected: list, batch_size: int = 512, adapt: bool = False, bar: bool = True
-                    ) -> Iterator[pd.DataFrame]:
+                    rejected: list, batch_size: int = 512, adapt: bool = False, engine: Engine | None = None,
+                    spool: Path | None = None, progress: Any = None) -> Iterator[pd.DataFrame]:
     """`prediction_frame` of a model bundle for validated products as the reader hands them over
     (`chunks`), in batches of `batch_size` whatever the chunks' size (adapt: the text model refits
-    with each batch's unseen texts, `TextClassifier.predict_proba`). bar: a count of products
-    predicted (off when the caller shows the file's own progress). `rejected`: the reader's
-    problems, for the message when nothing was valid."""
-    from store.features import WorkspaceFeatures
+    with each batch's unseen texts, `TextClassifier.predict_proba`), by `engine` (default: here).
+    `rejected`: the reader's problems, for the message when nothing was valid."""
     calibration = (getattr(bundle, "info", None) or {}).get("calibration")
     tax = taxonomy.of(ws)
-    features = WorkspaceFeatures(ws)
     n = 0
-    with tqdm(desc=f"predict ({bundle.version})", unit="product", file=sys.stderr, leave=False,
-              disable=not bar) as counter:
-        for batch in _rebatched(chunks, batch_size):
-            part = products_frame(batch)
-            yield prediction_frame(part, bundle.predict(part, feature_store=features, adapt=adapt),
-                                   calibration=calibration, tax=tax)
-            n += len(part)
-            counter.update(len(part))
+    for part, out in (engine or Engine()).predict(ws, bundle, chunks, batch_size=batch_size, adapt=adapt,
+                                                  spool=spool, progress=progress):
+        yield prediction_frame(part, out, calibration=calibration, tax=tax)
+        n += len(part)
     if n == 0:
         raise CatalogError(f"{source}: no valid product to predict ({len(rejected)} rows rejected)")
 
 
-def _rebatched(chunks: Iterable[list[Any]], size: int) -> Iterator[list[Any]]:
-    """The chunks' items in lists of `size` (the last shorter), in order."""
-    held: list[Any] = []
-    for chunk in chunks:
-        held.extend(chunk)
-        while len(held) >= size:
-            yield held[:size]
-            held = held[size:]
-    if held:
-        yield held
-
-
 @contextlib.contextmanager
 def file_predictions(ws: Workspace, bundle: Any, texts: Path, images: Path | None, *, batch_size: int = 512,
-                     adapt: bool = False) -> Iterator[Iterator[pd.DataFrame]]:
-    """`predicted_parts` of an X file read a chunk at a time, each chunk predicted before the next
-    is read (memory follows the chunk, not the file), under one progress bar (the file's share
-    read); its rejected rows reported at the end, also when nothing was valid."""
+                     adapt: bool = False, engine: Engine | None = None, spool: Path | None = None
+                     ) -> Iterator[Iterator[pd.DataFrame]]:
+    """`predicted_parts` of an X file read a chunk at a time (memory follows the chunk, not the
+    file): here, each batch is predicted before the next chunk is read, under one progress bar
+    (the file's share read); on Ray, the file is spooled first (its own bar), then predicted on the
+    cluster (a second bar). Rejected rows are reported at the end, also when nothing was valid."""
     from labeler.importer import stream_challenge
+    engine = engine or Engine()
     rejected: list = []
+    remote = engine.name != "local"
     try:
-        with TqdmProgress(f"predict ({bundle.version})") as bar, \
+        with TqdmProgress(f"read {texts.name}" if remote else f"predict ({bundle.version})") as bar, \
+                TqdmProgress(f"predict ({bundle.version}, {engine.name})") as predicting, \
                 stream_challenge(texts, images, progress=bar) as (reading, chunks):
             rejected = reading.problems
             yield predicted_parts(ws, bundle, chunks, source=reading.source, rejected=rejected,
-                                  batch_size=batch_size, adapt=adapt, bar=False)
+                                  batch_size=batch_size, adapt=adapt, engine=engine, spool=spool,
+                                  progress=predicting if remote else None)
     finally:
         _report_rejected(rejected)
 
@@ -169,14 +155,6 @@ def _report_rejected(problems: list) -> None:
         counts = pd.Series([p.kind for p in skipped]).value_counts()
         click.echo(f"{len(skipped)} rows not predicted ({', '.join(f'{k}: {n}' for k, n in counts.items())}); "
                    f"first: {skipped[0]}", err=True)
-
-
-def _parse_texts(texts: Path, images: Path | None) -> ParsedCatalog:
-    from labeler.importer import read_challenge
-    with TqdmProgress("read") as bar:
-        parsed = read_challenge(texts, images=images, progress=bar)
-    _report_rejected(parsed.problems)
-    return parsed
 
 
 @click.command()

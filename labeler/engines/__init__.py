@@ -7,7 +7,8 @@ only when `ray` is chosen, so the app and `--help` never import Ray.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
 
 import pandas as pd
 
@@ -55,12 +56,36 @@ class Engine:
         (batch_size: products per batch; None = the engine's own)."""
         return self._impl().score(ws, bundle, address=self.address, batch_size=batch_size, progress=progress)
 
-    def predict(self, ws: Workspace, bundle: Any, frame: pd.DataFrame, *, batch_size: int = 512,
-                adapt: bool = False, progress: Progress | None = None) -> Iterator[tuple[pd.DataFrame, dict]]:
-        """(part of frame, bundle.predict(part)) in frame order, one batch at a time, for products
-        outside the workspace (the caller writes each part out before the next is computed)."""
-        return self._impl().predict(ws, bundle, frame, address=self.address, batch_size=batch_size, adapt=adapt,
-                                    progress=progress)
+    def predict(self, ws: Workspace, bundle: Any, chunks: Iterable[list], *, batch_size: int = 512,
+                adapt: bool = False, spool: Path | None = None, progress: Progress | None = None
+                ) -> Iterator[tuple[pd.DataFrame, dict]]:
+        """(products_frame of a batch, bundle.predict of it) in the reader's order, `batch_size`
+        products a batch whatever the size of the reader's chunks (lists of validated products),
+        for products outside the workspace: the caller writes each batch out before the next
+        is taken. spool: a folder the cluster's nodes can read, for the engines that send the
+        products through files (Ray: beside the output file; default the system's temp folder)."""
+        return self._impl().predict(ws, bundle, chunks, address=self.address, batch_size=batch_size, adapt=adapt,
+                                    spool=spool, progress=progress)
+
+
+def rebatched(chunks: Iterable[list[Any]], size: int) -> Iterator[list[Any]]:
+    """The chunks' items in lists of `size` (the last shorter), in order."""
+    held: list[Any] = []
+    for chunk in chunks:
+        held.extend(chunk)
+        while len(held) >= size:
+            yield held[:size]
+            held = held[size:]
+    if held:
+        yield held
+
+
+def product_batches(chunks: Iterable[list[Any]], size: int) -> Iterator[pd.DataFrame]:
+    """A reader's chunks of validated products as `ModelBundle.predict` frames of `size` rows."""
+    from labeler.importer import products_frame
+    for batch in rebatched(chunks, size):
+        yield products_frame(batch)
+        del batch           # not held while the next chunk is read
 
 
 def engine(name: str = "local", address: str | None = None) -> Engine:

@@ -3,11 +3,12 @@
 No Ray import anywhere on this path."""
 from __future__ import annotations
 
-from typing import Any, Iterator
+from pathlib import Path
+from typing import Any, Iterable, Iterator
 
 import pandas as pd
 
-from labeler.engines import Progress, training_module
+from labeler.engines import Progress, product_batches, training_module
 from store.workspace import Workspace
 
 
@@ -28,13 +29,12 @@ def score(ws: Workspace, bundle: Any, *, address: str | None = None, batch_size:
     return training_module().score_products(ws, bundle, progress=progress, **size)
 
 
-def predict(ws: Workspace, bundle: Any, frame: pd.DataFrame, *, address: str | None = None, batch_size: int = 512,
-            adapt: bool = False, progress: Progress | None = None) -> Iterator[tuple[pd.DataFrame, dict]]:
-    """(part of frame, bundle.predict(part)) one batch at a time, in frame order."""
+def predict(ws: Workspace, bundle: Any, chunks: Iterable[list], *, address: str | None = None,
+            batch_size: int = 512, adapt: bool = False, spool: Path | None = None,
+            progress: Progress | None = None) -> Iterator[tuple[pd.DataFrame, dict]]:
+    """Each batch predicted here as the reader hands its products over, before the next chunk is
+    read (progress is the reader's: it knows how far into the file it is)."""
     from store.features import WorkspaceFeatures
     features = WorkspaceFeatures(ws)
-    for start in range(0, len(frame), batch_size):
-        part = frame.iloc[start:start + batch_size].reset_index(drop=True)
+    for part in product_batches(chunks, batch_size):
         yield part, bundle.predict(part, feature_store=features, adapt=adapt)
-        if progress:
-            progress(min(len(frame), start + batch_size) / len(frame), f"{start + len(part)}/{len(frame)} products")

@@ -19,19 +19,21 @@ import logging
 import os
 import pickle
 import socket
+import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
 
-from labeler.engines import EngineError, Progress
+from labeler.engines import EngineError, Progress, product_batches
 from store import engine_io
 from store.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTALL = "pip install -r requirements-ray.txt  (or: pip install '.[ray]')"
 CHUNK = 64            # products per Ray Data batch: one actor call, one progress step
+SPOOLED = ["id", "title", "description", "image_path", "image_sha1"]     # what a predict actor reads
 REACH_TIMEOUT_S = 10
 
 
@@ -90,6 +92,10 @@ def connect(address: str | None) -> Any:
                  logging_level=logging.WARNING, configure_logging=True,
                  **({} if address else {"include_dashboard": False}))
     except Exception as exc:  # ConnectionError, version mismatch, timeouts: all one line
+        if _wants_token(exc):
+            raise EngineError(f"Ray cluster at {address} uses token authentication and this command sent no "
+                              "token it accepts: run it with RAY_AUTH_MODE=token and the cluster's token in "
+                              "RAY_AUTH_TOKEN (or ~/.ray/auth_token)") from None
         raise EngineError(f"Ray cluster at {address or 'a local Ray'} did not accept this job "
                           f"({type(exc).__name__}: {_first_line(exc)})") from None
     from ray.data import DataContext
@@ -98,6 +104,18 @@ def connect(address: str | None) -> Any:
     ctx.execution_options.preserve_order = True
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     return ray
+
+
+def _wants_token(exc: BaseException | None) -> bool:
+    """Ray's refusal of a missing or wrong token, under its ConnectionError. (Ray turns token auth
+    on for a cluster by itself: `ray start --head` does when ~/.ray/auth_token exists, which any
+    local `ray.init()` writes; a client given an explicit address sends a token only under
+    RAY_AUTH_MODE=token.)"""
+    while exc is not None:
+        if type(exc).__name__ == "AuthenticationError" or "InvalidAuthToken" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _first_line(exc: BaseException) -> str:
@@ -195,11 +213,11 @@ class _PredictActor(_Actor):
         super().__init__(*args, **kwargs)
         self.adapt = adapt
 
-    def __call__(self, batch: pd.DataFrame) -> dict[str, list]:
-        out: dict[str, list] = {"start": [], "out": []}
-        for start, part in batch.groupby("_start", sort=True):    # a batch is one or more sent parts
-            part = part.drop(columns=["_start"]).reset_index(drop=True)
-            out["start"].append(int(start))
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        out: dict[str, list] = {"part": [], "out": []}
+        for i, path in zip(batch["part"], batch["path"]):     # one spooled batch of products a call
+            part = pd.read_parquet(path, columns=SPOOLED)
+            out["part"].append(int(i))
             out["out"].append(pickle.dumps(self.bundle.predict(part, feature_store=_Recording(self.ws),
                                                                adapt=self.adapt)))
         return out
@@ -303,26 +321,41 @@ def score(ws: Workspace, bundle: Any, *, address: str | None = None, batch_size:
         return staging.commit()
 
 
-def predict(ws: Workspace, bundle: Any, frame: pd.DataFrame, *, address: str | None = None, batch_size: int = 512,
-            adapt: bool = False, progress: Progress | None = None) -> Iterator[tuple[pd.DataFrame, dict]]:
-    """`bundle.predict` of a parsed file's products on the cluster, one part at a time in frame
-    order (the workspace's cached features are read, new ones are not kept: `predict` writes
-    nothing). Parts that come back early wait only until the parts before them are handed on."""
+def _spool(chunks: Iterable[list], size: int, folder: Path) -> list[Path]:
+    """The reader's products written as one Parquet file per batch, a batch at a time: the
+    driver never holds more than a chunk and a batch of the file."""
+    files = []
+    for i, part in enumerate(product_batches(chunks, size)):
+        files.append(folder / f"part-{i:07d}.parquet")
+        part.reindex(columns=SPOOLED + ["row"]).to_parquet(files[-1], index=False)
+    return files
+
+
+def predict(ws: Workspace, bundle: Any, chunks: Iterable[list], *, address: str | None = None,
+            batch_size: int = 512, adapt: bool = False, spool: Path | None = None,
+            progress: Progress | None = None) -> Iterator[tuple[pd.DataFrame, dict]]:
+    """`bundle.predict` of a file's products on the cluster, in the reader's order, without the
+    file in the driver's memory: the products are spooled to Parquet a batch at a time (in
+    `spool`, which the nodes must see like the workspace and the photos), each actor call reads
+    one batch's file, and each prediction is handed on with its batch re-read from its file.
+    Batches that come back early wait only until the ones before them are handed on; the spool
+    is removed at the end. The workspace's cached features are read, new ones are not kept:
+    `predict` writes nothing there."""
     ray = connect(address)
-    cols = ["id", "title", "description", "image_path", "image_sha1"]
-    frame = frame.reset_index(drop=True)
-    n_parts = -(-len(frame) // batch_size)
-    send = [frame.iloc[s:s + batch_size].reindex(columns=cols).assign(_start=s)
-            for s in range(0, len(frame), batch_size)]
-    ds = ray.data.from_pandas(send)
-    bundle_path = str(Path(ws.model_version(bundle.version)["path"]).resolve())
-    waiting: dict[int, dict] = {}
-    at = 0
-    for batch in _stream(ray, ds, _PredictActor, {**_actor_args(ws), "bundle_path": bundle_path, "adapt": adapt},
-                         address=address, doing="predicting", outcome="no file was written", total=n_parts,
-                         unit="batches", progress=progress, batch_format="pandas", batch_size=None):
-        for start, blob in zip(batch["start"], batch["out"]):
-            waiting[int(start)] = pickle.loads(blob)
-        while at in waiting:
-            yield frame.iloc[at:at + batch_size].reset_index(drop=True), waiting.pop(at)
-            at += batch_size
+    with tempfile.TemporaryDirectory(prefix=".predict-spool-", dir=spool) as folder:
+        files = _spool(chunks, batch_size, Path(folder))
+        if not files:
+            return
+        bundle_path = str(Path(ws.model_version(bundle.version)["path"]).resolve())
+        ds = ray.data.from_items([{"part": i, "path": str(f)} for i, f in enumerate(files)],
+                                 override_num_blocks=min(len(files), 200))
+        waiting: dict[int, dict] = {}
+        at = 0
+        for batch in _stream(ray, ds, _PredictActor, {**_actor_args(ws), "bundle_path": bundle_path, "adapt": adapt},
+                             address=address, doing="predicting", outcome="no file was written", total=len(files),
+                             unit="batches", progress=progress):
+            for i, blob in zip(batch["part"], batch["out"]):
+                waiting[int(i)] = pickle.loads(blob)
+            while at in waiting:
+                yield pd.read_parquet(files[at], columns=SPOOLED + ["row"]), waiting.pop(at)
+                at += 1
