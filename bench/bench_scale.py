@@ -29,12 +29,14 @@ standard deviation.
     python -m bench.bench_scale --only retrain --retrain-sizes 10000   # retrain() end to end
     python -m bench.bench_scale --only pipeline --pipeline-sizes 2000,10000
     python -m bench.bench_scale --only pipeline --pipeline-sizes 100000,1000000 --review
+    python -m bench.bench_scale --only pipeline --pipeline-sizes 10000,100000 --ray-predict
     python -m bench.bench_scale --only photos --photos 240         # image scoring, local engine only
     python -m bench.bench_scale --only ray --photos 960            # ~5 min idle; --quick: 48 photos
     python -m bench.bench_scale --quick                             # every part, small
 
 Issue 19 parts:
-* pipeline: `import` -> `train` -> `import` -> `score` (local engine) as separate `python -m labeler`
+* pipeline: `import` -> `train` -> `import` -> `score` (local engine) -> `predict` (of the second X
+  file; with --ray-predict on a Ray worker node too) as separate `python -m labeler`
   processes on N synthetic text products (fresh product ids): the first min(N, 10k) imported with
   20 % of them labelled and trained on, the rest imported after the training, unlabelled, then
   every product but the labelled ones scored: products/s of each command, its peak RSS
@@ -392,15 +394,18 @@ def folder_mb(path: Path) -> float:
 TRAIN_AT = 10_000        # products imported before `train`; the rest comes after it, unlabelled
 
 
-def pipeline(n: int, timeout: int, review: bool = False) -> list[dict]:
-    """import -> train -> import -> score (local engine) on n synthetic text products, each a
-    separate `python -m labeler` process: products/s, its peak RSS, the workspace on disk.
+def pipeline(n: int, timeout: int, review: bool = False, ray_predict: bool = False) -> list[dict]:
+    """import -> train -> import -> score (local engine) -> predict on n synthetic text products,
+    each a separate `python -m labeler` process: products/s, its peak RSS, the workspace on disk.
 
     The first min(n, 10k) products are imported with 20 % of them labelled and trained on (a text
     fit over a million texts is not what is measured here: the vocabulary is fitted on the
     workspace's texts at training time); the other n - 10k are imported afterwards, unlabelled,
-    and `score` re-scores every product but the labelled ones with that version. review: then the
-    review side on the scored catalog in a fresh process (`child_review`)."""
+    and `score` re-scores every product but the labelled ones with that version; `predict` then
+    predicts the second X file (the first when there is none) into a CSV, with the local engine,
+    and with ray_predict also on a Ray head of no CPU plus one worker node of one CPU started for
+    it (the driver's own peak RSS: the nodes are not its children). review: then the review side
+    on the scored catalog in a fresh process (`child_review`)."""
     import shutil
     base = load_base()
     if not catalog_path(n).exists():
@@ -419,11 +424,27 @@ def pipeline(n: int, timeout: int, review: bool = False) -> list[dict]:
         x2, _ = write_challenge(df.iloc[first:].reset_index(drop=True), root / "rest", 10**10 + first, 0)
         steps.append(("import+", labeler("import", "-w", root / "ws", "--texts", x2), n - first))
     steps.append(("score", labeler("score", "-w", root / "ws", "--engine", "local"), n - labelled))
+    to_predict = (x2, n - first) if n > first else (x, first)
+    predict = labeler("predict", "-w", root / "ws", "--texts", to_predict[0], "--out", root / "predicted.csv")
+    steps.append(("predict", predict, to_predict[1]))
+    if ray_predict:
+        steps.append(("predict ray", predict + ["--engine", "ray", "--ray-address"], to_predict[1]))
     del df
     ws = root / "ws"
     rows = []
     for step, cmd, count in steps:
-        res = run_measured(cmd, timeout=timeout)
+        nodes = None
+        if step == "predict ray":
+            nodes = RayNodes()
+            nodes.head()
+            nodes.worker()
+            nodes.wait(1)
+            cmd = cmd + [nodes.address]
+        try:
+            res = run_measured(cmd, timeout=timeout, env=nodes.env if nodes else None)
+        finally:
+            if nodes:
+                nodes.stop()
         res.pop("stdout", None)
         rows.append({"part": "pipeline", "model": step, "n": n, "products": count, **res,
                      "products_per_s": count / res["wall_s"] if "wall_s" in res and "error" not in res else None,
@@ -511,8 +532,8 @@ def _review_line(r: dict) -> str:
 
 def _pipeline_line(r: dict) -> str:
     if "error" in r:
-        return f"pipeline {r['model']:7} {r['n']:>8}  {r['error']}"
-    return (f"pipeline {r['model']:7} {r['n']:>8} {r['products']:>9} {r['wall_s']:>8.1f} "
+        return f"pipeline {r['model']:11} {r['n']:>8}  {r['error']}"
+    return (f"pipeline {r['model']:11} {r['n']:>8} {r['products']:>9} {r['wall_s']:>8.1f} "
             f"{r['products_per_s']:>10.0f} {r['peak_rss_mb']:>10.0f} {r['workspace_mb']:>10.1f} "
             f"{r.get('load_1min', float('nan')):>6.1f}")
 
@@ -712,6 +733,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", choices=("text", "image", "retrain", "pipeline", "ray", "photos"), default=None)
     ap.add_argument("--pipeline-sizes", default="2000,10000",
                     help="sizes for import -> train -> import -> score as CLI processes (products/s, peak RSS, disk)")
+    ap.add_argument("--ray-predict", action="store_true",
+                    help="after each pipeline size's local predict: the same predict on a Ray worker node (driver RSS)")
     ap.add_argument("--review", action="store_true",
                     help="after each pipeline size: first card, decide + next card and browse p95 on it (server side)")
     ap.add_argument("--photos", type=int, default=960,
@@ -747,7 +770,7 @@ def main(argv: list[str] | None = None) -> int:
     # issue 19's parts run only when asked for or in the default full run
     if args.only in (None, "pipeline"):
         for n in [int(x) for x in args.pipeline_sizes.split(",") if x]:
-            rows += pipeline(n, max(2 * args.timeout, n // 100), review=args.review)
+            rows += pipeline(n, max(2 * args.timeout, n // 100), review=args.review, ray_predict=args.ray_predict)
     if args.only in (None, "ray"):
         rows += ray_scaling(args.photos, 2 * args.timeout)
     if args.only == "photos":
@@ -799,7 +822,7 @@ def main(argv: list[str] | None = None) -> int:
             print(_line(r))
     pipe = [r for r in rows if r["part"] == "pipeline"]
     if pipe:
-        print(f"\n{'':8} {'command':7} {'catalog':>8} {'products':>9} {'wall s':>8} {'products/s':>10} "
+        print(f"\n{'':8} {'command':11} {'catalog':>8} {'products':>9} {'wall s':>8} {'products/s':>10} "
               f"{'peak RSS MB':>10} {'disk MB':>10} {'load':>6}")
         for r in pipe:
             print(_pipeline_line(r))
