@@ -31,6 +31,7 @@ standard deviation.
     python -m bench.bench_scale --only pipeline --pipeline-sizes 100000,1000000 --review
     python -m bench.bench_scale --only pipeline --pipeline-sizes 10000,100000 --ray-predict
     python -m bench.bench_scale --only photos --photos 240         # image scoring, local engine only
+    python -m bench.bench_scale --only photos --photos 240 --catalog 1000000   # ... inside 1M scored products
     python -m bench.bench_scale --only ray --photos 960            # ~5 min idle; --quick: 48 photos
     python -m bench.bench_scale --quick                             # every part, small
 
@@ -44,7 +45,8 @@ Issue 19 parts:
   average. With --review, then in a fresh process (a restarted server, server side: the review
   functions the app calls, no browser): the first card (its queue built from every live
   prediction), 200 decide + next card steps (p50 / p95) and 13 kinds of browse query x 10.
-* photos: image scoring photos/s with the local engine only (the first line of `ray`).
+* photos: image scoring photos/s with the local engine only (the first line of `ray`); with
+  --catalog N, inside a workspace that first got N synthetic text products, imported and scored.
 * ray: image scoring (`labeler.engines`, `score`) of K products whose photos are the sample's,
   re-encoded with one pixel changed (each its own file and hash, so no feature-cache hit), with one
   small voter (lite0@224, logistic): the local engine with one torch thread, then Ray Data on a
@@ -617,9 +619,11 @@ class RayNodes:
         shutil.rmtree(self.temp, ignore_errors=True)
 
 
-def child_score(ws: str, engine: str, address: str, batch: int) -> dict:
+def child_score(ws: str, engine: str, address: str, batch: int, listed: bool = False) -> dict:
     """One re-scoring of the workspace in this process (one torch thread), timed from the call
-    and from its first progress report (steady photos/s, past backbone and actor start-up)."""
+    and from its first progress report (steady photos/s, past backbone and actor start-up).
+    listed: score only the re-encoded photos' products, by id (`score_products(ids=...)`, the
+    local engine), instead of `score`'s whole catalog: photos/s inside a large scored catalog."""
     import torch
     torch.set_num_threads(1)
     from labeler.engines import engine as make_engine, training_module
@@ -631,18 +635,27 @@ def child_score(ws: str, engine: str, address: str, batch: int) -> dict:
                           (bundle.version,)))
     marks: list[tuple[float, float]] = []
     eng = make_engine(engine, address or None)
+    mark = lambda f, d: marks.append((time.perf_counter(), f))  # noqa: E731
     t = time.perf_counter()
-    n = eng.score(w, bundle, batch_size=batch, progress=lambda f, d: marks.append((time.perf_counter(), f)))
+    if listed:
+        ids = [r[0] for r in w.conn.execute("SELECT id FROM products WHERE id >= ? ORDER BY rowid",
+                                            (str(4 * 10**10),))]
+        photos = len(ids)
+        n = training_module().score_products(w, bundle, ids=ids, batch_size=batch, progress=mark)
+    else:
+        n = eng.score(w, bundle, batch_size=batch, progress=mark)
     end = time.perf_counter()
     first = next(((ts, f) for ts, f in marks if f > 0), (t, 0.0))
     return {"scored": n, "photos": photos, "wall_s": end - t, "photos_per_s": photos / (end - t),
             "steady_photos_per_s": photos * (1 - first[1]) / max(1e-9, end - first[0]), "peak_rss_mb": _hwm_mb()}
 
 
-def ray_scaling(photos: int, timeout: int, batch: int = 8, ray: bool = True) -> list[dict]:
+def ray_scaling(photos: int, timeout: int, batch: int = 8, ray: bool = True, catalog: int = 0) -> list[dict]:
     """Image scoring of `photos` re-encoded photos: local engine (one torch thread), then (ray)
     Ray with 1 and 2 worker nodes (one CPU, one torch thread per actor); each run starts with
-    those photos' features and predictions removed so every run computes them."""
+    those photos' features and predictions removed so every run computes them. catalog: the
+    workspace first gets that many synthetic text products, imported and scored (local engine)
+    before the photos come, so the photos are scored inside a catalog of that size."""
     import shutil
     import sqlite3
     root = CACHE / f"rayscale-{photos}"
@@ -668,6 +681,17 @@ def ray_scaling(photos: int, timeout: int, batch: int = 8, ray: bool = True) -> 
     res = run_measured(labeler("train", "-w", ws), env=env, timeout=timeout)
     if "error" in res:
         return [{"part": "ray", "model": "setup train", "n": photos, **res}]
+    if catalog:
+        if not catalog_path(catalog).exists():
+            grow_catalog(base, catalog).to_pickle(catalog_path(catalog))
+        xc, _ = write_challenge(pd.read_pickle(catalog_path(catalog)), root / "catalog", 10**10, 0)
+        for step, cmd in (("catalog import", labeler("import", "-w", ws, "--texts", xc)),
+                          ("catalog score", labeler("score", "-w", ws, "--engine", "local"))):
+            res = run_measured(cmd, env=env, timeout=timeout)
+            print(f"ray  {step:22} {catalog:>6} {res.get('wall_s', 0):8.1f} s, peak RSS "
+                  f"{res.get('peak_rss_mb', 0):.0f} MB {res.get('error', '')}", file=sys.stderr, flush=True)
+            if "error" in res:
+                return [{"part": "ray", "model": f"setup {step}", "n": photos, **res}]
     extra = reencoded_photos(photos, root / "photos")
     x2, _ = write_challenge(extra, root / "extra", 4 * 10**10, 0)
     res = run_measured(labeler("import", "-w", ws, "--texts", x2, "--images", root / "photos"), env=env, timeout=timeout)
@@ -684,8 +708,11 @@ def ray_scaling(photos: int, timeout: int, batch: int = 8, ray: bool = True) -> 
 
     def measure(label: str, engine: str, address: str = "") -> None:
         reset()
-        res = run_child(["score", str(ws), engine, address or "-", str(batch)], timeout)
-        rows.append({"part": "ray", "model": label, "n": photos, **res})
+        # `photos` (local engine only) scores the photos' products by id: inside a catalog, `score`
+        # would re-score all of it
+        res = run_child(["score", str(ws), engine, address or "-", str(batch)] + ([] if ray else ["listed"]),
+                        timeout)
+        rows.append({"part": "ray", "model": label, "n": photos, "catalog": catalog, **res})
         print(_ray_line(rows[-1]), file=sys.stderr, flush=True)
 
     measure("local engine", "local")
@@ -710,8 +737,9 @@ def ray_scaling(photos: int, timeout: int, batch: int = 8, ray: bool = True) -> 
 def _ray_line(r: dict) -> str:
     if "error" in r and "photos_per_s" not in r:
         return f"ray  {r['model']:22} {r['n']:>6}  {r['error']}"
+    inside = f"   (inside {r['catalog']:,} scored products)" if r.get("catalog") else ""
     return (f"ray  {r['model']:22} {r['photos']:>6} {r['wall_s']:>8.1f} {r['photos_per_s']:>9.2f} "
-            f"{r['steady_photos_per_s']:>9.2f}")
+            f"{r['steady_photos_per_s']:>9.2f}{inside}")
 
 
 def run_child(args: list[str], timeout: int) -> dict:
@@ -739,6 +767,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="after each pipeline size: first card, decide + next card and browse p95 on it (server side)")
     ap.add_argument("--photos", type=int, default=960,
                     help="re-encoded photos the Ray scaling run scores (fewer: start-up weighs on the ratios)")
+    ap.add_argument("--catalog", type=int, default=0,
+                    help="ray / photos: score the photos inside a workspace of this many more (scored) text products")
     ap.add_argument("--quick", action="store_true",
                     help="small and fast: text at 2000, pipeline at 2000, Ray scaling on 48 photos, no retrain")
     ap.add_argument("--retrain-sizes", default="85000",
@@ -751,7 +781,8 @@ def main(argv: list[str] | None = None) -> int:
         kind = args.child[0]
         if kind == "score":
             ws, engine, address, batch = args.child[1:5]
-            print(json.dumps(child_score(ws, engine, "" if address == "-" else address, int(batch))))
+            print(json.dumps(child_score(ws, engine, "" if address == "-" else address, int(batch),
+                                         listed=args.child[5:6] == ["listed"])))
             return 0
         if kind == "review":
             print(json.dumps(child_review(args.child[1])))
@@ -762,6 +793,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(out))
         return 0
 
+    if args.catalog and args.only != "photos":
+        ap.error("--catalog goes with --only photos (the local engine scores the photos' products by id)")
     if args.quick:
         args.sizes, args.pipeline_sizes, args.photos, args.retrain_sizes = "2000", "2000", 48, ""
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -774,7 +807,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "ray"):
         rows += ray_scaling(args.photos, 2 * args.timeout)
     if args.only == "photos":
-        rows += ray_scaling(args.photos, 2 * args.timeout, ray=False)
+        rows += ray_scaling(args.photos, max(2 * args.timeout, args.catalog // 100), ray=False, catalog=args.catalog)
+
     if args.only in (None, "text"):
         base = load_base()
         for n in sizes:
