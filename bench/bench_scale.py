@@ -45,8 +45,9 @@ Issue 19 parts:
   average. With --review, then in a fresh process (a restarted server, server side: the review
   functions the app calls, no browser): the first card (its queue built from every live
   prediction), 200 decide + next card steps (p50 / p95) and 13 kinds of browse query x 10.
-* photos: image scoring photos/s with the local engine only (the first line of `ray`); with
-  --catalog N, inside a workspace that first got N synthetic text products, imported and scored.
+* photos: image scoring photos/s with the local engine only, the photos' products scored by id
+  (`score_products(ids=...)`); with --catalog N, inside a workspace that first got N synthetic
+  text products, imported and scored (`score` would re-score all of them).
 * ray: image scoring (`labeler.engines`, `score`) of K products whose photos are the sample's,
   re-encoded with one pixel changed (each its own file and hash, so no feature-cache hit), with one
   small voter (lite0@224, logistic): the local engine with one torch thread, then Ray Data on a
@@ -768,7 +769,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--photos", type=int, default=960,
                     help="re-encoded photos the Ray scaling run scores (fewer: start-up weighs on the ratios)")
     ap.add_argument("--catalog", type=int, default=0,
-                    help="ray / photos: score the photos inside a workspace of this many more (scored) text products")
+                    help="with --only photos: score the photos inside a workspace of this many more (scored) text products")
     ap.add_argument("--quick", action="store_true",
                     help="small and fast: text at 2000, pipeline at 2000, Ray scaling on 48 photos, no retrain")
     ap.add_argument("--retrain-sizes", default="85000",
