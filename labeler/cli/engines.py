@@ -59,16 +59,7 @@ def _predict_on(eng: Engine, kwargs: dict[str, Any]) -> None:
     """`predict`'s body with the products predicted by the engine (same CSV as the local path),
     spooled beside the output file (where the cluster's nodes can read them: they read the
     workspace and the photos by path too), each batch written out as it comes back."""
-    ws = open_workspace(kwargs["workspace"], read_only=True)
-    bundle = predict_commands._bundle(ws, kwargs["model_version"])
-    out_path: Path = kwargs["out"]
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    with predict_commands.file_predictions(ws, bundle, kwargs["texts"], kwargs["images"],
-                                           batch_size=kwargs["batch_size"], adapt=kwargs["adapt"], engine=eng,
-                                           spool=out_path.parent) as parts:
-        n = predict_commands.write_parts(parts, out_path)
-    click.echo(f"Predicted {n} products with model version {bundle.version} on {eng.name}: "
-               f"{out_path.resolve()}")
+    predict_commands.predict_file(**kwargs, engine=eng)
 
 
 def add_engine(command: click.Command, before: Callable[[Engine, dict], bool]) -> None:

@@ -179,11 +179,22 @@ def predict(workspace: Path, texts: Path, images: Path | None, out: Path, model_
     pred_set (category codes joined by |, the conformal prediction set) and pred_set_size; the
     last column, row, is the X index (for evaluate).
     """
+    predict_file(workspace, texts, images, out, model_version, batch_size, adapt)
+
+
+def predict_file(workspace: Path, texts: Path, images: Path | None, out: Path, model_version: str | None,
+                 batch_size: int, adapt: bool, engine: Engine | None = None) -> None:
+    """`predict`'s body, by `engine` (default: here; `labeler.cli.engines` passes Ray's). The
+    products go through a spool beside `out` on engines that need one: its folder is made first."""
+    engine = engine or Engine()
     ws = open_workspace(workspace, read_only=True)
     bundle = _bundle(ws, model_version)
-    with file_predictions(ws, bundle, texts, images, batch_size=batch_size, adapt=adapt) as parts:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with file_predictions(ws, bundle, texts, images, batch_size=batch_size, adapt=adapt, engine=engine,
+                          spool=out.parent) as parts:
         n = write_parts(parts, out)
-    click.echo(f"Predicted {n} products with model version {bundle.version}: {out.resolve()}")
+    where = "" if engine.name == "local" else f" on {engine.name}"
+    click.echo(f"Predicted {n} products with model version {bundle.version}{where}: {out.resolve()}")
 
 
 # -- evaluate ---------------------------------------------------------------------------------
